@@ -1,0 +1,74 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layers, innermost first (each may only import the ones above it):
+//   RedirectCore      pure Swift: packet views, checksums, flow table, policy, NAT engine, lookup codec
+//   CNetfilterQueue   system libraries libnetfilter_queue + libmnl, plus a tiny prefixed C shim
+//   Kernel            the kernel boundary (NFQUEUE sockets, rtnetlink addresses, iptables) behind protocols with fakes
+//   Daemon            wiring: datapath threads, lookup server, config, metrics, state store, sd_notify
+//   nfq-redirectd / nfq-redirect   thin mains
+// The LD_PRELOAD library (Sources/CPreload) is plain C built by the Makefile, so no Swift runtime
+// is loaded into the proxies it is preloaded into.
+let package = Package(
+    name: "nfq-redirect",
+    products: [
+        .executable(name: "nfq-redirectd", targets: ["nfq-redirectd"]),
+        .executable(name: "nfq-redirect", targets: ["nfq-redirect"]),
+        .library(name: "NFQRedirectClient", targets: ["NFQRedirectClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        .target(name: "RedirectCore"),
+        .systemLibrary(
+            name: "CNetfilterQueue",
+            pkgConfig: "libnetfilter_queue",
+            providers: [.apt(["libnetfilter-queue-dev", "libnfnetlink-dev", "libmnl-dev"])]
+        ),
+        .target(name: "CNFQShim", path: "Sources/CNFQShim"),
+        .target(
+            name: "Kernel",
+            dependencies: [
+                "RedirectCore", "CNetfilterQueue", "CNFQShim",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Daemon",
+            dependencies: [
+                "RedirectCore", "Kernel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .target(name: "NFQRedirectClient", dependencies: ["RedirectCore", "CNFQShim"]),
+        .executableTarget(
+            name: "nfq-redirectd",
+            dependencies: ["Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "nfq-redirect",
+            dependencies: [
+                "Daemon", "NFQRedirectClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "RedirectCoreTests", dependencies: ["RedirectCore"]),
+        .testTarget(name: "KernelTests", dependencies: ["Kernel"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "NFQRedirectClient"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
