@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "RedirectCore", "Kernel",
+                "RedirectCore", "Kernel", "NFQRedirectClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -54,7 +54,7 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
-        .target(name: "NFQRedirectClient", dependencies: ["RedirectCore", "CNFQShim"]),
+        .target(name: "NFQRedirectClient", dependencies: ["RedirectCore"]),
         .executableTarget(
             name: "nfq-redirectd",
             dependencies: ["Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -1,0 +1,47 @@
+# nfq-redirect — the two commands of the contract are `make demo` and `make test`.
+# Both run as root on a fresh Debian machine: they install what they need, build, and run.
+
+SWIFT        ?= swift
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+RELEASE_DIR  := .build/release
+DEBUG_DIR    := .build/debug
+BUILD_DIR    := $(RELEASE_DIR)
+
+# Debian packages: build dependencies, then what the tests and the demo run.
+BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev
+RUN_DEPS     := iptables iproute2 kmod
+TEST_DEPS    := python3 socat conntrack systemd
+
+.PHONY: all deps build release test unit-test preload-test netns-test demo clean
+
+all: release
+
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (it installs Debian packages)"; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BUILD_DEPS) $(RUN_DEPS) $(TEST_DEPS) >/dev/null
+
+include Sources/CPreload/preload.mk
+
+# `swift build -c release` builds the Swift programs; the preload library is plain C (no Swift
+# runtime in the proxies it is loaded into), built by the C compiler into the same folder.
+release:
+	$(SWIFT) build -c release
+	$(MAKE) --no-print-directory preload BUILD_DIR=$(RELEASE_DIR)
+
+build: release
+
+unit-test:
+	$(SWIFT) test --parallel
+
+netns-test: release
+	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon
+
+test: deps release unit-test preload-test netns-test
+
+demo: deps release
+	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) scripts/demo.sh
+
+clean:
+	rm -rf .build

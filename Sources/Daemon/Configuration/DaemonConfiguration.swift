@@ -1,0 +1,94 @@
+import RedirectCore
+
+/// Everything the daemon needs to run, after the config file and the flags are merged and
+/// validated. Built once at start and again on reload; never changed in place.
+public struct DaemonConfiguration: Equatable, Sendable {
+    public struct Queues: Equatable, Sendable {
+        /// First NFQUEUE number. Original-direction packets use `first ..< first+count`,
+        /// replies `first+count ..< first+2*count`.
+        public var first: UInt16 = 0
+        /// Queues (and datapath threads) per direction.
+        public var count: UInt16 = 1
+        /// Packets the kernel holds for us before it drops (or, fail-open, accepts unmodified).
+        public var maxLength: UInt32 = 4096
+        /// Netlink receive buffer per queue socket, in bytes.
+        public var receiveBufferBytes: Int = 8 << 20
+        /// When the daemon is not there or its queue is full, let packets pass unredirected
+        /// (`--queue-bypass`, NFQA_CFG_F_FAIL_OPEN) instead of holding them.
+        public var failOpen: Bool = false
+        /// Ask the kernel for whole GSO packets (fewer trips to userspace; full checksums).
+        public var gso: Bool = false
+
+        public var originalQueues: ClosedRange<UInt16> { first...(first + count - 1) }
+        public var replyQueues: ClosedRange<UInt16> { (first + count)...(first + 2 * count - 1) }
+    }
+
+    public struct Lookup: Equatable, Sendable {
+        public var socketPath: String = "/run/nfq-redirect/lookup.sock"
+        /// File mode of the socket (who may connect at all).
+        public var socketMode: UInt16 = 0o660
+        /// Group owning the socket file, by name or number (nil: the daemon's group).
+        public var socketGroup: String?
+        /// Peers (SO_PEERCRED) allowed to ask; empty lists and `allowAll` false mean root only.
+        public var allowUsers: [String] = []
+        public var allowGroups: [String] = []
+        public var allowAll: Bool = true
+        public var maxClients: Int = 1024
+        /// A client that sends nothing for this long is disconnected.
+        public var idleTimeoutSeconds: Int = 300
+    }
+
+    public struct Exclusions: Equatable, Sendable {
+        /// Packets carrying one of these fwmarks (value/mask) are never redirected.
+        public var marks: [FirewallMark] = []
+        /// Local programs of these uids are never redirected (OUTPUT path only).
+        public var uids: [UInt32] = []
+    }
+
+    public struct Metrics: Equatable, Sendable {
+        /// `host:port` for the Prometheus endpoint (`/metrics`); nil: off.
+        public var listen: String?
+    }
+
+    public var queues = Queues()
+    public var lookup = Lookup()
+    public var redirects: [RedirectRule] = []
+    public var exclusions = Exclusions()
+    public var tableLimit: Int = 262_144
+    public var timeouts = FlowTimeouts()
+    /// Where the flow table is saved on exit and restored from on start (nil: not kept).
+    public var stateFile: String? = "/var/lib/nfq-redirect/flows.state"
+    public var logLevel: String = "info"
+    public var metrics = Metrics()
+    /// Keep our iptables rules when exiting so a restart loses nothing (see docs/operations.md).
+    public var keepRulesOnExit: Bool = false
+
+    public init() {}
+}
+
+/// An fwmark match, `0x1` or `0x100/0xff00`.
+public struct FirewallMark: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public var value: UInt32
+    public var mask: UInt32
+
+    public init(value: UInt32, mask: UInt32 = 0xffff_ffff) {
+        self.value = value
+        self.mask = mask
+    }
+
+    public init?(parsing text: some StringProtocol) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let value = Self.number(parts[0]) else { return nil }
+        let mask = parts.count == 2 ? Self.number(parts[1]) : 0xffff_ffff
+        guard let mask else { return nil }
+        self.init(value: value, mask: mask)
+    }
+
+    private static func number(_ text: Substring) -> UInt32? {
+        text.lowercased().hasPrefix("0x") ? UInt32(text.dropFirst(2), radix: 16) : UInt32(text)
+    }
+
+    public var description: String {
+        mask == 0xffff_ffff ? "0x\(String(value, radix: 16))" : "0x\(String(value, radix: 16))/0x\(String(mask, radix: 16))"
+    }
+}

@@ -1,0 +1,152 @@
+import Glibc
+import RedirectCore
+
+/// A blocking client of the daemon's lookup socket, for proxies written in Swift and for the
+/// `nfq-redirect` CLI. One connection, many requests (the protocol answers in order).
+/// Not thread-safe: use one client per thread.
+public final class LookupClient {
+    public static let defaultSocketPath = "/run/nfq-redirect/lookup.sock"
+
+    private let fd: Int32
+    private var buffered: [UInt8] = []
+
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        case daemonNotRunning(path: String)
+        case permissionDenied(path: String)
+        case connectFailed(path: String, code: Int32)
+        case timedOut
+        case connectionClosed
+        case malformedAnswer(String)
+        case system(String, Int32)
+
+        public var description: String {
+            switch self {
+            case .daemonNotRunning(let path): "nfq-redirectd is not running (nothing listens on \(path))"
+            case .permissionDenied(let path): "permission denied on \(path) (check the socket's group and mode, or ask as root)"
+            case .connectFailed(let path, let code): "cannot connect to \(path): \(String(cString: strerror(code)))"
+            case .timedOut: "the daemon did not answer in time"
+            case .connectionClosed: "the daemon closed the connection"
+            case .malformedAnswer(let line): "unexpected answer from the daemon: \(line)"
+            case .system(let call, let code): "\(call): \(String(cString: strerror(code)))"
+            }
+        }
+    }
+
+    /// Connects to the daemon. `timeout` bounds every later read and write.
+    public init(socketPath: String = LookupClient.defaultSocketPath, timeoutSeconds: Int = 5) throws(Failure) {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .system("socket", errno) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let fits = withUnsafeMutableBytes(of: &address.sun_path) { sunPath -> Bool in
+            let bytes = Array(socketPath.utf8)
+            guard bytes.count < sunPath.count else { return false }
+            sunPath.copyBytes(from: bytes)
+            return true
+        }
+        guard fits else { close(fd); throw .connectFailed(path: socketPath, code: ENAMETOOLONG) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if result != 0 {
+            let code = errno
+            close(fd)
+            switch code {
+            case ENOENT, ECONNREFUSED: throw .daemonNotRunning(path: socketPath)
+            case EACCES, EPERM: throw .permissionDenied(path: socketPath)
+            default: throw .connectFailed(path: socketPath, code: code)
+            }
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Where the connection `client -> local` was really going.
+    public func lookup(_ proto: TransportProtocol, client: Endpoint, local: Endpoint) throws(Failure) -> LookupAnswer {
+        try send(LookupRequest.lookup(proto: proto, client: client, local: local).line, descriptor: nil)
+        return try readAnswer()
+    }
+
+    /// Where the connection of the accepted socket `socket` was really going. The socket is
+    /// passed to the daemon (SCM_RIGHTS), which reads the tuple itself.
+    public func lookup(socket: Int32) throws(Failure) -> LookupAnswer {
+        try send(LookupRequest.lookupDescriptor.line, descriptor: socket)
+        return try readAnswer()
+    }
+
+    /// Sends a request whose answer is lines up to `END ...` (LIST, STATS); returns them.
+    public func collect(_ request: LookupRequest) throws(Failure) -> [String] {
+        try send(request.line, descriptor: nil)
+        var lines: [String] = []
+        while true {
+            let line = try readLine()
+            if line == "END" || line.hasPrefix("END ") { return lines }
+            if line.hasPrefix("ERR ") { throw .malformedAnswer(line) }
+            lines.append(line)
+        }
+    }
+
+    /// Sends one request and returns its single answer line (VERSION, EVENTS' "OK subscribed").
+    public func request(_ request: LookupRequest) throws(Failure) -> String {
+        try send(request.line, descriptor: nil)
+        return try readLine()
+    }
+
+    /// Reads one line (without its newline).
+    public func readLine() throws(Failure) -> String {
+        while true {
+            if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffered[..<newline], as: UTF8.self)
+                buffered.removeSubrange(...newline)
+                return line
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let count = recv(fd, &chunk, chunk.count, 0)
+            if count == 0 { throw .connectionClosed }
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN { throw .timedOut }
+                throw .system("recv", errno)
+            }
+            buffered.append(contentsOf: chunk[0..<count])
+        }
+    }
+
+    private func readAnswer() throws(Failure) -> LookupAnswer {
+        let line = try readLine()
+        guard let answer = LookupAnswer(parsing: line) else { throw .malformedAnswer(line) }
+        return answer
+    }
+
+    private func send(_ line: String, descriptor: Int32?) throws(Failure) {
+        var bytes = Array(line.utf8)
+        let sent: Int = bytes.withUnsafeMutableBytes { data in
+            var vector = iovec(iov_base: data.baseAddress, iov_len: data.count)
+            var message = msghdr()
+            return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                message.msg_iov = vectorPointer
+                message.msg_iovlen = 1
+                guard let descriptor else { return sendmsg(fd, &message, Int32(MSG_NOSIGNAL)) }
+                // One SCM_RIGHTS control message carrying one descriptor.
+                let controlLength = MemoryLayout<cmsghdr>.size + MemoryLayout<Int>.size
+                var control = [UInt8](repeating: 0, count: controlLength)
+                return control.withUnsafeMutableBytes { controlBytes in
+                    var header = cmsghdr()
+                    header.cmsg_len = MemoryLayout<cmsghdr>.size + MemoryLayout<Int32>.size
+                    header.cmsg_level = SOL_SOCKET
+                    header.cmsg_type = Int32(SCM_RIGHTS)
+                    controlBytes.storeBytes(of: header, as: cmsghdr.self)
+                    controlBytes.storeBytes(of: descriptor, toByteOffset: MemoryLayout<cmsghdr>.size, as: Int32.self)
+                    message.msg_control = controlBytes.baseAddress
+                    message.msg_controllen = controlLength
+                    return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+                }
+            }
+        }
+        if sent < 0 { throw errno == EAGAIN ? .timedOut : .system("sendmsg", errno) }
+        if sent != bytes.count { throw .connectionClosed }
+    }
+}

@@ -1,0 +1,38 @@
+/// What one datapath thread did, counted without contention: each thread owns its engine and
+/// counters, and the metrics exporter sums them.
+public final class EngineCounters: Sendable {
+    public let packets = AtomicCounter()
+    public let bytes = AtomicCounter()
+    public let accepted = AtomicCounter()
+    public let rewrittenOriginal = AtomicCounter()
+    public let rewrittenReply = AtomicCounter()
+    public let dropped = AtomicCounter()
+    /// Packets of flows the table does not know and will not create (e.g. TCP without SYN).
+    public let untracked = AtomicCounter()
+    /// New flows refused because the table was full and nothing could be evicted.
+    public let refusedTableFull = AtomicCounter()
+    /// Redirects dropped because the incoming interface had no usable address.
+    public let noRedirectAddress = AtomicCounter()
+    /// Packets not parsed, by reason (indexed like `PacketError.allCases`).
+    public let packetErrors: [AtomicCounter] = PacketError.allCases.map { _ in AtomicCounter() }
+
+    public init() {}
+
+    @inlinable
+    public func count(_ error: PacketError) {
+        packetErrors[error.counterIndex].add(1)
+    }
+}
+
+extension PacketError {
+    /// Position in `allCases`, for counter arrays.
+    @inlinable
+    public var counterIndex: Int {
+        // allCases is small (< 32) and fixed; a linear scan over a static array beats a
+        // dictionary and allocates nothing.
+        Self.indexTable.firstIndex(of: self) ?? 0
+    }
+
+    @usableFromInline
+    static let indexTable: [PacketError] = allCases.map { $0 }
+}

@@ -1,0 +1,109 @@
+/// The datapath's decision for one queued packet: parse it, find or create its flow, and
+/// rewrite it in place. One engine per datapath thread (it owns its counters); all engines
+/// share the flow table.
+///
+/// Original-direction packets get their destination rewritten to the proxy (the kernel's
+/// conntrack, which runs after the raw table, then sees client -> proxy); replies from the
+/// proxy, queued after conntrack, get their source rewritten back to the original destination.
+public final class RedirectEngine: Sendable {
+    public let table: FlowTable
+    public let counters: EngineCounters
+
+    public init(table: FlowTable, counters: EngineCounters = EngineCounters()) {
+        self.table = table
+        self.counters = counters
+    }
+
+    /// Decides and, when redirecting, rewrites `bytes` in place. Allocates nothing.
+    public func process(_ bytes: UnsafeMutableRawBufferPointer, metadata: PacketMetadata, rules: DatapathRules, now: UInt32) -> Verdict {
+        counters.packets.add(1)
+        counters.bytes.add(UInt64(bytes.count))
+        let packet: ParsedPacket
+        do {
+            packet = try ParsedPacket.parse(bytes)
+        } catch {
+            counters.count(error)
+            if error.isPassUntouched { return accept() }
+            counters.dropped.add(1)
+            return .drop
+        }
+        let tuple = FlowTuple(proto: packet.proto, source: packet.source, destination: packet.destination)
+        switch metadata.direction {
+        case .original:
+            var noAddress = false
+            let outcome = table.handleOriginal(tuple, tcpFlags: packet.tcpFlags, length: bytes.count, now: now) { tuple in
+                switch rules.policy.decide(tuple, hook: metadata.hook) {
+                case .redirect(let toPort):
+                    guard let address = rules.addresses.redirectAddress(
+                        hook: metadata.hook, inputInterface: metadata.inputInterface,
+                        originalDestination: tuple.destination.address)
+                    else {
+                        noAddress = true
+                        return .ignore
+                    }
+                    return .redirect(to: Endpoint(address, toPort))
+                case .trackOnly:
+                    return .trackOnly
+                case .ignore:
+                    return .ignore
+                }
+            }
+            switch outcome {
+            case .rewriteDestination(let target):
+                return rewrite { try packet.rewriteDestination(to: target, in: bytes, checksumNotReady: metadata.checksumNotReady) }
+                    ? rewritten(counters.rewrittenOriginal) : .drop
+            case .pass:
+                if noAddress {
+                    // The kernel's REDIRECT drops what it cannot send anywhere; so do we.
+                    counters.noRedirectAddress.add(1)
+                    counters.dropped.add(1)
+                    return .drop
+                }
+                return accept()
+            case .untracked:
+                counters.untracked.add(1)
+                return accept()
+            case .refused:
+                counters.refusedTableFull.add(1)
+                counters.dropped.add(1)
+                return .drop
+            }
+        case .reply:
+            switch table.handleReply(tuple, tcpFlags: packet.tcpFlags, length: bytes.count, now: now) {
+            case .rewriteSource(let original):
+                return rewrite { try packet.rewriteSource(to: original, in: bytes, checksumNotReady: metadata.checksumNotReady) }
+                    ? rewritten(counters.rewrittenReply) : .drop
+            case .pass:
+                return accept()
+            case .untracked:
+                counters.untracked.add(1)
+                return accept()
+            }
+        }
+    }
+
+    @inline(__always)
+    private func accept() -> Verdict {
+        counters.accepted.add(1)
+        return .accept
+    }
+
+    @inline(__always)
+    private func rewritten(_ counter: Counter) -> Verdict {
+        counter.add(1)
+        return .acceptRewritten
+    }
+
+    /// Runs a rewrite; a failure (only a family mismatch, which policy prevents) is a counted drop.
+    @inline(__always)
+    private func rewrite(_ body: () throws(PacketError) -> Void) -> Bool {
+        do {
+            try body()
+            return true
+        } catch {
+            counters.count(error)
+            counters.dropped.add(1)
+            return false
+        }
+    }
+}

@@ -1,0 +1,9 @@
+/// What the datapath tells the kernel about one queued packet.
+public enum Verdict: UInt8, Sendable {
+    /// Re-inject unchanged.
+    case accept
+    /// Re-inject with the bytes the engine rewrote in place (same length).
+    case acceptRewritten
+    /// Drop (counted by reason in `EngineCounters`).
+    case drop
+}

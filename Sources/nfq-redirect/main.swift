@@ -1,0 +1,134 @@
+import ArgumentParser
+import Daemon
+import Glibc
+import NFQRedirectClient
+import RedirectCore
+
+/// `nfq-redirect`: ask the daemon, list and watch its table, print or remove its rules.
+struct RedirectControl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nfq-redirect",
+        abstract: "Control and inspect nfq-redirectd.",
+        subcommands: [Lookup.self, List.self, Stats.self, Events.self, Rules.self, Version.self])
+}
+
+struct SocketOption: ParsableArguments {
+    @Option(name: .long, help: "The daemon's lookup socket (default: $NFQ_REDIRECT_SOCKET or /run/nfq-redirect/lookup.sock).")
+    var socket: String?
+
+    var path: String {
+        socket ?? getenv("NFQ_REDIRECT_SOCKET").map { String(cString: $0) } ?? LookupClient.defaultSocketPath
+    }
+
+    func connect() throws -> LookupClient {
+        do {
+            return try LookupClient(socketPath: path)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
+extension RedirectControl {
+    struct Lookup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Where was a connection really going? Exit 0 with the address, 1 with the reason.")
+
+        @OptionGroup var socket: SocketOption
+        @Argument(help: "tcp or udp") var proto: String
+        @Argument(help: "The client's address (the proxy's getpeername).") var clientAddress: String
+        @Argument var clientPort: UInt16
+        @Argument(help: "The proxy's own address (getsockname).") var localAddress: String
+        @Argument var localPort: UInt16
+
+        func run() throws {
+            guard let proto = TransportProtocol(name: proto) else { throw ValidationError("protocol must be tcp or udp") }
+            guard let client = IPAddress(clientAddress) else { throw ValidationError("\(clientAddress) is not an IP address") }
+            guard let local = IPAddress(localAddress) else { throw ValidationError("\(localAddress) is not an IP address") }
+            let answer = try socket.connect().lookup(proto, client: Endpoint(client, clientPort), local: Endpoint(local, localPort))
+            switch answer {
+            case .original(let endpoint):
+                print(endpoint)
+            case .denied:
+                throw ValidationError("the daemon denied the lookup (this user is not on its allow list)")
+            default:
+                print(answer.line.dropLast())
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tracked flows (like conntrack -L).")
+        @OptionGroup var socket: SocketOption
+        @Flag(help: "One JSON object per flow.") var json = false
+
+        func run() throws {
+            let lines = try collect(socket, .list(json ? .json : .text))
+            if json {
+                print("[" + lines.joined(separator: ",\n") + "]")
+            } else {
+                lines.forEach { print($0) }
+                print("\(lines.count) flow\(lines.count == 1 ? "" : "s")")
+            }
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Counters of the datapath, table and lookups (like conntrack -S).")
+        @OptionGroup var socket: SocketOption
+        @Flag(help: "As one JSON object.") var json = false
+
+        func run() throws {
+            try collect(socket, .stats(json ? .json : .text)).forEach { print($0) }
+        }
+    }
+
+    struct Events: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Follow flow events (new, destroyed) until interrupted (like conntrack -E).")
+        @OptionGroup var socket: SocketOption
+        @Flag(help: "One JSON object per event.") var json = false
+
+        func run() throws {
+            let client = try socket.connect()
+            do {
+                let answer = try client.request(.events(json ? .json : .text))
+                guard answer.hasPrefix("OK") else { throw ValidationError("the daemon refused: \(answer)") }
+                setvbuf(stdout, nil, _IOLBF, 0)
+                while true {
+                    do {
+                        print(try client.readLine())
+                    } catch .timedOut {
+                        continue
+                    }
+                }
+            } catch let error as LookupClient.Failure {
+                if error == .connectionClosed { return }
+                throw ValidationError(error.description)
+            }
+        }
+    }
+
+    struct Version: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The daemon's version and protocol.")
+        @OptionGroup var socket: SocketOption
+
+        func run() throws {
+            do {
+                print(try socket.connect().request(.version))
+            } catch let error as LookupClient.Failure {
+                throw ValidationError(error.description)
+            }
+        }
+    }
+}
+
+private func collect(_ socket: SocketOption, _ request: LookupRequest) throws -> [String] {
+    do {
+        return try socket.connect().collect(request)
+    } catch let error as LookupClient.Failure {
+        throw ValidationError(error.description)
+    }
+}
+
+RedirectControl.main()
