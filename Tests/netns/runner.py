@@ -85,8 +85,6 @@ class Report:
         else:
             self.passed += 1
             print(f"PASS  {name} ({time.monotonic() - started:.1f} s){f'  [{note}]' if note else ''}", flush=True)
-            return True
-        return False
 
     def not_run(self, name, why):
         self.failed += 1
@@ -102,7 +100,8 @@ class Report:
 def nothing_left_behind(harness, host_rules_before):
     namespaces = [ns for ns in harness.topology.namespaces if ns in existing_namespaces()]
     expect_equal("namespaces of this run still present", [], namespaces)
-    links = [link for link in harness.topology.links if f" {link}@" in host_links() or f" {link}:" in host_links()]
+    listing = host_links()
+    links = [link for link in harness.topology.links if f" {link}@" in listing or f" {link}:" in listing]
     expect_equal("veth links of this run in the host namespace", [], links)
     alive = [pid for pid in harness.programs.pids() if os.path.exists(f"/proc/{pid}")]
     expect_equal("started programs still running", [], alive)
@@ -155,6 +154,8 @@ def main():
         print(f"\ninterrupted ({error}): cleaning up", flush=True)
     finally:
         signal.alarm(0)
+        for stop in STOP_SIGNALS:  # the clean-up is short and bounded: let it finish
+            signal.signal(stop, signal.SIG_IGN)
         harness.tear_down()
 
     if interrupted:  # never a silent skip: what did not run counts as failed
