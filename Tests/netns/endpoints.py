@@ -1,0 +1,30 @@
+"""Text forms of socket endpoints shared by the suite's programs.
+
+An endpoint is written `192.0.2.2:40000` or `[2001:db8:1::2]:40000`, the form the
+proxies log and the tests search for.
+"""
+
+import socket
+
+
+def family_of(ip):
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def format_endpoint(ip, port):
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def parse_endpoint(text):
+    """`1.2.3.4:80` or `[::1]:80` -> ("1.2.3.4", 80)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"not an endpoint: {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def socket_endpoint(address):
+    """The (ip, port) of a socket address tuple of either family (drops flowinfo/scope)."""
+    return address[0], address[1]

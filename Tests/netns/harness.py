@@ -1,0 +1,153 @@
+"""Sets the stage for the tests (namespaces, servers, redirector, proxies) and tears it down.
+
+The tests talk to it through `client(...)` (run client.py in a namespace), `proxy_line(...)`
+(what a proxy logged about a client) and the fixed addresses in topology.py.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from endpoints import format_endpoint
+from processes import CommandFailed, Programs, run_command
+from redirectors import (DaemonRedirect, KernelRedirect, LOCAL_PORT, LOCAL_PROXY_PORT, TCP_PORTS,
+                         TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, EXCLUDE_MARK, ruleset)
+from topology import REMOTE_V4, REMOTE_V6, Topology
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON = "/usr/bin/python3"
+RUN_MARKER = "NFQR_NETNS_RUN"  # in the environment of every process the suite starts
+
+
+class TestFailure(Exception):
+    pass
+
+
+def expect(condition, expected, got):
+    if not condition:
+        raise TestFailure(f"expected: {expected}\n     got: {got}")
+
+
+def expect_equal(what, expected, got):
+    expect(expected == got, f"{what} = {expected!r}", repr(got))
+
+
+class Harness:
+    def __init__(self, tag, mode, bin_dir, queue, log_level, ready_timeout):
+        self.tag = tag
+        self.mode = mode
+        os.environ[RUN_MARKER] = tag
+        self.run_dir = tempfile.mkdtemp(prefix=f"{tag}.")
+        self.topology = Topology(tag)
+        self.programs = Programs(self.run_dir)
+        if mode == "daemon":
+            self.redirect = DaemonRedirect(bin_dir, self.run_dir, queue, log_level, ready_timeout)
+        else:
+            self.redirect = KernelRedirect()
+        self.proxies = {}
+        self.rules_before_redirect = []
+
+    # How the proxies report learning an original destination, per protocol.
+    def via(self, proto):
+        if self.mode == "daemon":
+            return "lookup"
+        return "SO_ORIGINAL_DST" if proto == "tcp" else "conntrack"
+
+    def set_up(self):
+        self.topology.create()
+        servers = self.programs.start("servers", self.topology.server, [
+            PYTHON, os.path.join(HERE, "servers.py"),
+            *[f"--tcp-port={port}" for port in (*TCP_PORTS, LOCAL_PORT)],
+            f"--udp={format_endpoint(REMOTE_V4, UDP_PORT)}", f"--udp={format_endpoint(REMOTE_V6, UDP_PORT)}"])
+        servers.wait_for_log(lambda text: "ready" in text, 10, "ready line")
+        self.check_plain_forwarding()
+        self.topology.wait_for_neighbours()
+        self.rules_before_redirect = ruleset(self.topology.router)
+        self.redirect.start(self.programs, self.topology.router)
+        self.start_proxy("tcp-proxy", "tcp", ["0.0.0.0", "::"], TCP_PROXY_PORT)
+        self.start_proxy("udp-relay", "udp", ["0.0.0.0", "::"], UDP_RELAY_PORT)
+        self.start_proxy("local-proxy", "tcp", ["127.0.0.1", "::1"], LOCAL_PROXY_PORT, mark=EXCLUDE_MARK)
+
+    def check_plain_forwarding(self, timeout=10.0):
+        """Before any redirect, C reaches S's remote addresses through R (and neighbours resolve)."""
+        deadline = time.monotonic() + timeout
+        for remote in (REMOTE_V4, REMOTE_V6):
+            target = format_endpoint(remote, TCP_PORTS[0])
+            while True:
+                try:
+                    answer = self.client("tcp-id", target, timeout=5)
+                    expect(answer["reply"].startswith(f"SERVER {target} PEER "),
+                           f"SERVER {target} PEER <client>", answer["reply"])
+                    break
+                except (TestFailure, CommandFailed) as error:
+                    if time.monotonic() > deadline:
+                        raise CommandFailed(f"plain forwarding C -> {target} does not work: {error}") from None
+                    time.sleep(0.2)
+
+    def start_proxy(self, name, kind, addresses, port, mark=None):
+        argv = [PYTHON, os.path.join(HERE, "proxy.py"), kind, "--origin", self.redirect.origin,
+                *[f"--listen={format_endpoint(address, port)}" for address in addresses]]
+        if self.redirect.socket_path:
+            argv += ["--socket", self.redirect.socket_path]
+        if mark is not None:
+            argv += ["--mark", f"{mark:#x}"]
+        proxy = self.programs.start(name, self.topology.router, argv)
+        proxy.wait_for_log(lambda text: "ready" in text, 10, "ready line")
+        self.proxies[name] = proxy
+
+    def client(self, action, *args, ns=None, timeout=30):
+        """Runs client.py in `ns` (default: the client namespace C) and returns its JSON answer."""
+        argv = [PYTHON, os.path.join(HERE, "client.py"), action, *map(str, args)]
+        output = run_command(argv, ns=ns or self.topology.client, timeout=timeout, check=False)
+        try:
+            answer = json.loads(output)
+        except ValueError:
+            raise TestFailure(f"client.py {action} printed no JSON: {output!r}") from None
+        if "error" in answer:
+            raise TestFailure(f"client.py {' '.join(map(str, (action, *args)))} failed: {answer['error']}")
+        return answer
+
+    def proxy_line(self, proxy, client_endpoint, timeout=3.0):
+        """The line `proxy` logged about the connection or datagram from `client_endpoint`."""
+        prefix = f"client {client_endpoint} "
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.proxies[proxy].log().splitlines() if line.startswith(prefix)]
+            if lines or time.monotonic() > deadline:
+                return lines[0] if lines else f"(no line for {client_endpoint} in the {proxy} log)"
+            time.sleep(0.05)
+
+    def wanted_count(self, proxy):
+        return sum(" wanted " in line for line in self.proxies[proxy].log().splitlines())
+
+    def log_tails(self):
+        return "\n".join(f"--- {program.name} (pid {program.pid}) ---\n{program.log_tail()}"
+                         for program in self.programs.started)
+
+    def tear_down(self):
+        """Stops every program by its pid, deletes the namespaces and the run directory."""
+        self.programs.stop_all()
+        self.topology.destroy()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def processes_marked(tag):
+    """Pids (other than ours) whose environment carries this run's marker."""
+    needle = f"{RUN_MARKER}={tag}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if needle in environ.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def host_links():
+    return run_command(["ip", "-o", "link", "show"])

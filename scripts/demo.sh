@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# `make demo`: nfq-redirect doing its main job, in throwaway network namespaces (run as root).
+#
+#   client (ns C)  ---veth---  router (ns R)                        ---veth---  server (ns S)
+#   192.0.2.2                  192.0.2.1 | 198.51.100.1                          198.51.100.2
+#   dials 203.0.113.10:80      nfq-redirectd: tcp 80 -> 8080                     203.0.113.10 on lo
+#                              proxy on :8080 asks the daemon where it was going
+#
+# Builds nothing: the binaries come from NFQR_BIN_DIR (default <repo>/.build/debug).
+# Leaves no namespace, rule or process behind (everything lives in the namespaces; a trap
+# stops what it started, by pid, and deletes them on exit, failure or Ctrl-C).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin_dir="${NFQR_BIN_DIR:-$repo/.build/debug}"
+helpers="$repo/Tests/netns"
+python=/usr/bin/python3
+c="nfqr-demo-$$-c" r="nfqr-demo-$$-r" s="nfqr-demo-$$-s"
+work="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-demo.XXXXXX")"
+socket_path="$work/lookup.sock"
+pids=()
+
+if [ "$(id -u)" != 0 ]; then echo "demo: run me as root (I create network namespaces)" >&2; exit 2; fi
+for binary in nfq-redirectd nfq-redirect; do
+    [ -x "$bin_dir/$binary" ] || { echo "demo: no $bin_dir/$binary (build first, or set NFQR_BIN_DIR)" >&2; exit 2; }
+done
+
+cleanup() {
+    local pid ns
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    for ns in "$c" "$r" "$s"; do ip netns del "$ns" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+fail() { echo "demo: $1" >&2; [ -n "${2:-}" ] && sed 's/^/    /' "$2" >&2; exit 1; }
+
+# Starts a program in a namespace in the background; `ip netns exec` execs it, so $! is its pid.
+start() { local ns="$1" log="$2"; shift 2; ip netns exec "$ns" "$@" >"$log" 2>&1 & pids+=($!); }
+
+wait_for() {  # wait_for WHAT LOG PID COMMAND...: polls COMMAND for up to 15 s
+    local what="$1" log="$2" pid="$3"; shift 3
+    for _ in $(seq 150); do
+        "$@" >/dev/null 2>&1 && return 0
+        kill -0 "$pid" 2>/dev/null || fail "$what exited early; its output:" "$log"
+        sleep 0.1
+    done
+    fail "$what not ready within 15 s; its output:" "$log"
+}
+
+echo "Setting up three namespaces: client, router, server ..."
+for ns in "$c" "$r" "$s"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip -n "$r" link add "nfqd$$c" type veth peer name "nfqd$$cc" netns "$c"
+ip -n "$r" link add "nfqd$$s" type veth peer name "nfqd$$ss" netns "$s"
+ip -n "$c" addr add 192.0.2.2/24 dev "nfqd$$cc";    ip -n "$c" link set "nfqd$$cc" up
+ip -n "$r" addr add 192.0.2.1/24 dev "nfqd$$c";     ip -n "$r" link set "nfqd$$c" up
+ip -n "$r" addr add 198.51.100.1/24 dev "nfqd$$s";  ip -n "$r" link set "nfqd$$s" up
+ip -n "$s" addr add 198.51.100.2/24 dev "nfqd$$ss"; ip -n "$s" link set "nfqd$$ss" up
+ip -n "$s" addr add 203.0.113.10/32 dev lo
+ip -n "$c" route add default via 192.0.2.1
+ip -n "$r" route add 203.0.113.10/32 via 198.51.100.2
+ip -n "$s" route add 192.0.2.0/24 via 198.51.100.1
+ip netns exec "$r" sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
+
+start "$s" "$work/server.log" "$python" "$helpers/servers.py" --tcp-port 80
+wait_for "the server" "$work/server.log" "${pids[-1]}" grep -q ready "$work/server.log"
+
+start "$r" "$work/daemon.log" "$bin_dir/nfq-redirectd" --queue 0 --socket "$socket_path" \
+    --state-file "$work/state" --redirect tcp:80,443:8080
+daemon=${pids[-1]}
+wait_for "nfq-redirectd" "$work/daemon.log" "$daemon" "$python" -c \
+    'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$socket_path"
+echo "nfq-redirectd is running in the router (tcp 80,443 -> 8080)."
+
+start "$r" "$work/proxy.log" "$python" "$helpers/proxy.py" tcp --listen 0.0.0.0:8080 \
+    --origin daemon --socket "$socket_path"
+wait_for "the proxy" "$work/proxy.log" "${pids[-1]}" grep -q ready "$work/proxy.log"
+
+echo
+echo "The client connects to 203.0.113.10:80 ..."
+answer="$(timeout 10 ip netns exec "$c" bash -c \
+    'exec 3<>/dev/tcp/203.0.113.10/80 && echo ID >&3 && head -n1 <&3')" \
+    || fail "the client's connection failed; the proxy and daemon said:" <(cat "$work/proxy.log" "$work/daemon.log")
+echo "  the server answered:  $answer"
+line="$(grep -m1 ' wanted ' "$work/proxy.log")" || fail "the proxy logged no original destination:" "$work/proxy.log"
+echo "  the proxy printed:    $line"
+
+echo
+echo "nfq-redirect list:"
+if ! timeout 10 "$bin_dir/nfq-redirect" list --socket "$socket_path" >"$work/list.out" 2>&1; then
+    echo "  (nfq-redirect list failed; its output follows)"
+fi
+sed 's/^/  /' "$work/list.out"
+
+echo
+cleanup
+trap - EXIT
+for ns in "$c" "$r" "$s"; do [ ! -e "/run/netns/$ns" ] || fail "namespace $ns is still there"; done
+echo "Cleaned up: no namespace, rule or process left behind."
