@@ -4,7 +4,7 @@ import Glibc
 
 /// The daemon's command line (see README and ../docs/operations.md). Flags win over the
 /// config file. Any problem is one line on stderr and a non-zero exit, before the host is touched.
-struct RedirectDaemonCommand: ParsableCommand {
+struct RedirectDaemonCommand: ParsableCommand, @unchecked Sendable {
     static let configuration = CommandConfiguration(
         commandName: "nfq-redirectd",
         abstract: "Userspace REDIRECT + conntrack + SO_ORIGINAL_DST for transparent proxies, over NFQUEUE.")
@@ -89,7 +89,10 @@ do {
         print(configuration.summary)
         exit(0)
     }
-    exit(RedirectDaemon.main(configuration: configuration))
+    let exitCode = await RedirectDaemon.run(configuration: configuration) { () throws(ConfigurationError) in
+        try command.resolvedConfiguration()
+    }
+    exit(exitCode)
 } catch let error as ConfigurationError {
     fputs("nfq-redirectd: \(error)\n", stderr)
     exit(2)

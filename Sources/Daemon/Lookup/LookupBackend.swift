@@ -10,6 +10,6 @@ public protocol LookupBackend: AnyObject, Sendable {
     func statisticsLines(_ format: LookupRequest.OutputFormat) -> [String]
     /// `nfq-redirect <version> protocol <n>`
     var versionLine: String { get }
-    /// Flow events for `EVENTS` subscribers, or nil when the daemon keeps none.
-    var events: FlowEventFeed? { get }
+    /// Flow events (new, destroyed) since the last call, oldest first.
+    func drainEvents() -> [FlowEvent]
 }

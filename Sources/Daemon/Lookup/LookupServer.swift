@@ -40,7 +40,6 @@ public final class LookupServer: @unchecked Sendable {
         guard epollFD >= 0, wakeFD >= 0 else { throw .system("epoll/eventfd", errno) }
         watch(listenFD, events: EPOLLIN.rawValue)
         watch(wakeFD, events: EPOLLIN.rawValue)
-        if let feed = backend.events { watch(feed.fileDescriptor, events: EPOLLIN.rawValue) }
         thread = startThread(name: "nfqr-lookup") { [self] in serve() }
     }
 
@@ -93,19 +92,26 @@ public final class LookupServer: @unchecked Sendable {
     private func serve() {
         var events = [epoll_event](repeating: epoll_event(), count: 64)
         var lastSweep = monotonicSeconds()
+        var lastDrain = monotonicMilliseconds()
         while true {
-            let ready = epoll_wait(epollFD, &events, Int32(events.count), 1000)
+            // Events are drained from the table every 100 ms while someone follows them.
+            let subscribers = connections.values.contains { $0.subscribedEvents != nil }
+            let ready = epoll_wait(epollFD, &events, Int32(events.count), subscribers ? 100 : 1000)
             if ready < 0 && errno != EINTR { logger.error("lookup: epoll_wait failed: \(String(cString: strerror(errno)))"); return }
             for index in 0..<max(0, Int(ready)) {
                 let fd = events[index].data.fd
                 if fd == wakeFD { return }
                 if fd == listenFD {
                     acceptClients()
-                } else if let feed = backend.events, fd == feed.fileDescriptor {
-                    deliver(feed.drain())
                 } else if let connection = connections[fd] {
                     service(connection, events: events[index].events)
                 }
+            }
+            // Drained every 100 ms, even without subscribers, so a new one gets no stale history.
+            let nowMilliseconds = monotonicMilliseconds()
+            if nowMilliseconds - lastDrain >= 100 {
+                lastDrain = nowMilliseconds
+                deliver(backend.drainEvents())
             }
             let now = monotonicSeconds()
             if now != lastSweep {
@@ -249,10 +255,6 @@ public final class LookupServer: @unchecked Sendable {
             for line in backend.statisticsLines(format) { connection.queue(line + "\n") }
             connection.queue("END\n")
         case .events(let format):
-            guard backend.events != nil else {
-                connection.queue(LookupAnswer.badRequest("this daemon keeps no event feed").line)
-                return
-            }
             connection.subscribedEvents = format
             connection.queue("OK subscribed\n")
         case .version:

@@ -27,3 +27,10 @@ public func monotonicSeconds() -> Int {
     clock_gettime(CLOCK_MONOTONIC, &now)
     return now.tv_sec
 }
+
+/// Milliseconds on CLOCK_MONOTONIC.
+func monotonicMilliseconds() -> Int {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec * 1000 + now.tv_nsec / 1_000_000
+}

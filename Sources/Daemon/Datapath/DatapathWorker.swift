@@ -1,0 +1,77 @@
+import Kernel
+import Logging
+import RedirectCore
+
+/// One datapath thread: receive a batch from its queue, let the engine decide (and rewrite
+/// in place) each packet, send the batch's verdicts in one go. Nothing here allocates per
+/// packet; the batch, the engine and the counters are made once.
+final class DatapathWorker: @unchecked Sendable {
+    let queue: any PacketQueue
+    let direction: PacketMetadata.Direction
+    let engine: RedirectEngine
+    private let rules: SnapshotBox<DatapathRules>
+    private let clock: @Sendable () -> UInt32
+    private let logger: Logger
+    private let problems: RateLimitedLog
+    /// Bumped after every receive (including time-outs): the watchdog's proof of life.
+    let progress = AtomicCounter()
+    let receiveErrors = AtomicCounter()
+    let sendErrors = AtomicCounter()
+    /// Packets whose captured payload was shorter than the packet: passed, never rewritten.
+    let truncatedCaptures = AtomicCounter()
+    private let stopRequested = AtomicCounter()
+
+    init(
+        queue: any PacketQueue, direction: PacketMetadata.Direction, table: FlowTable,
+        rules: SnapshotBox<DatapathRules>, clock: @escaping @Sendable () -> UInt32, logger: Logger
+    ) {
+        self.queue = queue
+        self.direction = direction
+        self.engine = RedirectEngine(table: table)
+        self.rules = rules
+        self.clock = clock
+        self.logger = logger
+        self.problems = RateLimitedLog(logger: logger, interval: 10)
+    }
+
+    /// Runs until `stop()`.
+    func run() {
+        let batch = queue.makeBatch()
+        while stopRequested.load == 0 {
+            let result: ReceiveResult
+            do {
+                result = try queue.receive(into: batch, timeoutMilliseconds: 1000)
+            } catch {
+                receiveErrors.add(1)
+                problems.warning("queue \(queue.queueNumber): receive failed: \(error)")
+                progress.add(1)
+                continue
+            }
+            progress.add(1)
+            guard result == .received else { continue }
+            // One snapshot and one clock read per batch: a batch never sees half a reload.
+            let rules = self.rules.value
+            let now = clock()
+            for index in 0..<batch.count {
+                guard let metadata = batch[index].metadata(direction: direction) else { continue }
+                if batch[index].isTruncated {
+                    truncatedCaptures.add(1)
+                    continue
+                }
+                batch[index].verdict = engine.process(batch[index].payload, metadata: metadata, rules: rules, now: now)
+            }
+            do {
+                try queue.sendVerdicts(for: batch)
+            } catch {
+                sendErrors.add(1)
+                problems.warning("queue \(queue.queueNumber): sending verdicts failed: \(error)")
+            }
+        }
+    }
+
+    /// Asks the thread to finish its current batch and return.
+    func stop() {
+        stopRequested.add(1)
+        queue.interrupt()
+    }
+}

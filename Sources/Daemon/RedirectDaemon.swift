@@ -1,0 +1,115 @@
+import Glibc
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// The daemon's life: preflight, start, serve until SIGTERM/SIGINT (reloading on SIGHUP),
+/// stop. Everything that can fail before the host is changed fails first, with one line.
+public enum RedirectDaemon {
+    /// Runs the daemon; returns the process exit code. `reloadConfiguration` re-reads the
+    /// config file and re-applies the command line, for SIGHUP.
+    public static func run(
+        configuration: DaemonConfiguration,
+        reloadConfiguration: @escaping @Sendable () throws(ConfigurationError) -> DaemonConfiguration
+    ) async -> Int32 {
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = JournalFriendlyLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "nfq-redirectd")
+        let notifier = SystemdNotifier(environment: ProcessEnvironment.all())
+
+        let runtime: DaemonRuntime
+        do {
+            try Preflight.requireNetAdmin()
+            runtime = try DaemonRuntime(configuration: configuration, logger: logger)
+            try runtime.preflight()
+            try runtime.start()
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
+        var metrics: MetricsHTTPServer?
+        if let listen = configuration.metrics.listen, let address = MetricsAddress(listen) {
+            let exporter = PrometheusExporter()
+            do {
+                metrics = try MetricsHTTPServer(host: address.host, port: address.port) { exporter.render(runtime.statistics()) }
+            } catch {
+                logger.critical("metrics listener \(listen): \(error)")
+                runtime.stop(keepRules: false)
+                return 1
+            }
+        }
+        let summary = configuration.summary.split(separator: "\n").joined(separator: "; ")
+        logger.info("started: \(summary)")
+        notifier.ready(status: "redirecting: \(configuration.redirects.map(\.description).joined(separator: " "))")
+
+        let housekeeping = HousekeepingService(runtime: runtime, notifier: notifier)
+        let reload = ReloadService(runtime: runtime, notifier: notifier, loadConfiguration: reloadConfiguration)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: housekeeping), .init(service: reload)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.error("service group ended: \(error)")
+        }
+
+        notifier.stopping()
+        let keepRules = runtime.configuration.keepRulesOnExit
+        logger.info(keepRules ? "stopping; rules kept for the next start" : "stopping; removing rules")
+        metrics?.shutdown()
+        runtime.stop(keepRules: keepRules)
+        logger.info("stopped")
+        return 0
+    }
+}
+
+/// Once a second: expire flows, and ping the systemd watchdog only while every datapath
+/// thread shows progress, so a hung datapath is restarted instead of black-holing traffic.
+struct HousekeepingService: Service {
+    let runtime: DaemonRuntime
+    let notifier: SystemdNotifier
+
+    func run() async throws {
+        var lastProgress = runtime.workerProgress
+        while !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .seconds(1))
+            runtime.sweep()
+            let progress = runtime.workerProgress
+            let everyThreadMoved = zip(progress, lastProgress).allSatisfy { $0 != $1 }
+            if everyThreadMoved && notifier.watchdogInterval != nil {
+                notifier.watchdog()
+            } else if !everyThreadMoved {
+                runtime.logger.warning("a datapath thread made no progress for a second; withholding the watchdog ping")
+            }
+            lastProgress = progress
+        }
+    }
+}
+
+/// SIGHUP: re-read the configuration and apply it, or keep the running one and say why.
+struct ReloadService: Service {
+    let runtime: DaemonRuntime
+    let notifier: SystemdNotifier
+    let loadConfiguration: @Sendable () throws(ConfigurationError) -> DaemonConfiguration
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            notifier.reloading()
+            do {
+                let new = try loadConfiguration()
+                try runtime.reload(new)
+                runtime.logger.info("reloaded: \(new.summary.split(separator: "\n").joined(separator: "; "))")
+                notifier.ready(status: "redirecting: \(new.redirects.map(\.description).joined(separator: " "))")
+            } catch {
+                runtime.logger.error("reload refused, keeping the running configuration: \(error)")
+                notifier.ready(status: "reload refused: \(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+import NFQRedirectClient
+import RedirectCore
+
+/// The lookup service's view of the running daemon.
+final class DaemonBackend: LookupBackend, @unchecked Sendable {
+    private let table: FlowTable
+    private let clock: @Sendable () -> UInt32
+    private let statistics: @Sendable () -> DaemonStatistics
+
+    init(table: FlowTable, clock: @escaping @Sendable () -> UInt32, statistics: @escaping @Sendable () -> DaemonStatistics) {
+        self.table = table
+        self.clock = clock
+        self.statistics = statistics
+    }
+
+    func lookup(proto: TransportProtocol, client: Endpoint, local: Endpoint) -> LookupAnswer {
+        LookupAnswer(table.lookup(proto: proto, client: client, local: local, now: clock()))
+    }
+
+    func flowLines(_ format: LookupRequest.OutputFormat) -> [String] {
+        let now = clock()
+        return table.records(now: now)
+            .sorted { ($0.created, $0.client.port) < ($1.created, $1.client.port) }
+            .map { FlowFormatting.line(for: $0, now: now, format: format) }
+    }
+
+    func statisticsLines(_ format: LookupRequest.OutputFormat) -> [String] {
+        let report = statistics()
+        return format == .json ? [report.jsonLine] : report.textLines
+    }
+
+    var versionLine: String { "nfq-redirect \(DaemonVersion.current) protocol 1" }
+
+    func drainEvents() -> [FlowEvent] { table.drainEvents() }
+}
+
+public enum DaemonVersion {
+    public static let current = "0.1.0"
+}

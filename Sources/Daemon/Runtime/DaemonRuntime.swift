@@ -1,0 +1,331 @@
+import Glibc
+import Kernel
+import Logging
+import RedirectCore
+
+/// The running daemon: the flow table, the queues and their threads, the rules in the
+/// kernel, the lookup service. `start()` brings them up in the order that never drops a
+/// packet it need not (queues are bound before the rules that feed them are installed), and
+/// undoes what it did if a later step fails; `stop()` takes them down in the reverse order.
+final class DaemonRuntime: @unchecked Sendable {
+    private(set) var configuration: DaemonConfiguration
+    let logger: Logger
+    let table: FlowTable
+    let rules: SnapshotBox<DatapathRules>
+    let clock: @Sendable () -> UInt32 = { UInt32(truncatingIfNeeded: monotonicSeconds()) }
+    private let installer: any RuleInstaller
+    private let addressSource: any InterfaceAddressSource
+    private let queueFactory: (NetfilterQueueConfiguration) throws(KernelError) -> any PacketQueue
+    private let bootID = Preflight.bootID()
+    private var workers: [DatapathWorker] = []
+    private var workerThreads: [pthread_t] = []
+    private var addressMonitor: (any InterfaceAddressMonitor)?
+    private var addressThread: pthread_t?
+    private(set) var lookupServer: LookupServer?
+    let addressChanges = AtomicCounter()
+    let restoredFlows = AtomicCounter()
+
+    init(
+        configuration: DaemonConfiguration, logger: Logger,
+        installer: any RuleInstaller = IptablesRuleInstaller(),
+        addressSource: any InterfaceAddressSource = RtnetlinkAddressSource(),
+        queueFactory: @escaping (NetfilterQueueConfiguration) throws(KernelError) -> any PacketQueue = { configuration throws(KernelError) in
+            try NetfilterQueue(configuration: configuration)
+        }
+    ) throws(StartupError) {
+        self.configuration = configuration
+        self.logger = logger
+        self.installer = installer
+        self.addressSource = addressSource
+        self.queueFactory = queueFactory
+        do {
+            table = try FlowTable(configuration: FlowTableConfiguration(limit: configuration.tableLimit, timeouts: configuration.timeouts))
+        } catch {
+            throw StartupError("table: \(error)")
+        }
+        rules = SnapshotBox(DatapathRules(policy: RedirectPolicy(rules: configuration.redirects), addresses: .empty))
+    }
+
+    var ruleSet: RuleSetConfiguration { configuration.ruleSet }
+
+    /// Checks what can be checked without changing the host.
+    func preflight() throws(StartupError) {
+        do {
+            try installer.checkAvailable(for: ruleSet)
+            try ruleSet.validate()
+        } catch {
+            throw StartupError("\(error)")
+        }
+    }
+
+    func start() throws(StartupError) {
+        restoreState()
+        do {
+            let monitor = try addressSource.makeMonitor()
+            if let first = try monitor.nextSnapshot() { applyAddresses(first) }
+            addressMonitor = monitor
+        } catch {
+            throw StartupError("interface addresses: \(error)")
+        }
+        do {
+            try bindQueues()
+        } catch {
+            stopWorkers()
+            throw error
+        }
+        do {
+            try installer.install(ruleSet)
+        } catch {
+            stopWorkers()
+            throw StartupError("installing rules: \(error)")
+        }
+        startAddressThread()
+        do {
+            try startLookup()
+        } catch {
+            removeRules()
+            stopWorkers()
+            throw error
+        }
+    }
+
+    private func bindQueues() throws(StartupError) {
+        let queues = configuration.queues
+        let plan: [(UInt16, PacketMetadata.Direction)] =
+            queues.originalQueues.map { ($0, .original) } + queues.replyQueues.map { ($0, .reply) }
+        for (number, direction) in plan {
+            var queueConfiguration = NetfilterQueueConfiguration(queueNumber: number)
+            queueConfiguration.maximumQueueLength = queues.maxLength
+            queueConfiguration.receiveBufferBytes = queues.receiveBufferBytes
+            queueConfiguration.failOpen = queues.failOpen
+            queueConfiguration.segmentationOffload = queues.gso
+            let queue: any PacketQueue
+            do {
+                queue = try queueFactory(queueConfiguration)
+            } catch {
+                throw StartupError("binding NFQUEUE \(number): \(error)")
+            }
+            let worker = DatapathWorker(queue: queue, direction: direction, table: table, rules: rules, clock: clock, logger: logger)
+            workers.append(worker)
+            workerThreads.append(startThread(name: "nfqr-q\(number)") { worker.run() })
+        }
+    }
+
+    private func startLookup() throws(StartupError) {
+        let (access, group) = try Preflight.resolveAccess(configuration.lookup)
+        let settings = LookupServer.Settings(
+            path: configuration.lookup.socketPath, mode: mode_t(configuration.lookup.socketMode), group: group,
+            access: access, maxClients: configuration.lookup.maxClients,
+            idleTimeoutSeconds: configuration.lookup.idleTimeoutSeconds)
+        let backend = DaemonBackend(table: table, clock: clock) { [unowned self] in statistics() }
+        let server = LookupServer(settings: settings, backend: backend, logger: logger)
+        do {
+            try server.start()
+        } catch {
+            throw StartupError("lookup socket: \(error)")
+        }
+        lookupServer = server
+    }
+
+    private func startAddressThread() {
+        guard let monitor = addressMonitor else { return }
+        addressThread = startThread(name: "nfqr-addrs") { [self] in
+            do {
+                try monitor.run { applyAddresses($0) }
+            } catch {
+                logger.error("interface address monitor stopped: \(error); redirect addresses are frozen")
+            }
+        }
+    }
+
+    private func applyAddresses(_ addresses: [InterfaceAddress]) {
+        let book = RedirectAddressBook(addresses)
+        rules.update { $0.replacingAddresses(book) }
+        addressChanges.add(1)
+        logger.debug("interface addresses: \(addresses.count) known")
+    }
+
+    // MARK: Reload
+
+    /// Applies a new configuration: new rules for new flows, established flows keep their
+    /// mapping. What only a restart can change is refused with the reason.
+    func reload(_ new: DaemonConfiguration) throws(StartupError) {
+        var needsRestart: [String] = []
+        if new.queues != configuration.queues { needsRestart.append("queue settings") }
+        if new.lookup != configuration.lookup { needsRestart.append("lookup socket settings") }
+        if new.tableLimit != configuration.tableLimit { needsRestart.append("table.limit") }
+        if new.timeouts != configuration.timeouts { needsRestart.append("timeouts") }
+        if new.metrics != configuration.metrics { needsRestart.append("metrics listener") }
+        guard needsRestart.isEmpty else {
+            throw StartupError("\(needsRestart.joined(separator: ", ")) changed: these need a restart, not a reload")
+        }
+        do {
+            try new.ruleSet.validate()
+            try installer.install(new.ruleSet)
+        } catch {
+            throw StartupError("installing the new rules: \(error)")
+        }
+        rules.update { $0.replacingPolicy(RedirectPolicy(rules: new.redirects)) }
+        configuration = new
+    }
+
+    // MARK: Stop
+
+    /// Stops everything. With `keepRules` the kernel keeps queueing to us, so the next
+    /// daemon (started within moments) picks up where this one left off.
+    func stop(keepRules: Bool) {
+        if !keepRules { removeRules() }
+        stopWorkers()
+        addressMonitor?.stop()
+        if let addressThread { pthread_join(addressThread, nil) }
+        addressThread = nil
+        saveState()
+        lookupServer?.stop()
+        lookupServer = nil
+    }
+
+    private func removeRules() {
+        do {
+            try installer.remove()
+        } catch {
+            logger.error("removing rules failed: \(error); remove them with `nfq-redirect rules --remove`")
+        }
+    }
+
+    private func stopWorkers() {
+        for worker in workers { worker.stop() }
+        for thread in workerThreads { pthread_join(thread, nil) }
+        workers.removeAll()
+        workerThreads.removeAll()
+    }
+
+    // MARK: Housekeeping
+
+    /// Expires flows a slice at a time; called about once a second.
+    func sweep() {
+        _ = table.sweep(now: clock(), budget: max(4096, configuration.tableLimit / 64))
+    }
+
+    /// Progress of every datapath thread, to tell a hung one from an idle one.
+    var workerProgress: [UInt64] { workers.map(\.progress.load) }
+
+    // MARK: State
+
+    private func restoreState() {
+        guard let path = configuration.stateFile else { return }
+        let file = StateFile(path: path)
+        let bytes: [UInt8]
+        do {
+            bytes = try file.read(limit: 64 + configuration.tableLimit * 128)
+        } catch .missing {
+            logger.info("no saved flow table at \(path): starting empty")
+            return
+        } catch {
+            let aside = file.quarantine()
+            logger.warning("saved flow table unreadable (\(error)); moved to \(aside), starting empty")
+            return
+        }
+        do {
+            let records = try FlowSnapshot.decode(bytes, now: clock(), clockDomain: bootID)
+            let restored = table.restore(records, now: clock())
+            restoredFlows.add(UInt64(restored))
+            logger.info("restored \(restored) of \(records.count) saved flows from \(path)")
+            file.remove()
+        } catch {
+            let aside = file.quarantine()
+            logger.warning("saved flow table at \(path) not used (\(error)); moved to \(aside), starting empty")
+        }
+    }
+
+    private func saveState() {
+        guard let path = configuration.stateFile else { return }
+        let records = table.records(now: clock())
+        do {
+            try StateFile(path: path).write(FlowSnapshot.encode(records, savedAt: clock(), clockDomain: bootID))
+            logger.info("saved \(records.count) flows to \(path)")
+        } catch {
+            logger.error("saving the flow table failed: \(error)")
+        }
+    }
+
+    // MARK: Statistics
+
+    func statistics() -> DaemonStatistics {
+        var report = DaemonStatistics()
+        let engines = workers.map(\.engine.counters)
+        func sum(_ value: (EngineCounters) -> AtomicCounter) -> UInt64 { engines.reduce(0) { $0 + value($1).load } }
+        report.counter("nfqr_packets_total", sum(\.packets), help: "Packets received from the kernel's queues.")
+        report.counter("nfqr_bytes_total", sum(\.bytes), help: "Bytes of packets received from the kernel's queues.")
+        report.counter("nfqr_verdicts_total", sum(\.accepted), labels: [("verdict", "accept")], help: "Verdicts by kind.")
+        report.counter("nfqr_verdicts_total", sum(\.rewrittenOriginal) + sum(\.rewrittenReply), labels: [("verdict", "rewrite")], help: "Verdicts by kind.")
+        report.counter("nfqr_verdicts_total", sum(\.dropped), labels: [("verdict", "drop")], help: "Verdicts by kind.")
+        report.counter("nfqr_rewrites_total", sum(\.rewrittenOriginal), labels: [("direction", "original")], help: "Packets rewritten, by direction.")
+        report.counter("nfqr_rewrites_total", sum(\.rewrittenReply), labels: [("direction", "reply")], help: "Packets rewritten, by direction.")
+        report.counter("nfqr_untracked_packets_total", sum(\.untracked), help: "Packets of flows the table does not know and would not create (e.g. TCP without SYN).")
+        report.counter("nfqr_drops_total", sum(\.refusedTableFull), labels: [("reason", "table_full")], help: "Dropped packets, by reason.")
+        report.counter("nfqr_drops_total", sum(\.noRedirectAddress), labels: [("reason", "no_redirect_address")], help: "Dropped packets, by reason.")
+        for (index, error) in PacketError.allCases.enumerated() {
+            let count = engines.reduce(0) { $0 + $1.packetErrors[index].load }
+            report.counter("nfqr_packet_errors_total", count, labels: [("reason", error.label), ("action", error.isPassUntouched ? "pass" : "drop")], help: "Packets not parsed, by reason.")
+        }
+        report.counter("nfqr_truncated_captures_total", workers.reduce(0) { $0 + $1.truncatedCaptures.load }, help: "Packets larger than what the kernel copied; passed unmodified.")
+        report.counter("nfqr_queue_receive_errors_total", workers.reduce(0) { $0 + $1.receiveErrors.load }, help: "Failed receives from the queue sockets.")
+        report.counter("nfqr_queue_send_errors_total", workers.reduce(0) { $0 + $1.sendErrors.load }, help: "Failed verdict sends.")
+        var queueTotals = PacketQueueCounters()
+        for worker in workers {
+            let counters = worker.queue.counters
+            queueTotals.noBufferSpace += counters.noBufferSpace
+            queueTotals.netlinkErrors += counters.netlinkErrors
+            queueTotals.parseErrors += counters.parseErrors
+            queueTotals.batches += counters.batches
+        }
+        report.counter("nfqr_queue_enobufs_total", queueTotals.noBufferSpace, help: "Receive buffer overruns (ENOBUFS): packets the kernel could not hand us.")
+        report.counter("nfqr_queue_netlink_errors_total", queueTotals.netlinkErrors, help: "Netlink error messages from the queue sockets.")
+        report.counter("nfqr_queue_message_errors_total", queueTotals.parseErrors, help: "Queue messages that could not be parsed.")
+        report.counter("nfqr_queue_batches_total", queueTotals.batches, help: "Receive batches.")
+        if let kernel = try? NetfilterQueueKernelStatistics.readAll() {
+            let ours = Set(configuration.queues.originalQueues).union(configuration.queues.replyQueues)
+            for queue in kernel where ours.contains(queue.queueNumber) {
+                let labels = [("queue", String(queue.queueNumber))]
+                report.gauge("nfqr_kernel_queue_length", UInt64(queue.queueTotal), labels: labels, help: "Packets waiting in the kernel's queue.")
+                report.counter("nfqr_kernel_queue_dropped_total", UInt64(queue.queueDropped), labels: labels, help: "Packets the kernel dropped because the queue was full.")
+                report.counter("nfqr_kernel_user_dropped_total", UInt64(queue.userDropped), labels: labels, help: "Packets the kernel could not send to us (socket buffer full).")
+            }
+        }
+        let flows = table.statistics
+        report.gauge("nfqr_flows", UInt64(table.count), help: "Flows tracked now.")
+        report.gauge("nfqr_flows_limit", UInt64(configuration.tableLimit), help: "Most flows tracked at once.")
+        for (state, count) in flows.byState {
+            report.gauge("nfqr_flows_by_state", UInt64(count), labels: [("state", state.description)], help: "Flows tracked now, by state.")
+        }
+        report.counter("nfqr_flows_created_total", flows.created, help: "Flows created.")
+        report.counter("nfqr_flows_restored_total", flows.restored, help: "Flows restored from the state file.")
+        for (reason, count) in flows.destroyedByReason {
+            report.counter("nfqr_flows_destroyed_total", count, labels: [("reason", reason.description)], help: "Flows destroyed, by reason.")
+        }
+        report.counter("nfqr_flows_refused_total", flows.refusedTableFull, labels: [("reason", "table_full")], help: "New flows refused.")
+        report.counter("nfqr_flows_refused_total", flows.refusedTupleInUse, labels: [("reason", "tuple_in_use")], help: "New flows refused.")
+        report.counter("nfqr_interface_address_changes_total", addressChanges.load, help: "Interface address snapshots applied.")
+        if let lookup = lookupServer?.counters {
+            report.counter("nfqr_lookup_requests_total", lookup.requests.load, help: "Lookup socket requests.")
+            for (label, count) in lookup.answers {
+                report.counter("nfqr_lookups_total", count, labels: [("answer", label)], help: "Lookups by answer.")
+            }
+            report.counter("nfqr_lookup_denied_total", lookup.deniedPeers.load, help: "Lookup clients not on the allow list.")
+            report.counter("nfqr_lookup_rejected_total", lookup.rejectedTooMany.load, labels: [("reason", "too_many_clients")], help: "Lookup clients disconnected or refused.")
+            report.counter("nfqr_lookup_rejected_total", lookup.droppedSlowClients.load, labels: [("reason", "slow_reader")], help: "Lookup clients disconnected or refused.")
+            report.counter("nfqr_lookup_rejected_total", lookup.idleDisconnects.load, labels: [("reason", "idle")], help: "Lookup clients disconnected or refused.")
+            report.gauge("nfqr_lookup_clients", UInt64(max(0, lookup.clients.load)), help: "Lookup clients connected now.")
+        }
+        return report
+    }
+}
+
+extension DaemonConfiguration {
+    /// What the rule installer needs from the configuration.
+    var ruleSet: RuleSetConfiguration {
+        RuleSetConfiguration(
+            rules: redirects, firstQueue: queues.first, queueCount: queues.count, failOpen: queues.failOpen,
+            excludedMarks: exclusions.marks, excludedUserIDs: exclusions.uids)
+    }
+}
