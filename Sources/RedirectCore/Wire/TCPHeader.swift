@@ -24,7 +24,5 @@ struct TCPHeader {
 
     var destinationPort: UInt16 { segment.loadBigEndianUInt16(at: Self.destinationPortOffset) }
 
-    var headerLength: Int { Int(segment[Self.dataOffsetOffset] >> 4) &* 4 }
-
     var flags: TCPFlags { TCPFlags(rawValue: segment[Self.flagsOffset]) }
 }

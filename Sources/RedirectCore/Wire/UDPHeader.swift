@@ -24,6 +24,4 @@ struct UDPHeader {
     var sourcePort: UInt16 { datagram.loadBigEndianUInt16(at: Self.sourcePortOffset) }
 
     var destinationPort: UInt16 { datagram.loadBigEndianUInt16(at: Self.destinationPortOffset) }
-
-    var checksum: UInt16 { datagram.loadBigEndianUInt16(at: Self.checksumOffset) }
 }

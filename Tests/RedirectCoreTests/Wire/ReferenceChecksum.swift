@@ -34,7 +34,8 @@ enum ReferenceChecksum {
             return addresses + [0, proto, UInt8(length >> 8), UInt8(length & 0xff)]
         case .ipv6:
             return addresses
-                + [UInt8(length >> 24 & 0xff), UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff), UInt8(length & 0xff)]
+                + [UInt8(length >> 24 & 0xff), UInt8(length >> 16 & 0xff)]
+                + [UInt8(length >> 8 & 0xff), UInt8(length & 0xff)]
                 + [0, 0, 0, proto]
         }
     }

@@ -137,7 +137,8 @@ extension WireTestPacket {
             proto: proto, source: randomEndpoint(family, using: &rng), destination: randomEndpoint(family, using: &rng))
         packet.tcpFlags = TCPFlags(rawValue: UInt8.random(in: .min ... .max, using: &rng))
         packet.tcpSequence = UInt32.random(in: .min ... .max, using: &rng)
-        let payloadLength = rng.chance(0.1) ? Int.random(in: 1000...1500, using: &rng) : Int.random(in: 0...64, using: &rng)
+        let payloadLength =
+            rng.chance(0.1) ? Int.random(in: 1000...1500, using: &rng) : Int.random(in: 0...64, using: &rng)
         packet.payload = rng.bytes(payloadLength)
         if proto == .tcp && rng.chance(0.5) {
             packet.tcpOptions = rng.bytes(4 * Int.random(in: 1...10, using: &rng))
