@@ -1,0 +1,46 @@
+/// What the datapath should do with an original-direction packet (client -> destination).
+public enum OriginalOutcome: Hashable, Sendable {
+    /// The flow is redirected: write this endpoint as the packet's destination.
+    case rewriteDestination(Endpoint)
+    /// The flow is tracked but not redirected: pass the packet unchanged.
+    case pass
+    /// No flow, and this packet may not start one (TCP without a lone SYN, or policy said ignore):
+    /// pass it unchanged. Counted.
+    case untracked
+    /// The packet would start a flow but the table cannot take it. Counted.
+    case refused(FlowRefusal)
+}
+
+/// What the datapath should do with a reply-direction packet (local target -> client).
+public enum ReplyOutcome: Hashable, Sendable {
+    /// The flow is redirected: write this endpoint (the original destination) as the packet's source.
+    case rewriteSource(Endpoint)
+    /// The flow is tracked but not redirected: pass the packet unchanged.
+    case pass
+    /// No flow matches (replies never create one): pass it unchanged. Counted.
+    case untracked
+}
+
+/// Why a new flow was not created.
+public enum FlowRefusal: UInt8, Hashable, Sendable, CustomStringConvertible {
+    /// The table is at its limit and no flow that is not yet assured could be evicted.
+    case tableFull
+    /// Another live flow already owns the reply tuple this flow would get (the same client
+    /// endpoint redirected to the same target), so replies could not be told apart. The kernel
+    /// drops such a packet at conntrack confirmation too.
+    case tupleInUse
+
+    public var description: String { self == .tableFull ? "table full" : "reply tuple in use" }
+}
+
+/// The answer to "where was this connection really going?".
+public enum FlowLookupResult: Hashable, Sendable {
+    /// The flow was redirected; this is where the client sent it.
+    case redirected(original: Endpoint)
+    /// The flow is tracked but was not redirected.
+    case notRedirected
+    /// No flow, and none ended recently.
+    case notFound
+    /// A flow with this tuple ended recently (remembered in a small bounded memory), and why.
+    case expired(FlowEndReason)
+}

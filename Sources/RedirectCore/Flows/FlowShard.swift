@@ -1,0 +1,450 @@
+/// One lock's worth of the flow table: a slab of flows, the ORIGINAL and REPLY tuple indexes
+/// (the kernel's `tuplehash[IP_CT_DIR_ORIGINAL]` / `[IP_CT_DIR_REPLY]`) and the per-flow logic.
+///
+/// A flow lives in the shard chosen by its (protocol, client endpoint), which both of its tuples
+/// contain, so every operation on a flow touches exactly one shard. Nothing here allocates
+/// except `records` and the event drain; nothing here takes another lock.
+struct FlowShard: ~Copyable {
+    private var slab: FlowSlab
+    private var originalIndex: FlowIndex
+    private var replyIndex: FlowIndex
+    private var tombstones: FixedRing<FlowTombstone>
+    private var events: FixedRing<FlowEvent>
+    private let hasher: FlowHasher
+    private let timeouts: FlowTimeouts
+    private let occupancy: FlowOccupancy
+    private let evictionScanLimit: Int
+    private let shardNumber: Int
+    private var evictionCursor: UInt32 = 0
+    private var eventSequence: UInt64 = 0
+    private(set) var count = 0
+    /// The counter fields of the table's statistics, for this shard.
+    private(set) var counters = FlowTableStatistics()
+    /// Flows per `FlowState.rawValue`.
+    private var stateCounts = InlineArray<11, Int>(repeating: 0)
+
+    init(
+        number: Int, slabCapacity: Int, tombstoneCapacity: Int, eventCapacity: Int,
+        hasher: FlowHasher, configuration: FlowTableConfiguration, occupancy: FlowOccupancy
+    ) {
+        slab = FlowSlab(capacity: UInt32(slabCapacity))
+        // At most 3/4 full: linear-probing lookups stay short even when the shard is full.
+        let indexCapacity = slabCapacity + (slabCapacity + 2) / 3 + 1
+        originalIndex = FlowIndex(capacity: indexCapacity)
+        replyIndex = FlowIndex(capacity: indexCapacity)
+        tombstones = FixedRing(capacity: tombstoneCapacity)
+        events = FixedRing(capacity: eventCapacity)
+        self.hasher = hasher
+        timeouts = configuration.timeouts
+        self.occupancy = occupancy
+        evictionScanLimit = configuration.evictionScanLimit
+        shardNumber = number
+    }
+
+    var byteCount: Int {
+        slab.byteCount + originalIndex.byteCount + replyIndex.byteCount + tombstones.byteCount + events.byteCount
+    }
+
+    var slabCapacity: Int { Int(slab.capacity) }
+
+    // MARK: Packets
+
+    mutating func handleOriginal(
+        _ tuple: FlowTuple, clientHash: UInt64, tcpFlags: TCPFlags, length: Int, now: UInt32,
+        decide: (FlowTuple) -> FlowDecision
+    ) -> OriginalOutcome {
+        let hash = hasher.tupleHash(clientHash: clientHash, other: tuple.destination)
+        if let slot = findOriginal(tuple, hash: hash) {
+            if slab[slot].isExpired(at: now) {
+                destroy(slot, reason: slab[slot].expiryReason, now: now)
+            } else {
+                let flow = slab[slot]
+                let outcome: OriginalOutcome =
+                    flow.flags.contains(.redirected) ? .rewriteDestination(flow.replySourceEndpoint) : .pass
+                guard apply(slot, direction: .original, tcpFlags: tcpFlags, length: length, now: now) == .restart
+                else { return outcome }
+                destroy(slot, reason: .replaced, now: now)
+            }
+        }
+        if tuple.proto == .tcp && TCPStateMachine.Segment(flags: tcpFlags) != .syn {
+            counters.untrackedOriginal &+= 1
+            return .untracked
+        }
+        return create(tuple, clientHash: clientHash, hash: hash, length: length, now: now, decide: decide)
+    }
+
+    /// `tuple` is the reply as seen on the wire: source = reply source, destination = client.
+    mutating func handleReply(
+        _ tuple: FlowTuple, clientHash: UInt64, tcpFlags: TCPFlags, length: Int, now: UInt32
+    ) -> ReplyOutcome {
+        let hash = hasher.tupleHash(clientHash: clientHash, other: tuple.source)
+        guard let slot = findReply(tuple.proto, source: tuple.source, client: tuple.destination, hash: hash) else {
+            counters.untrackedReply &+= 1
+            return .untracked
+        }
+        if slab[slot].isExpired(at: now) {
+            destroy(slot, reason: slab[slot].expiryReason, now: now)
+            counters.untrackedReply &+= 1
+            return .untracked
+        }
+        let flow = slab[slot]
+        let outcome: ReplyOutcome =
+            flow.flags.contains(.redirected) ? .rewriteSource(flow.originalDestinationEndpoint) : .pass
+        // A restart needs an original-direction SYN, so `apply` never asks for one here.
+        _ = apply(slot, direction: .reply, tcpFlags: tcpFlags, length: length, now: now)
+        return outcome
+    }
+
+    mutating func lookup(
+        proto: TransportProtocol, client: Endpoint, local: Endpoint, clientHash: UInt64, now: UInt32
+    ) -> FlowLookupResult {
+        let hash = hasher.tupleHash(clientHash: clientHash, other: local)
+        if let slot = findReply(proto, source: local, client: client, hash: hash) {
+            let flow = slab[slot]
+            if flow.isExpired(at: now) {
+                destroy(slot, reason: flow.expiryReason, now: now)
+                return .expired(flow.expiryReason)
+            }
+            return flow.flags.contains(.redirected) ? .redirected(original: flow.originalDestinationEndpoint) : .notRedirected
+        }
+        if let tombstone = tombstones.newest(where: { $0.matches(proto, client: client, local: local) }) {
+            return .expired(tombstone.reason)
+        }
+        return .notFound
+    }
+
+    // MARK: Flow life
+
+    private enum PacketEffect { case tracked, restart }
+
+    /// Accounts a packet of a live flow and moves its state; `.restart` when it opens a new connection on the tuple.
+    private mutating func apply(
+        _ slot: UInt32, direction: PacketMetadata.Direction, tcpFlags: TCPFlags, length: Int, now: UInt32
+    ) -> PacketEffect {
+        if slab[slot].proto == .udp {
+            account(slot, direction: direction, length: length)
+            applyUDP(slot, direction: direction, now: now)
+            return .tracked
+        }
+        guard let segment = TCPStateMachine.Segment(flags: tcpFlags) else {
+            account(slot, direction: direction, length: length)
+            counters.invalid &+= 1
+            return .tracked
+        }
+        let old = slab[slot].state
+        let hadReply = slab[slot].flags.contains(.seenReply)
+        let transition = TCPStateMachine.transition(from: old, on: segment, direction: direction)
+        if transition == .move(to: .synSent) && old.isFinished {
+            // A new connection on the old tuple: the caller replaces the flow and counts the SYN there.
+            return .restart
+        }
+        account(slot, direction: direction, length: length)
+        switch transition {
+        case .invalid:
+            counters.invalid &+= 1
+        case .ignore:
+            if direction == .reply && segment == .synAck && slab[slot].flags.contains(.ignoredSyn) {
+                // The SYN/ACK answers the SYN we ignored: the peer really did start over.
+                setState(slot, .synReceived)
+                slab[slot].flags.remove(.ignoredSyn)
+                slab[slot].expires = expiry(now, timeouts.synReceived)
+            } else if direction == .original && segment == .syn {
+                slab[slot].flags.insert(.ignoredSyn)
+            } else {
+                slab[slot].flags.remove(.ignoredSyn)
+            }
+            if direction == .reply { slab[slot].flags.insert(.seenReply) }
+        case .move(let new):
+            if segment == .rst && !hadReply {
+                // Like the kernel: a reset before any reply ends the flow at once.
+                destroy(slot, reason: .closed, now: now)
+                return .tracked
+            }
+            setState(slot, new)
+            slab[slot].flags.remove(.ignoredSyn)
+            if hadReply && (old == .synReceived || old == .established) && new == .established {
+                slab[slot].flags.insert(.assured)
+            }
+            if direction == .reply { slab[slot].flags.insert(.seenReply) }
+            slab[slot].expires = expiry(now, timeouts[new])
+        }
+        return .tracked
+    }
+
+    private mutating func account(_ slot: UInt32, direction: PacketMetadata.Direction, length: Int) {
+        let bytes = UInt64(clamping: length)
+        if direction == .original {
+            slab[slot].originalPackets &+= 1
+            slab[slot].originalBytes &+= bytes
+        } else {
+            slab[slot].replyPackets &+= 1
+            slab[slot].replyBytes &+= bytes
+        }
+    }
+
+    /// The kernel's UDP rule: the first answer only marks the flow replied; a packet after that
+    /// makes it a stream (assured, longer timeout). One request and one answer (DNS) stay short-lived.
+    private mutating func applyUDP(_ slot: UInt32, direction: PacketMetadata.Direction, now: UInt32) {
+        if slab[slot].flags.contains(.seenReply) {
+            slab[slot].flags.insert(.assured)
+            slab[slot].expires = expiry(now, timeouts.udpReplied)
+        } else {
+            if direction == .reply {
+                slab[slot].flags.insert(.seenReply)
+                setState(slot, .udpReplied)
+            }
+            slab[slot].expires = expiry(now, timeouts.udpUnreplied)
+        }
+    }
+
+    private mutating func create(
+        _ tuple: FlowTuple, clientHash: UInt64, hash: UInt32, length: Int, now: UInt32,
+        decide: (FlowTuple) -> FlowDecision
+    ) -> OriginalOutcome {
+        let replySource: Endpoint
+        var flags: FlowSlotFlags = []
+        switch decide(tuple) {
+        case .ignore:
+            counters.ignoredByPolicy &+= 1
+            return .untracked
+        case .trackOnly:
+            replySource = tuple.destination
+        case .redirect(let target):
+            replySource = target
+            flags.insert(.redirected)
+        }
+        let replyHash = hasher.tupleHash(clientHash: clientHash, other: replySource)
+        if let owner = findReply(tuple.proto, source: replySource, client: tuple.source, hash: replyHash) {
+            if slab[owner].isExpired(at: now) {
+                destroy(owner, reason: slab[owner].expiryReason, now: now)
+            } else if slab[owner].state.isFinished {
+                destroy(owner, reason: .replaced, now: now)
+            } else {
+                counters.refusedTupleInUse &+= 1
+                return .refused(.tupleInUse)
+            }
+        }
+        let state: FlowState = tuple.proto == .tcp ? .synSent : .udpUnreplied
+        let flow = FlowSlot(
+            client: tuple.source.address, originalDestination: tuple.destination.address,
+            replySource: replySource.address, originalBytes: UInt64(clamping: length), replyBytes: 0,
+            originalPackets: 1, replyPackets: 0, expires: expiry(now, timeouts[state]), created: now,
+            clientPort: tuple.source.port, originalDestinationPort: tuple.destination.port,
+            replySourcePort: replySource.port, proto: tuple.proto, state: state, flags: flags, isOccupied: true)
+        guard let slot = admit(flow, now: now, mayEvict: true) else {
+            counters.refusedTableFull &+= 1
+            return .refused(.tableFull)
+        }
+        originalIndex.insert(hash: hash, slot: slot)
+        replyIndex.insert(hash: replyHash, slot: slot)
+        counters.created &+= 1
+        record(.created, slot, now: now)
+        return flags.contains(.redirected) ? .rewriteDestination(replySource) : .pass
+    }
+
+    /// Puts `flow` in the slab within the table's limit, evicting one flow first if allowed and
+    /// needed. The caller adds the index entries.
+    private mutating func admit(_ flow: FlowSlot, now: UInt32, mayEvict: Bool) -> UInt32? {
+        // Two rounds: an eviction frees a slab slot and a unit of the limit, but another shard
+        // may take that unit first.
+        for round in 0..<2 {
+            if slab.hasFreeSlot && occupancy.reserve() {
+                guard let slot = slab.insert(flow) else { occupancy.release(); return nil }
+                count += 1
+                stateCounts[Int(flow.state.rawValue)] += 1
+                return slot
+            }
+            guard mayEvict && round == 0 && evictOne(now: now) else { return nil }
+        }
+        return nil
+    }
+
+    /// The kernel's early drop: frees one slot for a new flow by removing an expired flow or one
+    /// not yet assured (a half-open TCP handshake, an unanswered UDP exchange), so a flood of
+    /// spoofed SYNs can only displace other unfinished flows, never established ones.
+    ///
+    /// Candidates come from a rotating cursor over the slab, at most `evictionScanLimit` slots per
+    /// call: bounded work, and over successive calls every slot is considered in turn (the
+    /// kernel likewise scans a bounded number of entries from a random bucket). The first
+    /// candidate found is taken, not the oldest: keeping an age order would cost memory per flow.
+    private mutating func evictOne(now: UInt32) -> Bool {
+        let span = slab.highWater
+        guard span > 0 else { return false }
+        for _ in 0..<min(evictionScanLimit, Int(span)) {
+            let slot = evictionCursor < span ? evictionCursor : 0
+            evictionCursor = slot + 1
+            guard slab.isOccupied(slot) else { continue }
+            if slab[slot].isExpired(at: now) {
+                destroy(slot, reason: slab[slot].expiryReason, now: now)
+                return true
+            }
+            if !slab[slot].flags.contains(.assured) {
+                destroy(slot, reason: .evicted, now: now)
+                return true
+            }
+        }
+        return false
+    }
+
+    private mutating func destroy(_ slot: UInt32, reason: FlowEndReason, now: UInt32) {
+        let flow = slab[slot]
+        let clientHash = hasher.clientHash(proto: flow.proto, client: flow.clientEndpoint)
+        originalIndex.remove(hash: hasher.tupleHash(clientHash: clientHash, other: flow.originalDestinationEndpoint), slot: slot)
+        replyIndex.remove(hash: hasher.tupleHash(clientHash: clientHash, other: flow.replySourceEndpoint), slot: slot)
+        tombstones.append(FlowTombstone(of: flow, reason: reason, ended: now))
+        record(.destroyed(reason), slot, now: now)
+        switch reason {
+        case .expired: counters.destroyedExpired &+= 1
+        case .closed: counters.destroyedClosed &+= 1
+        case .evicted: counters.destroyedEvicted &+= 1
+        case .replaced: counters.destroyedReplaced &+= 1
+        }
+        stateCounts[Int(flow.state.rawValue)] -= 1
+        count -= 1
+        slab.remove(slot)
+        occupancy.release()
+    }
+
+    private mutating func setState(_ slot: UInt32, _ state: FlowState) {
+        stateCounts[Int(slab[slot].state.rawValue)] -= 1
+        stateCounts[Int(state.rawValue)] += 1
+        slab[slot].state = state
+    }
+
+    private mutating func record(_ kind: FlowEvent.Kind, _ slot: UInt32, now: UInt32) {
+        guard events.capacity > 0 else { return }
+        eventSequence &+= 1
+        events.append(FlowEvent(kind: kind, time: now, record: slab[slot].record, shard: shardNumber, sequence: eventSequence))
+    }
+
+    @inline(__always)
+    private func expiry(_ now: UInt32, _ timeout: UInt32) -> UInt32 {
+        let (sum, overflow) = now.addingReportingOverflow(timeout)
+        return overflow ? .max : sum
+    }
+
+    @inline(__always)
+    private func findOriginal(_ tuple: FlowTuple, hash: UInt32) -> UInt32? {
+        originalIndex.find(hash: hash) { slot in
+            slab[slot].matchesOriginal(tuple.proto, client: tuple.source, destination: tuple.destination)
+        }
+    }
+
+    @inline(__always)
+    private func findReply(_ proto: TransportProtocol, source: Endpoint, client: Endpoint, hash: UInt32) -> UInt32? {
+        replyIndex.find(hash: hash) { slot in
+            slab[slot].matchesReply(proto, source: source, client: client)
+        }
+    }
+
+    // MARK: Maintenance, listing, persistence
+
+    /// Removes expired flows among slab slots `start..<start+budget`; returns slots scanned,
+    /// flows removed, and where to continue (nil once the end of the slab is reached).
+    mutating func sweep(from start: UInt32, budget: Int, now: UInt32) -> (scanned: Int, removed: Int, next: UInt32?) {
+        let end = UInt32(min(UInt64(slab.highWater), UInt64(start) + UInt64(max(budget, 0))))
+        var removed = 0
+        var slot = start
+        while slot < end {
+            if slab.isOccupied(slot) && slab[slot].isExpired(at: now) {
+                destroy(slot, reason: slab[slot].expiryReason, now: now)
+                removed += 1
+            }
+            slot += 1
+        }
+        let scanned = Int(end >= start ? end - start : 0)
+        return (scanned, removed, end < slab.highWater ? end : nil)
+    }
+
+    func appendRecords(to records: inout [FlowRecord], now: UInt32) {
+        for slot in 0..<slab.highWater where slab.isOccupied(slot) && !slab[slot].isExpired(at: now) {
+            records.append(slab[slot].record)
+        }
+    }
+
+    /// Re-inserts a saved flow unless its tuples are taken or the table is full (no eviction).
+    mutating func restore(_ record: FlowRecord, clientHash: UInt64, now: UInt32) -> Bool {
+        let flow = FlowSlot(record: record)
+        let hash = hasher.tupleHash(clientHash: clientHash, other: flow.originalDestinationEndpoint)
+        let replyHash = hasher.tupleHash(clientHash: clientHash, other: flow.replySourceEndpoint)
+        if findOriginal(record.originalTuple, hash: hash) != nil
+            || findReply(flow.proto, source: flow.replySourceEndpoint, client: flow.clientEndpoint, hash: replyHash) != nil
+        {
+            return false
+        }
+        guard let slot = admit(flow, now: now, mayEvict: false) else { return false }
+        originalIndex.insert(hash: hash, slot: slot)
+        replyIndex.insert(hash: replyHash, slot: slot)
+        counters.restored &+= 1
+        return true
+    }
+
+    mutating func drainEvents(into collected: inout [FlowEvent]) {
+        events.drain { collected.append($0) }
+    }
+
+    var eventsLost: UInt64 { events.overwritten }
+
+    func addStateCounts(to byState: inout [FlowState: Int]) {
+        for state in FlowState.allCases where stateCounts[Int(state.rawValue)] > 0 {
+            byState[state, default: 0] += stateCounts[Int(state.rawValue)]
+        }
+    }
+
+    // MARK: Invariants (tests)
+
+    /// Every way the shard's structures disagree with each other; empty when consistent.
+    func invariantViolations() -> [String] {
+        var problems: [String] = []
+        var occupied = 0
+        var gauge = InlineArray<11, Int>(repeating: 0)
+        for slot in 0..<slab.highWater where slab.isOccupied(slot) {
+            occupied += 1
+            let flow = slab[slot]
+            gauge[Int(flow.state.rawValue)] += 1
+            let clientHash = hasher.clientHash(proto: flow.proto, client: flow.clientEndpoint)
+            let originalHash = hasher.tupleHash(clientHash: clientHash, other: flow.originalDestinationEndpoint)
+            let replyHash = hasher.tupleHash(clientHash: clientHash, other: flow.replySourceEndpoint)
+            let original = FlowTuple(proto: flow.proto, source: flow.clientEndpoint, destination: flow.originalDestinationEndpoint)
+            if findOriginal(original, hash: originalHash) != slot {
+                problems.append("shard \(shardNumber) slot \(slot): not reachable by its original tuple")
+            }
+            if findReply(flow.proto, source: flow.replySourceEndpoint, client: flow.clientEndpoint, hash: replyHash) != slot {
+                problems.append("shard \(shardNumber) slot \(slot): not reachable by its reply tuple")
+            }
+            if flow.state.proto != flow.proto {
+                problems.append("shard \(shardNumber) slot \(slot): state \(flow.state) on \(flow.proto)")
+            }
+        }
+        if occupied != count { problems.append("shard \(shardNumber): \(occupied) flows but count \(count)") }
+        if occupied + slab.freeListLength != Int(slab.highWater) {
+            problems.append("shard \(shardNumber): free list does not cover the unoccupied slots")
+        }
+        for state in FlowState.allCases where gauge[Int(state.rawValue)] != stateCounts[Int(state.rawValue)] {
+            problems.append("shard \(shardNumber): state gauge for \(state) is \(stateCounts[Int(state.rawValue)]), not \(gauge[Int(state.rawValue)])")
+        }
+        checkIndex(originalIndex, name: "original", into: &problems) { $0.originalDestinationEndpoint }
+        checkIndex(replyIndex, name: "reply", into: &problems) { $0.replySourceEndpoint }
+        return problems
+    }
+
+    /// Every entry of `index` must point at a live flow and carry that flow's current hash.
+    private func checkIndex(
+        _ index: borrowing FlowIndex, name: String, into problems: inout [String], other: (FlowSlot) -> Endpoint
+    ) {
+        var entries = 0
+        index.forEachEntry { hash, slot in
+            entries += 1
+            guard slab.isOccupied(slot) else {
+                problems.append("shard \(shardNumber): \(name) index points at free slot \(slot)")
+                return
+            }
+            let flow = slab[slot]
+            let clientHash = hasher.clientHash(proto: flow.proto, client: flow.clientEndpoint)
+            if hasher.tupleHash(clientHash: clientHash, other: other(flow)) != hash {
+                problems.append("shard \(shardNumber): \(name) index entry for slot \(slot) has a stale hash")
+            }
+        }
+        if entries != count { problems.append("shard \(shardNumber): \(name) index has \(entries) entries for \(count) flows") }
+    }
+}

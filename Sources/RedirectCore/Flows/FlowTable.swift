@@ -1,0 +1,224 @@
+import Synchronization
+
+/// The daemon's connection-tracking table: the userspace twin of the kernel's `nf_conntrack`
+/// for the flows it redirects.
+///
+/// Every flow is indexed twice, by its ORIGINAL tuple (client -> original destination, the way
+/// the client's packets arrive) and by its REPLY tuple (redirect target -> client, the way the
+/// proxy's answers leave), like the kernel's `tuplehash[IP_CT_DIR_ORIGINAL]` and `[REPLY]`.
+///
+/// Concurrency: the table is split into shards, each behind its own `Mutex`, chosen by a keyed
+/// hash of (protocol, client endpoint). Both tuples contain the client endpoint, so a packet of
+/// either direction and a proxy's lookup each take exactly one shard lock.
+///
+/// Memory: everything is allocated at init from `configuration.limit` (a slab of 96-byte flow
+/// records and two open-addressing indexes per shard): the packet path never allocates and
+/// never rehashes. About 123 bytes per flow at the limit; see `storageBytes`.
+///
+/// Time: `now` is whole seconds of a monotonic clock supplied by the caller (CLOCK_MONOTONIC in
+/// the daemon), so tests drive time and saved flows stay valid across a daemon restart.
+/// Expiry is lazy (an expired flow met by a packet or lookup is removed) plus `sweep`.
+public final class FlowTable: Sendable {
+    public let configuration: FlowTableConfiguration
+    /// Shards in use: the requested count, reduced so each gets at least
+    /// `FlowTableConfiguration.minimumShardShare` flows of the limit.
+    public let shardCount: Int
+    private let shards: [LockedShard]
+    private let hasher: FlowHasher
+    private let occupancy: FlowOccupancy
+    private let sweepCursor = Mutex(SweepCursor())
+
+    private final class LockedShard: Sendable {
+        let shard: Mutex<FlowShard>
+        init(_ shard: consuming FlowShard) { self.shard = Mutex(shard) }
+    }
+
+    private struct SweepCursor {
+        var shard = 0
+        var slot: UInt32 = 0
+    }
+
+    public init(configuration: FlowTableConfiguration = FlowTableConfiguration()) throws(FlowTableConfigurationError) {
+        try configuration.validate()
+        self.configuration = configuration
+        let limit = configuration.limit
+        let shardCount = max(1, min(configuration.shardCount, limit / FlowTableConfiguration.minimumShardShare))
+        self.shardCount = shardCount
+        hasher = FlowHasher(seed: configuration.seed ?? UInt64.random(in: .min ... .max))
+        occupancy = FlowOccupancy(limit: limit)
+        // A shard's slab holds its even share plus six standard deviations of the binomial spread
+        // of a keyed hash, so no shard fills up before the table does (the chance is about 1e-9
+        // per shard); the limit itself is enforced table-wide by `occupancy`.
+        let share = Double(limit) / Double(shardCount)
+        let slack = 6 * share.squareRoot() + 8
+        let slabCapacity = shardCount == 1 ? limit : min(limit, Int((share + slack).rounded(.up)))
+        let tombstonesPerShard = (configuration.tombstoneCapacity + shardCount - 1) / shardCount
+        let eventsPerShard = (configuration.eventCapacity + shardCount - 1) / shardCount
+        var shards: [LockedShard] = []
+        shards.reserveCapacity(shardCount)
+        for number in 0..<shardCount {
+            shards.append(LockedShard(FlowShard(
+                number: number, slabCapacity: slabCapacity, tombstoneCapacity: tombstonesPerShard,
+                eventCapacity: eventsPerShard, hasher: hasher, configuration: configuration, occupancy: occupancy)))
+        }
+        self.shards = shards
+    }
+
+    @inline(__always)
+    private func shard(for clientHash: UInt64) -> LockedShard {
+        shards[Int(truncatingIfNeeded: ((clientHash >> 32) &* UInt64(shardCount)) >> 32)]
+    }
+
+    // MARK: Packet path
+
+    /// An original-direction packet (client -> destination) as it arrived.
+    ///
+    /// `decide` is called only when no live flow has this tuple and the packet may start one
+    /// (a lone TCP SYN, any UDP packet); it runs under the shard's lock, so it must be quick and
+    /// must not call back into the table.
+    public func handleOriginal(
+        _ tuple: FlowTuple, tcpFlags: TCPFlags, length: Int, now: UInt32,
+        decide: (FlowTuple) -> FlowDecision
+    ) -> OriginalOutcome {
+        let clientHash = hasher.clientHash(proto: tuple.proto, client: tuple.source)
+        return shard(for: clientHash).shard.withLock {
+            $0.handleOriginal(tuple, clientHash: clientHash, tcpFlags: tcpFlags, length: length, now: now, decide: decide)
+        }
+    }
+
+    /// A reply-direction packet as seen on the wire (source = the local redirect target,
+    /// destination = the client). Replies never create flows.
+    public func handleReply(_ tuple: FlowTuple, tcpFlags: TCPFlags, length: Int, now: UInt32) -> ReplyOutcome {
+        let clientHash = hasher.clientHash(proto: tuple.proto, client: tuple.destination)
+        return shard(for: clientHash).shard.withLock {
+            $0.handleReply(tuple, clientHash: clientHash, tcpFlags: tcpFlags, length: length, now: now)
+        }
+    }
+
+    /// Where a proxy's connection really was going: `client` is the peer of the accepted socket,
+    /// `local` its own end (the reply tuple `local -> client`, as the kernel's getorigdst looks it up).
+    public func lookup(proto: TransportProtocol, client: Endpoint, local: Endpoint, now: UInt32) -> FlowLookupResult {
+        let clientHash = hasher.clientHash(proto: proto, client: client)
+        return shard(for: clientHash).shard.withLock {
+            $0.lookup(proto: proto, client: client, local: local, clientHash: clientHash, now: now)
+        }
+    }
+
+    // MARK: Maintenance
+
+    /// Removes expired flows, examining at most `budget` slots, continuing where the previous call
+    /// stopped and moving across shards (one shard lock at a time). Returns the flows removed.
+    /// Calling it with a budget of about limit / 100 every second cleans the table in 100 s.
+    @discardableResult
+    public func sweep(now: UInt32, budget: Int) -> Int {
+        sweepCursor.withLock { cursor in
+            var remaining = budget
+            var removed = 0
+            var finishedShards = 0
+            while remaining > 0 && finishedShards < shardCount {
+                let start = cursor.slot
+                let result = shards[cursor.shard].shard.withLock { $0.sweep(from: start, budget: remaining, now: now) }
+                removed += result.removed
+                remaining -= result.scanned
+                if let next = result.next {
+                    cursor.slot = next
+                } else {
+                    cursor.shard = cursor.shard + 1 == shardCount ? 0 : cursor.shard + 1
+                    cursor.slot = 0
+                    finishedShards += 1
+                }
+            }
+            return removed
+        }
+    }
+
+    /// Flows in the table, including expired ones not yet removed.
+    public var count: Int { occupancy.count }
+
+    public var statistics: FlowTableStatistics {
+        var total = FlowTableStatistics()
+        for locked in shards {
+            locked.shard.withLock { shard in
+                let counters = shard.counters
+                total.created &+= counters.created
+                total.restored &+= counters.restored
+                total.destroyedExpired &+= counters.destroyedExpired
+                total.destroyedClosed &+= counters.destroyedClosed
+                total.destroyedEvicted &+= counters.destroyedEvicted
+                total.destroyedReplaced &+= counters.destroyedReplaced
+                total.refusedTableFull &+= counters.refusedTableFull
+                total.refusedTupleInUse &+= counters.refusedTupleInUse
+                total.untrackedOriginal &+= counters.untrackedOriginal
+                total.untrackedReply &+= counters.untrackedReply
+                total.ignoredByPolicy &+= counters.ignoredByPolicy
+                total.invalid &+= counters.invalid
+                total.eventsLost &+= shard.eventsLost
+                total.count += shard.count
+                shard.addStateCounts(to: &total.byState)
+            }
+        }
+        total.limit = configuration.limit
+        return total
+    }
+
+    /// Bytes of preallocated storage: flow slabs, both indexes, tombstones and event rings.
+    public var storageBytes: Int {
+        shards.reduce(0) { sum, locked in sum + locked.shard.withLock { $0.byteCount } }
+    }
+
+    // MARK: Events
+
+    /// Takes the events recorded since the last drain, ordered by time (see `FlowEvent`).
+    public func drainEvents() -> [FlowEvent] {
+        var events: [FlowEvent] = []
+        for locked in shards {
+            locked.shard.withLock { $0.drainEvents(into: &events) }
+        }
+        events.sort { ($0.time, $0.shard, $0.sequence) < ($1.time, $1.shard, $1.sequence) }
+        return events
+    }
+
+    // MARK: Listing and persistence
+
+    /// Every live flow (unordered).
+    public func records(now: UInt32) -> [FlowRecord] {
+        var records: [FlowRecord] = []
+        records.reserveCapacity(count)
+        for locked in shards {
+            locked.shard.withLock { $0.appendRecords(to: &records, now: now) }
+        }
+        return records
+    }
+
+    /// Re-inserts saved flows, skipping expired and inconsistent ones, ones whose tuples are
+    /// already taken, and any beyond the limit (nothing is evicted for them). Returns how many
+    /// were inserted.
+    @discardableResult
+    public func restore(_ records: [FlowRecord], now: UInt32) -> Int {
+        var restored = 0
+        for record in records where record.expires > now && record.inconsistency == nil {
+            let clientHash = hasher.clientHash(proto: record.proto, client: record.client)
+            if shard(for: clientHash).shard.withLock({ $0.restore(record, clientHash: clientHash, now: now) }) {
+                restored += 1
+            }
+        }
+        return restored
+    }
+
+    // MARK: Invariants (tests)
+
+    /// Every disagreement between the table's structures; empty when consistent.
+    func invariantViolations() -> [String] {
+        var problems: [String] = []
+        var total = 0
+        for locked in shards {
+            locked.shard.withLock { shard in
+                problems += shard.invariantViolations()
+                total += shard.count
+            }
+        }
+        if total != occupancy.count { problems.append("shards hold \(total) flows, occupancy says \(occupancy.count)") }
+        if total > configuration.limit { problems.append("\(total) flows exceed the limit \(configuration.limit)") }
+        return problems
+    }
+}
