@@ -1,7 +1,9 @@
 #define _GNU_SOURCE
 #include "nfqr_io.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -29,4 +31,8 @@ int nfqr_eventfd(void) {
 
 int nfqr_enter_network_namespace(int fd) {
     return setns(fd, CLONE_NEWNET);
+}
+
+int nfqr_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
 }

@@ -21,4 +21,7 @@ int nfqr_eventfd(void);
 /// setns(2) into the network namespace `fd` refers to, for the calling thread only.
 int nfqr_enter_network_namespace(int fd);
 
+/// pipe2(2) with O_CLOEXEC, so a program spawned meanwhile from another thread does not inherit it.
+int nfqr_pipe_cloexec(int fds[2]);
+
 #endif
