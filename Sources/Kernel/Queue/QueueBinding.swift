@@ -39,7 +39,7 @@ enum QueueBinding {
 
     private static func describe(_ sequence: UInt32, queue: UInt16) -> String {
         switch sequence {
-        case 1: "binding NFQUEUE \(queue) (EBUSY: another program is bound to it; EPERM: CAP_NET_ADMIN is needed)"
+        case 1: "binding NFQUEUE \(queue) (EPERM: another program is bound to it, or CAP_NET_ADMIN is missing)"
         case 2: "setting copy-packet mode on NFQUEUE \(queue)"
         case 3: "setting the length of NFQUEUE \(queue)"
         default: "setting the flags (fail-open, GSO) of NFQUEUE \(queue)"
