@@ -1,0 +1,146 @@
+import CNFQShim
+import CNetfilterQueue
+import Glibc
+import RedirectCore
+
+/// A kernel NFQUEUE bound over netlink (libmnl + libnetfilter_queue's nfq_nlmsg_* API).
+///
+/// Receives with one recvmmsg per wakeup (poll only when nothing is ready), parses in place,
+/// and answers a batch with one sendmsg whose payload iovecs point into the receive buffers.
+/// Nothing on that path allocates. `receive` and `sendVerdicts` belong to one thread;
+/// `counters` and `interrupt()` are safe from any thread.
+public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
+    public let configuration: NetfilterQueueConfiguration
+    public var queueNumber: UInt16 { configuration.queueNumber }
+    /// The socket's netlink port id, as /proc/net/netfilter/nfnetlink_queue shows it.
+    public let portID: UInt32
+    /// The receive buffer the kernel granted (SO_RCVBUF as read back; the kernel doubles requests).
+    public let effectiveReceiveBufferBytes: Int
+
+    private let socket: NetlinkSocket
+    private let wakeUp: WakeUpChannel
+    private let cells = PacketQueueCounterCells()
+    private let writer: VerdictWriter
+    private let sendLimit: Int
+    private let receiveIovecs: UnsafeMutablePointer<iovec>
+    private let receivedLengths: UnsafeMutablePointer<UInt32>
+    private let receivedFlags: UnsafeMutablePointer<Int32>
+    private var sendMessage = msghdr()
+
+    /// Opens a netlink socket, sizes its buffers and binds `configuration.queueNumber`.
+    /// Throws `.netlink(..., EBUSY)` when another socket holds the queue, EPERM without CAP_NET_ADMIN.
+    public init(configuration: NetfilterQueueConfiguration) throws(KernelError) {
+        try configuration.validate()
+        self.configuration = configuration
+        let socket = try NetlinkSocket(bus: NETLINK_NETFILTER)
+        self.socket = socket
+        portID = socket.portID
+        wakeUp = try WakeUpChannel()
+        effectiveReceiveBufferBytes = try Descriptor.setBufferSize(
+            socket.descriptor, bytes: configuration.receiveBufferBytes, force: SO_RCVBUFFORCE, plain: SO_RCVBUF,
+            label: "setsockopt(SO_RCVBUF)")
+        // A batch of rewritten packets goes out in one datagram; netlink refuses a datagram
+        // larger than the send buffer (EMSGSIZE), so size it for a full batch and split above it.
+        let grantedSendBuffer = try Descriptor.setBufferSize(
+            socket.descriptor, bytes: configuration.batchCapacity * (configuration.slotSize + 64), force: SO_SNDBUFFORCE,
+            plain: SO_SNDBUF, label: "setsockopt(SO_SNDBUF)")
+        sendLimit = max(grantedSendBuffer - 64, 4096)
+        if configuration.suppressNoBufferErrors {
+            try Descriptor.setOption(socket.descriptor, level: SOL_NETLINK, name: NETLINK_NO_ENOBUFS, value: 1, label: "setsockopt(NETLINK_NO_ENOBUFS)")
+        }
+        writer = VerdictWriter(capacity: configuration.batchCapacity)
+        receiveIovecs = .allocate(capacity: configuration.batchCapacity)
+        receivedLengths = .allocate(capacity: configuration.batchCapacity)
+        receivedFlags = .allocate(capacity: configuration.batchCapacity)
+        try QueueBinding.bind(socket: socket, configuration: configuration)
+    }
+
+    deinit {
+        receiveIovecs.deallocate()
+        receivedLengths.deallocate()
+        receivedFlags.deallocate()
+    }
+
+    public var counters: PacketQueueCounters { cells.snapshot }
+
+    public func makeBatch() -> PacketBatch {
+        PacketBatch(capacity: configuration.batchCapacity, slotSize: configuration.slotSize)
+    }
+
+    public func interrupt() { wakeUp.signal() }
+
+    public func receive(into batch: PacketBatch, timeoutMilliseconds: Int32) throws(KernelError) -> ReceiveResult {
+        try checkFits(batch)
+        batch.removeAll()
+        for index in 0..<batch.capacity {
+            let slot = batch.slot(index)
+            receiveIovecs[index] = iovec(iov_base: slot.baseAddress, iov_len: slot.count)
+        }
+        var delta = PacketQueueCounters()
+        defer { cells.add(delta) }
+        while true {
+            let outcome = try syscall("recvmmsg(NFQUEUE \(queueNumber))") {
+                nfqr_receive_datagrams(socket.descriptor, receiveIovecs, receivedLengths, receivedFlags, UInt32(batch.capacity))
+            }
+            switch outcome {
+            case .completed(let datagrams):
+                for index in 0..<Int(datagrams) {
+                    let bytes = UnsafeMutableRawBufferPointer(rebasing: batch.slot(index)[..<Int(receivedLengths[index])])
+                    let truncated = receivedFlags[index] & CInt(MSG_TRUNC) != 0
+                    PacketMessageParser.parse(datagram: bytes, truncated: truncated, into: batch, counters: &delta)
+                }
+                if batch.count > 0 {
+                    delta.received &+= UInt64(batch.count)
+                    delta.batches &+= 1
+                }
+                return .received
+            case .noBufferSpace:
+                delta.noBufferSpace &+= 1
+            case .wouldBlock:
+                switch try ReadinessWait.wait(for: socket.descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds) {
+                case .readable: continue
+                case .wokenUp: return .interrupted
+                case .timedOut: return .timedOut
+                }
+            }
+        }
+    }
+
+    public func sendVerdicts(for batch: PacketBatch) throws(KernelError) {
+        try checkFits(batch)
+        var delta = PacketQueueCounters()
+        defer {
+            cells.add(delta)
+            batch.removeAll()
+        }
+        let descriptor = socket.descriptor
+        var sendErrors: UInt64 = 0
+        defer { delta.sendErrors &+= sendErrors }
+        try writer.write(
+            batch: batch, queueNumber: queueNumber, unparsedPolicy: configuration.unparsablePacketPolicy,
+            useBatchVerdict: configuration.batchVerdicts, sendLimit: sendLimit, counters: &delta
+        ) { (iovecs, _) throws(KernelError) in
+            sendMessage.msg_iov = iovecs.baseAddress
+            sendMessage.msg_iovlen = iovecs.count
+            // ENOBUFS / EAGAIN here are transient kernel memory pressure: retry a little, then
+            // leave the packets queued (counted) rather than stall the datapath.
+            for _ in 0..<3 {
+                let result: SyscallResult<Int>
+                do throws(KernelError) {
+                    result = try syscall("sendmsg(NFQUEUE \(queueNumber) verdicts)") { sendmsg(descriptor, &sendMessage, 0) }
+                } catch {
+                    sendErrors &+= 1
+                    throw error
+                }
+                if case .completed = result { return }
+                sendErrors &+= 1
+            }
+        }
+    }
+
+    private func checkFits(_ batch: PacketBatch) throws(KernelError) {
+        guard batch.capacity <= configuration.batchCapacity, batch.slotSize == configuration.slotSize else {
+            throw .invalidConfiguration("a batch must come from the same queue's makeBatch()")
+        }
+    }
+}

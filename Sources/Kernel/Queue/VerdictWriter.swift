@@ -1,0 +1,162 @@
+import RedirectCore
+import Glibc
+
+/// Builds the verdict messages of a batch into preallocated headers and iovecs and hands
+/// them to `send` in as few datagrams as the send limit allows (normally one).
+///
+/// Layout of one verdict (what nfq_nlmsg_put + nfq_nlmsg_verdict_put[_pkt] produce):
+/// nlmsghdr(16) nfgenmsg(4) NFQA_VERDICT_HDR(4+8) [NFQA_PAYLOAD(4) payload pad].
+/// The payload is not copied: its iovec points at the packet in the receive buffer.
+///
+/// Order: drops, rewritten accepts and fallback verdicts one message each, then ONE
+/// NFQNL_MSG_VERDICT_BATCH accept naming the last unmodified accept. The kernel answers a
+/// batch verdict for every packet still queued up to that id; the per-packet verdicts before
+/// it have already taken theirs off the queue, so it covers exactly the unmodified accepts.
+///
+/// Why unsafe: headers and iovecs live in memory allocated once per queue so the verdict
+/// path allocates nothing; all offsets are computed from the constants below.
+final class VerdictWriter {
+    static let verdictMessageType: UInt16 = 3 << 8 | 1
+    static let batchVerdictMessageType: UInt16 = 3 << 8 | 3
+    static let verdictHeaderLength = 32
+    static let payloadAttributeHeaderLength = 4
+    /// nla_len is 16 bits: 65535 - 4 bytes of attribute header.
+    static let maximumPayloadLength = 65531
+    private static let headerStride = 40
+    private static let accept: UInt32 = 1  // NF_ACCEPT
+    private static let drop: UInt32 = 0  // NF_DROP
+
+    let capacity: Int
+    private let headers: UnsafeMutableRawPointer
+    private let iovecs: UnsafeMutablePointer<iovec>
+    private let padding: UnsafeMutableRawPointer
+
+    /// `capacity` verdicts at most per batch (packets plus unparsed ids), plus the batch verdict.
+    init(capacity: Int) {
+        self.capacity = capacity
+        headers = .allocate(byteCount: (capacity + 1) * Self.headerStride, alignment: 8)
+        iovecs = .allocate(capacity: capacity * 3 + 1)
+        padding = .allocate(byteCount: 4, alignment: 4)
+        padding.initializeMemory(as: UInt8.self, repeating: 0, count: 4)
+    }
+
+    deinit {
+        headers.deallocate()
+        iovecs.deallocate()
+        padding.deallocate()
+    }
+
+    /// Writes the batch's verdicts and calls `send` with each datagram's iovecs (never more
+    /// than `sendLimit` bytes unless one message alone is larger). Counts verdict kinds.
+    func write(
+        batch: PacketBatch, queueNumber: UInt16, unparsedPolicy: UnparsablePacketPolicy, useBatchVerdict: Bool,
+        sendLimit: Int, counters: inout PacketQueueCounters,
+        send: (UnsafeMutableBufferPointer<iovec>, Int) throws(KernelError) -> Void
+    ) throws(KernelError) {
+        precondition(batch.count + batch.unparsedCount <= capacity, "batch larger than the verdict writer")
+        var state = ChunkState()
+        var lastPlainAccept: UInt32? = nil
+        var plainAccepts = 0
+        var header = 0
+
+        for index in 0..<batch.count {
+            let packet = batch.packets[index]
+            var verdict = packet.verdict
+            if verdict == .acceptModified && (packet.isTruncated || packet.payload.count > Self.maximumPayloadLength) {
+                counters.rejectedRewrites &+= 1
+                verdict = .drop
+            }
+            switch verdict {
+            case .accept:
+                counters.acceptedUnmodified &+= 1
+                if useBatchVerdict {
+                    lastPlainAccept = packet.id
+                    plainAccepts += 1
+                    continue
+                }
+                try append(header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.accept, id: packet.id, payload: nil, state: &state, sendLimit: sendLimit, send: send)
+            case .acceptModified:
+                counters.acceptedModified &+= 1
+                try append(header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.accept, id: packet.id, payload: UnsafeRawBufferPointer(packet.payload), state: &state, sendLimit: sendLimit, send: send)
+            case .drop:
+                counters.dropped &+= 1
+                try append(header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.drop, id: packet.id, payload: nil, state: &state, sendLimit: sendLimit, send: send)
+            }
+            header += 1
+        }
+        for index in 0..<batch.unparsedCount {
+            let verdict = unparsedPolicy == .accept ? Self.accept : Self.drop
+            try append(header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: verdict, id: batch.unparsedIDs[index], payload: nil, state: &state, sendLimit: sendLimit, send: send)
+            header += 1
+        }
+        if let lastPlainAccept {
+            // A single unmodified accept is sent as a plain verdict: same size, no batch semantics.
+            let type = plainAccepts > 1 ? Self.batchVerdictMessageType : Self.verdictMessageType
+            if plainAccepts > 1 { counters.batchVerdictMessages &+= 1 }
+            try append(header: header, type: type, queue: queueNumber, verdict: Self.accept, id: lastPlainAccept, payload: nil, state: &state, sendLimit: sendLimit, send: send)
+        }
+        if state.iovecCount > 0 {
+            try send(UnsafeMutableBufferPointer(start: iovecs, count: state.iovecCount), state.bytes)
+        }
+    }
+
+    private struct ChunkState {
+        var iovecCount = 0
+        var bytes = 0
+    }
+
+    private func append(
+        header index: Int, type: UInt16, queue: UInt16, verdict: UInt32, id: UInt32, payload: UnsafeRawBufferPointer?,
+        state: inout ChunkState, sendLimit: Int, send: (UnsafeMutableBufferPointer<iovec>, Int) throws(KernelError) -> Void
+    ) throws(KernelError) {
+        let payloadLength = payload?.count ?? 0
+        let headerLength = Self.verdictHeaderLength + (payload == nil ? 0 : Self.payloadAttributeHeaderLength)
+        let paddingLength = (4 - payloadLength & 3) & 3
+        let messageLength = headerLength + payloadLength + paddingLength
+        if state.bytes > 0 && state.bytes + messageLength > sendLimit {
+            try send(UnsafeMutableBufferPointer(start: iovecs, count: state.iovecCount), state.bytes)
+            state = ChunkState()
+        }
+        let bytes = UnsafeMutableRawBufferPointer(start: headers + index * Self.headerStride, count: headerLength)
+        Self.encodeHeader(into: bytes, type: type, queue: queue, verdict: verdict, id: id, payloadLength: payload == nil ? nil : payloadLength)
+        iovecs[state.iovecCount] = iovec(iov_base: bytes.baseAddress, iov_len: headerLength)
+        state.iovecCount += 1
+        if let payload, payloadLength > 0 {
+            iovecs[state.iovecCount] = iovec(iov_base: UnsafeMutableRawPointer(mutating: payload.baseAddress), iov_len: payloadLength)
+            state.iovecCount += 1
+        }
+        if paddingLength > 0 {
+            iovecs[state.iovecCount] = iovec(iov_base: padding, iov_len: paddingLength)
+            state.iovecCount += 1
+        }
+        state.bytes += messageLength
+    }
+
+    /// Writes a verdict message's headers. With `payloadLength`, also the NFQA_PAYLOAD
+    /// attribute header, and nlmsg_len covers the payload and its padding (as libmnl does).
+    static func encodeHeader(
+        into bytes: UnsafeMutableRawBufferPointer, type: UInt16, queue: UInt16, verdict: UInt32, id: UInt32, payloadLength: Int?
+    ) {
+        var messageLength = verdictHeaderLength
+        if let payloadLength { messageLength += payloadAttributeHeaderLength + (payloadLength + 3) & ~3 }
+        // nlmsghdr, host order
+        bytes.storeBytes(of: UInt32(messageLength), toByteOffset: 0, as: UInt32.self)
+        bytes.storeBytes(of: type, toByteOffset: 4, as: UInt16.self)
+        bytes.storeBytes(of: 1 /* NLM_F_REQUEST */, toByteOffset: 6, as: UInt16.self)
+        bytes.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
+        bytes.storeBytes(of: 0, toByteOffset: 12, as: UInt32.self)
+        // nfgenmsg: AF_UNSPEC, NFNETLINK_V0, queue number big-endian
+        bytes.storeBytes(of: 0, toByteOffset: 16, as: UInt16.self)
+        bytes.storeBigEndian(queue, at: 18)
+        // NFQA_VERDICT_HDR (type 2): verdict and id big-endian
+        bytes.storeBytes(of: 12, toByteOffset: 20, as: UInt16.self)
+        bytes.storeBytes(of: 2, toByteOffset: 22, as: UInt16.self)
+        bytes.storeBigEndian(verdict, at: 24)
+        bytes.storeBigEndian(id, at: 28)
+        if let payloadLength {
+            // NFQA_PAYLOAD (type 10); nla_len counts the data without padding
+            bytes.storeBytes(of: UInt16(truncatingIfNeeded: 4 + payloadLength), toByteOffset: 32, as: UInt16.self)
+            bytes.storeBytes(of: 10, toByteOffset: 34, as: UInt16.self)
+        }
+    }
+}

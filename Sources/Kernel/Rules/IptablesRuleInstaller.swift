@@ -1,0 +1,84 @@
+import RedirectCore
+
+/// Installs rules with iptables-restore / ip6tables-restore (`--noflush -w`) and checks
+/// jumps with `iptables -C`, in the network namespace of the calling thread.
+public final class IptablesRuleInstaller: RuleInstaller {
+    public init() {}
+
+    private struct Tools {
+        var command: String
+        var restore: String
+    }
+
+    private static func names(_ family: AddressFamily) -> (command: String, restore: String) {
+        family == .ipv4 ? ("iptables", "iptables-restore") : ("ip6tables", "ip6tables-restore")
+    }
+
+    private func tools(_ family: AddressFamily) throws(KernelError) -> Tools {
+        let names = Self.names(family)
+        return Tools(command: try ProgramRunner.locate(names.command), restore: try ProgramRunner.locate(names.restore))
+    }
+
+    public func checkAvailable(for configuration: RuleSetConfiguration) throws(KernelError) {
+        for family in AddressFamily.allCases where try RuleGenerator.iptables(configuration, family: family) != nil {
+            _ = try tools(family)
+        }
+    }
+
+    public func install(_ configuration: RuleSetConfiguration) throws(KernelError) {
+        for family in AddressFamily.allCases {
+            if let ruleSet = try RuleGenerator.iptables(configuration, family: family) {
+                let tools = try tools(family)
+                try restore(tools, ruleSet.restoreInput())
+                var missing: [ChainJump] = []
+                for jump in ChainJump.all where try !jumpExists(jump, tools) { missing.append(jump) }
+                if !missing.isEmpty {
+                    try restore(tools, IptablesRuleSet(family: family, rules: ruleSet.rules).restoreInput(insertingJumps: missing))
+                }
+            } else if let tools = try? self.tools(family) {
+                try remove(tools)
+            }
+        }
+    }
+
+    public func remove() throws(KernelError) {
+        for family in AddressFamily.allCases {
+            guard let tools = try? self.tools(family) else { continue }  // nothing can be installed without them
+            try remove(tools)
+        }
+    }
+
+    private func remove(_ tools: Tools) throws(KernelError) {
+        for jump in ChainJump.all {
+            // -C fails with status 2 when our chain does not exist; then no jump to it can either.
+            while try jumpExists(jump, tools) {
+                try run(tools.command, ["-w", "-t", jump.table, "-D", jump.builtinChain, "-j", jump.chain])
+            }
+        }
+        try restore(tools, IptablesRuleSet.removalInput)
+    }
+
+    /// `iptables -C`: status 0 present, 1 absent, 2 when the target chain does not exist.
+    private func jumpExists(_ jump: ChainJump, _ tools: Tools) throws(KernelError) -> Bool {
+        let arguments = ["-w", "-t", jump.table, "-C", jump.builtinChain, "-j", jump.chain]
+        let outcome = try ProgramRunner.run(tools.command, arguments)
+        switch outcome.status {
+        case 0: return true
+        case 1: return false
+        case 2 where outcome.output.contains("does not exist"): return false
+        default:
+            throw .programFailed(command: ([tools.command] + arguments).joined(separator: " "), status: outcome.status, output: outcome.output)
+        }
+    }
+
+    private func restore(_ tools: Tools, _ input: String) throws(KernelError) {
+        try run(tools.restore, ["--noflush", "-w"], input: input)
+    }
+
+    private func run(_ path: String, _ arguments: [String], input: String = "") throws(KernelError) {
+        let outcome = try ProgramRunner.run(path, arguments, input: input)
+        guard outcome.status == 0 else {
+            throw .programFailed(command: ([path] + arguments).joined(separator: " "), status: outcome.status, output: outcome.output)
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import RedirectCore
+
+/// Turns redirect rules into firewall rules: pure functions, no system access.
+///
+/// Placement (see KERNEL-NOTES "Where to hook"): the original direction is queued in `raw`
+/// (before conntrack) — PREROUTING for `.network` rules, OUTPUT for `.local` ones — and
+/// the proxy's replies (source port == a rule's toPort) in `mangle OUTPUT`, after conntrack.
+/// Packets to a toPort are queued too, so the daemon sees clients that dial the proxy
+/// directly ("tracked, not redirected"). PREROUTING skips `lo`: packets on it were sent by
+/// this host and already passed OUTPUT, where the kernel's REDIRECT would have judged them.
+public enum RuleGenerator {
+    /// The iptables rules for `family`, or nil when no rule applies to it.
+    public static func iptables(_ configuration: RuleSetConfiguration, family: AddressFamily) throws(KernelError) -> IptablesRuleSet? {
+        try configuration.validate()
+        let original = queueTarget(configuration.originalQueues, bypass: configuration.failOpen)
+        let reply = queueTarget(configuration.replyQueues, bypass: false)
+        var rules: [ChainJump: [String]] = [:]
+        var matched = false
+
+        func add(_ rule: String, to chain: ChainJump) {
+            if !(rules[chain] ?? []).contains(rule) { rules[chain, default: []].append(rule) }
+        }
+
+        add("-i lo -j RETURN", to: .preRouting)
+        for mark in configuration.excludedMarks {
+            add("-m mark --mark \(markText(mark)) -j RETURN", to: .preRouting)
+            add("-m mark --mark \(markText(mark)) -j RETURN", to: .output)
+        }
+        for uid in configuration.excludedUserIDs { add("-m owner --uid-owner \(uid) -j RETURN", to: .output) }
+
+        for rule in configuration.rules where rule.families.contains(family) {
+            guard let sources = addresses(rule.sources, family: family), let destinations = addresses(rule.destinations, family: family) else {
+                continue  // the rule is limited to addresses of the other family
+            }
+            matched = true
+            let chain: ChainJump = rule.scope == .network ? .preRouting : .output
+            for source in sources {
+                for destination in destinations {
+                    for ports in portMatches(rule.ports) {
+                        var spec = "-p \(rule.proto)"
+                        if let source { spec += " -s \(source)" }
+                        if let destination { spec += " -d \(destination)" }
+                        add("\(spec) \(ports) -j \(original)", to: chain)
+                    }
+                }
+            }
+            add("-p \(rule.proto) --dport \(rule.toPort) -j \(original)", to: chain)
+            add("-p \(rule.proto) --sport \(rule.toPort) -j \(reply)", to: .reply)
+        }
+        return matched ? IptablesRuleSet(family: family, rules: rules) : nil
+    }
+
+    /// The same rules as one nftables ruleset (`nft -f`), for hosts whose firewall is managed
+    /// as nftables text. Both families in one `inet` table; the base chains sit at the raw
+    /// (-300) and mangle (-150) priorities.
+    public static func nftables(_ configuration: RuleSetConfiguration) throws(KernelError) -> String {
+        try configuration.validate()
+        let original = nftQueue(configuration.originalQueues, bypass: configuration.failOpen)
+        let reply = nftQueue(configuration.replyQueues, bypass: false)
+        var preRouting: [String] = ["iif \"lo\" return"]
+        var output: [String] = []
+        var replies: [String] = []
+        func add(_ rule: String, to chain: inout [String]) {
+            if !chain.contains(rule) { chain.append(rule) }
+        }
+        for mark in configuration.excludedMarks {
+            let match = mark.mask == 0xffff_ffff ? "meta mark \(hex(mark.value))" : "meta mark & \(hex(mark.mask)) == \(hex(mark.value & mark.mask))"
+            add("\(match) return", to: &preRouting)
+            add("\(match) return", to: &output)
+        }
+        for uid in configuration.excludedUserIDs { add("meta skuid \(uid) return", to: &output) }
+
+        for rule in configuration.rules {
+            let ports = rule.ports.ranges.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }
+            let portMatch = ports.count == 1 ? ports[0] : "{ \(ports.joined(separator: ", ")) }"
+            var any = false
+            for family in AddressFamily.allCases where rule.families.contains(family) {
+                guard let sources = addresses(rule.sources, family: family), let destinations = addresses(rule.destinations, family: family) else { continue }
+                any = true
+                let keyword = family == .ipv4 ? "ip" : "ip6"
+                var prefix = rule.families.count == 2 && sources == [nil] && destinations == [nil] ? "" : "meta nfproto \(family == .ipv4 ? "ipv4" : "ipv6") "
+                if sources != [nil] { prefix += "\(keyword) saddr \(setText(sources.compactMap { $0 })) " }
+                if destinations != [nil] { prefix += "\(keyword) daddr \(setText(destinations.compactMap { $0 })) " }
+                let line = "\(prefix)\(rule.proto) dport \(portMatch) \(original)"
+                if rule.scope == .network { add(line, to: &preRouting) } else { add(line, to: &output) }
+                if prefix.isEmpty { break }  // one line served both families
+            }
+            guard any else { continue }
+            if rule.scope == .network {
+                add("\(rule.proto) dport \(rule.toPort) \(original)", to: &preRouting)
+            } else {
+                add("\(rule.proto) dport \(rule.toPort) \(original)", to: &output)
+            }
+            add("\(rule.proto) sport \(rule.toPort) \(reply)", to: &replies)
+        }
+
+        func chain(_ name: String, hook: String, priority: Int, _ rules: [String]) -> String {
+            "\tchain \(name) {\n\t\ttype filter hook \(hook) priority \(priority); policy accept;\n"
+                + rules.map { "\t\t\($0)\n" }.joined() + "\t}\n"
+        }
+        return "table inet nfq_redirect {\n"
+            + chain("prerouting", hook: "prerouting", priority: -300, preRouting)
+            + chain("output", hook: "output", priority: -300, output)
+            + chain("reply", hook: "output", priority: -150, replies)
+            + "}\n"
+    }
+
+    /// The CIDRs of one family as rule arguments: [nil] for "any", nil when the rule names
+    /// only addresses of the other family (it does not apply to this one).
+    private static func addresses(_ cidrs: [CIDR], family: AddressFamily) -> [String?]? {
+        if cidrs.isEmpty { return [nil] }
+        let matching = cidrs.filter { $0.network.family == family }
+        return matching.isEmpty ? nil : matching.map(\.description)
+    }
+
+    /// `--dport 80`, `--dport 8000:8100`, or multiport matches of at most 15 ports each (a
+    /// range counts twice, as xt_multiport counts them).
+    private static func portMatches(_ ports: PortSet) -> [String] {
+        func text(_ range: ClosedRange<UInt16>) -> String {
+            range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound):\(range.upperBound)"
+        }
+        if ports.ranges.count == 1 { return ["--dport \(text(ports.ranges[0]))"] }
+        var matches: [String] = []
+        var chunk: [String] = []
+        var slots = 0
+        for range in ports.ranges {
+            let cost = range.lowerBound == range.upperBound ? 1 : 2
+            if slots + cost > 15 {
+                matches.append(chunk.count == 1 ? "--dport \(chunk[0])" : "-m multiport --dports \(chunk.joined(separator: ","))")
+                chunk = []
+                slots = 0
+            }
+            chunk.append(text(range))
+            slots += cost
+        }
+        if !chunk.isEmpty {
+            matches.append(chunk.count == 1 ? "--dport \(chunk[0])" : "-m multiport --dports \(chunk.joined(separator: ","))")
+        }
+        return matches
+    }
+
+    private static func queueTarget(_ queues: ClosedRange<UInt16>, bypass: Bool) -> String {
+        let target = queues.count == 1 ? "NFQUEUE --queue-num \(queues.lowerBound)" : "NFQUEUE --queue-balance \(queues.lowerBound):\(queues.upperBound)"
+        return bypass ? target + " --queue-bypass" : target
+    }
+
+    private static func nftQueue(_ queues: ClosedRange<UInt16>, bypass: Bool) -> String {
+        let numbers = queues.count == 1 ? "\(queues.lowerBound)" : "\(queues.lowerBound)-\(queues.upperBound)"
+        return bypass ? "queue num \(numbers) bypass" : "queue num \(numbers)"
+    }
+
+    /// iptables-save's form: `0x1` for a full mask, `0x1/0xff` otherwise.
+    private static func markText(_ mark: FirewallMark) -> String {
+        mark.mask == 0xffff_ffff ? hex(mark.value) : "\(hex(mark.value))/\(hex(mark.mask))"
+    }
+
+    private static func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
+
+    private static func setText(_ items: [String]) -> String {
+        items.count == 1 ? items[0] : "{ \(items.joined(separator: ", ")) }"
+    }
+}

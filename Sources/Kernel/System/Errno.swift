@@ -1,0 +1,44 @@
+import Glibc
+
+/// A typed errno value, in the manner of swift-system's `Errno`.
+public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: CInt
+
+    public init(rawValue: CInt) { self.rawValue = rawValue }
+
+    /// The calling thread's current `errno`.
+    static var current: Errno { Errno(rawValue: errno) }
+
+    public static let interrupted = Errno(rawValue: EINTR)
+    public static let wouldBlock = Errno(rawValue: EAGAIN)
+    public static let noBufferSpace = Errno(rawValue: ENOBUFS)
+    public static let notPermitted = Errno(rawValue: EPERM)
+    public static let busy = Errno(rawValue: EBUSY)
+    public static let noSuchFile = Errno(rawValue: ENOENT)
+
+    /// `ENOBUFS (No buffer space available)`.
+    public var description: String {
+        "\(Self.symbol(rawValue) ?? "errno \(rawValue)") (\(String(cString: strerror(rawValue))))"
+    }
+
+    private static func symbol(_ code: CInt) -> String? {
+        switch code {
+        case EPERM: "EPERM"
+        case ENOENT: "ENOENT"
+        case EINTR: "EINTR"
+        case EBADF: "EBADF"
+        case EAGAIN: "EAGAIN"
+        case ENOMEM: "ENOMEM"
+        case EACCES: "EACCES"
+        case EBUSY: "EBUSY"
+        case EINVAL: "EINVAL"
+        case ENODEV: "ENODEV"
+        case EMSGSIZE: "EMSGSIZE"
+        case EOPNOTSUPP: "EOPNOTSUPP"
+        case ENOBUFS: "ENOBUFS"
+        case EPROTONOSUPPORT: "EPROTONOSUPPORT"
+        case EAFNOSUPPORT: "EAFNOSUPPORT"
+        default: nil
+        }
+    }
+}
