@@ -40,6 +40,7 @@ extension ParsedPacket {
         case .ipv4: addressOffset = isSource ? IPv4Header.sourceOffset : IPv4Header.destinationOffset
         case .ipv6: addressOffset = isSource ? IPv6Header.sourceOffset : IPv6Header.destinationOffset
         }
+        // TCP and UDP both start with the source port, then the destination port.
         let portOffset = l4Offset &+ (isSource ? TCPHeader.sourcePortOffset : TCPHeader.destinationPortOffset)
         new.address.write(to: bytes, at: addressOffset)
         bytes.storeBigEndian(new.port, at: portOffset)
