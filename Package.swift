@@ -15,6 +15,9 @@ let package = Package(
         .executable(name: "nfq-redirectd", targets: ["nfq-redirectd"]),
         .executable(name: "nfq-redirect", targets: ["nfq-redirect"]),
         .library(name: "NFQRedirectClient", targets: ["NFQRedirectClient"]),
+        // For the benchmark and fuzzing packages beside this one (Benchmarks/, Fuzz/).
+        .library(name: "RedirectCore", targets: ["RedirectCore"]),
+        .library(name: "Daemon", targets: ["Daemon"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

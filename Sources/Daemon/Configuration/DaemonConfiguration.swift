@@ -1,3 +1,4 @@
+import Kernel
 import RedirectCore
 
 /// Everything the daemon needs to run, after the config file and the flags are merged and
@@ -64,31 +65,4 @@ public struct DaemonConfiguration: Equatable, Sendable {
     public var keepRulesOnExit: Bool = false
 
     public init() {}
-}
-
-/// An fwmark match, `0x1` or `0x100/0xff00`.
-public struct FirewallMark: Equatable, Hashable, Sendable, CustomStringConvertible {
-    public var value: UInt32
-    public var mask: UInt32
-
-    public init(value: UInt32, mask: UInt32 = 0xffff_ffff) {
-        self.value = value
-        self.mask = mask
-    }
-
-    public init?(parsing text: some StringProtocol) {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count), let value = Self.number(parts[0]) else { return nil }
-        let mask = parts.count == 2 ? Self.number(parts[1]) : 0xffff_ffff
-        guard let mask else { return nil }
-        self.init(value: value, mask: mask)
-    }
-
-    private static func number(_ text: Substring) -> UInt32? {
-        text.lowercased().hasPrefix("0x") ? UInt32(text.dropFirst(2), radix: 16) : UInt32(text)
-    }
-
-    public var description: String {
-        mask == 0xffff_ffff ? "0x\(String(value, radix: 16))" : "0x\(String(value, radix: 16))/0x\(String(mask, radix: 16))"
-    }
 }

@@ -38,17 +38,6 @@ public enum ReceiveResult: Sendable, Equatable {
     case interrupted
 }
 
-/// What the kernel is told to do with a packet.
-public enum Verdict: UInt8, Sendable {
-    /// Let the packet continue unmodified.
-    case accept
-    /// Let the packet continue with the bytes now in its payload buffer (the engine rewrote
-    /// it in place; its length is the packet's length, never shorter).
-    case acceptModified
-    /// Discard the packet.
-    case drop
-}
-
 /// The verdict for a packet whose message could not be parsed but whose id is known.
 public enum UnparsablePacketPolicy: Sendable {
     case accept

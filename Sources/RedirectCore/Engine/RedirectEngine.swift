@@ -18,7 +18,7 @@ public final class RedirectEngine: Sendable {
     public func process(_ bytes: UnsafeMutableRawBufferPointer, metadata: PacketMetadata, rules: DatapathRules, now: UInt32) -> Verdict {
         counters.packets.add(1)
         counters.bytes.add(UInt64(bytes.count))
-        let packet: ParsedPacket
+        var packet: ParsedPacket
         do {
             packet = try ParsedPacket.parse(bytes)
         } catch {
@@ -50,8 +50,12 @@ public final class RedirectEngine: Sendable {
             }
             switch outcome {
             case .rewriteDestination(let target):
-                return rewrite { try packet.rewriteDestination(to: target, in: bytes, checksumNotReady: metadata.checksumNotReady) }
-                    ? rewritten(counters.rewrittenOriginal) : .drop
+                do {
+                    try packet.rewriteDestination(to: target, in: bytes, checksumNotReady: metadata.checksumNotReady)
+                    return rewritten(counters.rewrittenOriginal)
+                } catch {
+                    return rewriteFailed(error)
+                }
             case .pass:
                 if noAddress {
                     // The kernel's REDIRECT drops what it cannot send anywhere; so do we.
@@ -64,6 +68,8 @@ public final class RedirectEngine: Sendable {
                 counters.untracked.add(1)
                 return accept()
             case .refused:
+                // Table full with nothing evictable, or the reply tuple already taken by
+                // another flow: the kernel drops such a packet too; the table counts which.
                 counters.refusedTableFull.add(1)
                 counters.dropped.add(1)
                 return .drop
@@ -71,8 +77,12 @@ public final class RedirectEngine: Sendable {
         case .reply:
             switch table.handleReply(tuple, tcpFlags: packet.tcpFlags, length: bytes.count, now: now) {
             case .rewriteSource(let original):
-                return rewrite { try packet.rewriteSource(to: original, in: bytes, checksumNotReady: metadata.checksumNotReady) }
-                    ? rewritten(counters.rewrittenReply) : .drop
+                do {
+                    try packet.rewriteSource(to: original, in: bytes, checksumNotReady: metadata.checksumNotReady)
+                    return rewritten(counters.rewrittenReply)
+                } catch {
+                    return rewriteFailed(error)
+                }
             case .pass:
                 return accept()
             case .untracked:
@@ -91,19 +101,13 @@ public final class RedirectEngine: Sendable {
     @inline(__always)
     private func rewritten(_ counter: Counter) -> Verdict {
         counter.add(1)
-        return .acceptRewritten
+        return .acceptModified
     }
 
-    /// Runs a rewrite; a failure (only a family mismatch, which policy prevents) is a counted drop.
-    @inline(__always)
-    private func rewrite(_ body: () throws(PacketError) -> Void) -> Bool {
-        do {
-            try body()
-            return true
-        } catch {
-            counters.count(error)
-            counters.dropped.add(1)
-            return false
-        }
+    /// A rewrite can only fail on a family mismatch, which the policy prevents: a counted drop.
+    private func rewriteFailed(_ error: PacketError) -> Verdict {
+        counters.count(error)
+        counters.dropped.add(1)
+        return .drop
     }
 }

@@ -2,8 +2,8 @@
 public enum Verdict: UInt8, Sendable {
     /// Re-inject unchanged.
     case accept
-    /// Re-inject with the bytes the engine rewrote in place (same length).
-    case acceptRewritten
+    /// Re-inject with the bytes the engine rewrote in place (same length, never shorter).
+    case acceptModified
     /// Drop (counted by reason in `EngineCounters`).
     case drop
 }

@@ -1,0 +1,183 @@
+import Daemon
+import Kernel
+import RedirectCore
+import XCTest
+
+final class ConfigurationFileTests: XCTestCase {
+    private func load(_ text: String) throws -> DaemonConfiguration {
+        var configuration = DaemonConfiguration()
+        try ConfigurationFile.apply(text, path: "test.toml", to: &configuration)
+        return configuration
+    }
+
+    private func assertError(_ text: String, location: String, field: String, contains problem: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try load(text), file: file, line: line) { error in
+            guard let error = error as? ConfigurationError else { return XCTFail("not a ConfigurationError: \(error)", file: file, line: line) }
+            XCTAssertEqual(error.location, location, file: file, line: line)
+            XCTAssertEqual(error.field, field, file: file, line: line)
+            XCTAssertTrue(error.problem.contains(problem), "\(error.problem) lacks \(problem)", file: file, line: line)
+        }
+    }
+
+    func testTheShippedExampleConfigurationLoadsAndValidates() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../config/nfq-redirect.toml")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let configuration = try load(text)
+        XCTAssertNoThrow(try configuration.validate(source: "config/nfq-redirect.toml"))
+        XCTAssertFalse(configuration.redirects.isEmpty)
+    }
+
+    func testEveryFieldIsRead() throws {
+        let configuration = try load("""
+            [queue]
+            first = 10
+            count = 2
+            max_length = 8192
+            receive_buffer = 16777216
+            fail_open = true
+            gso = true
+
+            [lookup]
+            socket = "/run/x/lookup.sock"
+            mode = "0600"
+            group = "proxy"
+            allow_users = ["proxy", 1001]
+            allow_groups = ["mesh"]
+            max_clients = 50
+            idle_timeout = 60
+
+            [[redirect]]
+            proto = "tcp"
+            ports = "80,443"
+            to_port = 8080
+            sources = ["192.0.2.0/24", "2001:db8::/32"]
+
+            [[redirect]]
+            proto = "udp"
+            ports = 53
+            to_port = 5353
+            scope = "local"
+            families = ["ipv4"]
+            destinations = ["198.51.100.0/24"]
+
+            [exclude]
+            marks = ["0x1", "0x100/0xff00"]
+            uids = [998]
+
+            [table]
+            limit = 100000
+
+            [timeouts]
+            established = 3600
+            udp_replied = 60
+
+            [state]
+            file = "/var/lib/x/flows.state"
+            keep_rules_on_exit = true
+
+            [log]
+            level = "debug"
+
+            [metrics]
+            listen = "127.0.0.1:9753"
+            """)
+        XCTAssertEqual(configuration.queues.first, 10)
+        XCTAssertEqual(configuration.queues.count, 2)
+        XCTAssertEqual(configuration.queues.originalQueues, 10...11)
+        XCTAssertEqual(configuration.queues.replyQueues, 12...13)
+        XCTAssertEqual(configuration.queues.maxLength, 8192)
+        XCTAssertEqual(configuration.queues.receiveBufferBytes, 16_777_216)
+        XCTAssertTrue(configuration.queues.failOpen)
+        XCTAssertTrue(configuration.queues.gso)
+        XCTAssertEqual(configuration.lookup.socketPath, "/run/x/lookup.sock")
+        XCTAssertEqual(configuration.lookup.socketMode, 0o600)
+        XCTAssertEqual(configuration.lookup.socketGroup, "proxy")
+        XCTAssertEqual(configuration.lookup.allowUsers, ["proxy", "1001"])
+        XCTAssertEqual(configuration.lookup.allowGroups, ["mesh"])
+        XCTAssertFalse(configuration.lookup.allowAll)
+        XCTAssertEqual(configuration.lookup.maxClients, 50)
+        XCTAssertEqual(configuration.lookup.idleTimeoutSeconds, 60)
+        XCTAssertEqual(configuration.redirects.count, 2)
+        XCTAssertEqual(configuration.redirects[0].description, "tcp:80,443:8080")
+        XCTAssertEqual(configuration.redirects[0].scope, .network)
+        XCTAssertEqual(configuration.redirects[0].sources.map(\.description), ["192.0.2.0/24", "2001:db8::/32"])
+        XCTAssertEqual(configuration.redirects[1].description, "udp:53:5353")
+        XCTAssertEqual(configuration.redirects[1].scope, .local)
+        XCTAssertEqual(configuration.redirects[1].families, [.ipv4])
+        XCTAssertEqual(configuration.exclusions.marks, [FirewallMark(value: 1), FirewallMark(value: 0x100, mask: 0xff00)])
+        XCTAssertEqual(configuration.exclusions.uids, [998])
+        XCTAssertEqual(configuration.tableLimit, 100_000)
+        XCTAssertEqual(configuration.timeouts.established, 3600)
+        XCTAssertEqual(configuration.timeouts.udpReplied, 60)
+        XCTAssertEqual(configuration.timeouts.synSent, 120, "unset timeouts keep the kernel's defaults")
+        XCTAssertEqual(configuration.stateFile, "/var/lib/x/flows.state")
+        XCTAssertTrue(configuration.keepRulesOnExit)
+        XCTAssertEqual(configuration.logLevel, "debug")
+        XCTAssertEqual(configuration.metrics.listen, "127.0.0.1:9753")
+    }
+
+    func testErrorsNameTheFieldAndTheLine() {
+        assertError("[queue]\ncount = 0\n", location: "test.toml:2", field: "queue.count", contains: "out of range")
+        assertError("[queue]\ncuont = 2\n", location: "test.toml:2", field: "queue.cuont", contains: "unknown key")
+        assertError("[queue]\nfail_open = \"yes\"\n", location: "test.toml:2", field: "queue.fail_open", contains: "true or false")
+        assertError("\n[[redirect]]\nproto = \"sctp\"\nports = \"80\"\nto_port = 8080\n", location: "test.toml:3", field: "redirect[0].proto", contains: "sctp")
+        assertError("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\n[[redirect]]\nproto = \"tcp\"\nports = \"70000\"\nto_port = 8080\n",
+                    location: "test.toml:7", field: "redirect[1].ports", contains: "out of range")
+        assertError("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\n", location: "test.toml:1", field: "redirect[0].to_port", contains: "required")
+        assertError("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\nsources = [\"10.0.0.0/33\"]\n", location: "test.toml:5", field: "redirect[0].sources", contains: "10.0.0.0/33")
+        assertError("[lookup]\nmode = \"999\"\n", location: "test.toml:2", field: "lookup.mode", contains: "octal")
+        assertError("[exclude]\nmarks = [\"0xZZ\"]\n", location: "test.toml:2", field: "exclude.marks", contains: "0xZZ")
+        assertError("[timeouts]\nestablished = -1\n", location: "test.toml:2", field: "timeouts.established", contains: "out of range")
+        assertError("bogus = 1\n", location: "test.toml:1", field: "bogus", contains: "unknown key")
+    }
+
+    func testSyntaxErrorsGiveTheLine() {
+        XCTAssertThrowsError(try load("[queue]\ncount = = 2\n")) { error in
+            XCTAssertEqual((error as? ConfigurationError)?.location, "test.toml:2")
+        }
+    }
+
+    func testValidationCatchesWholeConfigurationProblems() throws {
+        var configuration = DaemonConfiguration()
+        XCTAssertThrowsError(try configuration.validate(source: "x")) { XCTAssertEqual(($0 as? ConfigurationError)?.field, "redirect") }
+        configuration.redirects = [try RedirectRule(parsing: "tcp:80,8080:8080", scope: .network)]
+        XCTAssertThrowsError(try configuration.validate(source: "x")) { error in
+            XCTAssertTrue("\(error)".contains("itself redirected"), "\(error)")
+        }
+        configuration.redirects = [try RedirectRule(parsing: "tcp:80:8080", scope: .network)]
+        XCTAssertNoThrow(try configuration.validate(source: "x"))
+        configuration.lookup.socketPath = "relative.sock"
+        XCTAssertThrowsError(try configuration.validate(source: "x")) { XCTAssertEqual(($0 as? ConfigurationError)?.field, "lookup.socket") }
+        configuration.lookup.socketPath = "/" + String(repeating: "a", count: 120)
+        XCTAssertThrowsError(try configuration.validate(source: "x"))
+        configuration.lookup.socketPath = "/run/ok.sock"
+        configuration.metrics.listen = "nonsense"
+        XCTAssertThrowsError(try configuration.validate(source: "x")) { XCTAssertEqual(($0 as? ConfigurationError)?.field, "metrics.listen") }
+        configuration.metrics.listen = "[::1]:9753"
+        XCTAssertNoThrow(try configuration.validate(source: "x"))
+    }
+
+    func testFlagsWinOverTheFile() throws {
+        var configuration = try load("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\n[queue]\nfirst = 5\n")
+        var overrides = CommandLineOverrides()
+        overrides.queue = 7
+        overrides.redirects = ["udp:53:5353"]
+        overrides.stateFile = .some(nil)
+        try overrides.apply(to: &configuration)
+        XCTAssertEqual(configuration.queues.first, 7)
+        XCTAssertEqual(configuration.redirects.map(\.description), ["udp:53:5353"])
+        XCTAssertNil(configuration.stateFile)
+    }
+
+    func testBadFlagsGiveOneClearProblem() {
+        for (flag, expected) in [("tcp:80", "PROTO:PORTS:TOPORT"), ("sctp:80:8080", "unknown protocol 'sctp'"), ("tcp:0:8080", "out of range"), ("tcp:80:99999", "target port")] {
+            var configuration = DaemonConfiguration()
+            var overrides = CommandLineOverrides()
+            overrides.redirects = [flag]
+            XCTAssertThrowsError(try overrides.apply(to: &configuration)) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(error) lacks \(expected)")
+                XCTAssertTrue("\(error)".hasPrefix("--redirect \(flag)"), "\(error)")
+            }
+        }
+    }
+}
