@@ -9,11 +9,9 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     /// The calling thread's current `errno`.
     static var current: Errno { Errno(rawValue: errno) }
 
-    public static let interrupted = Errno(rawValue: EINTR)
     public static let wouldBlock = Errno(rawValue: EAGAIN)
     public static let noBufferSpace = Errno(rawValue: ENOBUFS)
     public static let notPermitted = Errno(rawValue: EPERM)
-    public static let busy = Errno(rawValue: EBUSY)
     public static let noSuchFile = Errno(rawValue: ENOENT)
 
     /// `ENOBUFS (No buffer space available)`.
