@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "RedirectCore", "Kernel", "NFQRedirectClient",
+                "RedirectCore", "Kernel", "NFQRedirectClient", "CNFQShim",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -56,6 +56,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .target(name: "NFQRedirectClient", dependencies: ["RedirectCore"]),
@@ -66,12 +67,12 @@ let package = Package(
         .executableTarget(
             name: "nfq-redirect",
             dependencies: [
-                "Daemon", "NFQRedirectClient",
+                "Daemon", "NFQRedirectClient", "Kernel", "RedirectCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "RedirectCoreTests", dependencies: ["RedirectCore"]),
-        .testTarget(name: "KernelTests", dependencies: ["Kernel"]),
+        .testTarget(name: "KernelTests", dependencies: ["Kernel", "CNetfilterQueue", "CNFQShim"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "NFQRedirectClient"]),
     ],
     swiftLanguageModes: [.v5]

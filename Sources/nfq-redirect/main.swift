@@ -1,6 +1,7 @@
 import ArgumentParser
 import Daemon
 import Glibc
+import Kernel
 import NFQRedirectClient
 import RedirectCore
 
@@ -105,6 +106,55 @@ extension RedirectControl {
             } catch let error as LookupClient.Failure {
                 if error == .connectionClosed { return }
                 throw ValidationError(error.description)
+            }
+        }
+    }
+
+    struct Rules: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the firewall rules nfq-redirectd installs for a configuration, or remove them.",
+            discussion: """
+                Without --remove, prints what the daemon would install for the same flags or config file: \
+                iptables-restore / ip6tables-restore input (--format iptables, the default) or an nftables \
+                ruleset (--format nft), for people who manage rules themselves. With --remove, deletes every \
+                rule and chain of the daemon's from the kernel (after a daemon was killed, for example).
+                """)
+
+        enum Format: String, ExpressibleByArgument, CaseIterable { case iptables, nft }
+
+        @OptionGroup var options: RedirectOptions
+        @Option(help: "iptables or nft.") var format: Format = .iptables
+        @Flag(help: "Remove the daemon's rules and chains from the kernel, then exit.") var remove = false
+
+        func run() throws {
+            if remove {
+                do {
+                    try IptablesRuleInstaller().remove()
+                } catch {
+                    throw ValidationError("removing rules failed: \(error)")
+                }
+                print("nfq-redirect rules removed (iptables and ip6tables)")
+                return
+            }
+            let ruleSet: RuleSetConfiguration
+            do {
+                ruleSet = try options.resolve().ruleSet
+            } catch {
+                throw ValidationError(error.description)
+            }
+            do {
+                switch format {
+                case .iptables:
+                    for family in [AddressFamily.ipv4, .ipv6] {
+                        guard let rules = try RuleGenerator.iptables(ruleSet, family: family) else { continue }
+                        print("# \(family == .ipv4 ? "iptables-restore" : "ip6tables-restore") --noflush")
+                        print(rules.restoreInput(insertingJumps: ChainJump.all), terminator: "")
+                    }
+                case .nft:
+                    print(try RuleGenerator.nftables(ruleSet), terminator: "")
+                }
+            } catch {
+                throw ValidationError("\(error)")
             }
         }
     }

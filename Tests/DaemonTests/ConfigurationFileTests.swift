@@ -68,7 +68,7 @@ final class ConfigurationFileTests: XCTestCase {
             limit = 100000
 
             [timeouts]
-            established = 3600
+            tcp_established = 3600
             udp_replied = 60
 
             [state]
@@ -127,7 +127,7 @@ final class ConfigurationFileTests: XCTestCase {
         assertError("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\nsources = [\"10.0.0.0/33\"]\n", location: "test.toml:5", field: "redirect[0].sources", contains: "10.0.0.0/33")
         assertError("[lookup]\nmode = \"999\"\n", location: "test.toml:2", field: "lookup.mode", contains: "octal")
         assertError("[exclude]\nmarks = [\"0xZZ\"]\n", location: "test.toml:2", field: "exclude.marks", contains: "0xZZ")
-        assertError("[timeouts]\nestablished = -1\n", location: "test.toml:2", field: "timeouts.established", contains: "out of range")
+        assertError("[timeouts]\ntcp_established = -1\n", location: "test.toml:2", field: "timeouts.tcp_established", contains: "out of range")
         assertError("bogus = 1\n", location: "test.toml:1", field: "bogus", contains: "unknown key")
     }
 

@@ -1,3 +1,4 @@
+import RedirectCore
 import Foundation
 import XCTest
 

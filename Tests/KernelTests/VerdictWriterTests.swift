@@ -1,3 +1,4 @@
+import RedirectCore
 import CNetfilterQueue
 import XCTest
 

@@ -6,5 +6,6 @@
 
 #include "nfqr_netlink.h"
 #include "nfqr_io.h"
+#include "nfqr_lookup.h"
 
 #endif

@@ -1,4 +1,5 @@
 import Glibc
+import Kernel
 import RedirectCore
 
 /// The daemon's flags, applied over the config file: they win wherever they are given.

@@ -3,7 +3,7 @@ import Kernel
 extension FirewallMark: CustomStringConvertible {
     /// Parses `0x1`, `1` or `0x100/0xff00` (value/mask, hex or decimal).
     public init?(parsing text: some StringProtocol) {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        let parts = Substring(text).split(separator: "/", omittingEmptySubsequences: false)
         guard (1...2).contains(parts.count), let value = Self.number(parts[0]) else { return nil }
         let mask = parts.count == 2 ? Self.number(parts[1]) : 0xffff_ffff
         guard let mask else { return nil }

@@ -1,3 +1,4 @@
+import CNFQShim
 import Glibc
 import Logging
 import NFQRedirectClient
@@ -35,11 +36,11 @@ public final class LookupServer: @unchecked Sendable {
     /// Binds and listens (replacing a stale socket file), then serves on a thread of its own.
     public func start() throws(LookupServerError) {
         try bindSocket()
-        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
-        wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        epollFD = nfqr_epoll_create()
+        wakeFD = nfqr_eventfd()
         guard epollFD >= 0, wakeFD >= 0 else { throw .system("epoll/eventfd", errno) }
-        watch(listenFD, events: EPOLLIN.rawValue)
-        watch(wakeFD, events: EPOLLIN.rawValue)
+        watch(listenFD, events: Self.readable)
+        watch(wakeFD, events: Self.readable)
         thread = startThread(name: "nfqr-lookup") { [self] in serve() }
     }
 
@@ -76,35 +77,35 @@ public final class LookupServer: @unchecked Sendable {
         guard listen(listenFD, 512) == 0 else { throw .system("listen", errno) }
     }
 
+    private static let readable = UInt32(NFQR_EPOLLIN)
+    private static let clientEvents = UInt32(NFQR_EPOLLIN | NFQR_EPOLLRDHUP)
+
     private func watch(_ fd: Int32, events: UInt32) {
-        var event = epoll_event(events: events, data: epoll_data_t(fd: fd))
-        epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event)
+        nfqr_epoll_control(epollFD, fd, Int64(events))
     }
 
     private func rewatch(_ connection: LookupConnection) {
-        let wantsWrite = connection.hasPendingOutput
-        var event = epoll_event(
-            events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (wantsWrite ? EPOLLOUT.rawValue : 0),
-            data: epoll_data_t(fd: connection.fd))
-        epoll_ctl(epollFD, EPOLL_CTL_MOD, connection.fd, &event)
+        let events = Self.clientEvents | (connection.hasPendingOutput ? UInt32(NFQR_EPOLLOUT) : 0)
+        nfqr_epoll_control(epollFD, connection.fd, Int64(events))
     }
 
     private func serve() {
-        var events = [epoll_event](repeating: epoll_event(), count: 64)
+        var readyFDs = [Int32](repeating: 0, count: 64)
+        var readyEvents = [UInt32](repeating: 0, count: 64)
         var lastSweep = monotonicSeconds()
         var lastDrain = monotonicMilliseconds()
         while true {
             // Events are drained from the table every 100 ms while someone follows them.
             let subscribers = connections.values.contains { $0.subscribedEvents != nil }
-            let ready = epoll_wait(epollFD, &events, Int32(events.count), subscribers ? 100 : 1000)
+            let ready = nfqr_epoll_wait(epollFD, &readyFDs, &readyEvents, 64, subscribers ? 100 : 1000)
             if ready < 0 && errno != EINTR { logger.error("lookup: epoll_wait failed: \(String(cString: strerror(errno)))"); return }
             for index in 0..<max(0, Int(ready)) {
-                let fd = events[index].data.fd
+                let fd = readyFDs[index]
                 if fd == wakeFD { return }
                 if fd == listenFD {
                     acceptClients()
                 } else if let connection = connections[fd] {
-                    service(connection, events: events[index].events)
+                    service(connection, events: readyEvents[index])
                 }
             }
             // Drained every 100 ms, even without subscribers, so a new one gets no stale history.
@@ -123,7 +124,7 @@ public final class LookupServer: @unchecked Sendable {
 
     private func acceptClients() {
         while true {
-            let fd = accept4(listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            let fd = nfqr_accept_nonblocking(listenFD)
             if fd < 0 {
                 if errno == EINTR { continue }
                 if errno != EAGAIN { counters.acceptErrors.add(1) }
@@ -140,12 +141,12 @@ public final class LookupServer: @unchecked Sendable {
             let connection = LookupConnection(fd: fd, peer: peer, allowed: allowed, now: monotonicSeconds())
             connections[fd] = connection
             counters.clients.add(1)
-            watch(fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
+            watch(fd, events: Self.clientEvents)
         }
     }
 
     private func service(_ connection: LookupConnection, events: UInt32) {
-        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+        if events & UInt32(NFQR_EPOLLIN | NFQR_EPOLLRDHUP | NFQR_EPOLLHUP | NFQR_EPOLLERR) != 0 {
             if !readAvailable(connection) {
                 disconnect(connection)
                 return
@@ -311,7 +312,7 @@ public final class LookupServer: @unchecked Sendable {
     }
 
     private func disconnect(_ connection: LookupConnection) {
-        epoll_ctl(epollFD, EPOLL_CTL_DEL, connection.fd, nil)
+        nfqr_epoll_control(epollFD, connection.fd, -1)
         connections[connection.fd] = nil
         counters.clients.add(-1)
         connection.closeAll()

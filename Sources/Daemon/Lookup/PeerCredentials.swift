@@ -1,3 +1,4 @@
+import CNFQShim
 import Glibc
 
 /// Who is on the other end of a Unix socket (SO_PEERCRED), and the groups they belong to.
@@ -9,10 +10,11 @@ struct PeerCredentials: Equatable {
     var groups: [gid_t]
 
     static func of(socket fd: Int32) -> PeerCredentials? {
-        var credentials = ucred()
-        var length = socklen_t(MemoryLayout<ucred>.size)
-        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return nil }
-        return PeerCredentials(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid, groups: supplementaryGroups(of: credentials.pid))
+        var pid: pid_t = 0
+        var uid: uid_t = 0
+        var gid: gid_t = 0
+        guard nfqr_peer_credentials(fd, &pid, &uid, &gid) == 0 else { return nil }
+        return PeerCredentials(pid: pid, uid: uid, gid: gid, groups: supplementaryGroups(of: pid))
     }
 
     private static func supplementaryGroups(of pid: pid_t) -> [gid_t] {

@@ -283,7 +283,7 @@ final class DaemonRuntime: @unchecked Sendable {
         report.counter("nfqr_queue_netlink_errors_total", queueTotals.netlinkErrors, help: "Netlink error messages from the queue sockets.")
         report.counter("nfqr_queue_message_errors_total", queueTotals.parseErrors, help: "Queue messages that could not be parsed.")
         report.counter("nfqr_queue_batches_total", queueTotals.batches, help: "Receive batches.")
-        if let kernel = try? NetfilterQueueKernelStatistics.readAll() {
+        if let kernel = try? NetfilterQueueKernelStatistics.read() {
             let ours = Set(configuration.queues.originalQueues).union(configuration.queues.replyQueues)
             for queue in kernel where ours.contains(queue.queueNumber) {
                 let labels = [("queue", String(queue.queueNumber))]
@@ -295,14 +295,17 @@ final class DaemonRuntime: @unchecked Sendable {
         let flows = table.statistics
         report.gauge("nfqr_flows", UInt64(table.count), help: "Flows tracked now.")
         report.gauge("nfqr_flows_limit", UInt64(configuration.tableLimit), help: "Most flows tracked at once.")
-        for (state, count) in flows.byState {
+        for (state, count) in flows.byState.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             report.gauge("nfqr_flows_by_state", UInt64(count), labels: [("state", state.description)], help: "Flows tracked now, by state.")
         }
         report.counter("nfqr_flows_created_total", flows.created, help: "Flows created.")
         report.counter("nfqr_flows_restored_total", flows.restored, help: "Flows restored from the state file.")
-        for (reason, count) in flows.destroyedByReason {
-            report.counter("nfqr_flows_destroyed_total", count, labels: [("reason", reason.description)], help: "Flows destroyed, by reason.")
+        for reason in FlowEndReason.allCases {
+            report.counter("nfqr_flows_destroyed_total", flows.destroyed(reason), labels: [("reason", reason.description)], help: "Flows destroyed, by reason.")
         }
+        report.counter("nfqr_flows_invalid_packets_total", flows.invalid, help: "Packets of known TCP flows the state machine found invalid (still rewritten).")
+        report.counter("nfqr_flows_ignored_total", flows.ignoredByPolicy, help: "First packets the policy did not redirect or track.")
+        report.counter("nfqr_flow_events_lost_total", flows.eventsLost, help: "Flow events overwritten before the lookup service drained them.")
         report.counter("nfqr_flows_refused_total", flows.refusedTableFull, labels: [("reason", "table_full")], help: "New flows refused.")
         report.counter("nfqr_flows_refused_total", flows.refusedTupleInUse, labels: [("reason", "tuple_in_use")], help: "New flows refused.")
         report.counter("nfqr_interface_address_changes_total", addressChanges.load, help: "Interface address snapshots applied.")
@@ -323,7 +326,7 @@ final class DaemonRuntime: @unchecked Sendable {
 
 extension DaemonConfiguration {
     /// What the rule installer needs from the configuration.
-    var ruleSet: RuleSetConfiguration {
+    public var ruleSet: RuleSetConfiguration {
         RuleSetConfiguration(
             rules: redirects, firstQueue: queues.first, queueCount: queues.count, failOpen: queues.failOpen,
             excludedMarks: exclusions.marks, excludedUserIDs: exclusions.uids)

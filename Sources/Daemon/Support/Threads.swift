@@ -1,3 +1,4 @@
+import CNFQShim
 import Glibc
 
 /// Starts a named POSIX thread. The datapath and the lookup service run on threads of their
@@ -16,7 +17,7 @@ func startThread(name: String, _ body: @escaping @Sendable () -> Void) -> pthrea
         return nil
     }, box)
     precondition(result == 0, "pthread_create failed: \(result)")
-    pthread_setname_np(thread, String(name.prefix(15)))
+    nfqr_set_thread_name(thread, String(name.prefix(15)))
     return thread
 }
 

@@ -1,3 +1,4 @@
+import RedirectCore
 import Synchronization
 
 /// Totals of one packet queue, for metrics.

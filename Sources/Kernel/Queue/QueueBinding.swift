@@ -1,3 +1,4 @@
+import RedirectCore
 import CNFQShim
 import CNetfilterQueue
 import Glibc

@@ -7,7 +7,6 @@ public final class AtomicCounter: Sendable {
 
     public init() {}
 
-    @inlinable
     public func add(_ amount: UInt64) {
         value.wrappingAdd(amount, ordering: .relaxed)
     }

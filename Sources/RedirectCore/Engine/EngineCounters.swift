@@ -18,7 +18,6 @@ public final class EngineCounters: Sendable {
 
     public init() {}
 
-    @inlinable
     public func count(_ error: PacketError) {
         packetErrors[error.counterIndex].add(1)
     }
@@ -26,13 +25,11 @@ public final class EngineCounters: Sendable {
 
 extension PacketError {
     /// Position in `allCases`, for counter arrays.
-    @inlinable
     public var counterIndex: Int {
         // allCases is small (< 32) and fixed; a linear scan over a static array beats a
         // dictionary and allocates nothing.
         Self.indexTable.firstIndex(of: self) ?? 0
     }
 
-    @usableFromInline
     static let indexTable: [PacketError] = allCases.map { $0 }
 }

@@ -99,7 +99,7 @@ public final class RedirectEngine: Sendable {
     }
 
     @inline(__always)
-    private func rewritten(_ counter: Counter) -> Verdict {
+    private func rewritten(_ counter: AtomicCounter) -> Verdict {
         counter.add(1)
         return .acceptModified
     }
