@@ -1,8 +1,9 @@
 /// The flow table's keyed hash: a per-table random key, and a multiply-fold mix (the
 /// wyhash/MUM construction: one 64x64->128-bit multiply, high half xor low half).
 ///
-/// Why not `Hasher`: SipHash-1-3 through the generic `Hashable` machinery costs several times
-/// more per packet (see the report in FlowHasherTests). Why keyed at all: the client endpoint
+/// Why not `Hasher`: measured in a release build on the 2-core development VM, both hashes a
+/// packet needs cost about 5 ns here and about 90 ns through two `Hasher`s (SipHash-1-3 with
+/// per-call setup and finalisation). Why keyed at all: the client endpoint
 /// is attacker-chosen (spoofed SYN floods), and with a public function an attacker could aim
 /// every flow at one shard and one probe chain. With a secret 512-bit key the bucket of a
 /// tuple cannot be predicted. This is not a cryptographic PRF; it is the same trade the kernel

@@ -60,6 +60,7 @@ public struct FlowRecord: Hashable, Sendable, CustomStringConvertible {
     public var inconsistency: String? {
         if state.proto != proto { return "state \(state) is not a \(proto) state" }
         if assured && !seenReply { return "assured without a reply seen" }
+        if proto == .udp && (state == .udpReplied) != seenReply { return "UDP state \(state) disagrees with the reply flag" }
         return nil
     }
 

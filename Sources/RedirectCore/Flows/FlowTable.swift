@@ -23,15 +23,10 @@ public final class FlowTable: Sendable {
     /// Shards in use: the requested count, reduced so each gets at least
     /// `FlowTableConfiguration.minimumShardShare` flows of the limit.
     public let shardCount: Int
-    private let shards: [LockedShard]
+    private let shards: LockedShards
     private let hasher: FlowHasher
     private let occupancy: FlowOccupancy
     private let sweepCursor = Mutex(SweepCursor())
-
-    private final class LockedShard: Sendable {
-        let shard: Mutex<FlowShard>
-        init(_ shard: consuming FlowShard) { self.shard = Mutex(shard) }
-    }
 
     private struct SweepCursor {
         var shard = 0
@@ -54,19 +49,18 @@ public final class FlowTable: Sendable {
         let slabCapacity = shardCount == 1 ? limit : min(limit, Int((share + slack).rounded(.up)))
         let tombstonesPerShard = (configuration.tombstoneCapacity + shardCount - 1) / shardCount
         let eventsPerShard = (configuration.eventCapacity + shardCount - 1) / shardCount
-        var shards: [LockedShard] = []
-        shards.reserveCapacity(shardCount)
-        for number in 0..<shardCount {
-            shards.append(LockedShard(FlowShard(
+        let hasher = self.hasher, occupancy = self.occupancy
+        shards = LockedShards(count: shardCount) { number in
+            FlowShard(
                 number: number, slabCapacity: slabCapacity, tombstoneCapacity: tombstonesPerShard,
-                eventCapacity: eventsPerShard, hasher: hasher, configuration: configuration, occupancy: occupancy)))
+                eventCapacity: eventsPerShard, hasher: hasher, configuration: configuration, occupancy: occupancy)
         }
-        self.shards = shards
     }
 
+    /// The shard of a (protocol, client) hash: its high 32 bits scaled to the shard count.
     @inline(__always)
-    private func shard(for clientHash: UInt64) -> LockedShard {
-        shards[Int(truncatingIfNeeded: ((clientHash >> 32) &* UInt64(shardCount)) >> 32)]
+    private func shardIndex(_ clientHash: UInt64) -> Int {
+        Int(truncatingIfNeeded: ((clientHash >> 32) &* UInt64(shardCount)) >> 32)
     }
 
     // MARK: Packet path
@@ -81,7 +75,7 @@ public final class FlowTable: Sendable {
         decide: (FlowTuple) -> FlowDecision
     ) -> OriginalOutcome {
         let clientHash = hasher.clientHash(proto: tuple.proto, client: tuple.source)
-        return shard(for: clientHash).shard.withLock {
+        return shards.withLock(shardIndex(clientHash)) {
             $0.handleOriginal(tuple, clientHash: clientHash, tcpFlags: tcpFlags, length: length, now: now, decide: decide)
         }
     }
@@ -90,7 +84,7 @@ public final class FlowTable: Sendable {
     /// destination = the client). Replies never create flows.
     public func handleReply(_ tuple: FlowTuple, tcpFlags: TCPFlags, length: Int, now: UInt32) -> ReplyOutcome {
         let clientHash = hasher.clientHash(proto: tuple.proto, client: tuple.destination)
-        return shard(for: clientHash).shard.withLock {
+        return shards.withLock(shardIndex(clientHash)) {
             $0.handleReply(tuple, clientHash: clientHash, tcpFlags: tcpFlags, length: length, now: now)
         }
     }
@@ -99,7 +93,7 @@ public final class FlowTable: Sendable {
     /// `local` its own end (the reply tuple `local -> client`, as the kernel's getorigdst looks it up).
     public func lookup(proto: TransportProtocol, client: Endpoint, local: Endpoint, now: UInt32) -> FlowLookupResult {
         let clientHash = hasher.clientHash(proto: proto, client: client)
-        return shard(for: clientHash).shard.withLock {
+        return shards.withLock(shardIndex(clientHash)) {
             $0.lookup(proto: proto, client: client, local: local, clientHash: clientHash, now: now)
         }
     }
@@ -117,7 +111,7 @@ public final class FlowTable: Sendable {
             var finishedShards = 0
             while remaining > 0 && finishedShards < shardCount {
                 let start = cursor.slot
-                let result = shards[cursor.shard].shard.withLock { $0.sweep(from: start, budget: remaining, now: now) }
+                let result = shards.withLock(cursor.shard) { $0.sweep(from: start, budget: remaining, now: now) }
                 removed += result.removed
                 remaining -= result.scanned
                 if let next = result.next {
@@ -137,8 +131,8 @@ public final class FlowTable: Sendable {
 
     public var statistics: FlowTableStatistics {
         var total = FlowTableStatistics()
-        for locked in shards {
-            locked.shard.withLock { shard in
+        for index in 0..<shardCount {
+            shards.withLock(index) { shard in
                 let counters = shard.counters
                 total.created &+= counters.created
                 total.restored &+= counters.restored
@@ -163,7 +157,7 @@ public final class FlowTable: Sendable {
 
     /// Bytes of preallocated storage: flow slabs, both indexes, tombstones and event rings.
     public var storageBytes: Int {
-        shards.reduce(0) { sum, locked in sum + locked.shard.withLock { $0.byteCount } }
+        (0..<shardCount).reduce(0) { sum, index in sum + shards.withLock(index) { $0.byteCount } }
     }
 
     // MARK: Events
@@ -171,8 +165,8 @@ public final class FlowTable: Sendable {
     /// Takes the events recorded since the last drain, ordered by time (see `FlowEvent`).
     public func drainEvents() -> [FlowEvent] {
         var events: [FlowEvent] = []
-        for locked in shards {
-            locked.shard.withLock { $0.drainEvents(into: &events) }
+        for index in 0..<shardCount {
+            shards.withLock(index) { $0.drainEvents(into: &events) }
         }
         events.sort { ($0.time, $0.shard, $0.sequence) < ($1.time, $1.shard, $1.sequence) }
         return events
@@ -184,8 +178,8 @@ public final class FlowTable: Sendable {
     public func records(now: UInt32) -> [FlowRecord] {
         var records: [FlowRecord] = []
         records.reserveCapacity(count)
-        for locked in shards {
-            locked.shard.withLock { $0.appendRecords(to: &records, now: now) }
+        for index in 0..<shardCount {
+            shards.withLock(index) { $0.appendRecords(to: &records, now: now) }
         }
         return records
     }
@@ -198,7 +192,7 @@ public final class FlowTable: Sendable {
         var restored = 0
         for record in records where record.expires > now && record.inconsistency == nil {
             let clientHash = hasher.clientHash(proto: record.proto, client: record.client)
-            if shard(for: clientHash).shard.withLock({ $0.restore(record, clientHash: clientHash, now: now) }) {
+            if shards.withLock(shardIndex(clientHash), { $0.restore(record, clientHash: clientHash, now: now) }) {
                 restored += 1
             }
         }
@@ -211,8 +205,8 @@ public final class FlowTable: Sendable {
     func invariantViolations() -> [String] {
         var problems: [String] = []
         var total = 0
-        for locked in shards {
-            locked.shard.withLock { shard in
+        for index in 0..<shardCount {
+            shards.withLock(index) { shard in
                 problems += shard.invariantViolations()
                 total += shard.count
             }

@@ -25,10 +25,11 @@ enum TCPStateMachine {
         /// nil for a flag combination the kernel's `tcp_valid_flags` rejects (PSH, ECE and CWR
         /// are ignored): SYN+FIN, FIN without ACK, no flags at all, URG on SYN/ACK or RST, and the like.
         init?(flags: TCPFlags) {
-            // Raw bits rather than option-set literals: this runs per packet and must not build arrays.
-            let ignored = TCPFlags.psh.rawValue | TCPFlags.ece.rawValue | TCPFlags.cwr.rawValue
-            let fin = TCPFlags.fin.rawValue, syn = TCPFlags.syn.rawValue, rst = TCPFlags.rst.rawValue
-            let ack = TCPFlags.ack.rawValue, urg = TCPFlags.urg.rawValue
+            // Raw header bits (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40,
+            // CWR 0x80) rather than option-set values: this runs per packet, and literals need no
+            // lazy-global access or array building.
+            let fin: UInt8 = 0x01, syn: UInt8 = 0x02, rst: UInt8 = 0x04, ack: UInt8 = 0x10, urg: UInt8 = 0x20
+            let ignored: UInt8 = 0x08 | 0x40 | 0x80
             switch flags.rawValue & ~ignored {
             case syn, syn | urg: self = .syn
             case syn | ack: self = .synAck
