@@ -29,7 +29,7 @@ import workloads  # noqa: E402
 from figures import rows_for  # noqa: E402
 from modes import DaemonMode, KernelMode, reset_router  # noqa: E402
 from peers import Listeners, build_udpblast  # noqa: E402
-from processes import CommandFailed, Programs, run_command  # noqa: E402
+from processes import CommandFailed, Programs  # noqa: E402
 from redirectors import ruleset  # noqa: E402
 from report import summarise, table, write_json  # noqa: E402
 from stage import Stage  # noqa: E402

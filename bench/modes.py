@@ -59,6 +59,7 @@ class DaemonMode(DaemonRedirect):
         self.table_limit = options.table_limit
         self.extra_args = list(options.daemon_arg)
         self.starts = 0
+        self.stale_sockets = 0
 
     @property
     def pid(self):
@@ -92,6 +93,9 @@ class DaemonMode(DaemonRedirect):
         if not os.access(self.binary, os.X_OK):
             raise CommandFailed(f"no daemon at {self.binary}: build it (swift build -c release), "
                                 f"or point NFQR_BIN_DIR at it")
+        if os.path.exists(self.socket_path):  # left by a daemon that did not stop cleanly
+            os.unlink(self.socket_path)
+            self.stale_sockets += 1
         self.program = self.programs.start(f"nfq-redirectd-{self.starts}", self.ns, self.argv())
         self.wait_until_ready()
 

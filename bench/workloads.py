@@ -12,7 +12,7 @@ from accounting import PacketCount, flows_tracked, process_cpu_seconds, udp_deli
 from endpoints import format_endpoint
 from modes import BULK_PORT, HTTP_PORT, UDP_PORT
 from peers import WRK_SCRIPT
-from processes import CommandFailed, run_command
+from processes import run_command
 from stage import REMOTE_V4, REMOTE_V6
 
 REMOTE = {"v4": REMOTE_V4, "v6": REMOTE_V6}
@@ -29,11 +29,13 @@ def bulk_tcp(bench, mode, variant):
     family, streams = variant
     server = bench.listeners.iperf3_server()
     seconds = bench.options.seconds
-    output = run_command(["iperf3", "--client", REMOTE[family], "--port", str(BULK_PORT),
-                          "--time", str(seconds), "--parallel", str(streams), "--json",
-                          "--connect-timeout", "3000"],
-                         ns=bench.stage.client, timeout=seconds + 30, check=False)
-    server.stop(timeout=5.0)
+    try:
+        output = run_command(["iperf3", "--client", REMOTE[family], "--port", str(BULK_PORT),
+                              "--time", str(seconds), "--parallel", str(streams), "--json",
+                              "--connect-timeout", "3000"],
+                             ns=bench.stage.client, timeout=seconds + 30, check=False)
+    finally:
+        server.stop(timeout=5.0)   # the next sample's server needs the port
     try:
         report = json.loads(output)
     except ValueError:
@@ -59,15 +61,14 @@ def run_wrk(bench, connections, close):
     if not lines:
         raise SampleFailed(f"wrk printed no summary: {output[-300:]!r}")
     report = json.loads(lines[-1].partition(" ")[2])
-    errors = sum(report["errors"].values())
     if report["requests"] == 0:
         raise SampleFailed(f"wrk completed no request (errors {report['errors']})")
-    return report, errors
+    return report
 
 
 def new_connections(bench, mode, variant):
     """wrk with `Connection: close`: one TCP connection per request, so requests/s = connections/s."""
-    report, errors = run_wrk(bench, bench.options.connections, close=True)
+    report = run_wrk(bench, bench.options.connections, close=True)
     rate = report["requests"] / (report["duration_us"] / 1e6)
     return {"conn_rate": rate}, {"requests": report["requests"], "errors": report["errors"],
                                  "latency_mean_us": report["latency_mean_us"]}
@@ -75,7 +76,7 @@ def new_connections(bench, mode, variant):
 
 def request_response(bench, mode, variant):
     """wrk -c1 -t1 keep-alive: one request in flight on one connection, so the rate is 1/latency."""
-    report, errors = run_wrk(bench, 1, close=False)
+    report = run_wrk(bench, 1, close=False)
     rate = report["requests"] / (report["duration_us"] / 1e6)
     return ({"rr_rate": rate, "rr_latency": report["latency_mean_us"]},
             {"requests": report["requests"], "errors": report["errors"],
@@ -152,5 +153,6 @@ def fill_table(bench, flows):
                else "datagrams delivered (the daemon reports no flow count)"}
     known = tracked if tracked is not None else delivered
     if known < 0.95 * flows:
-        raise SampleFailed(f"table pre-fill reached {known} of {flows} flows ({details['flows_count_source']})")
+        raise SampleFailed(f"table pre-fill reached {known} of {flows} flows ({details['flows_count_source']}); "
+                           f"if the daemon drops at this rate, try a lower --prefill-rate")
     return details
