@@ -1,0 +1,336 @@
+#!/usr/bin/python3
+"""nfq-redirect against the kernel's own REDIRECT, measured in the same run.
+
+For each figure, N rounds; in each round the kernel and the daemon take turns (kernel,
+daemon, kernel, daemon, ...) on the same namespaces and listeners, each with a fresh
+redirector and an empty conntrack table. The figure is the median of each side's samples.
+Topology: stage.py. Figures and goals: figures.py. How each is measured: workloads.py and
+docs/performance.md.
+
+Usage (root, through bench/run.sh): benchmark.py [--quick] [--only kernel|daemon] [--out FILE]
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "Tests", "netns"))  # processes, topology, redirectors, endpoints
+
+import workloads  # noqa: E402
+from figures import rows_for  # noqa: E402
+from modes import DaemonMode, KernelMode, reset_router  # noqa: E402
+from peers import Listeners, build_udpblast  # noqa: E402
+from processes import CommandFailed, Programs  # noqa: E402
+from redirectors import ruleset  # noqa: E402
+from report import summarise, table, write_json  # noqa: E402
+from stage import Stage  # noqa: E402
+
+RUN_MARKER = "NFQR_BENCH_RUN"   # in the environment of every process the bench starts
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+DAEMON_TIMEOUTS_CONFIG = "[timeouts]\n# Pre-filled flows are idle, unreplied UDP: keep them for the whole sample.\nudp_unreplied = 3600\n"
+
+
+class Interrupted(Exception):
+    pass
+
+
+class TimedOut(Exception):
+    pass
+
+
+def on_stop_signal(signum, frame):
+    for stop in STOP_SIGNALS:  # the clean-up that follows must not be cut short
+        signal.signal(stop, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def on_alarm(signum, frame):
+    raise TimedOut()
+
+
+class Measurement:
+    """One kind of sample, run for each variant, alternating the modes within each round."""
+
+    def __init__(self, title, run, variants, modes=("kernel", "daemon")):
+        self.title, self.run, self.variants, self.modes = title, run, variants, modes
+
+    def label(self, variant):
+        if variant is None:
+            return self.title
+        if isinstance(variant, tuple):
+            family, streams = variant
+            return f"{self.title} {family} x{streams}"
+        return f"{self.title} {variant}"
+
+
+def measurements(options):
+    return [
+        Measurement("bulk TCP", workloads.bulk_tcp, [("v4", 1), ("v4", 4), ("v6", 1), ("v6", 4)]),
+        Measurement("new connections", workloads.new_connections, [None]),
+        Measurement("request/response", workloads.request_response, [None]),
+        Measurement("UDP rate", workloads.udp_rate, ["v4", "v6"]),
+        Measurement("daemon CPU per packet", workloads.daemon_cpu_per_packet, [0], modes=("daemon",)),
+        Measurement("flow table", workloads.daemon_cpu_per_packet, options.flow_sizes, modes=("daemon",)),
+    ]
+
+
+def parse_options(argv):
+    parser = argparse.ArgumentParser(
+        prog="bench/run.sh",
+        description="Kernel REDIRECT vs nfq-redirectd in throwaway namespaces (root only).")
+    parser.add_argument("--only", choices=("kernel", "daemon"),
+                        help="measure one side only (kernel needs no daemon at all)")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 s samples, 2 rounds, flow sizes 10k and 100k: about 2 minutes")
+    parser.add_argument("--rounds", type=int, help="samples per side per figure (default 3; --quick 2)")
+    parser.add_argument("--seconds", type=float, help="length of each sample (default 5; --quick 2)")
+    parser.add_argument("--flow-sizes", help="comma list of table sizes, smallest first "
+                                             "(default 10000,100000,1000000; --quick 10000,100000)")
+    parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "nfq-redirect-bench.json"),
+                        help="where to write the JSON results (default %(default)s)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections for new conn/s (default 16)")
+    parser.add_argument("--load-rate", type=int, default=50_000,
+                        help="datagrams/s of the fixed load for CPU per packet (default 50000)")
+    parser.add_argument("--prefill-rate", type=int, default=100_000,
+                        help="datagrams/s when filling the flow table (default 100000)")
+    parser.add_argument("--table-limit", type=int, default=2_000_000, help="passed to nfq-redirectd")
+    parser.add_argument("--queue", type=int, default=0, help="the daemon's first NFQUEUE number")
+    parser.add_argument("--daemon-log-level", help="passed to nfq-redirectd as --log-level")
+    parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for nfq-redirectd (repeatable), e.g. --daemon-arg=--queues=2")
+    parser.add_argument("--max-minutes", type=float, default=30, help="stop and clean up after this long")
+    parser.add_argument("--tag", default=f"nfqrb-{os.getpid()}", help="names the namespaces")
+    options = parser.parse_args(argv)
+    options.rounds = options.rounds or (2 if options.quick else 3)
+    options.seconds = options.seconds or (2 if options.quick else 5)
+    sizes = options.flow_sizes or ("10000,100000" if options.quick else "10000,100000,1000000")
+    try:
+        options.flow_sizes = sorted({int(size) for size in sizes.split(",")})
+    except ValueError:
+        parser.error(f"--flow-sizes: not a comma list of numbers: {sizes}")
+    if not 1 <= options.rounds <= 50 or not 0.5 <= options.seconds <= 120:
+        parser.error("--rounds must be 1-50 and --seconds 0.5-120")
+    if any(size < 1000 or size > 5_000_000 for size in options.flow_sizes):
+        parser.error("--flow-sizes must be between 1000 and 5000000")
+    options.modes = (options.only,) if options.only else ("kernel", "daemon")
+    options.ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
+    options.bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "release"))
+    return options
+
+
+class Bench:
+    """Everything a sample needs: the stage, the listeners, the tools, the redirectors."""
+
+    def __init__(self, options):
+        self.options = options
+        os.environ[RUN_MARKER] = options.tag
+        self.run_dir = tempfile.mkdtemp(prefix=f"{options.tag}.")
+        self.stage = Stage(options.tag)
+        self.programs = Programs(self.run_dir)
+        self.udpblast = None
+        self.listeners = None
+        self.rules_before = []
+        self.kernel = KernelMode(self.stage.router)
+        self.daemon = DaemonMode(self.stage.router, self.programs, options.bin_dir, self.run_dir, options)
+        self.notes = []
+        self.samples = {}
+        self.records = []
+        self.failures = 0
+
+    def set_up(self):
+        self.udpblast = build_udpblast(self.run_dir)
+        self.stage.create()
+        self.stage.wait_for_neighbours()
+        self.listeners = Listeners(self.stage.router, self.programs, self.run_dir, self.udpblast,
+                                   run_seconds=int(self.options.max_minutes * 60) + 60)
+        self.listeners.start()
+        self.rules_before = ruleset(self.stage.router)
+        if "daemon" in self.options.modes:
+            self.configure_daemon()
+
+    def configure_daemon(self):
+        """A long UDP timeout keeps pre-filled flows alive; if this daemon refuses the config
+        key, it runs without it (flows then keep its default timeout) and a note says so."""
+        path = os.path.join(self.run_dir, "daemon.toml")
+        with open(path, "w") as out:
+            out.write(DAEMON_TIMEOUTS_CONFIG)
+        self.daemon.use_config(path)
+        accepted, why = self.daemon.check_config()
+        if not accepted:
+            self.daemon.use_config(None)
+            fine, why_plain = self.daemon.check_config()
+            if not fine:
+                raise CommandFailed(f"nfq-redirectd --check-config refuses the bench's flags: {why_plain}")
+            self.note(f"the daemon refused [timeouts] udp_unreplied ({why.splitlines()[-1][:160]}): "
+                      f"pre-filled flows keep its default UDP timeout")
+
+    def note(self, text):
+        if text not in self.notes:
+            self.notes.append(text)
+            print(f"note: {text}", flush=True)
+
+    def mode(self, name):
+        return self.kernel if name == "kernel" else self.daemon
+
+    def sample(self, measurement, variant, mode_name):
+        """Runs one sample with `mode_name` switched on; always switches it off again."""
+        mode = self.mode(mode_name)
+        try:
+            mode.start()
+            return measurement.run(self, mode, variant)
+        finally:
+            status = mode.stop()
+            if mode_name == "daemon" and status not in (0, None):
+                self.note(f"nfq-redirectd exited with status {status} on SIGTERM")
+            warning = reset_router(self.stage.router, self.rules_before)
+            if warning:
+                self.note(warning)
+
+    def tear_down(self):
+        self.programs.stop_all()
+        self.stage.destroy()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def run(bench, options):
+    """Every sample, kept in bench.samples (row -> mode -> values) and bench.records as they come,
+    so an interrupted run still reports what it measured."""
+    samples, records = bench.samples, bench.records
+    for measurement in measurements(options):
+        modes = [mode for mode in measurement.modes if mode in options.modes]
+        if not modes:
+            print(f"[{measurement.title}] skipped: needs the daemon", flush=True)
+            continue
+        for round_number in range(1, options.rounds + 1):
+            for variant in measurement.variants:
+                for mode in modes:
+                    label = f"[{measurement.label(variant)}] round {round_number}/{options.rounds} {mode}"
+                    started = time.monotonic()
+                    record = {"figure": measurement.label(variant), "round": round_number, "mode": mode}
+                    try:
+                        values, details = bench.sample(measurement, variant, mode)
+                    except (workloads.SampleFailed, CommandFailed, OSError, ValueError, KeyError) as error:
+                        bench.failures += 1
+                        record["error"] = str(error)
+                        print(f"{label}: FAILED: {error}", flush=True)
+                        tails = bench.daemon.program.log_tail(10) if mode == "daemon" and bench.daemon.program else ""
+                        if tails:
+                            print("  daemon log tail:\n    " + tails.replace("\n", "\n    "), flush=True)
+                    else:
+                        record.update(values=values, details=details)
+                        for key, value in values.items():
+                            samples.setdefault(key, {}).setdefault(mode, []).append(value)
+                        shown = ", ".join(f"{key} {value:,.2f}" for key, value in values.items())
+                        print(f"{label}: {shown}  ({time.monotonic() - started:.1f} s)", flush=True)
+                    records.append(record)
+
+
+def machine_description(options):
+    def first_line(argv):
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (done.stdout or done.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+
+    model = None
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None)
+    except OSError:
+        pass
+    return {
+        "kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": model,
+        "link": "veth pair between two network namespaces, MTU 1500, default offloads",
+        "iperf3": first_line(["iperf3", "--version"]), "wrk": first_line(["wrk", "--version"]),
+        "nginx": first_line(["nginx", "-v"]),
+        "daemon": os.path.join(options.bin_dir, "nfq-redirectd") if "daemon" in options.modes else None,
+        "commit": first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]),
+    }
+
+
+def main(argv):
+    options = parse_options(argv)
+    if os.geteuid() != 0:
+        print("bench/run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
+        return 2
+    if "daemon" in options.modes and not os.access(os.path.join(options.bin_dir, "nfq-redirectd"), os.X_OK):
+        print(f"bench: no nfq-redirectd in {options.bin_dir}: build it (swift build -c release), "
+              f"set NFQR_BIN_DIR, or measure the kernel alone with --only kernel", file=sys.stderr)
+        return 2
+    missing = [tool for tool in ("iperf3", "wrk", "nginx", "cc", "conntrack", "ss", "iptables-restore")
+               if not shutil.which(tool)]
+    if missing:
+        print(f"bench: missing {', '.join(missing)} (Debian: iperf3 wrk nginx-light gcc conntrack iproute2 iptables)",
+              file=sys.stderr)
+        return 2
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    print(f"nfq-redirect bench: {' vs '.join(options.modes)}, {options.rounds} rounds of {options.seconds:g} s, "
+          f"flow sizes {','.join(map(str, options.flow_sizes))}; results to {options.out}", flush=True)
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, on_stop_signal)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(int(options.max_minutes * 60))
+    bench = Bench(options)
+    load_at_start = os.getloadavg()
+    if load_at_start[0] > 0.5:
+        bench.note(f"the machine was busy at start (load average {load_at_start[0]:.2f} over 1 min): "
+                   f"other work shares the CPUs, so figures are noisier and lower")
+    stopped = None
+    try:
+        bench.set_up()
+        run(bench, options)
+    except Interrupted as error:
+        stopped = f"interrupted ({error})"
+    except TimedOut:
+        stopped = f"stopped after --max-minutes {options.max_minutes:g}"
+    except (CommandFailed, OSError) as error:
+        stopped = f"set-up failed: {error}"
+    finally:
+        signal.alarm(0)
+        for stop in STOP_SIGNALS:
+            signal.signal(stop, signal.SIG_IGN)
+        bench.tear_down()
+    if stopped:
+        print(f"bench: {stopped}; cleaned up", file=sys.stderr, flush=True)
+        if not bench.records:
+            return 130 if stopped.startswith("interrupted") else 1
+
+    rows = rows_for(options.flow_sizes)
+    summary = summarise(rows, bench.samples)
+    print()
+    print(table(rows, summary))
+    for text in bench.notes:
+        print(f"note: {text}")
+    document = {
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "bench/run.sh " + " ".join(argv),
+        "machine": {**machine_description(options),
+                    "load_average_at_start": load_at_start[0], "load_average_at_end": os.getloadavg()[0]},
+        "options": {"modes": list(options.modes), "rounds": options.rounds, "seconds": options.seconds,
+                    "flow_sizes": options.flow_sizes, "connections": options.connections,
+                    "load_rate": options.load_rate, "prefill_rate": options.prefill_rate,
+                    "daemon_args": options.daemon_arg},
+        "figures": summary, "samples": bench.records, "notes": bench.notes,
+        "failed_samples": bench.failures, "stopped": stopped,
+    }
+    write_json(options.out, document)
+    print(f"results: {options.out}")
+    if stopped:
+        return 130 if stopped.startswith("interrupted") else 1
+    return 1 if bench.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

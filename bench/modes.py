@@ -1,0 +1,122 @@
+"""The two redirectors the bench compares, in router namespace R, with one redirect plan.
+
+- `KernelMode`: the kernel's own `iptables -t nat -A PREROUTING ... -j REDIRECT` (and ip6tables).
+- `DaemonMode`: nfq-redirectd with `--redirect`, which installs its own rules in R.
+
+Each is switched on for one sample and off after it; `reset_router` then puts R back to
+no rules and an empty conntrack table, so no sample inherits the previous one's state.
+"""
+
+import os
+
+from processes import CommandFailed, run_command
+from redirectors import DaemonRedirect, ruleset
+
+# Remote port the client dials -> local port of the listener in R.
+BULK_PORT, BULK_LISTEN_PORT = 5001, 5201       # iperf3
+HTTP_PORT, HTTP_LISTEN_PORT = 80, 8080         # nginx
+UDP_PORT, UDP_LISTEN_PORT = 4000, 4001         # udpblast drain
+PLAN = (("tcp", BULK_PORT, BULK_LISTEN_PORT),
+        ("tcp", HTTP_PORT, HTTP_LISTEN_PORT),
+        ("udp", UDP_PORT, UDP_LISTEN_PORT))
+
+KERNEL_CHAIN = "NFQR_BENCH"
+
+
+class KernelMode:
+    name = "kernel"
+    pid = None          # no process does the work: the kernel's cost is not attributable
+
+    def __init__(self, ns):
+        self.ns = ns
+
+    def start(self):
+        lines = ["*nat", f":{KERNEL_CHAIN} - [0:0]", f"-A PREROUTING -j {KERNEL_CHAIN}"]
+        lines += [f"-A {KERNEL_CHAIN} -p {proto} --dport {port} -j REDIRECT --to-ports {to_port}"
+                  for proto, port, to_port in PLAN]
+        text = "\n".join(lines + ["COMMIT", ""])
+        for restore in ("iptables-restore", "ip6tables-restore"):
+            run_command([restore, "--noflush"], ns=self.ns, input=text)
+
+    def stop(self):
+        for tool in ("iptables", "ip6tables"):
+            run_command([tool, "-t", "nat", "-D", "PREROUTING", "-j", KERNEL_CHAIN], ns=self.ns, check=False)
+            run_command([tool, "-t", "nat", "-F", KERNEL_CHAIN], ns=self.ns, check=False)
+            run_command([tool, "-t", "nat", "-X", KERNEL_CHAIN], ns=self.ns, check=False)
+
+
+class DaemonMode(DaemonRedirect):
+    """nfq-redirectd started fresh for each sample (an empty flow table, no saved state)."""
+
+    name = "daemon"
+
+    def __init__(self, ns, programs, bin_dir, run_dir, options):
+        super().__init__(bin_dir, run_dir, options.queue, options.daemon_log_level, options.ready_timeout)
+        self.ns = ns
+        self.programs = programs
+        self.control = os.path.join(bin_dir, "nfq-redirect")
+        self.config_file = None
+        self.table_limit = options.table_limit
+        self.extra_args = list(options.daemon_arg)
+        self.starts = 0
+        self.stale_sockets = 0
+
+    @property
+    def pid(self):
+        return self.program.pid if self.program and self.program.running() else None
+
+    def use_config(self, path):
+        self.config_file = path
+
+    def argv(self):
+        argv = [self.binary, "--queue", str(self.queue), "--socket", self.socket_path, "--no-state",
+                "--table-limit", str(self.table_limit)]
+        if self.config_file:
+            argv += ["--config", self.config_file]
+        for proto, port, to_port in PLAN:
+            argv += ["--redirect", f"{proto}:{port}:{to_port}"]
+        if self.log_level:
+            argv += ["--log-level", self.log_level]
+        return argv + self.extra_args
+
+    def check_config(self):
+        """Runs `--check-config` with this argv: (True, "") or (False, the daemon's complaint)."""
+        try:
+            run_command(self.argv() + ["--check-config"], ns=self.ns, timeout=20)
+            return True, ""
+        except CommandFailed as error:
+            return False, str(error)
+
+    def start(self):
+        # One log per start, so a failing sample's daemon output is kept for the report.
+        self.starts += 1
+        if not os.access(self.binary, os.X_OK):
+            raise CommandFailed(f"no daemon at {self.binary}: build it (swift build -c release), "
+                                f"or point NFQR_BIN_DIR at it")
+        if os.path.exists(self.socket_path):  # left by a daemon that did not stop cleanly
+            os.unlink(self.socket_path)
+            self.stale_sockets += 1
+        self.program = self.programs.start(f"nfq-redirectd-{self.starts}", self.ns, self.argv())
+        self.wait_until_ready()
+
+    def stop(self):
+        status = super().stop()
+        self.program = None
+        return status
+
+
+def reset_router(ns, rules_before):
+    """Back to the rules R had before any redirect and an empty conntrack table.
+
+    Returns a warning when something was left behind (it is removed either way)."""
+    warning = None
+    left = sorted(set(ruleset(ns)) - set(rules_before))
+    if left:
+        warning = f"rules left in R after the redirector stopped (removed): {left[:4]}"
+        for tool in ("iptables", "ip6tables"):
+            for table in ("raw", "mangle", "nat", "filter"):
+                run_command([tool, "-t", table, "-F"], ns=ns, check=False)
+                run_command([tool, "-t", table, "-X"], ns=ns, check=False)
+    # Entries (with their NAT bindings) of the last sample must not steer the next one.
+    run_command(["conntrack", "-F"], ns=ns, check=False)
+    return warning

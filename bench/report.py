@@ -1,0 +1,60 @@
+"""The results as a table for people and a JSON document for docs and tools."""
+
+import json
+
+from figures import evaluate, median
+
+
+def summarise(rows, samples):
+    """Medians, ratios and verdicts per row. `samples[row.key][mode]` is a list of values."""
+    medians = {mode: {row.key: median(samples.get(row.key, {}).get(mode, [])) for row in rows}
+               for mode in ("kernel", "daemon")}
+    summary = []
+    for row in rows:
+        kernel, daemon = medians["kernel"][row.key], medians["daemon"][row.key]
+        ratio, verdict = evaluate(row, kernel, daemon, medians["daemon"])
+        summary.append({
+            "key": row.key, "figure": row.title.strip(), "unit": row.unit,
+            "kernel": None if row.daemon_only else kernel,
+            "daemon": daemon,
+            "kernel_samples": samples.get(row.key, {}).get("kernel", []),
+            "daemon_samples": samples.get(row.key, {}).get("daemon", []),
+            "ratio": ratio,
+            "ratio_of": f"{row.versus} (daemon)" if row.versus else (None if row.daemon_only else "nfq/kernel"),
+            "goal": row.goal.text() if row.goal else None,
+            "verdict": verdict,
+        })
+    return summary
+
+
+def shown(value, row):
+    if value is None:
+        return "-"
+    return f"{value / row.scale:,.{row.decimals}f}"
+
+
+def table(rows, summary):
+    header = ("figure", "unit", "kernel", "nfq-redirect", "ratio", "goal", "verdict")
+    lines = []
+    for row, entry in zip(rows, summary):
+        ratio = "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
+        goal = entry["goal"] or ""
+        if row.versus and goal:
+            goal += f" vs {row.versus.removeprefix('flows_')}"
+        verdict = entry["verdict"] or ("n/a" if row.goal else "")
+        lines.append((row.title, row.unit, shown(entry["kernel"], row), shown(entry["daemon"], row),
+                      ratio, goal, verdict))
+    widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
+
+    def render(cells):
+        return "  ".join(str(cell).ljust(width) if i < 2 else str(cell).rjust(width)
+                         for i, (cell, width) in enumerate(zip(cells, widths))).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([render(header), rule, *map(render, lines)])
+
+
+def write_json(path, document):
+    with open(path, "w") as out:
+        json.dump(document, out, indent=2)
+        out.write("\n")

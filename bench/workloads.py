@@ -1,0 +1,158 @@
+"""One sample of each figure, run with one redirector active in R.
+
+Each function takes the bench (its stage, listeners, tools and options), the active mode and
+the variant, and returns (values, details): `values` maps row keys (figures.py) to numbers,
+`details` is what the JSON keeps about the sample (raw counts, sources, errors seen).
+"""
+
+import json
+import time
+
+from accounting import PacketCount, flows_tracked, process_cpu_seconds, udp_delivered
+from endpoints import format_endpoint
+from modes import BULK_PORT, HTTP_PORT, UDP_PORT
+from peers import WRK_SCRIPT
+from processes import run_command
+from stage import REMOTE_V4, REMOTE_V6
+
+REMOTE = {"v4": REMOTE_V4, "v6": REMOTE_V6}
+LOAD_SOURCE_BASE = "192.0.2.100"   # udpblast spread: flow i from 192.0.2.(100 + i/60000)
+LOAD_FLOWS = 1000                  # the fixed load cycles over the first 1000 flows
+
+
+class SampleFailed(Exception):
+    pass
+
+
+def bulk_tcp(bench, mode, variant):
+    """iperf3 goodput (what the receiver got) from C to a redirected remote address."""
+    family, streams = variant
+    server = bench.listeners.iperf3_server()
+    seconds = bench.options.seconds
+    try:
+        output = run_command(["iperf3", "--client", REMOTE[family], "--port", str(BULK_PORT),
+                              "--time", str(seconds), "--parallel", str(streams), "--json",
+                              "--connect-timeout", "3000"],
+                             ns=bench.stage.client, timeout=seconds + 30, check=False)
+    finally:
+        server.stop(timeout=5.0)   # the next sample's server needs the port
+    try:
+        report = json.loads(output)
+    except ValueError:
+        raise SampleFailed(f"iperf3 printed no JSON: {output[-300:]!r}") from None
+    if "error" in report:
+        raise SampleFailed(f"iperf3: {report['error']}")
+    received = report["end"]["sum_received"]
+    retransmits = report["end"].get("sum_sent", {}).get("retransmits")
+    gbits = received["bits_per_second"] / 1e9
+    return ({f"bulk_{family}_{streams}": gbits},
+            {"bytes": received["bytes"], "seconds": received["seconds"], "retransmits": retransmits})
+
+
+def run_wrk(bench, connections, close):
+    seconds = bench.options.seconds
+    argv = ["wrk", "--threads", "1", "--connections", str(connections), "--duration", f"{seconds}s",
+            "--timeout", "2s", "--script", WRK_SCRIPT]
+    if close:
+        argv += ["--header", "Connection: close"]
+    argv.append(f"http://{format_endpoint(REMOTE_V4, HTTP_PORT)}/")
+    output = run_command(argv, ns=bench.stage.client, timeout=seconds + 30, check=False)
+    lines = [line for line in output.splitlines() if line.startswith("WRK-JSON ")]
+    if not lines:
+        raise SampleFailed(f"wrk printed no summary: {output[-300:]!r}")
+    report = json.loads(lines[-1].partition(" ")[2])
+    if report["requests"] == 0:
+        raise SampleFailed(f"wrk completed no request (errors {report['errors']})")
+    return report
+
+
+def new_connections(bench, mode, variant):
+    """wrk with `Connection: close`: one TCP connection per request, so requests/s = connections/s."""
+    report = run_wrk(bench, bench.options.connections, close=True)
+    rate = report["requests"] / (report["duration_us"] / 1e6)
+    return {"conn_rate": rate}, {"requests": report["requests"], "errors": report["errors"],
+                                 "latency_mean_us": report["latency_mean_us"]}
+
+
+def request_response(bench, mode, variant):
+    """wrk -c1 -t1 keep-alive: one request in flight on one connection, so the rate is 1/latency."""
+    report = run_wrk(bench, 1, close=False)
+    rate = report["requests"] / (report["duration_us"] / 1e6)
+    return ({"rr_rate": rate, "rr_latency": report["latency_mean_us"]},
+            {"requests": report["requests"], "errors": report["errors"],
+             "latency_p50_us": report["latency_p50_us"], "latency_p99_us": report["latency_p99_us"]})
+
+
+def settle():
+    """Lets the last datagrams in flight reach their socket before counting."""
+    time.sleep(0.3)
+
+
+def udp_rate(bench, mode, family):
+    """Small datagrams as fast as one sender goes; the figure is what reached the listener."""
+    before = udp_delivered(bench.stage.router)
+    sent = run_udpblast(bench, ["send", "--to", REMOTE[family], "--port", str(UDP_PORT),
+                                "--seconds", str(bench.options.seconds)])
+    settle()
+    delivered = udp_delivered(bench.stage.router) - before
+    return ({f"udp_{family}": delivered / sent["seconds"]},
+            {"sent": sent["sent"], "delivered": delivered, "seconds": sent["seconds"]})
+
+
+def run_udpblast(bench, arguments, timeout_extra=30):
+    seconds = bench.options.seconds
+    output = run_command([bench.udpblast, *arguments], ns=bench.stage.client,
+                         timeout=seconds + timeout_extra, check=False)
+    try:
+        return json.loads(output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise SampleFailed(f"udpblast {arguments[0]} printed no result: {output[-300:]!r}") from None
+
+
+def daemon_cpu_per_packet(bench, mode, prefill):
+    """The daemon's CPU time per packet it handled under a fixed UDP load.
+
+    With `prefill` > 0 the table first gets that many idle UDP flows (one datagram each from a
+    distinct source), and the row is the per-packet cost at that table size."""
+    daemon = bench.daemon
+    details = {}
+    if prefill:
+        details.update(fill_table(bench, prefill))
+    count = PacketCount(bench.stage.router, daemon.control, daemon.socket_path)
+    packets_before = count.read()
+    cpu_before = process_cpu_seconds(daemon.pid)
+    load = run_udpblast(bench, ["spread", "--source-base", LOAD_SOURCE_BASE, "--to", REMOTE_V4,
+                                "--port", str(UDP_PORT), "--flows", str(LOAD_FLOWS),
+                                "--rate", str(bench.options.load_rate), "--seconds", str(bench.options.seconds)])
+    settle()
+    cpu = process_cpu_seconds(daemon.pid) - cpu_before
+    source, handled = PacketCount.difference(packets_before, count.read())
+    if not handled:
+        raise SampleFailed(f"no count of the packets the daemon handled (sources seen: {list(packets_before)})")
+    if prefill:
+        details["flows_after_load"] = flows_tracked(daemon.control, daemon.socket_path)
+    details.update({"packets": handled, "packet_count_source": source, "cpu_seconds": cpu,
+                    "sent": load["sent"]})
+    key = f"flows_{prefill}" if prefill else "daemon_ns"
+    return {key: cpu / handled * 1e9}, details
+
+
+def fill_table(bench, flows):
+    """Sends one datagram from each of `flows` distinct sources; returns what the daemon tracks."""
+    daemon = bench.daemon
+    before = udp_delivered(bench.stage.router)
+    started = time.monotonic()
+    run_udpblast(bench, ["spread", "--source-base", LOAD_SOURCE_BASE, "--to", REMOTE_V4,
+                         "--port", str(UDP_PORT), "--flows", str(flows), "--rate", str(bench.options.prefill_rate)],
+                 timeout_extra=flows / bench.options.prefill_rate + 30)
+    settle()
+    delivered = udp_delivered(bench.stage.router) - before
+    tracked = flows_tracked(daemon.control, daemon.socket_path)
+    details = {"prefill_seconds": round(time.monotonic() - started, 2), "prefill_delivered": delivered,
+               "flows_tracked": tracked, "flows_count_source": "nfq-redirect stats" if tracked is not None
+               else "datagrams delivered (the daemon reports no flow count)"}
+    known = tracked if tracked is not None else delivered
+    if known < 0.95 * flows:
+        raise SampleFailed(f"table pre-fill reached {known} of {flows} flows ({details['flows_count_source']}); "
+                           f"if the daemon drops at this rate, try a lower --prefill-rate")
+    return details
