@@ -365,6 +365,14 @@ __attribute__((constructor)) static void nfqr_prepare_connections(void)
     atomic_store_explicit(&owner_pid, getpid(), memory_order_relaxed);
     if (pthread_key_create(&thread_exit_key, close_at_thread_exit) != 0)
         return;   /* without a way to close them at thread exit, connections are not cached */
+#ifdef __GLIBC__
+    /* glibc's pthread_setspecific allocates for keys past its first-level block of 32, and the
+     * first lookup of each thread (maybe in a signal handler) calls it: cache only without that. */
+    if (thread_exit_key >= 32) {
+        pthread_key_delete(thread_exit_key);
+        return;
+    }
+#endif
     if (pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child) != 0) {
         pthread_key_delete(thread_exit_key);
         return;
