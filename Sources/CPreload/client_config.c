@@ -1,0 +1,52 @@
+/*
+ * Configuration from the environment, read once when the library is loaded so that the
+ * lookup path never calls getenv (not async-signal-safe, and racy against setenv).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nfqr_internal.h"
+
+#define DEFAULT_SOCKET_PATH "/run/nfq-redirect/lookup.sock"
+#define DEFAULT_TIMEOUT_MS 1000
+#define MAXIMUM_TIMEOUT_MS 60000
+
+/* Until the constructor has run (a lookup from another library's constructor), no daemon. */
+nfqr_config nfqr_settings = { .address_error = EAGAIN, .timeout_ms = DEFAULT_TIMEOUT_MS };
+
+/* A whole positive decimal number up to MAXIMUM_TIMEOUT_MS, or the default. */
+static int timeout_from(const char *text)
+{
+    if (text == NULL || *text == '\0')
+        return DEFAULT_TIMEOUT_MS;
+    long value = 0;
+    for (const char *c = text; *c != '\0'; c++) {
+        if (*c < '0' || *c > '9')
+            return DEFAULT_TIMEOUT_MS;
+        value = value * 10 + (*c - '0');
+        if (value > MAXIMUM_TIMEOUT_MS)
+            return DEFAULT_TIMEOUT_MS;
+    }
+    return value > 0 ? (int)value : DEFAULT_TIMEOUT_MS;
+}
+
+__attribute__((constructor)) static void nfqr_load_settings(void)
+{
+    const char *path = getenv("NFQ_REDIRECT_SOCKET");
+    if (path == NULL || *path == '\0')
+        path = DEFAULT_SOCKET_PATH;
+
+    nfqr_settings.timeout_ms = timeout_from(getenv("NFQ_REDIRECT_TIMEOUT_MS"));
+    const char *mode = getenv("NFQ_REDIRECT_LOOKUP");
+    nfqr_settings.preload_uses_lookupfd = mode != NULL && strcmp(mode, "fd") == 0;
+    nfqr_settings.address.sun_family = AF_UNIX;
+    size_t length = strlen(path);
+    if (length >= sizeof nfqr_settings.address.sun_path) {
+        nfqr_settings.address_length = 0;
+        nfqr_settings.address_error = ENAMETOOLONG;
+        return;
+    }
+    memcpy(nfqr_settings.address.sun_path, path, length + 1);
+    nfqr_settings.address_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length + 1);
+}
