@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""The "remote" HTTP origin of the proxies suite; it runs in the server namespace S.
+
+    origin.py --port 7001 --port 7002 ...        (each on 0.0.0.0 and ::)
+
+Answers every request with 200 and the one-line body
+    SERVER <local-endpoint> PEER <peer-endpoint> VIA <Via header or ->
+so a client learns which address:port its connection really reached, who connected
+(the proxy in R, not the client itself) and whether an HTTP proxy added a Via header.
+The request line and headers are read up to the blank line; a request that does not end
+its headers within 8 KiB or 20 s is dropped. Prints "ready" once every port is bound.
+"""
+
+import argparse
+import socket
+import sys
+import threading
+
+import netns_path  # noqa: F401  (makes the netns modules importable)
+from endpoints import format_endpoint, socket_endpoint
+
+HEADER_LIMIT = 8192
+IDLE_TIMEOUT = 20.0
+
+
+def read_head(conn):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = conn.recv(4096)
+        if not data or len(head) > HEADER_LIMIT:
+            raise ConnectionError("request without a complete header")
+        head += data
+    return head.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+
+
+def header(head, name):
+    for line in head.split("\r\n")[1:]:
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def serve(conn):
+    with conn:
+        conn.settimeout(IDLE_TIMEOUT)
+        try:
+            head = read_head(conn)
+            local = format_endpoint(*socket_endpoint(conn.getsockname()))
+            peer = format_endpoint(*socket_endpoint(conn.getpeername()))
+            body = f"SERVER {local} PEER {peer} VIA {header(head, 'via') or '-'}\n".encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: no-store\r\n"
+                         + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        except OSError as error:
+            print(f"connection failed: {error}", flush=True)
+
+
+def listener(family, port):
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+    sock.listen(256)
+    return sock
+
+
+def accept_forever(sock):
+    while True:
+        conn, _ = sock.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, action="append", required=True)
+    args = parser.parse_args()
+    sockets = [listener(family, port) for port in args.port for family in (socket.AF_INET, socket.AF_INET6)]
+    threads = [threading.Thread(target=accept_forever, args=(sock,), daemon=True) for sock in sockets]
+    for thread in threads:
+        thread.start()
+    print("ready", flush=True)
+    for thread in threads:
+        thread.join()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
