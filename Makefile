@@ -11,9 +11,9 @@ BUILD_DIR    := $(RELEASE_DIR)
 # Debian packages: build dependencies, then what the tests and the demo run.
 BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev
 RUN_DEPS     := iptables iproute2 kmod
-TEST_DEPS    := python3 socat conntrack systemd
+TEST_DEPS    := python3 socat conntrack systemd strace redsocks squid haproxy
 
-.PHONY: all deps build release test unit-test preload-test netns-test demo clean
+.PHONY: all deps build release test unit-test preload-test netns-test proxies-test demo clean
 
 all: release
 
@@ -38,7 +38,10 @@ unit-test:
 netns-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon
 
-test: deps release unit-test preload-test netns-test
+proxies-test: release
+	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode daemon
+
+test: deps release unit-test preload-test netns-test proxies-test
 
 demo: deps release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) scripts/demo.sh
