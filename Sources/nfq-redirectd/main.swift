@@ -16,7 +16,7 @@ struct RedirectDaemonCommand: ParsableCommand, Sendable {
 }
 
 do {
-    let command = try RedirectDaemonCommand.parseAsRoot() as! RedirectDaemonCommand
+    let command = try RedirectDaemonCommand.parse()
     let configuration = try command.options.resolve()
     if command.checkConfig {
         print(configuration.summary)
