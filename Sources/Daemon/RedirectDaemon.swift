@@ -13,8 +13,9 @@ public enum RedirectDaemon {
         reloadConfiguration: @escaping @Sendable () throws(ConfigurationError) -> DaemonConfiguration
     ) async -> Int32 {
         let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        let toJournal = ProcessEnvironment.all()["JOURNAL_STREAM"] != nil
         LoggingSystem.bootstrap { label in
-            var handler = JournalFriendlyLogHandler(label: label)
+            var handler = JournalFriendlyLogHandler(label: label, toJournal: toJournal)
             handler.logLevel = level
             return handler
         }

@@ -1,15 +1,20 @@
 import Glibc
 import Logging
 
-/// One line per event on stderr, shaped for the journal: `<level> message key=value ...`.
-/// The journal stamps time and unit itself, and maps the `<N>` prefix (sd-daemon(3)) to the
-/// entry's priority, so `journalctl -p warning` finds the problems.
+/// One line per event on stderr: `level: message key=value ...`. Under systemd (stderr is the
+/// journal: $JOURNAL_STREAM is set) each line starts with the sd-daemon(3) `<N>` prefix, which
+/// the journal maps to the entry's priority so `journalctl -p warning` finds the problems; the
+/// journal stamps time and unit itself. On a terminal the program's name leads instead.
 struct JournalFriendlyLogHandler: LogHandler {
     let label: String
+    let toJournal: Bool
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
 
-    init(label: String) { self.label = label }
+    init(label: String, toJournal: Bool) {
+        self.label = label
+        self.toJournal = toJournal
+    }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -19,7 +24,8 @@ struct JournalFriendlyLogHandler: LogHandler {
     func log(event: LogEvent) {
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         let fields = merged.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
-        let line = "<\(Self.priority(event.level))>\(event.level): \(event.message)\(fields)\n"
+        let lead = toJournal ? "<\(Self.priority(event.level))>" : "\(label): "
+        let line = "\(lead)\(event.level): \(event.message)\(fields)\n"
         fputs(line, stderr)
     }
 

@@ -13,9 +13,12 @@ enum ProgramRunner {
     /// PATH may lack.
     static let fallbackSearchPath = "/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
 
+    /// $PATH then the fallback, each directory once (the error message lists them).
     static func searchPath() -> String {
         let path = getenv("PATH").map { String(cString: $0) } ?? ""
-        return path.isEmpty ? fallbackSearchPath : path + ":" + fallbackSearchPath
+        var seen = Set<Substring>()
+        let directories = (path + ":" + fallbackSearchPath).split(separator: ":").filter { seen.insert($0).inserted }
+        return directories.joined(separator: ":")
     }
 
     /// The absolute path of an executable called `name`.
