@@ -7,7 +7,8 @@ public final class EngineCounters: Sendable {
     public let rewrittenOriginal = AtomicCounter()
     public let rewrittenReply = AtomicCounter()
     public let dropped = AtomicCounter()
-    /// Packets of flows the table does not know and will not create (e.g. TCP without SYN).
+    /// Packets the table does not track: not ours by policy, or of no known flow and unable to
+    /// start one (TCP without SYN, a stray reply).
     public let untracked = AtomicCounter()
     /// New flows refused because the table was full and nothing could be evicted.
     public let refusedTableFull = AtomicCounter()

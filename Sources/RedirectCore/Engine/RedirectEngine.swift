@@ -48,6 +48,12 @@ public final class RedirectEngine: Sendable {
                     return .ignore
                 }
             }
+            if noAddress {
+                // The kernel's REDIRECT drops what it cannot send anywhere; so do we.
+                counters.noRedirectAddress.add(1)
+                counters.dropped.add(1)
+                return .drop
+            }
             switch outcome {
             case .rewriteDestination(let target):
                 do {
@@ -57,12 +63,6 @@ public final class RedirectEngine: Sendable {
                     return rewriteFailed(error)
                 }
             case .pass:
-                if noAddress {
-                    // The kernel's REDIRECT drops what it cannot send anywhere; so do we.
-                    counters.noRedirectAddress.add(1)
-                    counters.dropped.add(1)
-                    return .drop
-                }
                 return accept()
             case .untracked:
                 counters.untracked.add(1)
