@@ -6,6 +6,7 @@
 """
 
 import os
+import shlex
 import socket
 import time
 
@@ -69,6 +70,9 @@ class DaemonRedirect:
                 "--redirect", f"udp:{UDP_PORT}:{UDP_RELAY_PORT}",
                 "--redirect-local", f"tcp:{LOCAL_PORT}:{LOCAL_PROXY_PORT}",
                 "--exclude-mark", f"{EXCLUDE_MARK:#x}"]
+        # NFQR_DAEMON_ARGS: extra flags for a variant run, e.g. "--queues 2" (several queues
+        # per direction, one shared flow table).
+        argv += shlex.split(os.environ.get("NFQR_DAEMON_ARGS", ""))
         return argv + (["--log-level", self.log_level] if self.log_level else [])
 
     def start(self, programs, ns):
