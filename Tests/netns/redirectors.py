@@ -61,6 +61,11 @@ class DaemonRedirect:
         self.log_level = log_level
         self.ready_timeout = ready_timeout
         self.program = None
+        self.extra_args = []   # per-test additions (the robustness suite's limits and queue files)
+
+    @property
+    def cli(self):
+        return os.path.join(os.path.dirname(self.binary), "nfq-redirect")
 
     def argv(self):
         argv = [self.binary, "--queue", str(self.queue), "--socket", self.socket_path,
@@ -69,7 +74,7 @@ class DaemonRedirect:
                 "--redirect", f"udp:{UDP_PORT}:{UDP_RELAY_PORT}",
                 "--redirect-local", f"tcp:{LOCAL_PORT}:{LOCAL_PROXY_PORT}",
                 "--exclude-mark", f"{EXCLUDE_MARK:#x}"]
-        return argv + (["--log-level", self.log_level] if self.log_level else [])
+        return argv + (["--log-level", self.log_level] if self.log_level else []) + self.extra_args
 
     def start(self, programs, ns):
         if not os.access(self.binary, os.X_OK):

@@ -1,0 +1,15 @@
+import Daemon
+
+/// The configuration file parser: any text either applies to a configuration or is refused
+/// with a `ConfigurationError`, never a crash or a hang.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzConfiguration(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+    var configuration = DaemonConfiguration()
+    do {
+        try ConfigurationFile.apply(text, path: "fuzz.toml", to: &configuration)
+    } catch {
+        precondition(!"\(error)".isEmpty, "a refusal without a reason")
+    }
+    return 0
+}
