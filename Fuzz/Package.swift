@@ -8,18 +8,20 @@ import PackageDescription
 //       -Xswiftc -parse-as-library -Xswiftc -enable-testing -Xcc -fsanitize=fuzzer-no-link,address
 // `-enable-testing` lets the queue-message target reach the Kernel module's internal parser.
 let core = Target.Dependency.product(name: "RedirectCore", package: "nfq-redirect")
+let driver = Target.Dependency.target(name: "FuzzDriver")
 
 let package = Package(
     name: "nfq-redirect-fuzz",
     dependencies: [.package(name: "nfq-redirect", path: "..")],
     targets: [
-        .executableTarget(name: "FuzzPacketParse", dependencies: [core]),
-        .executableTarget(name: "FuzzPacketRewrite", dependencies: [core]),
-        .executableTarget(name: "FuzzLookupCodec", dependencies: [core]),
+        .target(name: "FuzzDriver"),
+        .executableTarget(name: "FuzzPacketParse", dependencies: [driver, core]),
+        .executableTarget(name: "FuzzPacketRewrite", dependencies: [driver, core]),
+        .executableTarget(name: "FuzzLookupCodec", dependencies: [driver, core]),
         .executableTarget(
-            name: "FuzzConfiguration", dependencies: [.product(name: "Daemon", package: "nfq-redirect")]),
+            name: "FuzzConfiguration", dependencies: [driver, .product(name: "Daemon", package: "nfq-redirect")]),
         .executableTarget(
-            name: "FuzzQueueMessages", dependencies: [.product(name: "Kernel", package: "nfq-redirect")]),
+            name: "FuzzQueueMessages", dependencies: [driver, .product(name: "Kernel", package: "nfq-redirect")]),
     ],
     swiftLanguageModes: [.v5]
 )

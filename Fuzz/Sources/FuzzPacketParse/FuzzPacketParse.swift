@@ -1,10 +1,17 @@
+import FuzzDriver
 import RedirectCore
 
 /// The packet views: any bytes either parse into a packet whose lengths lie inside the buffer
 /// and whose tuple matches what the headers say, or are refused with a `PacketError`. A crash,
 /// an out-of-bounds read (AddressSanitizer) or a broken invariant is a finding.
+@_cdecl("FuzzPacketParse_main")
+public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
+    FuzzDriver.run(argc, argv, fuzzPacketParse)
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzPacketParse(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+func fuzzPacketParse(_ input: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    guard let data = input else { return 0 }
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
     guard let packet = try? ParsedPacket.parse(bytes) else { return 0 }
     precondition(packet.l3HeaderLength >= (packet.family == .ipv4 ? 20 : 40), "header shorter than the fixed IP header")

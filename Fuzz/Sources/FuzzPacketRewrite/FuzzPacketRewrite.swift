@@ -1,11 +1,18 @@
+import FuzzDriver
 import RedirectCore
 
 /// The rewrite: input = 19 bytes of choices (which end, checksum mode, new address and port)
 /// then a packet. Whatever parses is rewritten in a copy; the result must parse again to the
 /// same packet with the new endpoint, carry a correct IPv4 header checksum, and keep the
 /// transport checksum as valid (or as invalid) as it was, or make it valid when computed in full.
+@_cdecl("FuzzPacketRewrite_main")
+public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
+    FuzzDriver.run(argc, argv, fuzzPacketRewrite)
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzPacketRewrite(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+func fuzzPacketRewrite(_ input: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    guard let data = input else { return 0 }
     let choicesLength = 19
     guard size > choicesLength else { return 0 }
     let choices = UnsafeRawBufferPointer(start: data, count: choicesLength)

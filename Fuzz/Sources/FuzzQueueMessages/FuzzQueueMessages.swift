@@ -1,10 +1,17 @@
+import FuzzDriver
 @testable import Kernel
 
 /// The NFQUEUE netlink datagram parser (netlink headers, then the C attribute parser of the
 /// shim): any datagram yields packets whose payloads lie inside the datagram, plus counted
 /// errors, never a read outside it. The first input byte sets MSG_TRUNC.
+@_cdecl("FuzzQueueMessages_main")
+public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
+    FuzzDriver.run(argc, argv, fuzzQueueMessages)
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzQueueMessages(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+func fuzzQueueMessages(_ input: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    guard let data = input else { return 0 }
     guard size >= 1 else { return 0 }
     let length = size - 1
     // A slot exactly as long as the datagram, so AddressSanitizer sees any overrun.
