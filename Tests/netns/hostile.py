@@ -29,6 +29,8 @@ def reason(label):
 
 
 REWRITTEN = "nfqr_rewrites_total{direction=original}"
+# Synthetic: IPv6 packets R received that went nowhere (neither forwarded nor delivered).
+SWALLOWED_V6 = "snmp:Ip6.swallowed"
 UNTRACKED = "nfqr_untracked_packets_total"
 
 
@@ -57,8 +59,13 @@ def patch(data, offset, value_bytes):
     return data[:offset] + value_bytes + data[offset + len(value_bytes):]
 
 
+BLIND_RESET = "tcp-rst-out-of-window"
+
 # name -> (frame builder taking a source port, where it must be counted)
 CORPUS = {
+    # Sent with the port of an established flow (a forged reset): the flow must not notice.
+    BLIND_RESET: (lambda p: bytes_of(v4() / TCP(sport=p, dport=80, flags="R", seq=random.getrandbits(32))),
+                  ["nfqr_flows_blind_resets_total"]),
     # --- IPv4 header lies: R's ip_rcv refuses them before any hook ---------------------------
     "ipv4-truncated-header": (lambda p: bytes_of(v4() / syn(p))[:12],
                               ["snmp:Ip.InHdrErrors", "snmp:Ip.InTruncatedPkts", reason("truncated")]),
@@ -69,11 +76,13 @@ CORPUS = {
     "ipv4-total-length-below-header": (lambda p: patch(bytes_of(v4() / syn(p)), 2, struct.pack("!H", 12)),
                                        ["snmp:Ip.InHdrErrors", reason("length_mismatch")]),
     "ipv4-bad-header-checksum": (lambda p: bytes_of(v4(chksum=0x1234) / syn(p)),
-                                 ["snmp:Ip.InCsumErrors"]),
+                                 ["snmp:Ip.InCsumErrors", "snmp:Ip.InHdrErrors"]),
     "ipv4-stray-first-fragment": (lambda p: bytes_of(v4(flags="MF", id=p) / syn(p) / Raw(b"x" * 64)),
                                   ["snmp:Ip.ReasmReqds", reason("fragment")]),
+    # No ports, so the rules' tcp match (and the kernel's REDIRECT) cannot take it: forwarded as is,
+    # unless conntrack's defragmentation holds it.
     "ipv4-stray-later-fragment": (lambda p: bytes_of(v4(frag=100, id=p, proto=6) / Raw(b"y" * 64)),
-                                  ["snmp:Ip.ReasmReqds", reason("fragment")]),
+                                  ["snmp:Ip.ReasmReqds", reason("fragment"), "snmp:Ip.ForwDatagrams"]),
     # --- transport lies: past R's IP layer, the daemon's parser refuses them ------------------
     "tcp-header-truncated": (lambda p: bytes_of(v4(proto=6) / Raw(raw_tcp(p, 5)[:10])),
                              [reason("transport_truncated")]),
@@ -90,8 +99,10 @@ CORPUS = {
     # --- IPv6 extension headers: chains, misplaced and truncated headers, fragments ----------
     "ipv6-extension-chain-too-long": (lambda p: bytes_of(v6() / _chain(12) / syn(p)),
                                       [reason("ipv6_extension_chain_too_long")]),
+    # ip6tables' `-p tcp` cannot walk past it and drops the packet while matching (hotdrop),
+    # before any queue, counted by no kernel counter: received, then neither forwarded nor delivered.
     "ipv6-extension-truncated": (lambda p: bytes_of(v6() / IPv6ExtHdrDestOpt(nh=6, len=200, autopad=0) / syn(p)),
-                                 [reason("ipv6_extension_truncated"), "snmp:Ip6.Ip6InHdrErrors"]),
+                                 [reason("ipv6_extension_truncated"), "snmp:Ip6.Ip6InHdrErrors", SWALLOWED_V6]),
     "ipv6-hop-by-hop-misplaced": (lambda p: bytes_of(v6() / IPv6ExtHdrDestOpt() / IPv6ExtHdrHopByHop() / syn(p)),
                                   [reason("ipv6_hop_by_hop_misplaced")]),
     "ipv6-stray-fragment": (lambda p: bytes_of(v6() / IPv6ExtHdrFragment(m=1, id=p) / syn(p) / Raw(b"z" * 64)),
@@ -113,9 +124,6 @@ CORPUS = {
     "tcp-rst-without-flow": (lambda p: bytes_of(v4() / TCP(sport=p, dport=80, flags="R")), [UNTRACKED]),
     "tcp-ack-without-flow": (lambda p: bytes_of(v4() / TCP(sport=p, dport=80, flags="A") / Raw(b"data")), [UNTRACKED]),
     "tcp-no-flags": (lambda p: bytes_of(v6() / TCP(sport=p, dport=80, flags="")), [UNTRACKED]),
-    # Sent with the port of an established flow (a blind reset): the flow must not notice.
-    "tcp-rst-out-of-window": (lambda p: bytes_of(v4() / TCP(sport=p, dport=80, flags="R", seq=random.getrandbits(32))),
-                              []),
 }
 
 
