@@ -56,7 +56,8 @@ sanitize-address:
 	SWIFT_BACKTRACE=enable=no $(SWIFT) test --sanitize=address --scratch-path .build-asan
 
 sanitize-thread:
-	SWIFT_BACKTRACE=enable=no TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+	SWIFT_BACKTRACE=enable=no TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp" \
+	    $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 
 # Hostile packets, SYN flood and queue overflow through the real queued path (root).
 robust-netns-test: release

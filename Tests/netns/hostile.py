@@ -16,7 +16,7 @@ import random
 import struct
 import sys
 
-from scapy.all import (IP, IPv6, TCP, UDP, Ether, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,  # noqa: E402
+from scapy.all import (IP, IPv6, TCP, UDP, Ether, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
                        IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw, conf, sendp)
 
 from topology import CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6
