@@ -1,7 +1,7 @@
 # Robustness lane: fuzzing, sanitizers, hostile packets, flood, queue overflow, soak.
 # docs/reliability.md has the commands, what each shows, and the last results.
 
-ROBUST_DEPS     := python3-scapy hping3
+ROBUST_DEPS     := python3-scapy
 FUZZ_TARGETS    ?= FuzzPacketParse FuzzPacketRewrite FuzzLookupCodec FuzzQueueMessages FuzzConfiguration
 FUZZ_SECONDS    ?= 3600
 FUZZ_CI_SECONDS ?= 30
@@ -16,12 +16,13 @@ FUZZ_FLAGS      := -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as
                    -Xswiftc -enable-testing -Xcc -fsanitize=fuzzer-no-link,address
 SOAK_SECONDS    ?= 1800
 
-.PHONY: robust-deps fuzz-build fuzz fuzz-ci sanitize sanitize-address sanitize-thread \
+.PHONY: robust-deps fuzz-build fuzz fuzz-ci sanitize sanitize-address sanitize-thread sanitize-thread-ci \
         robust-netns-test soak robust-test
 
 robust-deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make robust-deps: run as root (it installs Debian packages)"; exit 1; fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(ROBUST_DEPS) >/dev/null
+	dpkg -s $(ROBUST_DEPS) >/dev/null 2>&1 || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(ROBUST_DEPS) >/dev/null; }
 
 # Only the products asked for, so a run without FuzzConfiguration does not build the daemon's
 # dependencies (NIO, Prometheus, TOMLKit) with instrumentation.
@@ -55,9 +56,16 @@ sanitize: sanitize-address sanitize-thread
 sanitize-address:
 	SWIFT_BACKTRACE=enable=no $(SWIFT) test --sanitize=address --scratch-path .build-asan
 
+TSAN_ENV := SWIFT_BACKTRACE=enable=no TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp"
+# Single-threaded property and table-sweep suites: under TSan they take ~160 of 180 s and share
+# nothing between threads; CI leaves them to `make sanitize` (and to AddressSanitizer).
+TSAN_CI_SKIP := FlowTableMemoryTests|FlowTablePropertyTests|HostilePacketTests|InternetChecksumTests|PacketRewriterTests|FlowSnapshotTests
+
 sanitize-thread:
-	SWIFT_BACKTRACE=enable=no TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp" \
-	    $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+	$(TSAN_ENV) $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+
+sanitize-thread-ci:
+	$(TSAN_ENV) $(SWIFT) test --sanitize=thread --scratch-path .build-tsan --skip '$(TSAN_CI_SKIP)'
 
 # Hostile packets, SYN flood and queue overflow through the real queued path (root).
 robust-netns-test: release
@@ -67,4 +75,4 @@ robust-netns-test: release
 soak: release
 	NFQR_SOAK_SECONDS=$(SOAK_SECONDS) NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon --suite soak
 
-robust-test: robust-deps fuzz-ci sanitize-thread robust-netns-test
+robust-test: robust-deps fuzz-ci sanitize-thread-ci robust-netns-test

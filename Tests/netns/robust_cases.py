@@ -3,6 +3,7 @@ flood and queue overflow, through the real queued path. Same harness as cases.py
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -175,7 +176,8 @@ def hostile_packets(env):
 
 def syn_flood(env):
     sender = os.path.join(env.run_dir, "synflood")
-    run_command(["cc", "-O2", "-o", sender, os.path.join(HERE, "synflood.c")], timeout=60)
+    compiler = shutil.which("cc") or shutil.which("clang")   # clang ships with the Swift toolchain
+    run_command([compiler, "-O2", "-o", sender, os.path.join(HERE, "synflood.c")], timeout=60)
     restart_daemon(env, "--table-limit", str(FLOOD_TABLE_LIMIT))
     steady = SteadyFlow(env, seconds=15)
     time.sleep(1)
