@@ -18,6 +18,7 @@ let package = Package(
         // For the benchmark and fuzzing packages beside this one (Benchmarks/, Fuzz/).
         .library(name: "RedirectCore", targets: ["RedirectCore"]),
         .library(name: "Daemon", targets: ["Daemon"]),
+        .library(name: "Kernel", targets: ["Kernel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -144,6 +144,26 @@ def tcp_probe(endpoint, seconds):
         return {"result": "timeout"}
 
 
+def tcp_steady(endpoint, seconds):
+    """One connection uploading at a steady pace (~2 MB/s) for `seconds`, checked end to end."""
+    chunk, interval = 64 * 1024, 0.03
+    chunks = int(float(seconds) / interval)
+    digest = hashlib.sha256()
+    started = time.monotonic()
+    with connect(endpoint) as sock:
+        sock.settimeout(4 * TIMEOUT)
+        local = local_of(sock)
+        sock.sendall(f"SINK {chunks * chunk}\n".encode())
+        for index in range(chunks):
+            data = os.urandom(chunk)
+            digest.update(data)
+            sock.sendall(data)
+            time.sleep(max(0.0, started + (index + 1) * interval - time.monotonic()))
+        answer = read_line(sock)
+    return {"local": local, "sent": chunks * chunk, "sha256": digest.hexdigest(), "answer": answer,
+            "seconds": round(time.monotonic() - started, 3)}
+
+
 def udp_echo(endpoint, payload):
     ip, port = parse_endpoint(endpoint)
     with socket.socket(family_of(ip), socket.SOCK_DGRAM) as sock:
@@ -160,7 +180,7 @@ def udp_echo(endpoint, payload):
 
 
 ACTIONS = {"tcp-id": tcp_id, "tcp-sink": tcp_sink, "tcp-source": tcp_source, "tcp-many": tcp_many,
-           "tcp-probe": tcp_probe, "udp-echo": udp_echo}
+           "tcp-probe": tcp_probe, "tcp-steady": tcp_steady, "udp-echo": udp_echo}
 
 
 def main():

@@ -62,6 +62,11 @@ class DaemonRedirect:
         self.log_level = log_level
         self.ready_timeout = ready_timeout
         self.program = None
+        self.extra_args = []   # per-test additions (the robustness suite's limits and queue files)
+
+    @property
+    def cli(self):
+        return os.path.join(os.path.dirname(self.binary), "nfq-redirect")
 
     def argv(self):
         argv = [self.binary, "--queue", str(self.queue), "--socket", self.socket_path,
@@ -73,7 +78,7 @@ class DaemonRedirect:
         # NFQR_DAEMON_ARGS: extra flags for a variant run, e.g. "--queues 2" (several queues
         # per direction, one shared flow table).
         argv += shlex.split(os.environ.get("NFQR_DAEMON_ARGS", ""))
-        return argv + (["--log-level", self.log_level] if self.log_level else [])
+        return argv + (["--log-level", self.log_level] if self.log_level else []) + self.extra_args
 
     def start(self, programs, ns):
         if not os.access(self.binary, os.X_OK):

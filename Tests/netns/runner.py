@@ -29,6 +29,7 @@ import sys
 import time
 
 from cases import CASES
+from robust_cases import ROBUST_CASES, SOAK_CASES
 from harness import Harness, TestFailure, expect, expect_equal, host_links, processes_marked
 from processes import CommandFailed
 from redirectors import ruleset
@@ -120,6 +121,9 @@ def main():
                         help="unique per run; names the namespaces (default nfqr-<pid>)")
     parser.add_argument("--queue", type=int, default=0, help="first NFQUEUE number for the daemon")
     parser.add_argument("--daemon-log-level", help="passed to nfq-redirectd as --log-level")
+    parser.add_argument("--suite", choices=("main", "robust", "soak"), default="main",
+                        help="main: the redirect cases (default); robust: hostile packets, SYN flood, "
+                             "queue overflow; soak: NFQR_SOAK_SECONDS of traffic and churn")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
@@ -127,9 +131,10 @@ def main():
 
     bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "debug"))
     ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
-    cases = [(name, test, seconds) for name, test, seconds, modes in CASES if args.mode in modes]
-    left_out = [name for name, _, _, modes in CASES if args.mode not in modes]
-    print(f"nfq-redirect netns suite, mode {args.mode}: {len(cases) + 1} tests"
+    suite = {"main": CASES, "robust": ROBUST_CASES, "soak": SOAK_CASES}[args.suite]
+    cases = [(name, test, seconds) for name, test, seconds, modes in suite if args.mode in modes]
+    left_out = [name for name, _, _, modes in suite if args.mode not in modes]
+    print(f"nfq-redirect netns suite {args.suite}, mode {args.mode}: {len(cases) + 1} tests"
           + (f" (daemon binaries from {bin_dir})" if args.mode == "daemon" else ""))
     for name in left_out:
         print(f"  not applicable in {args.mode} mode: {name}")

@@ -304,6 +304,7 @@ final class DaemonRuntime: @unchecked Sendable {
             report.counter("nfqr_flows_destroyed_total", flows.destroyed(reason), labels: [("reason", reason.description)], help: "Flows destroyed, by reason.")
         }
         report.counter("nfqr_flows_invalid_packets_total", flows.invalid, help: "Packets of known TCP flows the state machine found invalid (still rewritten).")
+        report.counter("nfqr_flows_blind_resets_total", flows.blindResets, help: "Client resets far from the client's sequence numbers (forged): ignored.")
         report.counter("nfqr_flows_ignored_total", flows.ignoredByPolicy, help: "First packets the policy did not redirect or track.")
         report.counter("nfqr_flow_events_lost_total", flows.eventsLost, help: "Flow events overwritten before the lookup service drained them.")
         report.counter("nfqr_flows_refused_total", flows.refusedTableFull, labels: [("reason", "table_full")], help: "New flows refused.")

@@ -31,7 +31,10 @@ public final class RedirectEngine: Sendable {
         switch metadata.direction {
         case .original:
             var noAddress = false
-            let outcome = table.handleOriginal(tuple, tcpFlags: packet.tcpFlags, length: bytes.count, now: now) { tuple in
+            let outcome = table.handleOriginal(
+                tuple, tcpFlags: packet.tcpFlags, sequence: packet.proto == .tcp ? packet.tcpSequence : nil,
+                length: bytes.count, now: now
+            ) { tuple in
                 switch rules.policy.decide(tuple, hook: metadata.hook) {
                 case .redirect(let toPort):
                     guard let address = rules.addresses.redirectAddress(

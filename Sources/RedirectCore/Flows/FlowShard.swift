@@ -50,8 +50,8 @@ struct FlowShard: ~Copyable {
     // MARK: Packets
 
     mutating func handleOriginal(
-        _ tuple: FlowTuple, clientHash: UInt64, tcpFlags: TCPFlags, length: Int, now: UInt32,
-        decide: (FlowTuple) -> FlowDecision
+        _ tuple: FlowTuple, clientHash: UInt64, tcpFlags: TCPFlags, sequence: TCPSequenceSpan?, length: Int,
+        now: UInt32, decide: (FlowTuple) -> FlowDecision
     ) -> OriginalOutcome {
         let hash = hasher.tupleHash(clientHash: clientHash, other: tuple.destination)
         if let slot = findOriginal(tuple, hash: hash) {
@@ -61,7 +61,8 @@ struct FlowShard: ~Copyable {
                 let flow = slab[slot]
                 let outcome: OriginalOutcome =
                     flow.flags.contains(.redirected) ? .rewriteDestination(flow.replySourceEndpoint) : .pass
-                guard apply(slot, direction: .original, tcpFlags: tcpFlags, length: length, now: now) == .restart
+                guard apply(slot, direction: .original, tcpFlags: tcpFlags, sequence: sequence, length: length, now: now)
+                    == .restart
                 else { return outcome }
                 destroy(slot, reason: .replaced, now: now)
             }
@@ -70,7 +71,7 @@ struct FlowShard: ~Copyable {
             counters.untrackedOriginal &+= 1
             return .untracked
         }
-        return create(tuple, clientHash: clientHash, hash: hash, length: length, now: now, decide: decide)
+        return create(tuple, clientHash: clientHash, hash: hash, sequence: sequence, length: length, now: now, decide: decide)
     }
 
     /// `tuple` is the reply as seen on the wire: source = reply source, destination = client.
@@ -91,7 +92,7 @@ struct FlowShard: ~Copyable {
         let outcome: ReplyOutcome =
             flow.flags.contains(.redirected) ? .rewriteSource(flow.originalDestinationEndpoint) : .pass
         // A restart needs an original-direction SYN, so `apply` never asks for one here.
-        _ = apply(slot, direction: .reply, tcpFlags: tcpFlags, length: length, now: now)
+        _ = apply(slot, direction: .reply, tcpFlags: tcpFlags, sequence: nil, length: length, now: now)
         return outcome
     }
 
@@ -118,8 +119,11 @@ struct FlowShard: ~Copyable {
     private enum PacketEffect { case tracked, restart }
 
     /// Accounts a packet of a live flow and moves its state; `.restart` when it opens a new connection on the tuple.
+    /// `sequence` is the span of an original-direction TCP segment (nil for replies, which the
+    /// local proxy's kernel sends and nobody on the network can forge).
     private mutating func apply(
-        _ slot: UInt32, direction: PacketMetadata.Direction, tcpFlags: TCPFlags, length: Int, now: UInt32
+        _ slot: UInt32, direction: PacketMetadata.Direction, tcpFlags: TCPFlags, sequence: TCPSequenceSpan?,
+        length: Int, now: UInt32
     ) -> PacketEffect {
         if slab[slot].proto == .udp {
             account(slot, direction: direction, length: length)
@@ -130,6 +134,14 @@ struct FlowShard: ~Copyable {
             account(slot, direction: direction, length: length)
             counters.invalid &+= 1
             return .tracked
+        }
+        if let sequence {
+            if segment == .rst && !resetIsPlausible(slot, sequence) {
+                account(slot, direction: direction, length: length)
+                counters.blindResets &+= 1
+                return .tracked
+            }
+            noteClientSequence(slot, sequence)
         }
         let old = slab[slot].state
         let hadReply = slab[slot].flags.contains(.seenReply)
@@ -146,7 +158,8 @@ struct FlowShard: ~Copyable {
             if direction == .reply && segment == .synAck && slab[slot].flags.contains(.ignoredSyn) {
                 // The SYN/ACK answers the SYN we ignored: the peer really did start over.
                 setState(slot, .synReceived)
-                slab[slot].flags.remove(.ignoredSyn)
+                // The client's new connection has its own sequence numbers: learn them again.
+                slab[slot].flags.remove([.ignoredSyn, .clientSequenceKnown])
                 slab[slot].expires = expiry(now, timeouts.synReceived)
             } else if direction == .original && segment == .syn {
                 slab[slot].flags.insert(.ignoredSyn)
@@ -169,6 +182,33 @@ struct FlowShard: ~Copyable {
             slab[slot].expires = expiry(now, timeouts[new])
         }
         return .tracked
+    }
+
+    /// How far from the client's sequence a client reset may lie. The kernel's conntrack accepts
+    /// a reset within the receiver's window (Linux's default tcp_rmem allows 6 MiB); 16 MiB each
+    /// way is wider than that and leaves a blind attacker one chance in 128 per forged reset.
+    static let resetWindow: Int32 = 1 << 24
+
+    /// A reset from the client is believed when its sequence number lies near what the client has
+    /// sent: every client segment passes through here, so a real reset (sent at the client's
+    /// snd_nxt, or at the ack of a segment it refuses) does. One far off is a blind, forged reset:
+    /// the proxy's kernel drops it too, so the flow must not close (RFC 5961).
+    private func resetIsPlausible(_ slot: UInt32, _ sequence: TCPSequenceSpan) -> Bool {
+        guard slab[slot].flags.contains(.clientSequenceKnown) else { return true }
+        let distance = sequence.startDistance(from: slab[slot].clientSequenceEnd)
+        return distance > -Self.resetWindow && distance < Self.resetWindow
+    }
+
+    /// Moves the client's sequence end forward: never back (retransmissions, reordering), and never
+    /// by a window or more at once, so a forged segment cannot prepare a forged reset. A SYN on a
+    /// live flow does not start a new sequence space until the proxy answers it (the ignored-SYN
+    /// resync forgets the old one).
+    private mutating func noteClientSequence(_ slot: UInt32, _ sequence: TCPSequenceSpan) {
+        let advance = Int32(bitPattern: sequence.end &- slab[slot].clientSequenceEnd)
+        if !slab[slot].flags.contains(.clientSequenceKnown) || (advance > 0 && advance < Self.resetWindow) {
+            slab[slot].clientSequenceEnd = sequence.end
+            slab[slot].flags.insert(.clientSequenceKnown)
+        }
     }
 
     private mutating func account(_ slot: UInt32, direction: PacketMetadata.Direction, length: Int) {
@@ -198,11 +238,11 @@ struct FlowShard: ~Copyable {
     }
 
     private mutating func create(
-        _ tuple: FlowTuple, clientHash: UInt64, hash: UInt32, length: Int, now: UInt32,
+        _ tuple: FlowTuple, clientHash: UInt64, hash: UInt32, sequence: TCPSequenceSpan?, length: Int, now: UInt32,
         decide: (FlowTuple) -> FlowDecision
     ) -> OriginalOutcome {
         let replySource: Endpoint
-        var flags: FlowSlotFlags = []
+        var flags: FlowSlotFlags = sequence == nil ? [] : [.clientSequenceKnown]
         switch decide(tuple) {
         case .ignore:
             counters.ignoredByPolicy &+= 1
@@ -229,7 +269,7 @@ struct FlowShard: ~Copyable {
             client: tuple.source.address, originalDestination: tuple.destination.address,
             replySource: replySource.address, originalBytes: UInt64(clamping: length), replyBytes: 0,
             originalPackets: 1, replyPackets: 0, expires: expiry(now, timeouts[state]), created: now,
-            clientPort: tuple.source.port, originalDestinationPort: tuple.destination.port,
+            clientSequenceEnd: sequence?.end ?? 0, clientPort: tuple.source.port, originalDestinationPort: tuple.destination.port,
             replySourcePort: replySource.port, proto: tuple.proto, state: state, flags: flags, isOccupied: true)
         guard let slot = admit(flow, now: now, mayEvict: true) else {
             counters.refusedTableFull &+= 1

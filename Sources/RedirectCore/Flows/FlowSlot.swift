@@ -1,4 +1,4 @@
-/// One flow as it sits in a shard's slab: 90 bytes of fields, a 96-byte stride.
+/// One flow as it sits in a shard's slab: 94 bytes of fields, a 96-byte stride.
 ///
 /// The memory budget (at most 128 bytes per flow including both indexes) is why this is not a
 /// `FlowRecord`: endpoints are split into address and port so no field is padded, the two
@@ -17,6 +17,9 @@ struct FlowSlot {
     /// Expiry time while the slot holds a flow; the next free slot while it is on the free list.
     var expires: UInt32
     var created: UInt32
+    /// One past the highest sequence number the client has sent (valid with `.clientSequenceKnown`):
+    /// a client reset must lie near it, or it is a blind one (see FlowShard.resetIsPlausible).
+    var clientSequenceEnd: UInt32
     var clientPort: UInt16
     var originalDestinationPort: UInt16
     var replySourcePort: UInt16
@@ -74,6 +77,7 @@ extension FlowSlot {
         replyPackets = record.replyPackets
         expires = record.expires
         created = record.created
+        clientSequenceEnd = 0   // not persisted: learnt again from the client's next segment
         clientPort = record.client.port
         originalDestinationPort = record.originalDestination.port
         replySourcePort = replySource.port
@@ -98,4 +102,6 @@ struct FlowSlotFlags: OptionSet {
     /// answering it resynchronises the flow to SYN_RECV (the kernel's "ignored SYN" handling:
     /// the client lost its state and reopened while we still had the old connection).
     static let ignoredSyn = FlowSlotFlags(rawValue: 0x08)
+    /// `clientSequenceEnd` holds a sequence number seen on this flow.
+    static let clientSequenceKnown = FlowSlotFlags(rawValue: 0x10)
 }

@@ -69,14 +69,17 @@ public final class FlowTable: Sendable {
     ///
     /// `decide` is called only when no live flow has this tuple and the packet may start one
     /// (a lone TCP SYN, any UDP packet); it runs under the shard's lock, so it must be quick and
-    /// must not call back into the table.
+    /// must not call back into the table. `sequence` (TCP) lets the table refuse blind resets;
+    /// without it every reset is believed.
     public func handleOriginal(
-        _ tuple: FlowTuple, tcpFlags: TCPFlags, length: Int, now: UInt32,
+        _ tuple: FlowTuple, tcpFlags: TCPFlags, sequence: TCPSequenceSpan? = nil, length: Int, now: UInt32,
         decide: (FlowTuple) -> FlowDecision
     ) -> OriginalOutcome {
         let clientHash = hasher.clientHash(proto: tuple.proto, client: tuple.source)
         return shards.withLock(shardIndex(clientHash)) {
-            $0.handleOriginal(tuple, clientHash: clientHash, tcpFlags: tcpFlags, length: length, now: now, decide: decide)
+            $0.handleOriginal(
+                tuple, clientHash: clientHash, tcpFlags: tcpFlags, sequence: sequence, length: length, now: now,
+                decide: decide)
         }
     }
 
@@ -146,6 +149,7 @@ public final class FlowTable: Sendable {
                 total.untrackedReply &+= counters.untrackedReply
                 total.ignoredByPolicy &+= counters.ignoredByPolicy
                 total.invalid &+= counters.invalid
+                total.blindResets &+= counters.blindResets
                 total.eventsLost &+= shard.eventsLost
                 total.count += shard.count
                 shard.addStateCounts(to: &total.byState)

@@ -22,6 +22,8 @@ public struct FlowTableStatistics: Hashable, Sendable {
     /// Packets of known TCP flows that the state machine rejected (invalid flags, or not valid in
     /// the flow's state). They are still rewritten, but change nothing.
     public var invalid: UInt64 = 0
+    /// Client resets far from the client's sequence numbers (forged): ignored, still rewritten.
+    public var blindResets: UInt64 = 0
     /// Events overwritten before they were drained.
     public var eventsLost: UInt64 = 0
     /// Flows in the table now (including expired ones not yet swept).

@@ -3,7 +3,8 @@
 ///
 /// Deliberate differences, because this table serves a redirect, not a firewall:
 /// - No sequence-number window tracking. The kernel's own conntrack still sees (and validates)
-///   the client <-> proxy flow after the rewrite.
+///   the client <-> proxy flow after the rewrite. The one check kept (in FlowShard, before this
+///   table): a client RST far from the client's sequence numbers is a forged one and is ignored.
 /// - No simultaneous open (`SYN_SENT2`): a reply-direction SYN is invalid. The kernel's
 ///   "server reopens in TIME_WAIT" (reply SYN in TIME_WAIT) is invalid too: a redirected flow
 ///   can only be restarted by its client.

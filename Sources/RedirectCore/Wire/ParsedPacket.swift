@@ -14,6 +14,8 @@ public struct ParsedPacket: Hashable, Sendable {
     public internal(set) var destination: Endpoint
     /// The TCP flag byte; empty for UDP.
     public let tcpFlags: TCPFlags
+    /// The sequence numbers a TCP segment occupies; zero for UDP.
+    public let tcpSequence: TCPSequenceSpan
     /// The IPv4 header with options, or the IPv6 header with its extension headers.
     public let l3HeaderLength: Int
     /// TCP segment or UDP datagram length: header and data.
@@ -72,13 +74,15 @@ public struct ParsedPacket: Hashable, Sendable {
             return ParsedPacket(
                 family: family, proto: .tcp,
                 source: Endpoint(source, tcp.sourcePort), destination: Endpoint(destination, tcp.destinationPort),
-                tcpFlags: tcp.flags, l3HeaderLength: l3HeaderLength, l4Length: segment.count)
+                tcpFlags: tcp.flags, tcpSequence: tcp.sequenceSpan, l3HeaderLength: l3HeaderLength,
+                l4Length: segment.count)
         case .udp:
             let udp = try UDPHeader(checking: segment)
             return ParsedPacket(
                 family: family, proto: .udp,
                 source: Endpoint(source, udp.sourcePort), destination: Endpoint(destination, udp.destinationPort),
-                tcpFlags: [], l3HeaderLength: l3HeaderLength, l4Length: segment.count)
+                tcpFlags: [], tcpSequence: TCPSequenceSpan(start: 0, end: 0), l3HeaderLength: l3HeaderLength,
+                l4Length: segment.count)
         case nil:
             throw .unsupportedProtocol
         }
