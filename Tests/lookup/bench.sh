@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The lookup benchmark: the real nfq-redirectd answering LOOKUP / LOOKUPFD about connections it
+# redirected, next to the kernel's getsockopt(SO_ORIGINAL_DST) on connections the kernel's nat
+# REDIRECT redirected, in one throwaway network namespace, in one run.
+#
+#   NFQR_BIN_DIR=.build/release NFQR_BENCH_BIN=<dir of lookup_bench> bench.sh [FLOWS CALLS THREADS]
+#
+# Root only. Leaves no namespace, rule, process or file behind.
+set -eu
+
+bin_dir=${NFQR_BIN_DIR:?set NFQR_BIN_DIR to the folder with nfq-redirectd}
+bench=${NFQR_BENCH_BIN:?set NFQR_BENCH_BIN}/lookup_bench
+flows=${1:-64} calls=${2:-50000} threads=${3:-4}
+[ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (it uses a network namespace)"; exit 1; }
+
+work=$(mktemp -d /tmp/nfqr-lookup-bench.XXXXXX)
+namespace=nfqr-lk-bench-$$
+daemon=
+cleanup() {
+    if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true; fi
+    ip netns del "$namespace" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+in_ns() { ip netns exec "$namespace" "$@"; }
+
+ip netns add "$namespace"
+in_ns ip link set lo up
+in_ns iptables -t nat -A OUTPUT -p tcp -d 127.0.0.2 --dport 9998 -j REDIRECT --to-ports 7778
+in_ns "$bin_dir/nfq-redirectd" --socket "$work/lookup.sock" --state-file "$work/state" \
+    --redirect-local tcp:9999:7777 --log-level warning >"$work/daemon.log" 2>&1 &
+daemon=$!
+accepts() { /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1" 2>/dev/null; }
+for _ in $(seq 200); do accepts "$work/lookup.sock" && break; sleep 0.05; done
+accepts "$work/lookup.sock" || { echo "bench.sh: the daemon did not start:"; cat "$work/daemon.log"; exit 1; }
+
+in_ns env NFQ_REDIRECT_SOCKET="$work/lookup.sock" "$bench" "$flows" "$calls" "$threads"
+kill -0 "$daemon" || { echo "bench.sh: the daemon died:"; cat "$work/daemon.log"; exit 1; }

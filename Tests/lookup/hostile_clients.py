@@ -1,0 +1,281 @@
+#!/usr/bin/python3
+"""Hostile lookup clients against the real nfq-redirectd; run.sh runs this inside a throwaway
+network namespace with the daemon (`--redirect-local tcp:9999:7777`, max_clients 1000,
+allow_users root) already started.
+
+    hostile_clients.py SOCKET
+
+A well-behaved client asks about a real redirected connection every millisecond from start to
+end, and a redirected transfer measures the datapath, alone and again while the lookup socket
+is under attack: a thousand idle connections (the ones beyond max_clients get `ERR BUSY` and
+are closed), byte-at-a-time writers, oversized lines, binary garbage, half-closed connections,
+a client that never reads, a peer not on the allow list. Each attack's answers are checked,
+the good client must get every answer right with bounded latency, and the datapath must keep
+its speed. Prints one line per check and `N passed, N failed`.
+"""
+
+import os
+import random
+import resource
+import socket
+import statistics
+import sys
+import threading
+import time
+
+MAX_CLIENTS = 1000
+TRANSFER = 16 * 1024 * 1024
+GOOD_P99_LIMIT_MS = 10.0
+DATAPATH_KEPT = 0.6   # of the quiet throughput, at least, while under attack
+
+passed = failed = 0
+
+
+def check(what, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"PASS  {what}{f'  [{detail}]' if detail else ''}", flush=True)
+    else:
+        failed += 1
+        print(f"FAIL  {what}: {detail}", flush=True)
+
+
+def connect(path, timeout=5.0):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(path)
+    return sock
+
+
+def read_lines(sock, count):
+    data = b""
+    while data.count(b"\n") < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", "replace").splitlines()
+
+
+class Sink:
+    """The redirect target on 127.0.0.1:7777: drains what it gets; keeps one connection for lookups."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 7777))
+        self.listener.listen(64)
+        self.held_client = socket.create_connection(("127.0.0.2", 9999))
+        self.held, _ = self.listener.accept()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            conn, _ = self.listener.accept()
+            threading.Thread(target=self.drain, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def drain(conn):
+        with conn:
+            while conn.recv(1 << 20):
+                pass
+
+    def lookup_line(self):
+        peer, local = self.held.getpeername(), self.held.getsockname()
+        return f"LOOKUP tcp {peer[0]} {peer[1]} {local[0]} {local[1]}\n".encode()
+
+
+def transfer_rate():
+    """Mbit/s of one redirected TCP upload of TRANSFER bytes."""
+    payload = b"\0" * (1 << 20)
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.2", 9999)) as conn:
+        for _ in range(TRANSFER // len(payload)):
+            conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(1)   # the sink closes once it has read everything
+    return TRANSFER * 8 / (time.monotonic() - started) / 1e6
+
+
+class GoodClient(threading.Thread):
+    def __init__(self, path, line):
+        super().__init__(daemon=True)
+        self.sock = connect(path)
+        self.line = line
+        self.latencies = []
+        self.wrong = []
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            before = time.perf_counter()
+            try:
+                self.sock.sendall(self.line)
+                answer = read_lines(self.sock, 1)
+            except OSError as error:
+                self.wrong.append(repr(error))
+                return
+            self.latencies.append((time.perf_counter() - before) * 1e3)
+            if answer != ["OK 127.0.0.2 9999"]:
+                self.wrong.append(answer)
+            time.sleep(0.001)
+
+    def summary(self):
+        ordered = sorted(self.latencies)
+        return len(ordered), ordered[len(ordered) // 2], ordered[len(ordered) * 99 // 100], ordered[-1]
+
+
+def slow_writer(path, line, results):
+    try:
+        with connect(path, timeout=30) as sock:
+            for _ in range(3):
+                for byte in line:
+                    sock.send(bytes([byte]))
+                    time.sleep(0.002)
+                results.append(read_lines(sock, 1))
+    except OSError as error:
+        results.append([repr(error)])
+
+
+def idle_flood(path):
+    """Connections up to max_clients are held; beyond it each gets ERR BUSY and is closed."""
+    held = []
+    for _ in range(MAX_CLIENTS - 1):   # the good client holds one slot
+        held.append(connect(path))
+    refused = []
+    for _ in range(5):
+        with connect(path) as extra:
+            refused.append(read_lines(extra, 2))
+    check(f"{len(held)} idle connections held, the next 5 get ERR BUSY and are closed",
+          refused == [["ERR BUSY"]] * 5, repr(refused[:2]))
+    with held[-1] as probe:   # the last one admitted is served
+        probe.sendall(b"VERSION\n")
+        answer = read_lines(probe, 1)
+    check("the last admitted idle connection is served", answer[:1] and answer[0].startswith("OK nfq-redirect"), answer)
+    return held[:-1]
+
+
+def oversized(path, line):
+    with connect(path) as sock:
+        sock.sendall(b"A" * (1 << 20))
+        sock.sendall(b"\n" + line)
+        answers = read_lines(sock, 2)
+    check("1 MiB line: one ERR BADREQUEST, then the next request answered",
+          answers == ["ERR BADREQUEST line longer than 512 bytes", "OK 127.0.0.2 9999"], repr(answers))
+
+
+def binary_garbage(path, line):
+    noise = bytes(random.getrandbits(8) for _ in range(64 * 1024))
+    with connect(path) as sock:
+        sock.sendall(noise + b"\n" + line)
+        lines = noise.count(b"\n") + 2
+        answers = read_lines(sock, lines)
+    errors = answers[:-1]
+    check("64 KiB of random bytes: each line refused with a reason, then a request answered",
+          answers[-1:] == ["OK 127.0.0.2 9999"] and all(a.startswith("ERR BADREQUEST ") for a in errors),
+          f"{len(errors)} garbage lines refused")
+
+
+def half_closed(path, line):
+    with connect(path) as sock:
+        sock.sendall(line * 3)
+        sock.shutdown(socket.SHUT_WR)
+        answers = read_lines(sock, 4)
+        rest = sock.recv(16)
+    check("half-closed after 3 requests: 3 answers, then the daemon closes",
+          answers == ["OK 127.0.0.2 9999"] * 3 and rest == b"", repr(answers))
+
+
+def never_reads(path):
+    """Pipelines requests without reading: cut off once its unread answers pass 1 MiB."""
+    sock = connect(path, timeout=10)
+    cut_off = False
+    try:
+        batch = b"VERSION\n" * 8192
+        for _ in range(100):
+            sock.sendall(batch)
+    except OSError:
+        cut_off = True
+    if not cut_off:
+        sock.settimeout(10)
+        try:
+            while sock.recv(1 << 20):
+                pass
+            cut_off = True
+        except OSError:
+            cut_off = True
+    sock.close()
+    check("a client that never reads is disconnected (output bound 1 MiB)", cut_off)
+
+
+def denied_peer(path, line):
+    """A peer not on the allow list (uid nobody) gets ERR DENIED to everything."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with connect(path) as sock:
+                sock.sendall(line + b"VERSION\nLIST\n")
+                os.write(write_end, "|".join(read_lines(sock, 3)).encode())
+        except OSError as error:
+            os.write(write_end, repr(error).encode())
+        os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 4096).decode()
+    os.close(read_end)
+    os.waitpid(child, 0)
+    check("a peer not on the allow list (uid 65534): ERR DENIED to every request",
+          answer == "ERR DENIED|ERR DENIED|ERR DENIED", answer)
+
+
+def main():
+    path = sys.argv[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+    sink = Sink()
+    line = sink.lookup_line()
+    good = GoodClient(path, line)
+    good.start()
+
+    quiet = statistics.median(transfer_rate() for _ in range(3))
+    held = idle_flood(path)
+    slow_answers = []
+    writers = [threading.Thread(target=slow_writer, args=(path, line, slow_answers)) for _ in range(10)]
+    for writer in writers:
+        writer.start()
+    attacks = [threading.Thread(target=attack, args=args) for attack, args in
+               ((oversized, (path, line)), (binary_garbage, (path, line)), (half_closed, (path, line)),
+                (never_reads, (path,)), (denied_peer, (path, line)))]
+    for attack in attacks:
+        attack.start()
+    busy = statistics.median(transfer_rate() for _ in range(3))
+    for thread in writers + attacks:
+        thread.join(60)
+    check("10 byte-at-a-time writers: every answer right",
+          slow_answers == [["OK 127.0.0.2 9999"]] * 30, f"{len(slow_answers)} answers")
+    check(f"datapath under attack keeps >= {DATAPATH_KEPT:.0%} of its quiet throughput",
+          busy >= DATAPATH_KEPT * quiet, f"quiet {quiet:.0f} Mbit/s, under attack {busy:.0f} Mbit/s")
+    for sock in held:
+        sock.close()
+
+    good.stopping.set()
+    good.join(5)
+    count, p50, p99, worst = good.summary()
+    check("the well-behaved client got every answer right", not good.wrong and count > 100,
+          f"{count} lookups" if not good.wrong else repr(good.wrong[:3]))
+    check(f"its latency stayed bounded (p99 < {GOOD_P99_LIMIT_MS} ms)", p99 < GOOD_P99_LIMIT_MS,
+          f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {worst:.1f} ms")
+    with connect(path) as sock:
+        sock.sendall(b"STATS\n")
+        stats = dict(l.split(" ", 1) for l in read_lines(sock, 1000) if " " in l)
+    print("daemon counters: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items()) if k.startswith("nfqr_lookup")))
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
