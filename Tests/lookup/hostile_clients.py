@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Hostile lookup clients against the real nfq-redirectd; run.sh runs this inside a throwaway
-network namespace with the daemon (`--redirect-local tcp:9999:7777`, max_clients 1000,
-allow_users root) already started.
+network namespace R with the daemon already started (`--redirect tcp:9999:7777` for the
+client namespace's transfers to 198.18.0.1, `--redirect-local tcp:9998:7777` for R's own
+connection to 127.0.0.2, max_clients 1000, allow_users root).
 
-    hostile_clients.py SOCKET
+    hostile_clients.py SOCKET CLIENT_NAMESPACE
 
 A well-behaved client asks about a real redirected connection every millisecond from start to
 end, and a redirected transfer measures the datapath, alone and again while the lookup socket
@@ -19,13 +20,16 @@ import random
 import resource
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
 
 MAX_CLIENTS = 1000
+EXPECTED = "OK 127.0.0.2 9998"   # where the held connection was going
 TRANSFER = 16 * 1024 * 1024
 GOOD_P99_LIMIT_MS = 10.0
+SLOW_LINES = 10       # per byte-at-a-time writer: about a second, across the transfers
 DATAPATH_KEPT = 0.6   # of the quiet throughput, at least, while under attack
 
 passed = failed = 0
@@ -59,14 +63,14 @@ def read_lines(sock, count):
 
 
 class Sink:
-    """The redirect target on 127.0.0.1:7777: drains what it gets; keeps one connection for lookups."""
+    """The redirect target, port 7777 on every address: drains what it gets; keeps one connection for lookups."""
 
     def __init__(self):
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 7777))
+        self.listener.bind(("0.0.0.0", 7777))
         self.listener.listen(64)
-        self.held_client = socket.create_connection(("127.0.0.2", 9999))
+        self.held_client = socket.create_connection(("127.0.0.2", 9998))
         self.held, _ = self.listener.accept()
         threading.Thread(target=self.serve, daemon=True).start()
 
@@ -78,24 +82,37 @@ class Sink:
     @staticmethod
     def drain(conn):
         with conn:
-            while conn.recv(1 << 20):
-                pass
+            try:
+                while conn.recv(1 << 20):
+                    pass
+            except OSError:
+                pass   # a failed transfer shows in its own rate check
 
     def lookup_line(self):
         peer, local = self.held.getpeername(), self.held.getsockname()
         return f"LOOKUP tcp {peer[0]} {peer[1]} {local[0]} {local[1]}\n".encode()
 
 
-def transfer_rate():
-    """Mbit/s of one redirected TCP upload of TRANSFER bytes."""
-    payload = b"\0" * (1 << 20)
-    started = time.monotonic()
-    with socket.create_connection(("127.0.0.2", 9999)) as conn:
-        for _ in range(TRANSFER // len(payload)):
-            conn.sendall(payload)
-        conn.shutdown(socket.SHUT_WR)
-        conn.recv(1)   # the sink closes once it has read everything
-    return TRANSFER * 8 / (time.monotonic() - started) / 1e6
+UPLOAD = """
+import socket, sys, time
+payload = bytes(1 << 20)
+started = time.monotonic()
+with socket.create_connection(("198.18.0.1", 9999), timeout=30) as conn:
+    for _ in range(int(sys.argv[1]) // len(payload)):
+        conn.sendall(payload)
+    conn.shutdown(socket.SHUT_WR)
+    conn.recv(1)   # the sink closes once it has read everything
+print(int(sys.argv[1]) * 8 / (time.monotonic() - started) / 1e6)
+"""
+
+
+def transfer_rate(client_namespace):
+    """Mbit/s of one TCP upload of TRANSFER bytes from the client namespace, redirected by the daemon."""
+    done = subprocess.run(["ip", "netns", "exec", client_namespace, sys.executable, "-c", UPLOAD, str(TRANSFER)],
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise OSError(f"redirected transfer failed: {done.stderr.strip()[-300:]}")
+    return float(done.stdout)
 
 
 class GoodClient(threading.Thread):
@@ -117,7 +134,7 @@ class GoodClient(threading.Thread):
                 self.wrong.append(repr(error))
                 return
             self.latencies.append((time.perf_counter() - before) * 1e3)
-            if answer != ["OK 127.0.0.2 9999"]:
+            if answer != [EXPECTED]:
                 self.wrong.append(answer)
             time.sleep(0.001)
 
@@ -129,7 +146,7 @@ class GoodClient(threading.Thread):
 def slow_writer(path, line, results):
     try:
         with connect(path, timeout=30) as sock:
-            for _ in range(3):
+            for _ in range(SLOW_LINES):
                 for byte in line:
                     sock.send(bytes([byte]))
                     time.sleep(0.002)
@@ -153,7 +170,10 @@ def idle_flood(path):
         probe.sendall(b"VERSION\n")
         answer = read_lines(probe, 1)
     check("the last admitted idle connection is served", answer[:1] and answer[0].startswith("OK nfq-redirect"), answer)
-    return held[:-1]
+    # 900 stay idle through the rest; the others make room for the attacks that follow.
+    for sock in held[900:-1]:
+        sock.close()
+    return held[:900]
 
 
 def oversized(path, line):
@@ -162,7 +182,7 @@ def oversized(path, line):
         sock.sendall(b"\n" + line)
         answers = read_lines(sock, 2)
     check("1 MiB line: one ERR BADREQUEST, then the next request answered",
-          answers == ["ERR BADREQUEST line longer than 512 bytes", "OK 127.0.0.2 9999"], repr(answers))
+          answers == ["ERR BADREQUEST line longer than 512 bytes", EXPECTED], repr(answers))
 
 
 def binary_garbage(path, line):
@@ -173,7 +193,7 @@ def binary_garbage(path, line):
         answers = read_lines(sock, lines)
     errors = answers[:-1]
     check("64 KiB of random bytes: each line refused with a reason, then a request answered",
-          answers[-1:] == ["OK 127.0.0.2 9999"] and all(a.startswith("ERR BADREQUEST ") for a in errors),
+          answers[-1:] == [EXPECTED] and all(a.startswith("ERR BADREQUEST ") for a in errors),
           f"{len(errors)} garbage lines refused")
 
 
@@ -184,7 +204,7 @@ def half_closed(path, line):
         answers = read_lines(sock, 4)
         rest = sock.recv(16)
     check("half-closed after 3 requests: 3 answers, then the daemon closes",
-          answers == ["OK 127.0.0.2 9999"] * 3 and rest == b"", repr(answers))
+          answers == [EXPECTED] * 3 and rest == b"", repr(answers))
 
 
 def never_reads(path):
@@ -234,14 +254,14 @@ def denied_peer(path, line):
 
 
 def main():
-    path = sys.argv[1]
+    path, client_namespace = sys.argv[1:3]
     resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
     sink = Sink()
     line = sink.lookup_line()
     good = GoodClient(path, line)
     good.start()
 
-    quiet = statistics.median(transfer_rate() for _ in range(3))
+    quiet = statistics.median(transfer_rate(client_namespace) for _ in range(3))
     held = idle_flood(path)
     slow_answers = []
     writers = [threading.Thread(target=slow_writer, args=(path, line, slow_answers)) for _ in range(10)]
@@ -252,11 +272,11 @@ def main():
                 (never_reads, (path,)), (denied_peer, (path, line)))]
     for attack in attacks:
         attack.start()
-    busy = statistics.median(transfer_rate() for _ in range(3))
+    busy = statistics.median(transfer_rate(client_namespace) for _ in range(3))
     for thread in writers + attacks:
         thread.join(60)
     check("10 byte-at-a-time writers: every answer right",
-          slow_answers == [["OK 127.0.0.2 9999"]] * 30, f"{len(slow_answers)} answers")
+          slow_answers == [[EXPECTED]] * (10 * SLOW_LINES), f"{len(slow_answers)} answers")
     check(f"datapath under attack keeps >= {DATAPATH_KEPT:.0%} of its quiet throughput",
           busy >= DATAPATH_KEPT * quiet, f"quiet {quiet:.0f} Mbit/s, under attack {busy:.0f} Mbit/s")
     for sock in held:
@@ -271,7 +291,10 @@ def main():
           f"p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {worst:.1f} ms")
     with connect(path) as sock:
         sock.sendall(b"STATS\n")
-        stats = dict(l.split(" ", 1) for l in read_lines(sock, 1000) if " " in l)
+        data = b""
+        while not data.endswith(b"END\n"):
+            data += sock.recv(65536)
+        stats = dict(l.split(" ", 1) for l in data.decode().splitlines() if " " in l)
     print("daemon counters: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items()) if k.startswith("nfqr_lookup")))
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
