@@ -34,5 +34,20 @@ accepts() { /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX
 for _ in $(seq 200); do accepts "$work/lookup.sock" && break; sleep 0.05; done
 accepts "$work/lookup.sock" || { echo "bench.sh: the daemon did not start:"; cat "$work/daemon.log"; exit 1; }
 
+# The daemon's own CPU time per request: what the lookup path costs it, apart from the
+# round trip's context switches and the client.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$daemon/stat"; }
+requests() {
+    /usr/bin/python3 - "$work/lookup.sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"STATS\n"); data = b""
+while not data.endswith(b"END\n"): data += s.recv(65536)
+print(next(l.split()[1] for l in data.decode().splitlines() if l.startswith("nfqr_lookup_requests_total ")))
+PY
+}
+ticks_before=$(cpu_ticks) requests_before=$(requests)
 in_ns env NFQ_REDIRECT_SOCKET="$work/lookup.sock" "$bench" "$flows" "$calls" "$threads"
 kill -0 "$daemon" || { echo "bench.sh: the daemon died:"; cat "$work/daemon.log"; exit 1; }
+ticks=$(( $(cpu_ticks) - ticks_before )) served=$(( $(requests) - requests_before - 1 ))
+awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$served" 'BEGIN {
+    printf "daemon CPU: %.2f s for %d requests = %.2f us per request (lookup thread, all included)\n", t / hz, n, t / hz / n * 1e6 }'
