@@ -27,9 +27,9 @@ in_ns() { ip netns exec "$namespace" "$@"; }
 ip netns add "$namespace"
 in_ns ip link set lo up
 in_ns iptables -t nat -A OUTPUT -p tcp -d 127.0.0.2 --dport 9998 -j REDIRECT --to-ports 7778
-in_ns "$bin_dir/nfq-redirectd" --socket "$work/lookup.sock" --state-file "$work/state" \
+ip netns exec "$namespace" "$bin_dir/nfq-redirectd" --socket "$work/lookup.sock" --state-file "$work/state" \
     --redirect-local tcp:9999:7777 --log-level warning >"$work/daemon.log" 2>&1 &
-daemon=$!
+daemon=$!   # `ip netns exec` execs the daemon, so this is its own pid
 accepts() { /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1" 2>/dev/null; }
 for _ in $(seq 200); do accepts "$work/lookup.sock" && break; sleep 0.05; done
 accepts "$work/lookup.sock" || { echo "bench.sh: the daemon did not start:"; cat "$work/daemon.log"; exit 1; }

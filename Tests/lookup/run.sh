@@ -41,10 +41,10 @@ in_ns ip addr add 198.18.0.1/24 dev nfqrlk$$
 in_ns ip link set nfqrlk$$ up
 ip netns exec "$client_ns" ip addr add 198.18.0.2/24 dev nfqrlk$$
 ip netns exec "$client_ns" ip link set nfqrlk$$ up
-# C's transfers to 198.18.0.1:9999 and R's own connections to 127.0.0.2:9998 both go to :7777.
-in_ns "$bin_dir/nfq-redirectd" --config "$work/config.toml" --state-file "$work/state" \
-    --redirect tcp:9999:7777 --redirect-local tcp:9998:7777 >"$work/daemon.log" 2>&1 &
-daemon=$!
+# C's transfers to 198.18.0.1:9999 go to :7778, R's own connections to 127.0.0.2:9998 to :7777.
+ip netns exec "$namespace" "$bin_dir/nfq-redirectd" --config "$work/config.toml" --state-file "$work/state" \
+    --redirect tcp:9999:7778 --redirect-local tcp:9998:7777 >"$work/daemon.log" 2>&1 &
+daemon=$!   # `ip netns exec` execs the daemon, so this is its own pid
 accepts() { /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1" 2>/dev/null; }
 for _ in $(seq 200); do accepts "$work/lookup.sock" && break; sleep 0.05; done
 accepts "$work/lookup.sock" || { echo "run.sh: the daemon did not start:"; cat "$work/daemon.log"; exit 1; }
