@@ -1,19 +1,22 @@
 @testable import Daemon
 import Glibc
 import Logging
+import NFQRedirectClient
 import RedirectCore
 import XCTest
 
 /// The real LookupServer on a Unix socket, against a fixed table: pipelining, hostile framing,
 /// half-closed clients and max_clients.
 final class LookupServerTests: XCTestCase {
-    /// Knows one redirected TCP flow: 192.0.2.2:40000 -> 192.0.2.1:8080, originally 203.0.113.10:80.
+    /// Knows one redirected TCP flow: 192.0.2.2:40000 -> 192.0.2.1:8080, originally 203.0.113.10:80,
+    /// and calls every UDP flow from port 9 redirected from 198.51.100.9:53.
     private final class FixedBackend: LookupBackend, @unchecked Sendable {
         static let client = Endpoint(IPAddress("192.0.2.2")!, 40000)
         static let local = Endpoint(IPAddress("192.0.2.1")!, 8080)
 
         func lookup(proto: TransportProtocol, client: Endpoint, local: Endpoint) -> LookupAnswer {
-            proto == .tcp && client == Self.client && local == Self.local
+            if proto == .udp && client.port == 9 { return .original(Endpoint(IPAddress("198.51.100.9")!, 53)) }
+            return proto == .tcp && client == Self.client && local == Self.local
                 ? .original(Endpoint(IPAddress("203.0.113.10")!, 80)) : .notFound
         }
         func flowLines(_ format: LookupRequest.OutputFormat) -> [String] { ["flow one", "flow two"] }
@@ -128,5 +131,32 @@ final class LookupServerTests: XCTestCase {
         XCTAssertEqual(answers, ["ERR BUSY"])
         XCTAssertTrue(closed)
         XCTAssertEqual(server.counters.rejectedTooMany.load, 1)
+    }
+
+    func testSwiftClientAsksEveryWay() throws {
+        let client = try LookupClient(socketPath: path)
+        XCTAssertEqual(try client.lookup(.tcp, client: FixedBackend.client, local: FixedBackend.local),
+                       .original(Endpoint(IPAddress("203.0.113.10")!, 80)))
+        XCTAssertEqual(try client.lookup(.udp, client: FixedBackend.client, local: FixedBackend.local), .notFound)
+        XCTAssertEqual(try client.collect(.list(.text)), ["flow one", "flow two"])
+        XCTAssertEqual(try client.request(.version), "OK nfq-redirect test protocol 1")
+        // LOOKUPFD: the server reads the tuple from the passed socket (a connected UDP socket to port 9).
+        let udp = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(udp) }
+        var peer = sockaddr_in()
+        peer.sin_family = sa_family_t(AF_INET)
+        peer.sin_port = UInt16(9).bigEndian
+        peer.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let connected = withUnsafePointer(to: &peer) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(udp, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        XCTAssertEqual(connected, 0)
+        XCTAssertEqual(try client.lookup(socket: udp), .original(Endpoint(IPAddress("198.51.100.9")!, 53)))
+    }
+
+    func testSwiftClientNamesAMissingDaemon() {
+        XCTAssertThrowsError(try LookupClient(socketPath: path + ".absent")) { error in
+            XCTAssertEqual(error as? LookupClient.Failure, .daemonNotRunning(path: path + ".absent"))
+        }
     }
 }
