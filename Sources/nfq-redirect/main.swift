@@ -68,7 +68,7 @@ extension RedirectControl {
             if json {
                 print("[" + lines.joined(separator: ",\n") + "]")
             } else {
-                lines.forEach { print($0) }
+                FlowTableView.render(lines).forEach { print($0) }
                 print("\(lines.count) flow\(lines.count == 1 ? "" : "s")")
             }
         }

@@ -107,9 +107,13 @@ def cli_list_and_stats(env):
     connection = env.client("tcp-id", target)
     status, table, err = cli(env, "list")
     expect(status == 0, "`nfq-redirect list` exits 0", (status, err))
-    row = [line for line in table.splitlines() if f"client={connection['local']}" in line]
-    expect(len(row) == 1 and f"orig={target}" in row[0] and "to=" in row[0],
-           f"one row for client={connection['local']} with orig={target} to=...", table[-500:])
+    lines = table.splitlines()
+    row = [line.split() for line in lines if f" {connection['local']} " in line]
+    expect(lines[0].split()[:5] == ["PROTO", "STATE", "EXPIRES", "CLIENT", "ORIGINAL"]
+           and len(row) == 1 and row[0][0] == "tcp" and row[0][3:5] == [connection["local"], target]
+           and row[0][5].startswith(f"{ROUTER_CLIENT_SIDE_V4}:"),
+           f"a table with a row: tcp <state> <s> {connection['local']} {target} {ROUTER_CLIENT_SIDE_V4}:8080 ...",
+           table[-600:])
     expect(table.rstrip().splitlines()[-1].endswith(" flows") or table.rstrip().endswith(" flow"),
            "a closing 'N flows' line", table[-200:])
 
