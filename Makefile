@@ -24,6 +24,7 @@ deps:
 
 include Sources/CPreload/preload.mk
 include mk/robust.mk
+include mk/lookup.mk
 
 # `swift build -c release` builds the Swift programs; the preload library is plain C (no Swift
 # runtime in the proxies it is loaded into), built by the C compiler into the same folder.
@@ -44,7 +45,7 @@ netns-test: release
 proxies-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode daemon
 
-test: deps release unit-test preload-test netns-test proxies-test robust-test
+test: deps release unit-test preload-test netns-test proxies-test lookup-test robust-test
 
 demo: deps release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) scripts/demo.sh

@@ -165,6 +165,9 @@ static exchange_status exchange(int fd, const char *request, size_t request_leng
         }
     }
 
+    /* The answer is hardly ever there yet: wait for it rather than spend a recv on EAGAIN. */
+    if (!wait_for(fd, POLLIN, deadline))
+        return FAILED;
     size_t have = 0;
     for (;;) {
         if (have == NFQR_REPLY_MAX)

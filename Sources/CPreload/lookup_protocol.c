@@ -2,8 +2,9 @@
  * The lookup protocol's lines (CONTRACT.md, docs/lookup-protocol.md):
  *     LOOKUP <tcp|udp> <client-ip> <client-port> <local-ip> <local-port>
  *     -> OK <orig-ip> <orig-port> | ERR NOTFOUND | ERR NOTREDIRECTED | ERR EXPIRED
- *        | ERR DENIED | ERR BADREQUEST <why>
+ *        | ERR DENIED | ERR BUSY | ERR BADREQUEST <why>
  */
+#include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -103,5 +104,9 @@ nfqr_answer nfqr_parse_reply(const char *line, size_t length, nfqr_endpoint *ori
         return NFQR_EXPIRED;
     if (equals(word, word_length, "DENIED"))
         return NFQR_DENIED;
+    if (equals(word, word_length, "BUSY")) {   /* the daemon is at max_clients and closes this connection */
+        errno = EAGAIN;
+        return NFQR_UNAVAILABLE;
+    }
     return NFQR_BAD_REPLY;
 }

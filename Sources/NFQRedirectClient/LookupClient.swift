@@ -17,6 +17,8 @@ public final class LookupClient {
         case timedOut
         case connectionClosed
         case malformedAnswer(String)
+        case denied
+        case busy
         case system(String, Int32)
 
         public var description: String {
@@ -27,6 +29,8 @@ public final class LookupClient {
             case .timedOut: "the daemon did not answer in time"
             case .connectionClosed: "the daemon closed the connection"
             case .malformedAnswer(let line): "unexpected answer from the daemon: \(line)"
+            case .denied: "access denied: this user is not on the daemon's allow list ([lookup] allow_users / allow_groups)"
+            case .busy: "the daemon has its maximum of clients ([lookup] max_clients); try again"
             case .system(let call, let code): "\(call): \(String(cString: strerror(code)))"
             }
         }
@@ -84,7 +88,7 @@ public final class LookupClient {
         while true {
             let line = try readLine()
             if line == "END" || line.hasPrefix("END ") { return lines }
-            if line.hasPrefix("ERR ") { throw .malformedAnswer(line) }
+            if line.hasPrefix("ERR ") { try Self.refusal(line) }
             lines.append(line)
         }
     }
@@ -92,7 +96,18 @@ public final class LookupClient {
     /// Sends one request and returns its single answer line (VERSION, EVENTS' "OK subscribed").
     public func request(_ request: LookupRequest) throws(Failure) -> String {
         try send(request.line, descriptor: nil)
-        return try readLine()
+        let line = try readLine()
+        if line.hasPrefix("ERR ") { try Self.refusal(line) }
+        return line
+    }
+
+    /// An ERR line where an answer was expected: why the daemon refused.
+    private static func refusal(_ line: String) throws(Failure) -> Never {
+        switch LookupAnswer(parsing: line) {
+        case .denied: throw .denied
+        case .busy: throw .busy
+        default: throw .malformedAnswer(line)
+        }
     }
 
     /// Reads one line (without its newline).

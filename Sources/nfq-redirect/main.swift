@@ -21,12 +21,9 @@ struct SocketOption: ParsableArguments {
         socket ?? getenv("NFQ_REDIRECT_SOCKET").map { String(cString: $0) } ?? LookupClient.defaultSocketPath
     }
 
-    func connect() throws -> LookupClient {
-        do {
-            return try LookupClient(socketPath: path)
-        } catch {
-            throw ValidationError(error.description)
-        }
+    /// Failures reach the user as `Error: <why>` and exit status 1 (no usage text: the command was right).
+    func connect() throws(LookupClient.Failure) -> LookupClient {
+        try LookupClient(socketPath: path)
     }
 }
 
@@ -51,7 +48,9 @@ extension RedirectControl {
             case .original(let endpoint):
                 print(endpoint)
             case .denied:
-                throw ValidationError("the daemon denied the lookup (this user is not on its allow list)")
+                throw LookupClient.Failure.denied
+            case .busy:
+                throw LookupClient.Failure.busy
             default:
                 print(answer.line.dropLast())
                 throw ExitCode(1)
@@ -69,7 +68,7 @@ extension RedirectControl {
             if json {
                 print("[" + lines.joined(separator: ",\n") + "]")
             } else {
-                lines.forEach { print($0) }
+                FlowTableView.render(lines).forEach { print($0) }
                 print("\(lines.count) flow\(lines.count == 1 ? "" : "s")")
             }
         }
@@ -94,7 +93,7 @@ extension RedirectControl {
             let client = try socket.connect()
             do {
                 let answer = try client.request(.events(json ? .json : .text))
-                guard answer.hasPrefix("OK") else { throw ValidationError("the daemon refused: \(answer)") }
+                guard answer.hasPrefix("OK") else { throw LookupClient.Failure.malformedAnswer(answer) }
                 setvbuf(stdout, nil, _IOLBF, 0)
                 while true {
                     do {
@@ -105,7 +104,7 @@ extension RedirectControl {
                 }
             } catch let error as LookupClient.Failure {
                 if error == .connectionClosed { return }
-                throw ValidationError(error.description)
+                throw error
             }
         }
     }
@@ -164,21 +163,13 @@ extension RedirectControl {
         @OptionGroup var socket: SocketOption
 
         func run() throws {
-            do {
-                print(try socket.connect().request(.version))
-            } catch let error as LookupClient.Failure {
-                throw ValidationError(error.description)
-            }
+            print(try socket.connect().request(.version))
         }
     }
 }
 
-private func collect(_ socket: SocketOption, _ request: LookupRequest) throws -> [String] {
-    do {
-        return try socket.connect().collect(request)
-    } catch let error as LookupClient.Failure {
-        throw ValidationError(error.description)
-    }
+private func collect(_ socket: SocketOption, _ request: LookupRequest) throws(LookupClient.Failure) -> [String] {
+    try socket.connect().collect(request)
 }
 
 RedirectControl.main()

@@ -7,6 +7,7 @@ import random
 
 from endpoints import format_endpoint, parse_endpoint
 from harness import expect, expect_equal
+from lookup_cases import CASES as LOOKUP_CASES
 from origdst import LookupClient
 from processes import run_command
 from redirectors import LOCAL_PORT, TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, LOCAL_PROXY_PORT, ruleset
@@ -210,5 +211,6 @@ CASES = [
     ("transfer ipv4: 64 MiB each way, sha256 matches", transfer(False), 520, BOTH),
     ("transfer ipv6: 64 MiB each way, sha256 matches", transfer(True), 520, BOTH),
     ("stateful firewall in R (policy DROP, ct state): all redirected flows pass", stateful_firewall, 120, BOTH),
+    *LOOKUP_CASES,
     ("daemon stops on SIGTERM with status 0 and removes its rules", daemon_stops_cleanly, 30, DAEMON),
 ]

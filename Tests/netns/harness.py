@@ -12,11 +12,13 @@ import time
 
 from endpoints import format_endpoint
 from processes import CommandFailed, Programs, run_command
-from redirectors import (DaemonRedirect, KernelRedirect, LOCAL_PORT, LOCAL_PROXY_PORT, TCP_PORTS,
-                         TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, EXCLUDE_MARK, ruleset)
+from redirectors import (DaemonRedirect, KernelRedirect, EXAMPLE_PORT, EXAMPLE_PROXY_PORT, LOCAL_PORT,
+                         LOCAL_PROXY_PORT, TCP_PORTS, TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, EXCLUDE_MARK,
+                         ruleset)
 from topology import REMOTE_V4, REMOTE_V6, Topology
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLE_PROXY = os.path.join(HERE, "..", "..", "examples", "transparent_proxy.py")
 PYTHON = "/usr/bin/python3"
 RUN_MARKER = "NFQR_NETNS_RUN"  # in the environment of every process the suite starts
 
@@ -40,6 +42,7 @@ class Harness:
         self.mode = mode
         os.environ[RUN_MARKER] = tag
         self.run_dir = tempfile.mkdtemp(prefix=f"{tag}.")
+        os.chmod(self.run_dir, 0o711)  # a peer of another uid reaches the lookup socket, to be refused
         self.topology = Topology(tag)
         self.programs = Programs(self.run_dir)
         if mode == "daemon":
@@ -59,7 +62,7 @@ class Harness:
         self.topology.create()
         servers = self.programs.start("servers", self.topology.server, [
             PYTHON, os.path.join(HERE, "servers.py"),
-            *[f"--tcp-port={port}" for port in (*TCP_PORTS, LOCAL_PORT)],
+            *[f"--tcp-port={port}" for port in (*TCP_PORTS, LOCAL_PORT, EXAMPLE_PORT)],
             f"--udp={format_endpoint(REMOTE_V4, UDP_PORT)}", f"--udp={format_endpoint(REMOTE_V6, UDP_PORT)}"])
         servers.wait_for_log(lambda text: "ready" in text, 10, "ready line")
         self.check_plain_forwarding()
@@ -69,6 +72,8 @@ class Harness:
         self.start_proxy("tcp-proxy", "tcp", ["0.0.0.0", "::"], TCP_PROXY_PORT)
         self.start_proxy("udp-relay", "udp", ["0.0.0.0", "::"], UDP_RELAY_PORT)
         self.start_proxy("local-proxy", "tcp", ["127.0.0.1", "::1"], LOCAL_PROXY_PORT, mark=EXCLUDE_MARK)
+        if self.mode == "daemon":
+            self.start_example_proxy()
 
     def check_plain_forwarding(self, timeout=10.0):
         """Before any redirect, C reaches S's remote addresses through R (and neighbours resolve)."""
@@ -96,6 +101,14 @@ class Harness:
         proxy = self.programs.start(name, self.topology.router, argv)
         proxy.wait_for_log(lambda text: "ready" in text, 10, "ready line")
         self.proxies[name] = proxy
+
+    def start_example_proxy(self):
+        """examples/transparent_proxy.py, asking with LOOKUPFD, on the EXAMPLE_PROXY_PORT redirect."""
+        argv = [PYTHON, EXAMPLE_PROXY, "--socket", self.redirect.socket_path, "--lookup", "fd",
+                *[f"--listen={format_endpoint(address, EXAMPLE_PROXY_PORT)}" for address in ("0.0.0.0", "::")]]
+        proxy = self.programs.start("example-proxy", self.topology.router, argv)
+        proxy.wait_for_log(lambda text: "ready" in text, 10, "ready line")
+        self.proxies["example-proxy"] = proxy
 
     def client(self, action, *args, ns=None, timeout=30):
         """Runs client.py in `ns` (default: the client namespace C) and returns its JSON answer."""

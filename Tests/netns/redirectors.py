@@ -20,6 +20,9 @@ UDP_RELAY_PORT = 5353
 LOCAL_PORT = 9000          # connections opened by programs in R ...
 LOCAL_PROXY_PORT = 8090    # ... go to 127.0.0.1 / ::1 on this port
 EXCLUDE_MARK = 0x1         # the local proxy marks its upstream sockets with this: never redirected
+EXAMPLE_PORT = 81          # daemon mode only: tcp 81 goes to examples/transparent_proxy.py (LOOKUPFD)
+EXAMPLE_PROXY_PORT = 8081
+UDP_TIMEOUT = 3            # daemon mode: short UDP timeouts, so an expired flow can be seen
 
 PORT_LIST = ",".join(map(str, TCP_PORTS))
 
@@ -68,10 +71,20 @@ class DaemonRedirect:
     def cli(self):
         return os.path.join(os.path.dirname(self.binary), "nfq-redirect")
 
+    def config(self):
+        """Lookup access for the denied-peer tests (root only may ask; anyone may connect) and
+        UDP timeouts short enough to watch a flow expire."""
+        return (f'[lookup]\nmode = "0666"\nallow_users = ["root"]\n'
+                f"[timeouts]\nudp_unreplied = {UDP_TIMEOUT}\nudp_replied = {UDP_TIMEOUT}\n")
+
     def argv(self):
-        argv = [self.binary, "--queue", str(self.queue), "--socket", self.socket_path,
+        config_path = os.path.join(os.path.dirname(self.socket_path), "nfq-redirectd.toml")
+        with open(config_path, "w") as config:
+            config.write(self.config())
+        argv = [self.binary, "--config", config_path, "--queue", str(self.queue), "--socket", self.socket_path,
                 "--state-file", self.state_file,
                 "--redirect", f"tcp:{PORT_LIST}:{TCP_PROXY_PORT}",
+                "--redirect", f"tcp:{EXAMPLE_PORT}:{EXAMPLE_PROXY_PORT}",
                 "--redirect", f"udp:{UDP_PORT}:{UDP_RELAY_PORT}",
                 "--redirect-local", f"tcp:{LOCAL_PORT}:{LOCAL_PROXY_PORT}",
                 "--exclude-mark", f"{EXCLUDE_MARK:#x}"]

@@ -18,16 +18,20 @@ final class LookupConnection {
     /// LIST answers are written in chunks as the client reads, not all at once.
     var pendingLines: ArraySlice<String> = []
     var lastActivity: Int
+    /// Set at the client's end-of-file (or when it must go): answer what is queued, then close.
     var closeAfterFlush = false
+    /// The epoll interest set last registered for this connection.
+    var watchedEvents: UInt32
 
     /// Most bytes of unsent answers held for one client before it counts as too slow.
     static let outputLimit = 1 << 20
 
-    init(fd: Int32, peer: PeerCredentials?, allowed: Bool, now: Int) {
+    init(fd: Int32, peer: PeerCredentials?, allowed: Bool, now: Int, watchedEvents: UInt32) {
         self.fd = fd
         self.peer = peer
         self.allowed = allowed
         self.lastActivity = now
+        self.watchedEvents = watchedEvents
         input.reserveCapacity(1024)
     }
 
@@ -35,6 +39,10 @@ final class LookupConnection {
 
     func queue(_ line: String) {
         output.append(contentsOf: line.utf8)
+    }
+
+    func queue(_ answer: LookupAnswer) {
+        answer.append(to: &output)
     }
 
     /// Moves queued LIST lines into the output buffer, a chunk at a time.

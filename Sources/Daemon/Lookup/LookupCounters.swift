@@ -21,7 +21,7 @@ public final class LookupCounters: Sendable {
         case .notFound: answeredNotFound.add(1)
         case .notRedirected: answeredNotRedirected.add(1)
         case .expired: answeredExpired.add(1)
-        case .denied, .badRequest: break
+        case .denied, .busy, .badRequest: break
         }
     }
 

@@ -25,7 +25,17 @@ public final class LookupServer: @unchecked Sendable {
     private var epollFD: Int32 = -1
     private var wakeFD: Int32 = -1
     private var connections: [Int32: LookupConnection] = [:]
+    private var subscriberCount = 0
     private var thread: pthread_t?
+    /// Seconds on the monotonic clock, read once per wakeup.
+    private var now = 0
+    /// Held so that, out of descriptors, a pending connection can still be accepted and refused.
+    private var reserveFD: Int32 = -1
+    /// Scratch space for reads, shared by every client: only the server thread uses it.
+    private let receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    private let controlBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: UnixSocketAddress.controlLength, alignment: 16)
+
+    private static let busyLine = LookupAnswer.busy.line
 
     init(settings: Settings, backend: LookupBackend, logger: Logger) {
         self.settings = settings
@@ -33,9 +43,16 @@ public final class LookupServer: @unchecked Sendable {
         self.logger = logger
     }
 
+    deinit {
+        receiveBuffer.deallocate()
+        controlBuffer.deallocate()
+    }
+
     /// Binds and listens (replacing a stale socket file), then serves on a thread of its own.
     public func start() throws(LookupServerError) {
+        raiseDescriptorLimit()
         try bindSocket()
+        reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
         epollFD = nfqr_epoll_create()
         wakeFD = nfqr_eventfd()
         guard epollFD >= 0, wakeFD >= 0 else { throw .system("epoll/eventfd", errno) }
@@ -56,7 +73,18 @@ public final class LookupServer: @unchecked Sendable {
         close(listenFD)
         close(epollFD)
         close(wakeFD)
+        close(reserveFD)
         unlink(settings.path)
+    }
+
+    /// Every client holds a descriptor: lift the soft limit (often 1024) to cover max_clients.
+    private func raiseDescriptorLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let wanted = rlim_t(settings.maxClients + 256)
+        guard limit.rlim_cur < wanted else { return }
+        limit.rlim_cur = min(wanted, limit.rlim_max)
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 
     private func bindSocket() throws(LookupServerError) {
@@ -85,7 +113,12 @@ public final class LookupServer: @unchecked Sendable {
     }
 
     private func rewatch(_ connection: LookupConnection) {
-        let events = Self.clientEvents | (connection.hasPendingOutput ? UInt32(NFQR_EPOLLOUT) : 0)
+        // After the client's end-of-file only writability matters (HUP and ERR always come).
+        let reading = connection.closeAfterFlush ? 0 : Self.clientEvents
+        let events = reading | (connection.hasPendingOutput ? UInt32(NFQR_EPOLLOUT) : 0)
+        // Most requests are answered in full at once: no system call when nothing changed.
+        guard events != connection.watchedEvents else { return }
+        connection.watchedEvents = events
         nfqr_epoll_control(epollFD, connection.fd, Int64(events))
     }
 
@@ -96,9 +129,9 @@ public final class LookupServer: @unchecked Sendable {
         var lastDrain = monotonicMilliseconds()
         while true {
             // Events are drained from the table every 100 ms while someone follows them.
-            let subscribers = connections.values.contains { $0.subscribedEvents != nil }
-            let ready = nfqr_epoll_wait(epollFD, &readyFDs, &readyEvents, 64, subscribers ? 100 : 1000)
+            let ready = nfqr_epoll_wait(epollFD, &readyFDs, &readyEvents, 64, subscriberCount > 0 ? 100 : 1000)
             if ready < 0 && errno != EINTR { logger.error("lookup: epoll_wait failed: \(String(cString: strerror(errno)))"); return }
+            now = monotonicSeconds()
             for index in 0..<max(0, Int(ready)) {
                 let fd = readyFDs[index]
                 if fd == wakeFD { return }
@@ -114,7 +147,6 @@ public final class LookupServer: @unchecked Sendable {
                 lastDrain = nowMilliseconds
                 deliver(backend.drainEvents())
             }
-            let now = monotonicSeconds()
             if now != lastSweep {
                 lastSweep = now
                 closeIdle(now: now)
@@ -127,27 +159,45 @@ public final class LookupServer: @unchecked Sendable {
             let fd = nfqr_accept_nonblocking(listenFD)
             if fd < 0 {
                 if errno == EINTR { continue }
-                if errno != EAGAIN { counters.acceptErrors.add(1) }
-                return
+                if errno == EAGAIN { return }
+                counters.acceptErrors.add(1)
+                // Out of descriptors the pending connection would keep the listening socket
+                // readable and this loop spinning: spend the reserve to accept and refuse it.
+                guard errno == EMFILE || errno == ENFILE, reserveFD >= 0 else { return }
+                close(reserveFD)
+                let pending = nfqr_accept_nonblocking(listenFD)
+                if pending >= 0 { refuse(pending) }
+                reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                if pending < 0 { return }
+                continue
             }
             guard connections.count < settings.maxClients else {
-                counters.rejectedTooMany.add(1)
-                close(fd)
+                refuse(fd)
                 continue
             }
             let peer = PeerCredentials.of(socket: fd)
             let allowed = peer.map(settings.access.allows) ?? false
             if !allowed { counters.deniedPeers.add(1) }
-            let connection = LookupConnection(fd: fd, peer: peer, allowed: allowed, now: monotonicSeconds())
+            let connection = LookupConnection(fd: fd, peer: peer, allowed: allowed, now: now, watchedEvents: Self.clientEvents)
             connections[fd] = connection
             counters.clients.add(1)
             watch(fd, events: Self.clientEvents)
         }
     }
 
+    /// Tells a client beyond max_clients why, then closes it.
+    private func refuse(_ fd: Int32) {
+        counters.rejectedTooMany.add(1)
+        _ = Self.busyLine.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        close(fd)
+    }
+
     private func service(_ connection: LookupConnection, events: UInt32) {
-        if events & UInt32(NFQR_EPOLLIN | NFQR_EPOLLRDHUP | NFQR_EPOLLHUP | NFQR_EPOLLERR) != 0 {
-            if !readAvailable(connection) {
+        if events & UInt32(NFQR_EPOLLIN | NFQR_EPOLLRDHUP | NFQR_EPOLLHUP | NFQR_EPOLLERR) != 0 && !connection.closeAfterFlush {
+            switch readAvailable(connection) {
+            case .open: break
+            case .endOfFile: connection.closeAfterFlush = true   // answer what was asked, then close
+            case .drop:
                 disconnect(connection)
                 return
             }
@@ -163,71 +213,75 @@ public final class LookupServer: @unchecked Sendable {
         rewatch(connection)
     }
 
+    private enum ReadOutcome { case open, endOfFile, drop }
+
     /// Reads what is there (with any passed descriptors) and answers every complete line.
-    /// Returns false when the client is gone or must be dropped.
-    private func readAvailable(_ connection: LookupConnection) -> Bool {
-        var buffer = [UInt8](repeating: 0, count: 4096)
+    private func readAvailable(_ connection: LookupConnection) -> ReadOutcome {
         while true {
-            let count = UnixSocketAddress.receive(connection.fd, into: &buffer) { descriptor in
+            let count = UnixSocketAddress.receive(connection.fd, into: receiveBuffer, control: controlBuffer) { descriptor in
                 if connection.passedDescriptors.count < 16 {
                     connection.passedDescriptors.append(descriptor)
                 } else {
                     close(descriptor)
                 }
             }
-            if count == 0 { return false }
+            if count == 0 { return .endOfFile }
             if count < 0 {
                 if errno == EINTR { continue }
-                return errno == EAGAIN
+                return errno == EAGAIN ? .open : .drop
             }
-            connection.lastActivity = monotonicSeconds()
-            consume(buffer[0..<count], from: connection)
+            connection.lastActivity = now
+            consume(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<count]), from: connection)
             if connection.output.count - connection.outputOffset > LookupConnection.outputLimit {
                 counters.droppedSlowClients.add(1)
-                return false
+                return .drop
             }
+            // A short read drained the socket: skip the recvmsg that would only say EAGAIN.
+            if count < receiveBuffer.count { return .open }
         }
     }
 
-    private func consume(_ bytes: ArraySlice<UInt8>, from connection: LookupConnection) {
-        var rest = bytes
-        while let newline = rest.firstIndex(of: UInt8(ascii: "\n")) {
-            let piece = rest[rest.startIndex..<newline]
-            rest = rest[(newline + 1)...]
+    /// Answers every complete line in `bytes`; keeps a partial last line for the next read.
+    /// Lines that arrived whole are parsed where they lie, without copying.
+    private func consume(_ bytes: UnsafeRawBufferPointer, from connection: LookupConnection) {
+        var start = 0
+        while let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            defer { start = newline + 1 }
             if connection.discardingLine {
                 connection.discardingLine = false
-                connection.input.removeAll(keepingCapacity: true)
                 continue
             }
-            connection.input.append(contentsOf: piece)
-            handle(line: connection.input, from: connection)
-            connection.input.removeAll(keepingCapacity: true)
+            if connection.input.isEmpty {
+                handle(line: UnsafeRawBufferPointer(rebasing: bytes[start..<newline]), from: connection)
+            } else {
+                connection.input.append(contentsOf: bytes[start..<newline])
+                let line = connection.input
+                line.withUnsafeBytes { handle(line: $0, from: connection) }
+                connection.input.removeAll(keepingCapacity: true)
+            }
         }
         guard !connection.discardingLine else { return }
-        connection.input.append(contentsOf: rest)
+        connection.input.append(contentsOf: bytes[start...])
         if connection.input.count > LookupRequest.maximumLineLength {
             counters.badRequests.add(1)
-            connection.queue(LookupAnswer.badRequest(LookupRequestError.lineTooLong.description).line)
+            connection.queue(.badRequest(LookupRequestError.lineTooLong.description))
             connection.input.removeAll(keepingCapacity: true)
             connection.discardingLine = true
         }
     }
 
-    private func handle(line: [UInt8], from connection: LookupConnection) {
+    private func handle(line: UnsafeRawBufferPointer, from connection: LookupConnection) {
         counters.requests.add(1)
         guard connection.allowed else {
-            connection.queue(LookupAnswer.denied.line)
+            connection.queue(.denied)
             return
         }
         let request: LookupRequest
         do {
-            guard let text = String(validating: line, as: UTF8.self) else { throw LookupRequestError.notPrintable }
-            request = try LookupRequest(parsing: text)
-        } catch let error as LookupRequestError {
-            counters.badRequests.add(1)
-            connection.queue(LookupAnswer.badRequest(error.description).line)
-            return
+            request = try LookupRequest(utf8: line)
         } catch {
+            counters.badRequests.add(1)
+            connection.queue(.badRequest(error.description))
             return
         }
         switch request {
@@ -236,7 +290,7 @@ public final class LookupServer: @unchecked Sendable {
         case .lookupDescriptor:
             guard !connection.passedDescriptors.isEmpty else {
                 counters.badRequests.add(1)
-                connection.queue(LookupAnswer.badRequest("LOOKUPFD needs the socket attached as SCM_RIGHTS").line)
+                connection.queue(.badRequest("LOOKUPFD needs the socket attached as SCM_RIGHTS"))
                 return
             }
             let descriptor = connection.passedDescriptors.removeFirst()
@@ -246,7 +300,7 @@ public final class LookupServer: @unchecked Sendable {
                 answer(backend.lookup(proto: tuple.proto, client: tuple.peer, local: tuple.local), to: connection)
             case .failure(let why):
                 counters.badRequests.add(1)
-                connection.queue(LookupAnswer.badRequest(why.description).line)
+                connection.queue(.badRequest(why.description))
             }
         case .list(let format):
             let lines = backend.flowLines(format)
@@ -256,6 +310,7 @@ public final class LookupServer: @unchecked Sendable {
             for line in backend.statisticsLines(format) { connection.queue(line + "\n") }
             connection.queue("END\n")
         case .events(let format):
+            if connection.subscribedEvents == nil { subscriberCount += 1 }
             connection.subscribedEvents = format
             connection.queue("OK subscribed\n")
         case .version:
@@ -265,7 +320,7 @@ public final class LookupServer: @unchecked Sendable {
 
     private func answer(_ answer: LookupAnswer, to connection: LookupConnection) {
         counters.count(answer)
-        connection.queue(answer.line)
+        connection.queue(answer)
     }
 
     private func deliver(_ events: [FlowEvent]) {
@@ -314,6 +369,7 @@ public final class LookupServer: @unchecked Sendable {
     private func disconnect(_ connection: LookupConnection) {
         nfqr_epoll_control(epollFD, connection.fd, -1)
         connections[connection.fd] = nil
+        if connection.subscribedEvents != nil { subscriberCount -= 1 }
         counters.clients.add(-1)
         connection.closeAll()
     }

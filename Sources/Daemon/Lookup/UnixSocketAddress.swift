@@ -19,39 +19,38 @@ enum UnixSocketAddress {
         }
     }
 
-    /// recvmsg into `buffer`, handing every descriptor that came as SCM_RIGHTS to `onDescriptor`
-    /// (the receiver owns it). Returns recvmsg's result; errno is left as recvmsg set it.
-    static func receive(_ fd: Int32, into buffer: inout [UInt8], onDescriptor: (Int32) -> Void) -> Int {
-        // Room for 8 descriptors per message; more are cut off by the kernel (MSG_CTRUNC) and closed by it.
-        let controlLength = 8 * MemoryLayout<Int32>.size + 2 * MemoryLayout<cmsghdr>.size
-        var control = [UInt8](repeating: 0, count: controlLength)
-        return buffer.withUnsafeMutableBytes { data in
-            control.withUnsafeMutableBytes { controlBytes in
-                var vector = iovec(iov_base: data.baseAddress, iov_len: data.count)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var message = msghdr()
-                    message.msg_iov = vectorPointer
-                    message.msg_iovlen = 1
-                    message.msg_control = controlBytes.baseAddress
-                    message.msg_controllen = controlBytes.count
-                    let count = recvmsg(fd, &message, Int32(MSG_CMSG_CLOEXEC))
-                    guard count >= 0 else { return count }
-                    var offset = 0
-                    let headerSize = MemoryLayout<cmsghdr>.size
-                    while offset + headerSize <= message.msg_controllen {
-                        let header = controlBytes.load(fromByteOffset: offset, as: cmsghdr.self)
-                        guard header.cmsg_len >= headerSize, offset + Int(header.cmsg_len) <= message.msg_controllen else { break }
-                        if header.cmsg_level == SOL_SOCKET && header.cmsg_type == SCM_RIGHTS {
-                            let descriptors = (Int(header.cmsg_len) - headerSize) / MemoryLayout<Int32>.size
-                            for index in 0..<descriptors {
-                                onDescriptor(controlBytes.loadUnaligned(fromByteOffset: offset + headerSize + index * 4, as: Int32.self))
-                            }
-                        }
-                        offset += (Int(header.cmsg_len) + MemoryLayout<Int>.size - 1) & ~(MemoryLayout<Int>.size - 1)
+    /// Control-message room for 8 descriptors per message; more are cut off by the kernel
+    /// (MSG_CTRUNC) and closed by it.
+    static let controlLength = 8 * MemoryLayout<Int32>.size + 2 * MemoryLayout<cmsghdr>.size
+
+    /// recvmsg into `data`, handing every descriptor that came as SCM_RIGHTS to `onDescriptor`
+    /// (the receiver owns it). `control` (at least `controlLength` bytes) is scratch space.
+    /// Returns recvmsg's result; errno is left as recvmsg set it.
+    static func receive(_ fd: Int32, into data: UnsafeMutableRawBufferPointer, control controlBytes: UnsafeMutableRawBufferPointer,
+                        onDescriptor: (Int32) -> Void) -> Int {
+        var vector = iovec(iov_base: data.baseAddress, iov_len: data.count)
+        return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+            var message = msghdr()
+            message.msg_iov = vectorPointer
+            message.msg_iovlen = 1
+            message.msg_control = controlBytes.baseAddress
+            message.msg_controllen = controlLength
+            let count = recvmsg(fd, &message, Int32(MSG_CMSG_CLOEXEC))
+            guard count >= 0 else { return count }
+            var offset = 0
+            let headerSize = MemoryLayout<cmsghdr>.size
+            while offset + headerSize <= message.msg_controllen {
+                let header = controlBytes.load(fromByteOffset: offset, as: cmsghdr.self)
+                guard header.cmsg_len >= headerSize, offset + Int(header.cmsg_len) <= message.msg_controllen else { break }
+                if header.cmsg_level == SOL_SOCKET && header.cmsg_type == SCM_RIGHTS {
+                    let descriptors = (Int(header.cmsg_len) - headerSize) / MemoryLayout<Int32>.size
+                    for index in 0..<descriptors {
+                        onDescriptor(controlBytes.loadUnaligned(fromByteOffset: offset + headerSize + index * 4, as: Int32.self))
                     }
-                    return count
                 }
+                offset += (Int(header.cmsg_len) + MemoryLayout<Int>.size - 1) & ~(MemoryLayout<Int>.size - 1)
             }
+            return count
         }
     }
 }

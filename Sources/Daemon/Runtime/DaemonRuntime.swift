@@ -39,7 +39,10 @@ final class DaemonRuntime: @unchecked Sendable {
         self.addressSource = addressSource
         self.queueFactory = queueFactory
         do {
-            table = try FlowTable(configuration: FlowTableConfiguration(limit: configuration.tableLimit, timeouts: configuration.timeouts))
+            // Events (new / destroyed flows) feed the lookup service's EVENTS stream, which
+            // drains them every 100 ms; 16384 undrained ones cover a burst of 160k flows/s.
+            table = try FlowTable(configuration: FlowTableConfiguration(
+                limit: configuration.tableLimit, timeouts: configuration.timeouts, eventCapacity: 16384))
         } catch {
             throw StartupError("table: \(error)")
         }

@@ -10,6 +10,8 @@ public enum LookupAnswer: Equatable, Sendable {
     case expired
     /// `ERR DENIED`: this peer may not ask.
     case denied
+    /// `ERR BUSY`: the service has its maximum of clients; sent once before the connection is closed.
+    case busy
     /// `ERR BADREQUEST <why>`
     case badRequest(String)
 
@@ -24,14 +26,32 @@ public enum LookupAnswer: Equatable, Sendable {
 
     /// The answer as a line, newline included. IPv6 addresses are written plain.
     public var line: String {
-        switch self {
-        case .original(let endpoint): "OK \(endpoint.address) \(endpoint.port)\n"
-        case .notFound: "ERR NOTFOUND\n"
-        case .notRedirected: "ERR NOTREDIRECTED\n"
-        case .expired: "ERR EXPIRED\n"
-        case .denied: "ERR DENIED\n"
-        case .badRequest(let why): "ERR BADREQUEST \(why)\n"
+        var bytes: [UInt8] = []
+        append(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends the answer line, newline included; allocates nothing when `bytes` has room.
+    public func append(to bytes: inout [UInt8]) {
+        func words(_ text: StaticString) {
+            bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
         }
+        switch self {
+        case .original(let endpoint):
+            words("OK ")
+            endpoint.address.appendText(to: &bytes)
+            bytes.append(UInt8(ascii: " "))
+            appendDecimal(endpoint.port, to: &bytes)
+        case .notFound: words("ERR NOTFOUND")
+        case .notRedirected: words("ERR NOTREDIRECTED")
+        case .expired: words("ERR EXPIRED")
+        case .denied: words("ERR DENIED")
+        case .busy: words("ERR BUSY")
+        case .badRequest(let why):
+            words("ERR BADREQUEST ")
+            bytes.append(contentsOf: why.utf8)
+        }
+        bytes.append(UInt8(ascii: "\n"))
     }
 
     /// Parses an answer line (without its newline), for clients.
@@ -45,6 +65,7 @@ public enum LookupAnswer: Equatable, Sendable {
         case ("ERR", 2) where words[1] == "NOTREDIRECTED": self = .notRedirected
         case ("ERR", 2) where words[1] == "EXPIRED": self = .expired
         case ("ERR", 2) where words[1] == "DENIED": self = .denied
+        case ("ERR", 2) where words[1] == "BUSY": self = .busy
         case ("ERR", 3) where words[1] == "BADREQUEST": self = .badRequest(String(words[2]))
         default: return nil
         }

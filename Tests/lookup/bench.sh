@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The lookup benchmark: the real nfq-redirectd answering LOOKUP / LOOKUPFD about connections it
+# redirected, next to the kernel's getsockopt(SO_ORIGINAL_DST) on connections the kernel's nat
+# REDIRECT redirected, in one throwaway network namespace, in one run.
+#
+#   NFQR_BIN_DIR=.build/release NFQR_BENCH_BIN=<dir of lookup_bench> bench.sh [FLOWS CALLS THREADS]
+#
+# Root only. Leaves no namespace, rule, process or file behind.
+set -eu
+
+bin_dir=${NFQR_BIN_DIR:?set NFQR_BIN_DIR to the folder with nfq-redirectd}
+bench=${NFQR_BENCH_BIN:?set NFQR_BENCH_BIN}/lookup_bench
+flows=${1:-64} calls=${2:-50000} threads=${3:-4}
+[ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (it uses a network namespace)"; exit 1; }
+
+work=$(mktemp -d /tmp/nfqr-lookup-bench.XXXXXX)
+namespace=nfqr-lk-bench-$$
+daemon=
+cleanup() {
+    if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true; fi
+    ip netns del "$namespace" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+in_ns() { ip netns exec "$namespace" "$@"; }
+
+ip netns add "$namespace"
+in_ns ip link set lo up
+in_ns iptables -t nat -A OUTPUT -p tcp -d 127.0.0.2 --dport 9998 -j REDIRECT --to-ports 7778
+ip netns exec "$namespace" "$bin_dir/nfq-redirectd" --socket "$work/lookup.sock" --state-file "$work/state" \
+    --redirect-local tcp:9999:7777 --log-level warning >"$work/daemon.log" 2>&1 &
+daemon=$!   # `ip netns exec` execs the daemon, so this is its own pid
+accepts() { /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1" 2>/dev/null; }
+for _ in $(seq 200); do accepts "$work/lookup.sock" && break; sleep 0.05; done
+accepts "$work/lookup.sock" || { echo "bench.sh: the daemon did not start:"; cat "$work/daemon.log"; exit 1; }
+
+# The daemon's own CPU time per request: what the lookup path costs it, apart from the
+# round trip's context switches and the client.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$daemon/stat"; }
+requests() {
+    /usr/bin/python3 - "$work/lookup.sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"STATS\n"); data = b""
+while not data.endswith(b"END\n"): data += s.recv(65536)
+print(next(l.split()[1] for l in data.decode().splitlines() if l.startswith("nfqr_lookup_requests_total ")))
+PY
+}
+ticks_before=$(cpu_ticks) requests_before=$(requests)
+in_ns env NFQ_REDIRECT_SOCKET="$work/lookup.sock" "$bench" "$flows" "$calls" "$threads"
+kill -0 "$daemon" || { echo "bench.sh: the daemon died:"; cat "$work/daemon.log"; exit 1; }
+ticks=$(( $(cpu_ticks) - ticks_before )) served=$(( $(requests) - requests_before - 1 ))
+awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$served" 'BEGIN {
+    printf "daemon CPU: %.2f s for %d requests = %.2f us per request (lookup thread, all included)\n", t / hz, n, t / hz / n * 1e6 }'
