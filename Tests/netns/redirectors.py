@@ -62,8 +62,8 @@ class DaemonRedirect:
         self.ready_timeout = ready_timeout
         self.program = None
 
-    def argv(self):
-        argv = [self.binary, "--queue", str(self.queue), "--socket", self.socket_path,
+    def argv(self, extra=()):
+        argv = [self.binary, *extra, "--queue", str(self.queue), "--socket", self.socket_path,
                 "--state-file", self.state_file,
                 "--redirect", f"tcp:{PORT_LIST}:{TCP_PROXY_PORT}",
                 "--redirect", f"udp:{UDP_PORT}:{UDP_RELAY_PORT}",
@@ -71,10 +71,14 @@ class DaemonRedirect:
                 "--exclude-mark", f"{EXCLUDE_MARK:#x}"]
         return argv + (["--log-level", self.log_level] if self.log_level else [])
 
-    def start(self, programs, ns):
+    def start(self, programs, ns, name="nfq-redirectd", argv=None, environment=None):
+        """Starts the daemon (by default with `argv()`), `environment` added to ours."""
         if not os.access(self.binary, os.X_OK):
             raise CommandFailed(f"no daemon at {self.binary}: build it, or point NFQR_BIN_DIR at it")
-        self.program = programs.start("nfq-redirectd", ns, self.argv())
+        argv = argv or self.argv()
+        if environment:  # `env` execs the daemon, so the pid stays the daemon's
+            argv = ["env", *[f"{key}={value}" for key, value in environment.items()], *argv]
+        self.program = programs.start(name, ns, argv)
         self.wait_until_ready()
 
     def wait_until_ready(self):

@@ -28,7 +28,8 @@ import signal
 import sys
 import time
 
-from cases import CASES
+import cases
+import service_cases
 from harness import Harness, TestFailure, expect, expect_equal, host_links, processes_marked
 from processes import CommandFailed
 from redirectors import ruleset
@@ -120,6 +121,9 @@ def main():
                         help="unique per run; names the namespaces (default nfqr-<pid>)")
     parser.add_argument("--queue", type=int, default=0, help="first NFQUEUE number for the daemon")
     parser.add_argument("--daemon-log-level", help="passed to nfq-redirectd as --log-level")
+    parser.add_argument("--suite", choices=("redirect", "service"), default="redirect",
+                        help="redirect: the datapath and lookups (default); service: restarts, stops, "
+                             "kills, reload, watchdog, notify protocol, metrics (daemon mode only)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
@@ -127,9 +131,10 @@ def main():
 
     bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "debug"))
     ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
-    cases = [(name, test, seconds) for name, test, seconds, modes in CASES if args.mode in modes]
-    left_out = [name for name, _, _, modes in CASES if args.mode not in modes]
-    print(f"nfq-redirect netns suite, mode {args.mode}: {len(cases) + 1} tests"
+    suite = service_cases.CASES if args.suite == "service" else cases.CASES
+    cases_run = [(name, test, seconds) for name, test, seconds, modes in suite if args.mode in modes]
+    left_out = [name for name, _, _, modes in suite if args.mode not in modes]
+    print(f"nfq-redirect netns suite {args.suite}, mode {args.mode}: {len(cases_run) + 1} tests"
           + (f" (daemon binaries from {bin_dir})" if args.mode == "daemon" else ""))
     for name in left_out:
         print(f"  not applicable in {args.mode} mode: {name}")
@@ -142,10 +147,10 @@ def main():
     interrupted = None
     try:
         if set_up(harness):
-            for name, test, seconds in cases:
+            for name, test, seconds in cases_run:
                 report.run(name, seconds, test, harness)
         else:
-            for name, _, _ in cases:
+            for name, _, _ in cases_run:
                 report.not_run(name, "set-up failed")
         if report.failed:
             print("program logs (last lines):\n" + harness.log_tails(), flush=True)
@@ -159,7 +164,7 @@ def main():
         harness.tear_down()
 
     if interrupted:  # never a silent skip: what did not run counts as failed
-        report.failed += len(cases) - report.passed - report.failed
+        report.failed += len(cases_run) - report.passed - report.failed
     report.run("nothing left behind: namespaces, veths, processes, run dir, host rules", 30,
                nothing_left_behind, harness, host_rules_before)
     print(f"{report.passed} passed, {report.failed} failed")
