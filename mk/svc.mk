@@ -32,7 +32,7 @@ INSTALLED := $(BINDIR)/nfq-redirect $(SBINDIR)/nfq-redirectd \
 
 # argument-parser's plugin builds the package (release) and writes one page per command.
 man: release
-	$(SWIFT) package generate-manual --configuration release >/dev/null
+	$(SWIFT) package generate-manual --configuration release --section 8 >/dev/null
 	@for page in $(MAN_PAGES); do [ -s "$$page" ] || { echo "man: $$page was not generated"; exit 1; }; done
 
 install: release man

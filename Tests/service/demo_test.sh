@@ -29,6 +29,7 @@ check "shows the original destination the proxy looked up" grep -Eq "the proxy p
 check "shows nfq-redirect list with the flow" grep -Eq "^  tcp .*192.0.2.2.*203.0.113.10.*80" "$output"
 check "leaves no namespace behind" [ "$(ip netns list | sort)" = "$namespaces_before" ]
 check "leaves no host rule behind" [ "$(rules)" = "$rules_before" ]
-check "leaves no demo process behind" bash -c "! pgrep -f 'nfq-redirectd .*nfqr-demo' >/dev/null"
+# [n]: the pattern must not match this very command line
+check "leaves no demo process behind" bash -c "! pgrep -f '[n]fqr-demo[.]' >/dev/null"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

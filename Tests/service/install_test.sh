@@ -63,7 +63,9 @@ preload_has_no_swift_runtime() { ! ldd "$root/usr/lib/libnfq-redirect-preload.so
 man_pages_open() { MANPATH="$root/usr/share/man" man -P cat nfq-redirectd | grep -q -- '--keep-rules-on-exit'; }
 changed_config_kept_on_reinstall() {
     echo "# changed by the operator" >>"$root/etc/nfq-redirect/nfq-redirect.toml"
-    install_into_root | grep -q "kept $root/etc/nfq-redirect/nfq-redirect.toml" &&
+    local output
+    output="$(install_into_root)" && echo "$output" &&
+    grep -q "kept $root/etc/nfq-redirect/nfq-redirect.toml" <<<"$output" &&
     grep -q "changed by the operator" "$root/etc/nfq-redirect/nfq-redirect.toml"
 }
 uninstall_keeps_only_the_changed_config() {
