@@ -10,8 +10,8 @@ BUILD_DIR    := $(RELEASE_DIR)
 
 # Debian packages: build dependencies, then what the tests and the demo run.
 BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev
-RUN_DEPS     := iptables iproute2 kmod
-TEST_DEPS    := python3 socat conntrack systemd strace redsocks squid haproxy
+RUN_DEPS     := iptables iproute2 kmod procps
+TEST_DEPS    := python3 socat conntrack systemd man-db strace redsocks squid haproxy
 
 .PHONY: all deps build release test unit-test preload-test netns-test proxies-test demo clean
 
@@ -25,6 +25,7 @@ deps:
 include Sources/CPreload/preload.mk
 include mk/robust.mk
 include mk/lookup.mk
+include mk/svc.mk
 
 # `swift build -c release` builds the Swift programs; the preload library is plain C (no Swift
 # runtime in the proxies it is loaded into), built by the C compiler into the same folder.
@@ -45,7 +46,7 @@ netns-test: release
 proxies-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode daemon
 
-test: deps release unit-test preload-test netns-test proxies-test lookup-test robust-test
+test: deps release unit-test preload-test netns-test proxies-test lookup-test robust-test svc-test
 
 demo: deps release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) scripts/demo.sh

@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import RedirectCore
 import ServiceLifecycle
 import UnixSignals
 
@@ -49,8 +50,12 @@ public enum RedirectDaemon {
 
         let housekeeping = HousekeepingService(runtime: runtime, notifier: notifier)
         let reload = ReloadService(runtime: runtime, notifier: notifier, loadConfiguration: reloadConfiguration)
+        let restart = RestartSignalService()
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: housekeeping), .init(service: reload)],
+            services: [
+                .init(service: housekeeping), .init(service: reload),
+                .init(service: restart, successTerminationBehavior: .gracefullyShutdownGroup),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {
@@ -60,8 +65,12 @@ public enum RedirectDaemon {
         }
 
         notifier.stopping()
-        let keepRules = runtime.configuration.keepRulesOnExit
-        logger.info(keepRules ? "stopping; rules kept for the next start" : "stopping; removing rules")
+        let keepRules = runtime.configuration.keepRulesOnExit || restart.requested
+        if restart.requested {
+            logger.info("stopping for a restart (SIGUSR2); rules and flows kept for the next start")
+        } else {
+            logger.info(keepRules ? "stopping; rules and flows kept for the next start (keep_rules_on_exit)" : "stopping for good; removing rules")
+        }
         metrics?.shutdown()
         runtime.stop(keepRules: keepRules)
         logger.info("stopped")
@@ -76,18 +85,41 @@ struct HousekeepingService: Service {
     let notifier: SystemdNotifier
 
     func run() async throws {
-        var lastProgress = runtime.workerProgress
-        while !Task.isShuttingDownGracefully {
+        // Cancelled at once on shutdown, so a stop never waits for the rest of a tick.
+        await cancelWhenGracefulShutdown { [runtime, notifier] in
+            await Self.sweepAndWatch(runtime: runtime, notifier: notifier)
+        }
+    }
+
+    private static func sweepAndWatch(runtime: DaemonRuntime, notifier: SystemdNotifier) async {
+        var gate = DatapathLivenessGate(progress: runtime.workerProgress)
+        while true {
             try? await Task.sleep(for: .seconds(1))
+            if Task.isCancelled { return }
             runtime.sweep()
-            let progress = runtime.workerProgress
-            let everyThreadMoved = zip(progress, lastProgress).allSatisfy { $0 != $1 }
-            if everyThreadMoved && notifier.watchdogInterval != nil {
-                notifier.watchdog()
-            } else if !everyThreadMoved {
-                runtime.logger.warning("a datapath thread made no progress for a second; withholding the watchdog ping")
+            let stuck = gate.stuckThreads(progress: runtime.workerProgress)
+            if stuck.isEmpty {
+                if notifier.watchdogInterval != nil { notifier.watchdog() }
+            } else {
+                runtime.logger.warning("datapath thread\(stuck.count == 1 ? "" : "s") \(stuck.map(String.init).joined(separator: ", ")) made no progress for a second; withholding the watchdog ping")
             }
-            lastProgress = progress
+        }
+    }
+}
+
+/// SIGUSR2: stop for a restart. Like SIGTERM, except that the rules stay in the kernel and
+/// the flow table is saved whatever `keep_rules_on_exit` says, so the daemon started next
+/// carries on every flow (docs/operations.md, "Restart and stop").
+final class RestartSignalService: Service, Sendable {
+    private let flag = AtomicCounter()
+
+    var requested: Bool { flag.load != 0 }
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sigusr2)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            flag.add(1)
+            return
         }
     }
 }

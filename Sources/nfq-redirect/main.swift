@@ -116,7 +116,10 @@ extension RedirectControl {
                 Without --remove, prints what the daemon would install for the same flags or config file: \
                 iptables-restore / ip6tables-restore input (--format iptables, the default) or an nftables \
                 ruleset (--format nft), for people who manage rules themselves. With --remove, deletes every \
-                rule and chain of the daemon's from the kernel (after a daemon was killed, for example).
+                rule and chain of the daemon's from the kernel (after a daemon was killed, for example), and \
+                the saved flow table of the configuration given (its flows end with the rules). \
+                With --unless-restarting UNIT (the unit's ExecStopPost=), does so only when systemd is not \
+                about to start the daemon again; see docs/operations.md.
                 """)
 
         enum Format: String, ExpressibleByArgument, CaseIterable { case iptables, nft }
@@ -124,15 +127,17 @@ extension RedirectControl {
         @OptionGroup var options: RedirectOptions
         @Option(help: "iptables or nft.") var format: Format = .iptables
         @Flag(help: "Remove the daemon's rules and chains from the kernel, then exit.") var remove = false
+        @Option(name: .customLong("unless-restarting"), help: ArgumentHelp(
+            "With --remove, under systemd: keep the rules if systemd will start UNIT again.", valueName: "UNIT"))
+        var unlessRestarting: String?
+
+        func validate() throws {
+            if unlessRestarting != nil && !remove { throw ValidationError("--unless-restarting goes with --remove") }
+        }
 
         func run() throws {
             if remove {
-                do {
-                    try IptablesRuleInstaller().remove()
-                } catch {
-                    throw ValidationError("removing rules failed: \(error)")
-                }
-                print("nfq-redirect rules removed (iptables and ip6tables)")
+                try removeRules()
                 return
             }
             let ruleSet: RuleSetConfiguration
@@ -154,6 +159,29 @@ extension RedirectControl {
                 }
             } catch {
                 throw ValidationError("\(error)")
+            }
+        }
+
+        private func removeRules() throws {
+            if let unit = unlessRestarting {
+                let decision = StopPostDecision.decide(
+                    pendingJob: SystemdJobs.pendingJobType(unit: unit),
+                    serviceResult: getenv("SERVICE_RESULT").map { String(cString: $0) })
+                guard decision.removeRules else {
+                    print("nfq-redirect rules kept: \(decision.reason)")
+                    return
+                }
+                print("nfq-redirect rules: removing, \(decision.reason)")
+            }
+            do {
+                try IptablesRuleInstaller().remove()
+            } catch {
+                throw ValidationError("removing rules failed: \(error)")
+            }
+            print("nfq-redirect rules removed (iptables and ip6tables)")
+            // The saved flows belong to the rules just removed; a later start must not revive them.
+            if let stateFile = (try? options.resolve())?.stateFile {
+                StateFile(path: stateFile).remove()
             }
         }
     }

@@ -77,11 +77,11 @@ class DaemonRedirect:
         return (f'[lookup]\nmode = "0666"\nallow_users = ["root"]\n'
                 f"[timeouts]\nudp_unreplied = {UDP_TIMEOUT}\nudp_replied = {UDP_TIMEOUT}\n")
 
-    def argv(self):
+    def argv(self, extra=()):
         config_path = os.path.join(os.path.dirname(self.socket_path), "nfq-redirectd.toml")
         with open(config_path, "w") as config:
             config.write(self.config())
-        argv = [self.binary, "--config", config_path, "--queue", str(self.queue), "--socket", self.socket_path,
+        argv = [self.binary, *extra, "--config", config_path, "--queue", str(self.queue), "--socket", self.socket_path,
                 "--state-file", self.state_file,
                 "--redirect", f"tcp:{PORT_LIST}:{TCP_PROXY_PORT}",
                 "--redirect", f"tcp:{EXAMPLE_PORT}:{EXAMPLE_PROXY_PORT}",
@@ -93,10 +93,14 @@ class DaemonRedirect:
         argv += shlex.split(os.environ.get("NFQR_DAEMON_ARGS", ""))
         return argv + (["--log-level", self.log_level] if self.log_level else []) + self.extra_args
 
-    def start(self, programs, ns):
+    def start(self, programs, ns, name="nfq-redirectd", argv=None, environment=None):
+        """Starts the daemon (by default with `argv()`), `environment` added to ours."""
         if not os.access(self.binary, os.X_OK):
             raise CommandFailed(f"no daemon at {self.binary}: build it, or point NFQR_BIN_DIR at it")
-        self.program = programs.start("nfq-redirectd", ns, self.argv())
+        argv = argv or self.argv()
+        if environment:  # `env` execs the daemon, so the pid stays the daemon's
+            argv = ["env", *[f"{key}={value}" for key, value in environment.items()], *argv]
+        self.program = programs.start(name, ns, argv)
         self.wait_until_ready()
 
     def wait_until_ready(self):

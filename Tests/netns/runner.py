@@ -30,6 +30,7 @@ import time
 
 from cases import CASES
 from robust_cases import ROBUST_CASES, SOAK_CASES
+from service_cases import CASES as SERVICE_CASES
 from harness import Harness, TestFailure, expect, expect_equal, host_links, processes_marked
 from processes import CommandFailed
 from redirectors import ruleset
@@ -121,9 +122,10 @@ def main():
                         help="unique per run; names the namespaces (default nfqr-<pid>)")
     parser.add_argument("--queue", type=int, default=0, help="first NFQUEUE number for the daemon")
     parser.add_argument("--daemon-log-level", help="passed to nfq-redirectd as --log-level")
-    parser.add_argument("--suite", choices=("main", "robust", "soak"), default="main",
+    parser.add_argument("--suite", choices=("main", "robust", "soak", "service"), default="main",
                         help="main: the redirect cases (default); robust: hostile packets, SYN flood, "
-                             "queue overflow; soak: NFQR_SOAK_SECONDS of traffic and churn")
+                             "queue overflow; soak: NFQR_SOAK_SECONDS of traffic and churn; service: restarts, "
+                             "stops, kills, reload, watchdog, notify protocol, metrics (daemon mode only)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
@@ -131,10 +133,10 @@ def main():
 
     bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "debug"))
     ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
-    suite = {"main": CASES, "robust": ROBUST_CASES, "soak": SOAK_CASES}[args.suite]
-    cases = [(name, test, seconds) for name, test, seconds, modes in suite if args.mode in modes]
+    suite = {"main": CASES, "robust": ROBUST_CASES, "soak": SOAK_CASES, "service": SERVICE_CASES}[args.suite]
+    cases_run = [(name, test, seconds) for name, test, seconds, modes in suite if args.mode in modes]
     left_out = [name for name, _, _, modes in suite if args.mode not in modes]
-    print(f"nfq-redirect netns suite {args.suite}, mode {args.mode}: {len(cases) + 1} tests"
+    print(f"nfq-redirect netns suite {args.suite}, mode {args.mode}: {len(cases_run) + 1} tests"
           + (f" (daemon binaries from {bin_dir})" if args.mode == "daemon" else ""))
     for name in left_out:
         print(f"  not applicable in {args.mode} mode: {name}")
@@ -147,10 +149,10 @@ def main():
     interrupted = None
     try:
         if set_up(harness):
-            for name, test, seconds in cases:
+            for name, test, seconds in cases_run:
                 report.run(name, seconds, test, harness)
         else:
-            for name, _, _ in cases:
+            for name, _, _ in cases_run:
                 report.not_run(name, "set-up failed")
         if report.failed:
             print("program logs (last lines):\n" + harness.log_tails(), flush=True)
@@ -164,7 +166,7 @@ def main():
         harness.tear_down()
 
     if interrupted:  # never a silent skip: what did not run counts as failed
-        report.failed += len(cases) - report.passed - report.failed
+        report.failed += len(cases_run) - report.passed - report.failed
     report.run("nothing left behind: namespaces, veths, processes, run dir, host rules", 30,
                nothing_left_behind, harness, host_rules_before)
     print(f"{report.passed} passed, {report.failed} failed")

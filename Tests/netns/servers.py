@@ -5,6 +5,7 @@ TCP (every --tcp-port, on 0.0.0.0 and ::): one command line per connection, then
     ID          -> "SERVER <local-endpoint> PEER <peer-endpoint>\n"   (who reached whom)
     SINK <n>    -> reads n bytes, answers "SHA256 <hex>\n"             (upload check)
     SOURCE <n>  -> sends n random bytes, then "SHA256 <hex>\n"         (download check)
+    ECHO        -> "ECHO\n", then echoes every byte until the peer closes (long-lived flows)
 UDP (every --udp endpoint, bound to exactly that address): each datagram is echoed
 as "FROM <local-endpoint> <payload>", so the sender learns which address it reached.
 
@@ -58,6 +59,12 @@ def serve_source(conn, size):
     conn.sendall(f"SHA256 {digest.hexdigest()}\n".encode())
 
 
+def serve_echo(conn):
+    conn.sendall(b"ECHO\n")
+    while data := conn.recv(CHUNK):
+        conn.sendall(data)
+
+
 def serve_tcp_connection(conn):
     with conn:
         conn.settimeout(IDLE_TIMEOUT)
@@ -67,6 +74,8 @@ def serve_tcp_connection(conn):
                 local = format_endpoint(*socket_endpoint(conn.getsockname()))
                 peer = format_endpoint(*socket_endpoint(conn.getpeername()))
                 conn.sendall(f"SERVER {local} PEER {peer}\n".encode())
+            elif words == ["ECHO"]:
+                serve_echo(conn)
             elif len(words) == 2 and words[0] in ("SINK", "SOURCE") and words[1].isdigit() \
                     and int(words[1]) <= MAX_TRANSFER:
                 (serve_sink if words[0] == "SINK" else serve_source)(conn, int(words[1]))

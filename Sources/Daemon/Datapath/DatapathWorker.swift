@@ -19,6 +19,12 @@ final class DatapathWorker: @unchecked Sendable {
     let sendErrors = AtomicCounter()
     /// Packets whose captured payload was shorter than the packet: passed, never rewritten.
     let truncatedCaptures = AtomicCounter()
+    /// Bytes by the verdict they got (packets by verdict are the engine's counters).
+    let acceptedBytes = AtomicCounter()
+    let rewrittenBytes = AtomicCounter()
+    let droppedBytes = AtomicCounter()
+    /// Time from a batch's arrival to its verdicts being sent, per batch.
+    let batchLatency = LatencyHistogram()
     private let stopRequested = AtomicCounter()
 
     init(
@@ -40,7 +46,9 @@ final class DatapathWorker: @unchecked Sendable {
         while stopRequested.load == 0 {
             let result: ReceiveResult
             do {
-                result = try queue.receive(into: batch, timeoutMilliseconds: 1000)
+                // A short idle wait keeps `progress` moving several times per housekeeping
+                // tick, so an idle thread is never mistaken for a hung one.
+                result = try queue.receive(into: batch, timeoutMilliseconds: 250)
             } catch {
                 receiveErrors.add(1)
                 problems.warning("queue \(queue.queueNumber): receive failed: \(error)")
@@ -50,6 +58,7 @@ final class DatapathWorker: @unchecked Sendable {
             progress.add(1)
             guard result == .received else { continue }
             // One snapshot and one clock read per batch: a batch never sees half a reload.
+            let started = ContinuousClock.now
             let rules = self.rules.value
             let now = clock()
             for index in 0..<batch.count {
@@ -58,7 +67,9 @@ final class DatapathWorker: @unchecked Sendable {
                     truncatedCaptures.add(1)
                     continue
                 }
-                batch[index].verdict = engine.process(batch[index].payload, metadata: metadata, rules: rules, now: now)
+                let verdict = engine.process(batch[index].payload, metadata: metadata, rules: rules, now: now)
+                batch[index].verdict = verdict
+                countBytes(UInt64(batch[index].payload.count), verdict)
             }
             do {
                 try queue.sendVerdicts(for: batch)
@@ -66,6 +77,15 @@ final class DatapathWorker: @unchecked Sendable {
                 sendErrors.add(1)
                 problems.warning("queue \(queue.queueNumber): sending verdicts failed: \(error)")
             }
+            batchLatency.record(ContinuousClock.now - started)
+        }
+    }
+
+    private func countBytes(_ bytes: UInt64, _ verdict: Verdict) {
+        switch verdict {
+        case .accept: acceptedBytes.add(bytes)
+        case .acceptModified: rewrittenBytes.add(bytes)
+        case .drop: droppedBytes.add(bytes)
         }
     }
 

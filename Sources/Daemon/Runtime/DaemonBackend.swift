@@ -6,15 +6,23 @@ final class DaemonBackend: LookupBackend, @unchecked Sendable {
     private let table: FlowTable
     private let clock: @Sendable () -> UInt32
     private let statistics: @Sendable () -> DaemonStatistics
+    private let latency: LatencyHistogram
 
-    init(table: FlowTable, clock: @escaping @Sendable () -> UInt32, statistics: @escaping @Sendable () -> DaemonStatistics) {
+    init(
+        table: FlowTable, clock: @escaping @Sendable () -> UInt32, latency: LatencyHistogram,
+        statistics: @escaping @Sendable () -> DaemonStatistics
+    ) {
         self.table = table
         self.clock = clock
+        self.latency = latency
         self.statistics = statistics
     }
 
     func lookup(proto: TransportProtocol, client: Endpoint, local: Endpoint) -> LookupAnswer {
-        LookupAnswer(table.lookup(proto: proto, client: client, local: local, now: clock()))
+        let started = ContinuousClock.now
+        let answer = LookupAnswer(table.lookup(proto: proto, client: client, local: local, now: clock()))
+        latency.record(ContinuousClock.now - started)
+        return answer
     }
 
     func flowLines(_ format: LookupRequest.OutputFormat) -> [String] {

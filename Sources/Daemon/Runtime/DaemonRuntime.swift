@@ -2,6 +2,7 @@ import Glibc
 import Kernel
 import Logging
 import RedirectCore
+import Synchronization
 
 /// The running daemon: the flow table, the queues and their threads, the rules in the
 /// kernel, the lookup service. `start()` brings them up in the order that never drops a
@@ -24,6 +25,12 @@ final class DaemonRuntime: @unchecked Sendable {
     private(set) var lookupServer: LookupServer?
     let addressChanges = AtomicCounter()
     let restoredFlows = AtomicCounter()
+    let lookupLatency = LatencyHistogram()
+    /// Rules a reload took away that established flows still use: the kernel keeps queueing
+    /// their packets (the datapath's policy no longer creates flows for them) until the last
+    /// such flow ends. The lock also serialises every rule change (reload, housekeeping).
+    private let retiredRules = Mutex<[RedirectRule]>([])
+    private var sweeps = 0
 
     init(
         configuration: DaemonConfiguration, logger: Logger,
@@ -120,7 +127,7 @@ final class DaemonRuntime: @unchecked Sendable {
             path: configuration.lookup.socketPath, mode: mode_t(configuration.lookup.socketMode), group: group,
             access: access, maxClients: configuration.lookup.maxClients,
             idleTimeoutSeconds: configuration.lookup.idleTimeoutSeconds)
-        let backend = DaemonBackend(table: table, clock: clock) { [unowned self] in statistics() }
+        let backend = DaemonBackend(table: table, clock: clock, latency: lookupLatency) { [unowned self] in statistics() }
         let server = LookupServer(settings: settings, backend: backend, logger: logger)
         do {
             try server.start()
@@ -162,27 +169,62 @@ final class DaemonRuntime: @unchecked Sendable {
         guard needsRestart.isEmpty else {
             throw StartupError("\(needsRestart.joined(separator: ", ")) changed: these need a restart, not a reload")
         }
-        do {
-            try new.ruleSet.validate()
-            try installer.install(new.ruleSet)
-        } catch {
-            throw StartupError("installing the new rules: \(error)")
+        try retiredRules.withLock { (retired: inout [RedirectRule]) throws(StartupError) in
+            // Established flows keep their mapping: rules they came by stay queued, retired.
+            let stillRetired = (configuration.redirects + retired).filter { !new.redirects.contains($0) }
+            do {
+                try new.ruleSet.validate()
+                try installer.install(Self.kernelRuleSet(new, retired: stillRetired))
+            } catch {
+                throw StartupError("installing the new rules: \(error)")
+            }
+            rules.update { $0.replacingPolicy(RedirectPolicy(rules: new.redirects)) }
+            configuration = new
+            retired = stillRetired
         }
-        rules.update { $0.replacingPolicy(RedirectPolicy(rules: new.redirects)) }
-        configuration = new
+    }
+
+    /// What the kernel queues: the configured rules, and retired ones for their last flows.
+    private static func kernelRuleSet(_ configuration: DaemonConfiguration, retired: [RedirectRule]) -> RuleSetConfiguration {
+        var ruleSet = configuration.ruleSet
+        ruleSet.rules += retired.filter { !ruleSet.rules.contains($0) }
+        return ruleSet
+    }
+
+    /// Stops queueing for retired rules once no tracked flow uses them any more.
+    private func dropUnusedRetiredRules() {
+        retiredRules.withLock { retired in
+            guard !retired.isEmpty else { return }
+            let flows = table.records(now: clock())
+            let used = retired.filter { rule in flows.contains { rule.carries($0) } }
+            guard used.count < retired.count else { return }
+            do {
+                try installer.install(Self.kernelRuleSet(configuration, retired: used))
+                logger.info("no flow uses \(retired.filter { !used.contains($0) }.map(\.description).joined(separator: " ")) any more: its packets are no longer queued")
+                retired = used
+            } catch {
+                logger.error("removing retired rules failed: \(error); trying again later")
+            }
+        }
     }
 
     // MARK: Stop
 
-    /// Stops everything. With `keepRules` the kernel keeps queueing to us, so the next
-    /// daemon (started within moments) picks up where this one left off.
+    /// Stops everything. With `keepRules` (a restart) the kernel keeps queueing to us and the
+    /// flow table is saved, so the next daemon, started within moments, picks up where this
+    /// one left off. Without (a stop for good) the rules go first, so no packet waits for a
+    /// queue nobody reads, and no saved table outlives the flows it describes.
     func stop(keepRules: Bool) {
         if !keepRules { removeRules() }
         stopWorkers()
         addressMonitor?.stop()
         if let addressThread { pthread_join(addressThread, nil) }
         addressThread = nil
-        saveState()
+        if keepRules {
+            saveState()
+        } else if let path = configuration.stateFile {
+            StateFile(path: path).remove()
+        }
         lookupServer?.stop()
         lookupServer = nil
     }
@@ -207,6 +249,8 @@ final class DaemonRuntime: @unchecked Sendable {
     /// Expires flows a slice at a time; called about once a second.
     func sweep() {
         _ = table.sweep(now: clock(), budget: max(4096, configuration.tableLimit / 64))
+        sweeps += 1
+        if sweeps % 10 == 0 { dropUnusedRetiredRules() }
     }
 
     /// Progress of every datapath thread, to tell a hung one from an idle one.
@@ -262,6 +306,14 @@ final class DaemonRuntime: @unchecked Sendable {
         report.counter("nfqr_verdicts_total", sum(\.accepted), labels: [("verdict", "accept")], help: "Verdicts by kind.")
         report.counter("nfqr_verdicts_total", sum(\.rewrittenOriginal) + sum(\.rewrittenReply), labels: [("verdict", "rewrite")], help: "Verdicts by kind.")
         report.counter("nfqr_verdicts_total", sum(\.dropped), labels: [("verdict", "drop")], help: "Verdicts by kind.")
+        let byteCounters: [(String, KeyPath<DatapathWorker, AtomicCounter>)] =
+            [("accept", \.acceptedBytes), ("rewrite", \.rewrittenBytes), ("drop", \.droppedBytes)]
+        for (verdict, counter) in byteCounters {
+            report.counter("nfqr_verdict_bytes_total", workers.reduce(0) { $0 + $1[keyPath: counter].load }, labels: [("verdict", verdict)], help: "Bytes of packets by verdict.")
+        }
+        report.histogram("nfqr_datapath_batch_seconds", workers.reduce(LatencyHistogram.Snapshot.empty) { $0 + $1.batchLatency.snapshot },
+                         help: "Time from receiving a batch of packets to sending its verdicts.")
+        report.histogram("nfqr_lookup_seconds", lookupLatency.snapshot, help: "Time to answer a LOOKUP from the flow table.")
         report.counter("nfqr_rewrites_total", sum(\.rewrittenOriginal), labels: [("direction", "original")], help: "Packets rewritten, by direction.")
         report.counter("nfqr_rewrites_total", sum(\.rewrittenReply), labels: [("direction", "reply")], help: "Packets rewritten, by direction.")
         report.counter("nfqr_untracked_packets_total", sum(\.untracked), help: "Packets of flows the table does not know and would not create (e.g. TCP without SYN).")

@@ -12,7 +12,14 @@ struct DaemonStatistics {
         var help: String
     }
 
+    struct Histogram {
+        var name: String
+        var help: String
+        var snapshot: LatencyHistogram.Snapshot
+    }
+
     var entries: [Entry] = []
+    var histograms: [Histogram] = []
 
     mutating func counter(_ name: String, _ value: UInt64, labels: [(String, String)] = [], help: String) {
         entries.append(Entry(name: name, labels: labels, value: value, isCounter: true, help: help))
@@ -22,19 +29,29 @@ struct DaemonStatistics {
         entries.append(Entry(name: name, labels: labels, value: value, isCounter: false, help: help))
     }
 
+    /// A latency histogram, in seconds as Prometheus names them (`..._seconds`).
+    mutating func histogram(_ name: String, _ snapshot: LatencyHistogram.Snapshot, help: String) {
+        histograms.append(Histogram(name: name, help: help, snapshot: snapshot))
+    }
+
+    /// Histograms reduced to their count and sum (in nanoseconds), for `STATS`.
+    private var histogramSummaries: [(name: String, value: UInt64)] {
+        histograms.flatMap { [("\($0.name)_count", $0.snapshot.count), ("\($0.name)_sum_nanoseconds", $0.snapshot.sumNanoseconds)] }
+    }
+
     /// `name{label="value"} 42` lines.
     var textLines: [String] {
         entries.map { entry in
             let labels = entry.labels.isEmpty ? "" : "{" + entry.labels.map { "\($0.0)=\"\($0.1)\"" }.joined(separator: ",") + "}"
             return "\(entry.name)\(labels) \(entry.value)"
-        }
+        } + histogramSummaries.map { "\($0.name) \($0.value)" }
     }
 
     /// One JSON object: `{"name": value, "name{label=value}": value, ...}`.
     var jsonLine: String {
-        "{" + entries.map { entry in
+        "{" + (entries.map { entry in
             let labels = entry.labels.isEmpty ? "" : "{" + entry.labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",") + "}"
             return "\"\(entry.name)\(labels)\":\(entry.value)"
-        }.joined(separator: ",") + "}"
+        } + histogramSummaries.map { "\"\($0.name)\":\($0.value)" }).joined(separator: ",") + "}"
     }
 }

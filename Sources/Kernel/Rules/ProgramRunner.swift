@@ -3,10 +3,10 @@ import Glibc
 
 /// Runs a program with posix_spawn from the calling thread (so it inherits that thread's
 /// network namespace), feeding it `input` and collecting stdout and stderr together.
-enum ProgramRunner {
-    struct Outcome {
-        var status: Int32
-        var output: String
+public enum ProgramRunner {
+    public struct Outcome: Sendable {
+        public var status: Int32
+        public var output: String
     }
 
     /// The directories searched after $PATH: iptables lives in /usr/sbin, which a non-login
@@ -22,7 +22,7 @@ enum ProgramRunner {
     }
 
     /// The absolute path of an executable called `name`.
-    static func locate(_ name: String) throws(KernelError) -> String {
+    public static func locate(_ name: String) throws(KernelError) -> String {
         let searched = searchPath()
         for directory in searched.split(separator: ":") where !directory.isEmpty {
             let candidate = "\(directory)/\(name)"
@@ -31,7 +31,7 @@ enum ProgramRunner {
         throw .programNotFound(name: name, searchPath: searched)
     }
 
-    static func run(_ path: String, _ arguments: [String], input: String = "") throws(KernelError) -> Outcome {
+    public static func run(_ path: String, _ arguments: [String], input: String = "") throws(KernelError) -> Outcome {
         let commandLine = ([path] + arguments).joined(separator: " ")
         var toChild: [CInt] = [-1, -1]
         var fromChild: [CInt] = [-1, -1]

@@ -1,0 +1,94 @@
+@testable import Daemon
+import XCTest
+
+/// The metrics endpoint's text format (Prometheus exposition format 0.0.4), checked line by
+/// line as a scraper reads it, and the latency histograms behind it.
+final class PrometheusOutputTests: XCTestCase {
+    private func sample(_ requests: UInt64, flows: UInt64) -> DaemonStatistics {
+        var report = DaemonStatistics()
+        report.counter("nfqr_packets_total", requests, help: "Packets received.")
+        report.counter("nfqr_verdicts_total", requests / 2, labels: [("verdict", "accept")], help: "Verdicts by kind.")
+        report.counter("nfqr_verdicts_total", requests / 4, labels: [("verdict", "drop")], help: "Verdicts by kind.")
+        report.gauge("nfqr_flows", flows, help: "Flows tracked now.")
+        let histogram = LatencyHistogram()
+        histogram.record(nanoseconds: 800)
+        histogram.record(nanoseconds: 3_000)
+        histogram.record(.milliseconds(7))
+        histogram.record(.seconds(3))
+        report.histogram("nfqr_lookup_seconds", histogram.snapshot, help: "Lookup latency.")
+        return report
+    }
+
+    /// Parses the exposition text: (family types, samples by series). Fails on any line that
+    /// is neither a comment nor `name{labels} value`.
+    private func parse(_ text: String) throws -> (types: [String: String], samples: [String: Double]) {
+        var types: [String: String] = [:]
+        var samples: [String: Double] = [:]
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("# TYPE ") {
+                let words = line.split(separator: " ")
+                XCTAssertEqual(words.count, 4, String(line))
+                XCTAssertNil(types[String(words[2])], "family \(words[2]) typed twice")
+                types[String(words[2])] = String(words[3])
+            } else if line.hasPrefix("# HELP ") {
+                continue
+            } else {
+                let parts = line.split(separator: " ")
+                XCTAssertEqual(parts.count, 2, "sample line \(line)")
+                let series = String(parts[0])
+                let name = String(series.prefix { $0 != "{" })
+                XCTAssertTrue(name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } && name.hasPrefix("nfqr_"), name)
+                if series.contains("{") { XCTAssertTrue(series.hasSuffix("\"}"), series) }
+                samples[series] = try XCTUnwrap(Double(parts[1]), String(line))
+            }
+        }
+        return (types, samples)
+    }
+
+    func testCountersGaugesAndHistogramsAreWellFormed() throws {
+        let exporter = PrometheusExporter()
+        let (types, samples) = try parse(String(decoding: exporter.render(sample(100, flows: 7)), as: UTF8.self))
+        XCTAssertEqual(types["nfqr_packets_total"], "counter")
+        XCTAssertEqual(types["nfqr_verdicts_total"], "counter")
+        XCTAssertEqual(types["nfqr_flows"], "gauge")
+        XCTAssertEqual(types["nfqr_lookup_seconds"], "histogram")
+        XCTAssertEqual(samples["nfqr_packets_total"], 100)
+        XCTAssertEqual(samples["nfqr_verdicts_total{verdict=\"accept\"}"], 50)
+        XCTAssertEqual(samples["nfqr_verdicts_total{verdict=\"drop\"}"], 25)
+        XCTAssertEqual(samples["nfqr_flows"], 7)
+
+        // Buckets are cumulative, in increasing `le`, ending with +Inf == _count.
+        XCTAssertEqual(samples["nfqr_lookup_seconds_bucket{le=\"0.000001\"}"], 1)
+        XCTAssertEqual(samples["nfqr_lookup_seconds_bucket{le=\"0.0000025\"}"], 1)
+        XCTAssertEqual(samples["nfqr_lookup_seconds_bucket{le=\"0.005\"}"], 2)
+        XCTAssertEqual(samples["nfqr_lookup_seconds_bucket{le=\"0.01\"}"], 3)
+        XCTAssertEqual(samples["nfqr_lookup_seconds_bucket{le=\"1\"}"], 3)
+        XCTAssertEqual(samples["nfqr_lookup_seconds_bucket{le=\"+Inf\"}"], 4)
+        XCTAssertEqual(samples["nfqr_lookup_seconds_count"], 4)
+        XCTAssertEqual(try XCTUnwrap(samples["nfqr_lookup_seconds_sum"]), 3.0070038, accuracy: 1e-9)
+        let buckets = samples.filter { $0.key.hasPrefix("nfqr_lookup_seconds_bucket") }
+        XCTAssertEqual(buckets.count, LatencyHistogram.boundsNanoseconds.count + 1)
+    }
+
+    func testCountersKeepTheirTotalsAcrossScrapes() throws {
+        let exporter = PrometheusExporter()
+        _ = exporter.render(sample(100, flows: 7))
+        let (_, samples) = try parse(String(decoding: exporter.render(sample(160, flows: 2)), as: UTF8.self))
+        XCTAssertEqual(samples["nfqr_packets_total"], 160)
+        XCTAssertEqual(samples["nfqr_verdicts_total{verdict=\"accept\"}"], 80)
+        XCTAssertEqual(samples["nfqr_flows"], 2)
+    }
+
+    func testSecondsAreWrittenExactly() {
+        XCTAssertEqual(PrometheusExporter.seconds(0), "0")
+        XCTAssertEqual(PrometheusExporter.seconds(2_500), "0.0000025")
+        XCTAssertEqual(PrometheusExporter.seconds(1_000_000_000), "1")
+        XCTAssertEqual(PrometheusExporter.seconds(1_250_000_000), "1.25")
+    }
+
+    func testTextAndJSONStatisticsCarryHistogramSummaries() {
+        let report = sample(10, flows: 1)
+        XCTAssertTrue(report.textLines.contains("nfqr_lookup_seconds_count 4"))
+        XCTAssertTrue(report.jsonLine.contains("\"nfqr_lookup_seconds_count\":4"))
+    }
+}

@@ -1,0 +1,661 @@
+"""The service suite: nfq-redirectd as an operator runs it, on the real kernel.
+
+Restarts keep established flows (SIGUSR2, and SIGTERM with --keep-rules-on-exit as the systemd
+unit runs it), a stop for good leaves R as it was, SIGKILL is fail-closed or fail-open as
+configured and `nfq-redirect rules --remove` cleans up by hand, a corrupt state file gives a
+clean start, SIGHUP reloads (new rules for new flows, old flows kept, atomic rule swap, broken
+configs refused), the sd_notify protocol against a fake NOTIFY_SOCKET, the watchdog withheld
+while a datapath thread is hung, and the Prometheus endpoint.
+
+Long-lived connections are made by this process itself: a socket created while the thread
+is inside the client namespace C stays there, so the flows outlive any daemon restart.
+Every test leaves the daemon running with its standard command line (harness.py).
+"""
+
+import ctypes
+import os
+import re
+import signal
+import socket
+import threading
+import time
+import urllib.request
+
+from endpoints import format_endpoint, socket_endpoint
+from harness import TestFailure, expect, expect_equal
+from origdst import LookupClient
+from processes import run_command
+from redirectors import TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, ruleset
+from topology import (CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4,
+                      ROUTER_CLIENT_SIDE_V6, ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6)
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+WAIT_ALL_THREADS = 0x40000000  # __WALL: waitpid for a thread that is not a child process
+METRICS_PORT = 9109
+RESTART_BUDGET = 3.0  # seconds from the old daemon's exit to the new one answering lookups
+
+
+class InNamespace:
+    """The calling thread enters network namespace `ns` and comes back on exit."""
+
+    def __init__(self, ns):
+        self.ns = ns
+
+    def __enter__(self):
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.ns}", os.O_RDONLY)
+        try:
+            if LIBC.setns(target, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {self.ns}")
+        finally:
+            os.close(target)
+
+    def __exit__(self, *exc):
+        LIBC.setns(self.home, CLONE_NEWNET)
+        os.close(self.home)
+
+
+def remote(v6):
+    return REMOTE_V6 if v6 else REMOTE_V4
+
+
+def proxy_side(v6):
+    return ROUTER_CLIENT_SIDE_V6 if v6 else ROUTER_CLIENT_SIDE_V4
+
+
+def family(v6):
+    return socket.AF_INET6 if v6 else socket.AF_INET
+
+
+class EchoFlow:
+    """A TCP connection from C to remote:port, redirected to the proxy, relayed to S's echo."""
+
+    def __init__(self, env, v6, port=80):
+        self.v6 = v6
+        self.target = (remote(v6), port)
+        with InNamespace(env.topology.client):
+            self.sock = socket.socket(family(v6), socket.SOCK_STREAM)
+        self.sock.settimeout(15.0)
+        self.sock.connect(self.target)
+        self.sock.sendall(b"ECHO\n")
+        expect_equal(f"greeting of the echo service through {format_endpoint(*self.target)}",
+                     b"ECHO\n", self.read(5))
+        self.client = socket_endpoint(self.sock.getsockname())
+
+    def read(self, count):
+        data = b""
+        while len(data) < count:
+            chunk = self.sock.recv(count - len(data))
+            if not chunk:
+                raise TestFailure(f"flow {format_endpoint(*self.client)} closed by the peer")
+            data += chunk
+        return data
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def expect_echo(self, data):
+        expect_equal(f"echo on flow {format_endpoint(*self.client)}", data, self.read(len(data)))
+
+    def round_trip(self, data):
+        self.send(data)
+        self.expect_echo(data)
+
+    def lookup(self, env):
+        return lookup(env, "tcp", self.client, (proxy_side(self.v6), TCP_PROXY_PORT))
+
+    def close(self):
+        self.sock.close()
+
+
+class UdpFlow:
+    """A UDP flow from one client socket in C to remote:53, relayed and answered."""
+
+    def __init__(self, env, v6):
+        self.v6 = v6
+        self.target = (remote(v6), UDP_PORT)
+        with InNamespace(env.topology.client):
+            self.sock = socket.socket(family(v6), socket.SOCK_DGRAM)
+        self.sock.bind((CLIENT_V6 if v6 else CLIENT_V4, 0))
+        self.client = socket_endpoint(self.sock.getsockname())
+
+    def exchange(self, payload, patience=10.0, retry=0.5):
+        """Sends until the answer comes (an application's own retransmission); returns the tries."""
+        expected = f"FROM {format_endpoint(*self.target)} {payload}".encode()
+        deadline = time.monotonic() + patience
+        tries = 0
+        while time.monotonic() < deadline:
+            self.sock.sendto(payload.encode(), self.target)
+            tries += 1
+            self.sock.settimeout(retry)
+            try:
+                while True:
+                    answer, sender = self.sock.recvfrom(65535)
+                    if answer == expected and socket_endpoint(sender) == self.target:
+                        return tries
+            except socket.timeout:
+                continue
+        raise TestFailure(f"no answer to {payload!r} on UDP flow {format_endpoint(*self.client)} "
+                          f"within {patience} s ({tries} tries)")
+
+    def lookup(self, env):
+        return lookup(env, "udp", self.client, (proxy_side(self.v6), UDP_RELAY_PORT))
+
+    def close(self):
+        self.sock.close()
+
+
+def lookup(env, proto, client, local):
+    with LookupClient(env.redirect.socket_path) as client_socket:
+        return client_socket.request(f"LOOKUP {proto} {client[0]} {client[1]} {local[0]} {local[1]}")
+
+
+def our_rules(env):
+    return sorted(set(ruleset(env.topology.router)) - set(env.rules_before_redirect))
+
+
+def cli(env, *arguments, environment=None, check=True):
+    argv = [os.path.join(os.path.dirname(env.redirect.binary), "nfq-redirect"), *arguments]
+    if environment:
+        argv = ["env", *[f"{key}={value}" for key, value in environment.items()], *argv]
+    return run_command(argv, ns=env.topology.router, check=check)
+
+
+_generation = [0]
+
+
+def start_daemon(env, argv=None, environment=None):
+    """Starts a daemon (the standard command line unless `argv`); its log is its own file."""
+    _generation[0] += 1
+    env.redirect.start(env.programs, env.topology.router, name=f"nfq-redirectd-{_generation[0]}",
+                       argv=argv, environment=environment)
+    return env.redirect.program
+
+
+def stop_daemon(env, sig):
+    """Signals the running daemon and waits for it to exit; returns its status."""
+    return env.redirect.program.stop(sig=sig, timeout=10.0)
+
+
+def back_to_standard(env):
+    """Whatever state a test left, the standard daemon runs again (rules fresh, no flows)."""
+    if env.redirect.program and env.redirect.program.running():
+        stop_daemon(env, signal.SIGTERM)
+    start_daemon(env)
+
+
+def expect_redirected(env, v6=False, port=80):
+    """A new connection to remote:port reaches S through the proxy (R is the server's peer)."""
+    target = format_endpoint(remote(v6), port)
+    reply = env.client("tcp-id", target)["reply"].split()
+    router = ROUTER_SERVER_SIDE_V6 if v6 else ROUTER_SERVER_SIDE_V4
+    expect(reply[:3] == ["SERVER", target, "PEER"] and reply[3].startswith(f"[{router}]" if v6 else f"{router}:"),
+           f"SERVER {target} PEER <{router}>", " ".join(reply))
+
+
+def expect_not_redirected(env, v6=False, port=80):
+    """A new connection to remote:port reaches S directly: S's peer is the client itself."""
+    target = format_endpoint(remote(v6), port)
+    answer = env.client("tcp-id", target)
+    expect_equal("server's answer to an unredirected connection",
+                 f"SERVER {target} PEER {answer['local']}", answer["reply"])
+
+
+def log_of(program):
+    return program.log()
+
+
+# --- restarts keep flows -------------------------------------------------------------------------
+
+def restart_keeps_flows(stop_signal, extra):
+    def test(env):
+        if extra:  # the daemon must run with these flags before the flows exist
+            stop_daemon(env, signal.SIGUSR2)
+            start_daemon(env, argv=env.redirect.argv(extra))
+        tcp = [EchoFlow(env, False), EchoFlow(env, True)]
+        udp = [UdpFlow(env, False), UdpFlow(env, True)]
+        try:
+            for flow in tcp:
+                flow.round_trip(b"before the restart\n")
+            for flow in udp:
+                flow.exchange("before")
+            originals = {flow.client: flow.lookup(env) for flow in tcp + udp}
+            for flow in tcp + udp:
+                expect_equal(f"lookup of {format_endpoint(*flow.client)} before",
+                             f"OK {flow.target[0]} {flow.target[1]}", originals[flow.client])
+            rules = our_rules(env)
+
+            expect_equal(f"exit status after {stop_signal.name}", 0, stop_daemon(env, stop_signal))
+            stopped = time.monotonic()
+            expect_equal("our rules while no daemon runs", rules, our_rules(env))
+            expect(os.path.exists(env.redirect.state_file), "the flow table saved", "no state file")
+            for flow in tcp:  # in the gap: the kernel holds nothing (fail-closed), TCP retransmits
+                flow.send(b"sent during the gap\n")
+            for flow in udp:
+                flow.sock.sendto(b"lost in the gap", flow.target)
+
+            daemon = start_daemon(env, argv=env.redirect.argv(extra))
+            gap = time.monotonic() - stopped
+            expect(gap < RESTART_BUDGET, f"answering lookups again within {RESTART_BUDGET} s", f"{gap:.2f} s")
+            for flow in tcp:
+                flow.expect_echo(b"sent during the gap\n")
+                flow.round_trip(b"after the restart\n")
+            for flow in udp:
+                flow.exchange("after")
+            for flow in tcp + udp:
+                expect_equal(f"lookup of {format_endpoint(*flow.client)} after the restart",
+                             originals[flow.client], flow.lookup(env))
+            restored = re.search(r"restored (\d+) of (\d+) saved flows", log_of(daemon))
+            expect(restored and int(restored.group(1)) >= 4 and restored.group(1) == restored.group(2),
+                   "'restored N of N saved flows' with N >= 4", restored.group(0) if restored else log_of(daemon))
+            expect_equal("our rules after the restart", rules, our_rules(env))
+            return f"down {gap:.2f} s, {restored.group(1)} flows restored"
+        finally:
+            for flow in tcp + udp:
+                flow.close()
+            if extra:
+                back_to_standard(env)
+    return test
+
+
+# --- stops --------------------------------------------------------------------------------------
+
+def stop_for_good(env):
+    """SIGTERM: every rule removed, no saved table left, redirected ports pass (no black hole)."""
+    flow = EchoFlow(env, False)
+    try:
+        flow.round_trip(b"x\n")
+        expect_equal("exit status after SIGTERM", 0, stop_daemon(env, signal.SIGTERM))
+    finally:
+        flow.close()
+    expect_equal("rules of the daemon left in R", [], our_rules(env))
+    expect(not os.path.exists(env.redirect.state_file), "no saved flow table after a stop for good",
+           f"{env.redirect.state_file} exists")
+    expect_not_redirected(env, v6=False)
+    expect_not_redirected(env, v6=True)
+    start_daemon(env)
+    expect_redirected(env)
+
+
+def systemd_stop_post(env):
+    """The unit's way: the daemon keeps its rules on SIGTERM, ExecStopPost decides."""
+    options = env.redirect.argv(["--keep-rules-on-exit"])[1:]
+    stop_daemon(env, signal.SIGUSR2)
+    start_daemon(env, argv=env.redirect.argv(["--keep-rules-on-exit"]))
+    try:
+        rules = our_rules(env)
+        expect_equal("exit status after SIGTERM", 0, stop_daemon(env, signal.SIGTERM))
+        expect_equal("rules kept by a daemon run with --keep-rules-on-exit", rules, our_rules(env))
+        expect(os.path.exists(env.redirect.state_file), "the flow table saved", "no state file")
+        # No systemd here: no job can be pending, so $SERVICE_RESULT decides (the unit's table).
+        output = cli(env, "rules", "--remove", "--unless-restarting", "nfq-redirect.service", *options,
+                     environment={"SERVICE_RESULT": "watchdog"})
+        expect("rules kept" in output, "'rules kept' after a watchdog kill (Restart= brings it back)", output)
+        expect_equal("rules after ExecStopPost following a watchdog kill", rules, our_rules(env))
+        output = cli(env, "rules", "--remove", "--unless-restarting", "nfq-redirect.service", *options,
+                     environment={"SERVICE_RESULT": "success"})
+        expect("rules removed" in output, "'rules removed' after a clean stop", output)
+        expect_equal("rules after ExecStopPost following a clean stop", [], our_rules(env))
+        expect(not os.path.exists(env.redirect.state_file), "the saved table discarded with the rules",
+               f"{env.redirect.state_file} exists")
+        expect_not_redirected(env)
+    finally:
+        back_to_standard(env)
+    expect_redirected(env)
+
+
+# --- killed ------------------------------------------------------------------------------------
+
+def killed_fail_closed(env):
+    expect_equal("status of a SIGKILLed daemon", -signal.SIGKILL, stop_daemon(env, signal.SIGKILL))
+    expect(our_rules(env) != [], "rules still in place after SIGKILL", "none")
+    expect_equal("new connection to a redirected port while the daemon is dead (fail-closed: it waits)",
+                 "timeout", env.client("tcp-probe", format_endpoint(REMOTE_V4, 80), 1.5)["result"])
+    start_daemon(env)
+    expect_redirected(env)  # starting again recovers
+
+    stop_daemon(env, signal.SIGKILL)
+    output = cli(env, "rules", "--remove")
+    expect("rules removed" in output, "'rules removed'", output)
+    expect_equal("rules after `nfq-redirect rules --remove`", [], our_rules(env))
+    expect_not_redirected(env)
+    start_daemon(env)
+    expect_redirected(env)
+
+
+def killed_fail_open(env):
+    stop_daemon(env, signal.SIGUSR2)
+    argv = env.redirect.argv(["--fail-open"])
+    start_daemon(env, argv=argv)
+    try:
+        expect_redirected(env)
+        expect_equal("status of a SIGKILLed daemon", -signal.SIGKILL, stop_daemon(env, signal.SIGKILL))
+        expect(any("--queue-bypass" in rule for rule in our_rules(env)), "rules with --queue-bypass kept",
+               our_rules(env))
+        expect_not_redirected(env, v6=False)  # fail-open: passes, unredirected
+        expect_not_redirected(env, v6=True)
+        start_daemon(env, argv=argv)
+        expect_redirected(env)
+    finally:
+        back_to_standard(env)
+
+
+def corrupt_state_file(env):
+    flow = EchoFlow(env, False)
+    try:
+        stop_daemon(env, signal.SIGUSR2)
+    finally:
+        flow.close()
+    path = env.redirect.state_file
+    with open(path, "r+b") as state:
+        state.seek(max(0, os.path.getsize(path) // 2))
+        state.write(b"\xde\xad\xbe\xef" * 4)
+    daemon = start_daemon(env)
+    line = next((line for line in log_of(daemon).splitlines() if "not used" in line), None)
+    expect(line is not None and f"{path}.corrupt" in line and "starting empty" in line,
+           "a log line: saved flow table ... not used (why); moved to ....corrupt, starting empty", log_of(daemon))
+    expect(os.path.exists(f"{path}.corrupt"), "the corrupt file kept aside", "missing")
+    os.unlink(f"{path}.corrupt")
+    expect_redirected(env)
+    return line.split(": ", 1)[-1][:90]
+
+
+# --- reload --------------------------------------------------------------------------------------
+
+def reload_configuration(env, ports, extra=""):
+    return (f"[queue]\nfirst = {env.redirect.queue}\n"
+            f"[lookup]\nsocket = \"{env.redirect.socket_path}\"\n"
+            f"[state]\nfile = \"{env.redirect.state_file}\"\n"
+            f"[exclude]\nmarks = [\"0x1\"]\n"
+            f"[[redirect]]\nproto = \"tcp\"\nports = \"{ports}\"\nto_port = {TCP_PROXY_PORT}\n"
+            f"[[redirect]]\nproto = \"udp\"\nports = \"{UDP_PORT}\"\nto_port = {UDP_RELAY_PORT}\n" + extra)
+
+
+def reload_with(env, daemon, path, text, outcome):
+    """Writes the config, sends SIGHUP and waits for the daemon's `outcome` log line."""
+    with open(path, "w") as config:
+        config.write(text)
+    before = log_of(daemon).count(outcome)
+    os.kill(daemon.pid, signal.SIGHUP)
+    daemon.wait_for_log(lambda log: log.count(outcome) > before, 10, f"'{outcome}' line")
+    return [line for line in log_of(daemon).splitlines() if outcome in line][-1]
+
+
+def reload_semantics(env):
+    path = os.path.join(env.run_dir, "reload.toml")
+    with open(path, "w") as config:
+        config.write(reload_configuration(env, "80,443"))
+    stop_daemon(env, signal.SIGUSR2)
+    daemon = start_daemon(env, argv=[env.redirect.binary, "--config", path])
+    flow = EchoFlow(env, False, port=80)
+    try:
+        flow.round_trip(b"before\n")
+        reload_with(env, daemon, path, reload_configuration(env, "443"), "reloaded:")
+        flow.round_trip(b"established flow after the reload\n")  # keeps its mapping
+        expect_equal("lookup of the established flow", f"OK {REMOTE_V4} 80", flow.lookup(env))
+        expect_not_redirected(env, port=80)   # new rules for new flows
+        expect_redirected(env, port=443)
+        rules = our_rules(env)
+        # 443 queued for new flows; the old 80,443 rule stays queued, retired, while its flow lives.
+        expect(any("--dport 443 " in rule for rule in rules) and any("80,443" in rule for rule in rules),
+               "the kernel's rules queue 443, and 80,443 for the established flow", rules)
+
+        broken = reload_with(env, daemon, path, reload_configuration(env, "443") + "[[redirect]]\nproto = \"sctp\"\n",
+                             "reload refused")
+        expect("redirect[2].proto" in broken and "sctp" in broken, "the refusal names the field", broken)
+        needs_restart = reload_with(env, daemon, path, reload_configuration(env, "443").replace(
+            f"first = {env.redirect.queue}", f"first = {env.redirect.queue + 10}"), "reload refused")
+        expect("queue settings" in needs_restart, "a queue change refused: it needs a restart", needs_restart)
+        expect_equal("rules after refused reloads", rules, our_rules(env))
+        expect(daemon.running(), "the daemon still running after refused reloads", "it exited")
+        expect_redirected(env, port=443)
+        flow.round_trip(b"still\n")
+        return swap_is_atomic(env, daemon, path)
+    finally:
+        flow.close()
+        back_to_standard(env)
+
+
+def swap_is_atomic(env, daemon, path, reloads=12):
+    """While the rules are swapped back and forth, every new connection to a port both sets
+    redirect is redirected: no moment exists where the old rules are gone and the new absent."""
+    results, stop = [], threading.Event()
+
+    def connect_in_a_loop():
+        with InNamespace(env.topology.client):
+            while not stop.is_set():
+                try:
+                    with socket.create_connection((REMOTE_V4, 443), timeout=5) as sock:
+                        sock.sendall(b"ID\n")
+                        results.append(sock.recv(200).decode().split()[3:4])
+                except OSError as error:
+                    results.append([f"error {error} at {time.monotonic() - began:.2f} s"])
+
+    began = time.monotonic()
+    reloaded_at = []
+    worker = threading.Thread(target=connect_in_a_loop, daemon=True)
+    worker.start()
+    try:
+        for index in range(reloads):
+            reload_with(env, daemon, path, reload_configuration(env, "443,80" if index % 2 else "443,8443"), "reloaded:")
+            reloaded_at.append(round(time.monotonic() - began, 2))
+    finally:
+        stop.set()
+        worker.join(10)
+    routed = [peer for peer in results if peer and peer[0].startswith(f"{ROUTER_SERVER_SIDE_V4}:")]
+    expect(len(results) >= reloads and len(routed) == len(results),
+           f"every connection during {reloads} reloads redirected", f"{len(routed)} of {len(results)}: "
+           f"{[r for r in results if r not in routed][:3]}; reloads done at {reloaded_at} s; daemon counters: "
+           + " ".join(line for line in cli(env, "stats", "--socket", env.redirect.socket_path).splitlines()
+                      if ("drop" in line or "refused" in line or "error" in line) and not line.endswith(" 0")))
+    return f"{len(results)} connections during {reloads} rule swaps, all redirected"
+
+
+# --- the unit's sandbox ---------------------------------------------------------------------------
+
+CAP_NET_ADMIN, CAP_NET_RAW = 12, 13
+
+
+def status_field(pid, key):
+    with open(f"/proc/{pid}/status") as status:
+        return next(line.split(":", 1)[1].strip() for line in status if line.startswith(f"{key}:"))
+
+
+def sandboxed_like_the_unit(env):
+    """The restrictions of systemd/nfq-redirect.service that can be had without systemd: a
+    read-only file system but for the daemon's own directory (ProtectSystem=strict with
+    RuntimeDirectory/StateDirectory), only CAP_NET_ADMIN and CAP_NET_RAW
+    (CapabilityBoundingSet), NoNewPrivileges. iptables-restore must work under them."""
+    run_dir = env.run_dir
+    read_only = " ".join(["/", "/run", "/tmp", "/var", "/etc", "/usr", "/home", "/root"])
+    script = (f"mount --bind {run_dir} {run_dir} && "
+              f"for m in {read_only}; do if mountpoint -q $m; then mount -o remount,bind,ro $m || exit 1; fi; done; "
+              "if touch /var/nfqr-sandbox-probe 2>/dev/null; then echo 'sandbox: /var is writable'; exit 1; fi; "
+              "exec setpriv --bounding-set -all,+net_admin,+net_raw --no-new-privs \"$@\"")
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sandbox", *env.redirect.argv()]
+    stop_daemon(env, signal.SIGTERM)
+    try:
+        daemon = start_daemon(env, argv=argv)
+        expect_equal("capability bounding set of the sandboxed daemon",
+                     f"{(1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW):016x}", status_field(daemon.pid, "CapBnd"))
+        expect_equal("NoNewPrivs of the sandboxed daemon", "1", status_field(daemon.pid, "NoNewPrivs"))
+        expect(our_rules(env) != [], "rules installed by iptables-restore inside the sandbox", "none")
+        expect_redirected(env)
+        expect_redirected(env, v6=True)
+        expect_equal("exit status after SIGTERM", 0, stop_daemon(env, signal.SIGTERM))
+        expect_equal("rules left after a sandboxed stop for good", [], our_rules(env))
+    finally:
+        back_to_standard(env)
+
+
+# --- sd_notify, watchdog, metrics ----------------------------------------------------------------
+
+class FakeNotifySocket:
+    """systemd's side of sd_notify: a datagram socket; every message with its arrival time."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []
+
+    def collect(self, seconds):
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
+            except socket.timeout:
+                break
+        return self.messages
+
+    def since(self, moment):
+        return [text for at, text in self.messages if at >= moment]
+
+    def close(self):
+        self.sock.close()
+        os.unlink(self.path)
+
+
+def datapath_thread(pid, name):
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as comm:
+            if comm.read().strip() == name:
+                return int(tid)
+    raise TestFailure(f"no thread named {name} in nfq-redirectd {pid}")
+
+
+def hang_thread(tid):
+    """Stops one thread (not the process: no SIGSTOP) with ptrace; returns once it is stopped."""
+    for request in (PTRACE_SEIZE, PTRACE_INTERRUPT):
+        if LIBC.ptrace(request, tid, None, None) != 0:
+            raise OSError(ctypes.get_errno(), f"ptrace {request:#x} {tid}")
+    os.waitpid(tid, WAIT_ALL_THREADS)
+
+
+def release_thread(tid):
+    if LIBC.ptrace(PTRACE_DETACH, tid, None, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"ptrace detach {tid}")
+
+
+def notify_protocol_and_watchdog(env):
+    notify = FakeNotifySocket(os.path.join(env.run_dir, "notify.sock"))
+    stop_daemon(env, signal.SIGUSR2)
+    try:
+        daemon = start_daemon(env, argv=env.redirect.argv(["--metrics", f"127.0.0.1:{METRICS_PORT}"]),
+                              environment={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "4000000"})
+        notify.collect(3.2)
+        first = notify.messages[0][1] if notify.messages else ""
+        expect(first.startswith("READY=1\nSTATUS=redirecting: tcp:80,443:8080"),
+               "READY=1 and a STATUS line first", repr(first))
+        pings = notify.since(0).count("WATCHDOG=1")
+        expect(pings >= 2, "a WATCHDOG=1 ping a second while the datapath is healthy", notify.messages)
+
+        tid = datapath_thread(daemon.pid, "nfqr-q0")
+        hang_thread(tid)
+        hung_at = time.monotonic()
+        try:
+            notify.collect(4.0)
+            late = notify.since(hung_at + 1.2).count("WATCHDOG=1")
+            expect_equal("WATCHDOG=1 pings more than 1.2 s after a datapath thread hung", 0, late)
+            expect("made no progress" in log_of(daemon), "a log line naming the stuck thread", log_of(daemon)[-300:])
+        finally:
+            release_thread(tid)
+        released_at = time.monotonic()
+        notify.collect(2.5)
+        expect(notify.since(released_at).count("WATCHDOG=1") >= 1, "pings again once the thread moves",
+               notify.since(released_at))
+        expect_redirected(env)
+
+        reloading_at = time.monotonic()
+        os.kill(daemon.pid, signal.SIGHUP)
+        notify.collect(2.0)
+        reload_messages = [text for text in notify.since(reloading_at) if text != "WATCHDOG=1"]
+        expect(len(reload_messages) >= 2 and re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", reload_messages[0])
+               and reload_messages[1].startswith("READY=1\nSTATUS=redirecting"),
+               "RELOADING=1 + MONOTONIC_USEC, then READY=1 + STATUS", reload_messages)
+        stamp = int(reload_messages[0].split("=")[-1])
+        expect(abs(stamp / 1e6 - reloading_at) < 2.0, "MONOTONIC_USEC near CLOCK_MONOTONIC now",
+               f"{stamp / 1e6} vs {reloading_at}")
+
+        metrics_families(env)
+        stopping_at = time.monotonic()
+        stop_daemon(env, signal.SIGUSR2)
+        notify.collect(0.5)
+        expect("STOPPING=1" in notify.since(stopping_at), "STOPPING=1 on the way out", notify.since(stopping_at))
+    finally:
+        notify.close()
+        back_to_standard(env)
+    return f"{pings} pings in 3 s healthy, 0 while hung"
+
+
+REQUIRED_SERIES = [
+    'nfqr_packets_total', 'nfqr_bytes_total',
+    'nfqr_verdicts_total{verdict="accept"}', 'nfqr_verdicts_total{verdict="rewrite"}', 'nfqr_verdicts_total{verdict="drop"}',
+    'nfqr_verdict_bytes_total{verdict="rewrite"}', 'nfqr_verdict_bytes_total{verdict="accept"}',
+    'nfqr_rewrites_total{direction="original"}', 'nfqr_rewrites_total{direction="reply"}',
+    'nfqr_flows', 'nfqr_flows_limit', 'nfqr_flows_destroyed_total{reason="evicted"}',
+    'nfqr_flows_refused_total{reason="table_full"}', 'nfqr_queue_enobufs_total',
+    'nfqr_kernel_queue_dropped_total{queue="0"}', 'nfqr_kernel_user_dropped_total{queue="1"}',
+    'nfqr_kernel_queue_length{queue="0"}',
+    'nfqr_lookups_total{answer="ok"}', 'nfqr_lookups_total{answer="notfound"}',
+    'nfqr_datapath_batch_seconds_count', 'nfqr_datapath_batch_seconds_bucket{le="+Inf"}',
+    'nfqr_lookup_seconds_count', 'nfqr_lookup_seconds_sum',
+]
+MUST_HAVE_COUNTED = ['nfqr_packets_total', 'nfqr_verdicts_total{verdict="rewrite"}',
+                     'nfqr_verdict_bytes_total{verdict="rewrite"}', 'nfqr_rewrites_total{direction="reply"}',
+                     'nfqr_lookups_total{answer="ok"}', 'nfqr_datapath_batch_seconds_count', 'nfqr_lookup_seconds_count']
+
+
+def metrics_families(env):
+    """The Prometheus endpoint of the running daemon: format, the issue's families, counts."""
+    env.client("udp-echo", format_endpoint(REMOTE_V4, UDP_PORT), "metrics")
+    lookup(env, "tcp", ("192.0.2.99", 4000), (ROUTER_CLIENT_SIDE_V4, TCP_PROXY_PORT))
+    with InNamespace(env.topology.router):
+        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as response:
+            content_type = response.headers["Content-Type"]
+            text = response.read().decode()
+    expect(content_type.startswith("text/plain; version=0.0.4"), "the Prometheus text content type", content_type)
+    samples, typed = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            typed[name] = kind
+        elif line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            samples[series] = float(value)
+    untyped = sorted({series.split("{")[0] for series in samples}
+                     - {name + suffix for name in typed for suffix in ("", "_bucket", "_sum", "_count")})
+    expect_equal("samples without a # TYPE line for their family", [], untyped)
+    missing = [series for series in REQUIRED_SERIES if series not in samples]
+    expect_equal("series missing from /metrics", [], missing)
+    zero = [series for series in MUST_HAVE_COUNTED if samples[series] <= 0]
+    expect_equal("series still zero after redirected traffic and lookups", [], zero)
+    expect_equal("nfqr_flows_limit", 262144.0, samples["nfqr_flows_limit"])
+    expect_equal("histogram +Inf bucket = count", samples["nfqr_lookup_seconds_count"],
+                 samples['nfqr_lookup_seconds_bucket{le="+Inf"}'])
+
+
+# --- the suite, in order -------------------------------------------------------------------------
+DAEMON = ("daemon",)
+CASES = [
+    ("restart (SIGUSR2, start again): TCP+UDP v4/v6 flows carry on, gap data arrives, lookups answer",
+     restart_keeps_flows(signal.SIGUSR2, []), 90, DAEMON),
+    ("restart as systemd does it (SIGTERM with --keep-rules-on-exit): flows carry on",
+     restart_keeps_flows(signal.SIGTERM, ["--keep-rules-on-exit"]), 90, DAEMON),
+    ("stop for good (SIGTERM): no rule left, no saved table, ports pass unredirected", stop_for_good, 60, DAEMON),
+    ("systemd ExecStopPost: rules kept for a restart after a failure, removed after a clean stop",
+     systemd_stop_post, 60, DAEMON),
+    ("SIGKILL, fail-closed: redirected ports wait; start again recovers; rules --remove cleans up",
+     killed_fail_closed, 60, DAEMON),
+    ("SIGKILL, fail-open: redirected ports pass unredirected; start again recovers", killed_fail_open, 60, DAEMON),
+    ("corrupt state file: a clear log line, set aside, clean start", corrupt_state_file, 60, DAEMON),
+    ("reload (SIGHUP): new rules for new flows, old flows kept, broken configs refused, atomic swap",
+     reload_semantics, 120, DAEMON),
+    ("the unit's sandbox (read-only fs, CAP_NET_ADMIN+CAP_NET_RAW only, no new privileges): rules and "
+     "redirects work", sandboxed_like_the_unit, 60, DAEMON),
+    ("sd_notify (fake NOTIFY_SOCKET): READY/STATUS, WATCHDOG withheld while a thread hangs, "
+     "RELOADING, STOPPING; /metrics", notify_protocol_and_watchdog, 90, DAEMON),
+]

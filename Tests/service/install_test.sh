@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# `make install` / `make uninstall` into a throwaway DESTDIR: the exact file list, programs that
+# run, a preload library without the Swift runtime, the unit accepted by `systemd-analyze
+# verify`, a changed config kept on reinstall and uninstall, nothing else left behind.
+# Last line: "N passed, M failed"; exit status non-zero on any failure.
+set -uo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+root="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-install.XXXXXX")"
+log="$(mktemp "${TMPDIR:-/tmp}/nfqr-install-log.XXXXXX")"
+trap 'rm -rf "$root" "$log"' EXIT
+passed=0 failed=0
+
+check() {  # check NAME COMMAND...: PASS when COMMAND succeeds
+    local name="$1"; shift
+    if "$@" >>"$log" 2>&1; then
+        passed=$((passed + 1)); echo "PASS  $name"
+    else
+        failed=$((failed + 1)); echo "FAIL  $name"; tail -n 15 "$log" | sed 's/^/      /'
+    fi
+}
+
+files() { (cd "$root" && find . -type f -o -type l | sed 's|^\./|/|' | sort); }
+
+expected="/etc/nfq-redirect/nfq-redirect.toml
+/usr/bin/nfq-redirect
+/usr/include/nfq_redirect.h
+/usr/lib/libnfq-redirect-client.a
+/usr/lib/libnfq-redirect-preload.so
+/usr/lib/systemd/system/nfq-redirect.service
+/usr/sbin/nfq-redirectd
+/usr/share/doc/nfq-redirect/lookup-protocol.md
+/usr/share/doc/nfq-redirect/nfq-redirect.toml
+/usr/share/doc/nfq-redirect/operations.md
+/usr/share/man/man8/nfq-redirect.8
+/usr/share/man/man8/nfq-redirectd.8"
+
+install_into_root() { make --no-print-directory install DESTDIR="$root" PREFIX=/usr; }
+uninstall_from_root() { make --no-print-directory uninstall DESTDIR="$root" PREFIX=/usr; }
+file_list_is_expected() { diff <(echo "$expected") <(files); }
+no_placeholders_left() { ! grep -n '@[A-Z]*@' "$root/usr/lib/systemd/system/nfq-redirect.service"; }
+unit_names_installed_paths() {
+    grep -qx 'ExecStart=/usr/sbin/nfq-redirectd --config /etc/nfq-redirect/nfq-redirect.toml --keep-rules-on-exit' \
+        "$root/usr/lib/systemd/system/nfq-redirect.service"
+}
+# systemd-analyze checks that every Exec path exists and every man: page opens, so the copy it
+# verifies points into the DESTDIR; nothing else in it changes.
+unit_verifies() {
+    local dir output status
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-unit.XXXXXX")"
+    sed -e "s|/usr/sbin/nfq|$root/usr/sbin/nfq|g" -e "s|/usr/bin/nfq|$root/usr/bin/nfq|g" \
+        "$root/usr/lib/systemd/system/nfq-redirect.service" >"$dir/nfq-redirect.service"
+    output="$(MANPATH="$root/usr/share/man" systemd-analyze verify "$dir/nfq-redirect.service" 2>&1)"; status=$?
+    rm -rf "$dir"
+    echo "$output"
+    [ "$status" = 0 ] && [ -z "$output" ]
+}
+programs_run() {
+    "$root/usr/bin/nfq-redirect" --help | grep -q 'rules' &&
+    "$root/usr/sbin/nfq-redirectd" --config "$root/etc/nfq-redirect/nfq-redirect.toml" --check-config | grep -q 'tcp'
+}
+preload_has_no_swift_runtime() { ! ldd "$root/usr/lib/libnfq-redirect-preload.so" | grep -i swift; }
+man_pages_open() { MANPATH="$root/usr/share/man" man -P cat nfq-redirectd | grep -q -- '--keep-rules-on-exit'; }
+changed_config_kept_on_reinstall() {
+    echo "# changed by the operator" >>"$root/etc/nfq-redirect/nfq-redirect.toml"
+    local output
+    output="$(install_into_root)" && echo "$output" &&
+    grep -q "kept $root/etc/nfq-redirect/nfq-redirect.toml" <<<"$output" &&
+    grep -q "changed by the operator" "$root/etc/nfq-redirect/nfq-redirect.toml"
+}
+uninstall_keeps_only_the_changed_config() {
+    uninstall_from_root && [ "$(files)" = "/etc/nfq-redirect/nfq-redirect.toml" ]
+}
+uninstall_of_unchanged_leaves_nothing() {
+    install_into_root && uninstall_from_root && [ -z "$(files)" ]
+}
+
+check "make install DESTDIR PREFIX=/usr" install_into_root
+check "installed files are exactly the expected list" file_list_is_expected
+check "unit: no @placeholder@ left" no_placeholders_left
+check "unit: ExecStart names the installed daemon and config" unit_names_installed_paths
+check "unit: systemd-analyze verify is silent and succeeds" unit_verifies
+check "installed programs run; the installed config validates" programs_run
+check "installed preload library does not load the Swift runtime" preload_has_no_swift_runtime
+check "man nfq-redirectd opens the installed page" man_pages_open
+check "a changed config is kept by make install" changed_config_kept_on_reinstall
+check "make uninstall removes everything but the changed config" uninstall_keeps_only_the_changed_config
+rm -f "$root/etc/nfq-redirect/nfq-redirect.toml"
+check "install + uninstall of an unchanged config leaves no file" uninstall_of_unchanged_leaves_nothing
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
