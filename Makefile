@@ -23,6 +23,7 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BUILD_DEPS) $(RUN_DEPS) $(TEST_DEPS) >/dev/null
 
 include Sources/CPreload/preload.mk
+include mk/speed.mk
 
 # `swift build -c release` builds the Swift programs; the preload library is plain C (no Swift
 # runtime in the proxies it is loaded into), built by the C compiler into the same folder.
