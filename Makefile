@@ -26,6 +26,7 @@ include Sources/CPreload/preload.mk
 include mk/robust.mk
 include mk/lookup.mk
 include mk/svc.mk
+include mk/speed.mk
 
 # `swift build -c release` builds the Swift programs; the preload library is plain C (no Swift
 # runtime in the proxies it is loaded into), built by the C compiler into the same folder.

@@ -35,6 +35,7 @@ from report import summarise, table, write_json  # noqa: E402
 from stage import Stage  # noqa: E402
 
 RUN_MARKER = "NFQR_BENCH_RUN"   # in the environment of every process the bench starts
+FIGURE_KEYS = ("bulk", "conn", "rr", "udp", "cpu", "flows")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DAEMON_TIMEOUTS_CONFIG = "[timeouts]\n# Pre-filled flows are idle, unreplied UDP: keep them for the whole sample.\nudp_unreplied = 3600\n"
 
@@ -58,10 +59,11 @@ def on_alarm(signum, frame):
 
 
 class Measurement:
-    """One kind of sample, run for each variant, alternating the modes within each round."""
+    """One kind of sample, run for each variant, alternating the modes within each round.
+    `key` names it for --figures."""
 
-    def __init__(self, title, run, variants, modes=("kernel", "daemon")):
-        self.title, self.run, self.variants, self.modes = title, run, variants, modes
+    def __init__(self, key, title, run, variants, modes=("kernel", "daemon")):
+        self.key, self.title, self.run, self.variants, self.modes = key, title, run, variants, modes
 
     def label(self, variant):
         if variant is None:
@@ -73,14 +75,15 @@ class Measurement:
 
 
 def measurements(options):
-    return [
-        Measurement("bulk TCP", workloads.bulk_tcp, [("v4", 1), ("v4", 4), ("v6", 1), ("v6", 4)]),
-        Measurement("new connections", workloads.new_connections, [None]),
-        Measurement("request/response", workloads.request_response, [None]),
-        Measurement("UDP rate", workloads.udp_rate, ["v4", "v6"]),
-        Measurement("daemon CPU per packet", workloads.daemon_cpu_per_packet, [0], modes=("daemon",)),
-        Measurement("flow table", workloads.daemon_cpu_per_packet, options.flow_sizes, modes=("daemon",)),
+    every = [
+        Measurement("bulk", "bulk TCP", workloads.bulk_tcp, [("v4", 1), ("v4", 4), ("v6", 1), ("v6", 4)]),
+        Measurement("conn", "new connections", workloads.new_connections, [None]),
+        Measurement("rr", "request/response", workloads.request_response, [None]),
+        Measurement("udp", "UDP rate", workloads.udp_rate, ["v4", "v6"]),
+        Measurement("cpu", "daemon CPU per packet", workloads.daemon_cpu_per_packet, [0], modes=("daemon",)),
+        Measurement("flows", "flow table", workloads.daemon_cpu_per_packet, options.flow_sizes, modes=("daemon",)),
     ]
+    return [measurement for measurement in every if measurement.key in options.figures]
 
 
 def parse_options(argv):
@@ -107,6 +110,10 @@ def parse_options(argv):
     parser.add_argument("--daemon-log-level", help="passed to nfq-redirectd as --log-level")
     parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
                         help="one more argument for nfq-redirectd (repeatable), e.g. --daemon-arg=--queues=2")
+    parser.add_argument("--figures", default=",".join(FIGURE_KEYS),
+                        help="comma list of what to measure, of: %(default)s")
+    parser.add_argument("--gso", choices=("on", "off"),
+                        help="the daemon's [queue] gso setting (default: the daemon's own default)")
     parser.add_argument("--max-minutes", type=float, default=30, help="stop and clean up after this long")
     parser.add_argument("--tag", default=f"nfqrb-{os.getpid()}", help="names the namespaces")
     options = parser.parse_args(argv)
@@ -121,6 +128,9 @@ def parse_options(argv):
         parser.error("--rounds must be 1-50 and --seconds 0.5-120")
     if any(size < 1000 or size > 5_000_000 for size in options.flow_sizes):
         parser.error("--flow-sizes must be between 1000 and 5000000")
+    options.figures = options.figures.split(",")
+    if not set(options.figures) <= set(FIGURE_KEYS):
+        parser.error(f"--figures: not a comma list of {','.join(FIGURE_KEYS)}: {','.join(options.figures)}")
     options.modes = (options.only,) if options.only else ("kernel", "daemon")
     options.ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
     options.bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "release"))
@@ -163,6 +173,8 @@ class Bench:
         path = os.path.join(self.run_dir, "daemon.toml")
         with open(path, "w") as out:
             out.write(DAEMON_TIMEOUTS_CONFIG)
+            if self.options.gso:
+                out.write(f"[queue]\ngso = {'true' if self.options.gso == 'on' else 'false'}\n")
         self.daemon.use_config(path)
         accepted, why = self.daemon.check_config()
         if not accepted:
