@@ -60,6 +60,7 @@ public final class RedirectEngine: Sendable {
             switch outcome {
             case .rewriteDestination(let target):
                 do {
+                    packet.clampMSS(in: bytes, checksumNotReady: metadata.checksumNotReady)
                     try packet.rewriteDestination(to: target, in: bytes, checksumNotReady: metadata.checksumNotReady)
                     return rewritten(counters.rewrittenOriginal)
                 } catch {
@@ -81,6 +82,7 @@ public final class RedirectEngine: Sendable {
             switch table.handleReply(tuple, tcpFlags: packet.tcpFlags, length: bytes.count, now: now) {
             case .rewriteSource(let original):
                 do {
+                    packet.clampMSS(in: bytes, checksumNotReady: metadata.checksumNotReady)
                     try packet.rewriteSource(to: original, in: bytes, checksumNotReady: metadata.checksumNotReady)
                     return rewritten(counters.rewrittenReply)
                 } catch {

@@ -102,6 +102,24 @@ final class RedirectEngineTests: XCTestCase {
         XCTAssertEqual(run(engine, syn6, fromLocal).1, expected(syn6, destination: endpoint("::1", 8090)))
     }
 
+    func testALocalHandshakeAnnouncesAnMSSWhoseSegmentsWeCanRewrite() {
+        // Loopback's MTU (65536) makes 65536-byte segments, more than NFQUEUE copies (65531).
+        let engine = makeEngine()
+        let client = endpoint("127.0.0.1", 41000), server = endpoint("127.0.0.2", 9000), proxy = endpoint("127.0.0.1", 8090)
+        let loopbackMSS: [UInt8] = [2, 4, 0xff, 0xcb]  // 65483
+        let clamped: [UInt8] = [2, 4, UInt8(ParsedPacket.maximumRewritableMSS >> 8), UInt8(ParsedPacket.maximumRewritableMSS & 0xff)]
+        var syn = WireTestPacket(proto: .tcp, source: client, destination: server, tcpFlags: [.syn])
+        syn.tcpOptions = loopbackMSS
+        var expectedSyn = syn
+        expectedSyn.tcpOptions = clamped
+        XCTAssertEqual(run(engine, syn, fromLocal).1, expected(expectedSyn, destination: proxy))
+        var synAck = WireTestPacket(proto: .tcp, source: proxy, destination: client, tcpFlags: [.syn, .ack])
+        synAck.tcpOptions = loopbackMSS
+        var expectedSynAck = synAck
+        expectedSynAck.tcpOptions = clamped
+        XCTAssertEqual(run(engine, synAck, reply).1, expected(expectedSynAck, source: server))
+    }
+
     func testWhatIsNotOursPassesByteForByte() {
         let engine = makeEngine()
         let unmatched = WireTestPacket(proto: .tcp, source: endpoint("192.0.2.2", 40000), destination: endpoint("203.0.113.10", 22), tcpFlags: [.syn])
