@@ -55,6 +55,15 @@ unit_verifies() {
     echo "$output"
     [ "$status" = 0 ] && [ -z "$output" ]
 }
+# systemd's own exposure score of the sandbox (0 best, 10 worst): 2.1 now; 2.5 is the bar.
+unit_sandbox_scores_well() {
+    local dir status
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-unit.XXXXXX")"
+    cp "$root/usr/lib/systemd/system/nfq-redirect.service" "$dir/"
+    systemd-analyze security --offline=true --threshold=25 "$dir/nfq-redirect.service" | tail -n 1; status=${PIPESTATUS[0]}
+    rm -rf "$dir"
+    [ "$status" = 0 ]
+}
 programs_run() {
     "$root/usr/bin/nfq-redirect" --help | grep -q 'rules' &&
     "$root/usr/sbin/nfq-redirectd" --config "$root/etc/nfq-redirect/nfq-redirect.toml" --check-config | grep -q 'tcp'
@@ -80,6 +89,7 @@ check "installed files are exactly the expected list" file_list_is_expected
 check "unit: no @placeholder@ left" no_placeholders_left
 check "unit: ExecStart names the installed daemon and config" unit_names_installed_paths
 check "unit: systemd-analyze verify is silent and succeeds" unit_verifies
+check "unit: systemd-analyze security exposure at most 2.5" unit_sandbox_scores_well
 check "installed programs run; the installed config validates" programs_run
 check "installed preload library does not load the Swift runtime" preload_has_no_swift_runtime
 check "man nfq-redirectd opens the installed page" man_pages_open
