@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // Tests only: counts mallocs, so a test fails on any allocation in the per-packet path.
+        .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
     ],
     targets: [
         .target(name: "RedirectCore"),
@@ -72,7 +74,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "RedirectCoreTests", dependencies: ["RedirectCore"]),
+        .testTarget(
+            name: "RedirectCoreTests",
+            dependencies: ["RedirectCore", .product(name: "MallocInterposerSwift", package: "malloc-interposer")]
+        ),
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "CNetfilterQueue", "CNFQShim"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "NFQRedirectClient"]),
     ],

@@ -49,8 +49,8 @@ def find_number(document, names):
     return None
 
 
-PACKET_KEYS = ("packets", "packets_total")
-FLOW_KEYS = ("flows", "flow_count")
+PACKET_KEYS = ("nfqr_packets_total", "packets", "packets_total")
+FLOW_KEYS = ("nfqr_flows", "flows", "flow_count")   # nfq-redirect stats --json: nfqr_flows
 
 
 def queue_id_sequences(ns):

@@ -51,7 +51,8 @@ def bulk_tcp(bench, mode, variant):
 
 def run_wrk(bench, connections, close):
     seconds = bench.options.seconds
-    argv = ["wrk", "--threads", "1", "--connections", str(connections), "--duration", f"{seconds}s",
+    # wrk takes whole seconds only ("3.0s" is refused).
+    argv = ["wrk", "--threads", "1", "--connections", str(connections), "--duration", f"{max(1, round(seconds))}s",
             "--timeout", "2s", "--script", WRK_SCRIPT]
     if close:
         argv += ["--header", "Connection: close"]

@@ -35,7 +35,7 @@ final class ConfigurationFileTests: XCTestCase {
             max_length = 8192
             receive_buffer = 16777216
             fail_open = true
-            gso = true
+            gso = false
 
             [lookup]
             socket = "/run/x/lookup.sock"
@@ -88,7 +88,7 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertEqual(configuration.queues.maxLength, 8192)
         XCTAssertEqual(configuration.queues.receiveBufferBytes, 16_777_216)
         XCTAssertTrue(configuration.queues.failOpen)
-        XCTAssertTrue(configuration.queues.gso)
+        XCTAssertFalse(configuration.queues.gso)
         XCTAssertEqual(configuration.lookup.socketPath, "/run/x/lookup.sock")
         XCTAssertEqual(configuration.lookup.socketMode, 0o600)
         XCTAssertEqual(configuration.lookup.socketGroup, "proxy")

@@ -18,7 +18,9 @@ public struct DaemonConfiguration: Equatable, Sendable {
         /// (`--queue-bypass`, NFQA_CFG_F_FAIL_OPEN) instead of holding them.
         public var failOpen: Bool = false
         /// Ask the kernel for whole GSO packets (fewer trips to userspace; full checksums).
-        public var gso: Bool = false
+        /// On by default: bulk TCP through the daemon is about 3-4x faster with it, because one
+        /// trip carries up to 64 KiB instead of one MTU (docs/performance.md, "GSO").
+        public var gso: Bool = true
 
         public var originalQueues: ClosedRange<UInt16> { first...(first + count - 1) }
         public var replyQueues: ClosedRange<UInt16> { (first + count)...(first + 2 * count - 1) }
