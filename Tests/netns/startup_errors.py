@@ -27,6 +27,16 @@ HIDE_SBIN = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
              'mount -t tmpfs tmpfs /usr/sbin && exec "$@"', "hide-sbin"]
 
 
+def hide_library(name):
+    """An argv prefix that runs the daemon with the shared library `name` replaced by an empty
+    file, in a private mount namespace (the host's file is untouched)."""
+    found = subprocess.run(["ldd", DAEMON], capture_output=True, text=True).stdout
+    path = next((line.split("=>")[1].split()[0] for line in found.splitlines()
+                 if line.strip().startswith(name) and "=>" in line), f"/lib/x86_64-linux-gnu/{name}")
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'mount --bind /dev/null {path} && exec "$@"', "hide-library"]
+
+
 def cases(run_dir):
     socket = os.path.join(run_dir, "lookup.sock")
     common = ["--socket", socket, "--no-state"]
@@ -48,6 +58,9 @@ def cases(run_dir):
          ["--redirect", "tcp:80:8080"], {}, ["CAP_NET_ADMIN"]),
         # A private mount namespace where /usr/sbin (iptables' home) is empty.
         ("iptables-restore not installed", HIDE_SBIN, ["--redirect", "tcp:80:8080"], {}, ["iptables"]),
+        # A private mount namespace where libnetfilter_queue is an empty file: the loader's line.
+        ("libnetfilter_queue missing", hide_library("libnetfilter_queue.so.1"), ["--redirect", "tcp:80:8080"], {},
+         ["libnetfilter_queue.so.1"]),
     ], common, socket
 
 
