@@ -11,7 +11,7 @@ import time
 from endpoints import format_endpoint
 from harness import HERE, PYTHON, TestFailure, expect, expect_equal
 from hostile import BLIND_RESET, CORPUS, COPIES, SWALLOWED_V6
-from processes import CommandFailed, in_namespace, run_command
+from processes import in_namespace, run_command
 from topology import CLIENT_V4, REMOTE_V4, REMOTE_V6
 
 FLOOD_SYNS = int(os.environ.get("NFQR_FLOOD_SYNS", "1000000"))
