@@ -15,6 +15,8 @@ FUZZ_BIN        := Fuzz/.build/debug
 FUZZ_FLAGS      := -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library \
                    -Xswiftc -enable-testing -Xcc -fsanitize=fuzzer-no-link,address
 SOAK_SECONDS    ?= 1800
+# Leaks outside this project (TOMLKit's C++ bridge, XCTest): Tests/sanitizers/lsan.supp says which.
+LSAN_ENV        := LSAN_OPTIONS="suppressions=$(CURDIR)/Tests/sanitizers/lsan.supp print_suppressions=0"
 
 .PHONY: robust-deps fuzz-build fuzz fuzz-ci sanitize sanitize-address sanitize-thread sanitize-thread-ci \
         robust-netns-test soak robust-test
@@ -36,7 +38,7 @@ fuzz: fuzz-build
 	@set -e; for target in $(FUZZ_TARGETS); do \
 	    mkdir -p $(FUZZ_WORK)/corpus/$$target $(FUZZ_WORK)/$$target; \
 	    echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
-	    if SWIFT_BACKTRACE=enable=no $(FUZZ_BIN)/$$target -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    if SWIFT_BACKTRACE=enable=no $(LSAN_ENV) $(FUZZ_BIN)/$$target -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 	        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_WORK)/$$target/ \
 	        $(FUZZ_WORK)/corpus/$$target Fuzz/Corpus/$$target >$(FUZZ_WORK)/$$target/log 2>&1; then \
 	        grep -E '^(#[0-9]+.*DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb)' $(FUZZ_WORK)/$$target/log; \
@@ -54,7 +56,7 @@ fuzz-ci:
 sanitize: sanitize-address sanitize-thread
 
 sanitize-address:
-	SWIFT_BACKTRACE=enable=no $(SWIFT) test --sanitize=address --scratch-path .build-asan
+	SWIFT_BACKTRACE=enable=no $(LSAN_ENV) $(SWIFT) test --sanitize=address --scratch-path .build-asan
 
 TSAN_ENV := SWIFT_BACKTRACE=enable=no TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp"
 # Single-threaded property and table-sweep suites: under TSan they take ~160 of 180 s and share

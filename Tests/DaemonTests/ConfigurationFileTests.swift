@@ -116,6 +116,22 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertEqual(configuration.metrics.listen, "127.0.0.1:9753")
     }
 
+    /// Fuzz/Sources/FuzzConfiguration, crash-7f77ef0d: toml++ asserts (abort) on a table header
+    /// starting with a non-ASCII character; a clean error must come first, and text inside a
+    /// multi-line string must not be taken for a header.
+    func testTableHeaderStartingWithNonASCIIIsAnErrorNotAnAbort() throws {
+        assertError("[queue]\ncount = 1\n[\u{FFFD}\u{FFFD}3,5000-5;10\"\n", location: "test.toml:3", field: "", contains: "table name")
+        assertError("[[ é]]\n", location: "test.toml:1", field: "", contains: "table name")
+        assertError("# [é] in a comment is fine\n[;r[[redirect]]\n", location: "test.toml:2", field: "", contains: "table name")
+        // Not headers: lines of a multi-line array.
+        XCTAssertThrowsError(try load("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\nsources = [\n[],\n]\n")) { error in
+            XCTAssertFalse("\(error)".contains("table name"), "an array line taken for a header: \(error)")
+        }
+        XCTAssertThrowsError(try load("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\nsources = \"\"\"\n[é]\n\"\"\"\n")) { error in
+            XCTAssertFalse("\(error)".contains("table name"), "a multi-line string line taken for a header: \(error)")
+        }
+    }
+
     func testErrorsNameTheFieldAndTheLine() {
         assertError("[queue]\ncount = 0\n", location: "test.toml:2", field: "queue.count", contains: "out of range")
         assertError("[queue]\ncuont = 2\n", location: "test.toml:2", field: "queue.cuont", contains: "unknown key")

@@ -143,7 +143,7 @@ def main():
         name = words[0]
         build, _ = CORPUS[name]
         frames = []
-        for index in range(COPIES):
+        for _ in range(COPIES):
             payload = build(int(words[1]) if len(words) > 1 else 20000 + random.randrange(40000))
             ethertype = 0x86DD if payload[0] >> 4 == 6 else 0x0800
             frames.append(Ether(dst=router_mac, type=ethertype) / Raw(payload))

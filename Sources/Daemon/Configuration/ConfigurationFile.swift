@@ -7,6 +7,7 @@ import TOMLKit
 /// typo in a redirect must not silently leave traffic unredirected.
 public enum ConfigurationFile {
     public static func apply(_ text: String, path: String, to configuration: inout DaemonConfiguration) throws(ConfigurationError) {
+        try TOMLTableHeaderCheck.check(text, path: path)
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
