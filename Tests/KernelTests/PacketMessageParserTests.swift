@@ -35,6 +35,27 @@ final class PacketMessageParserTests: XCTestCase {
         XCTAssertEqual(packet.metadata(direction: .original)?.checksumNotReady, true)
     }
 
+    func testABatchFullOfPacketsAndUnparsedIDsGetsEveryVerdict() throws {
+        // Found by FuzzQueueMessages: one datagram of more good and unparsable messages than the
+        // batch has slots filled both lists, and the verdict writer (sized for one) trapped.
+        var datagram: [UInt8] = []
+        for id in UInt32(1)...10 {
+            datagram += Fixture.packetMessage(id: id, payload: id % 2 == 0 ? nil : [0x45, 0, 0, 20])
+        }
+        let (batch, _) = parse(datagram, capacity: 4)
+        XCTAssertEqual(batch.count, 4)
+        XCTAssertEqual(batch.unparsedCount, 4)
+        var counters = PacketQueueCounters()
+        var sent: [UInt8] = []
+        try VerdictWriter(capacity: PacketBatch.verdictCapacity(batchCapacity: 4)).write(
+            batch: batch, queueNumber: 5, unparsedPolicy: .drop, useBatchVerdict: false, sendLimit: 1 << 20, counters: &counters
+        ) { iovecs, _ in
+            for vector in iovecs { sent += UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len) }
+        }
+        let messages = sent.withUnsafeBytes { Array(NetlinkMessages($0)).count }
+        XCTAssertEqual(messages, 8, "a verdict for every packet and every unparsed id")
+    }
+
     func testTable() {
         struct Case {
             var name: String

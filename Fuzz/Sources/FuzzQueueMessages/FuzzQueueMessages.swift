@@ -27,6 +27,14 @@ func fuzzQueueMessages(_ input: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             precondition(base >= start && base + payload.count <= start + length, "payload outside the datagram")
         }
     }
-    precondition(batch.count + batch.unparsedCount <= batch.capacity)
+    precondition(batch.count <= batch.capacity && batch.unparsedCount <= batch.capacity)
+    // Every packet and every unparsed id gets its verdict, within the writer's capacity.
+    var sent = 0
+    try! VerdictWriter(capacity: PacketBatch.verdictCapacity(batchCapacity: batch.capacity)).write(
+        batch: batch, queueNumber: 0, unparsedPolicy: .drop, useBatchVerdict: false, sendLimit: 1 << 20, counters: &counters
+    ) { iovecs, _ in
+        for vector in iovecs { sent += vector.iov_len }
+    }
+    precondition((batch.count + batch.unparsedCount == 0) == (sent == 0))
     return 0
 }
