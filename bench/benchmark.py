@@ -7,7 +7,7 @@ redirector and an empty conntrack table. The figure is the median of each side's
 Topology: stage.py. Figures and goals: figures.py. How each is measured: workloads.py and
 docs/performance.md.
 
-Usage (root, through bench/run.sh): benchmark.py [--quick] [--only kernel|daemon] [--out FILE]
+Usage (root, through bench/run.sh): benchmark.py [--quick] [--only kernel|daemon|floor] [--floor] [--out FILE]
 """
 
 import argparse
@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.join(REPO, "Tests", "netns"))  # processes, topology,
 
 import workloads  # noqa: E402
 from figures import rows_for  # noqa: E402
-from modes import DaemonMode, KernelMode, reset_router  # noqa: E402
-from peers import Listeners, build_udpblast  # noqa: E402
+from modes import DaemonMode, FloorMode, KernelMode, reset_router  # noqa: E402
+from peers import Listeners, build_nfqfloor, build_udpblast  # noqa: E402
 from processes import CommandFailed, Programs  # noqa: E402
 from redirectors import ruleset  # noqa: E402
 from report import summarise, table, write_json  # noqa: E402
@@ -62,7 +62,7 @@ class Measurement:
     """One kind of sample, run for each variant, alternating the modes within each round.
     `key` names it for --figures."""
 
-    def __init__(self, key, title, run, variants, modes=("kernel", "daemon")):
+    def __init__(self, key, title, run, variants, modes=("kernel", "daemon", "floor")):
         self.key, self.title, self.run, self.variants, self.modes = key, title, run, variants, modes
 
     def label(self, variant):
@@ -90,8 +90,11 @@ def parse_options(argv):
     parser = argparse.ArgumentParser(
         prog="bench/run.sh",
         description="Kernel REDIRECT vs nfq-redirectd in throwaway namespaces (root only).")
-    parser.add_argument("--only", choices=("kernel", "daemon"),
+    parser.add_argument("--only", choices=("kernel", "daemon", "floor"),
                         help="measure one side only (kernel needs no daemon at all)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure the NFQUEUE floor: kernel REDIRECT plus a C program that "
+                             "only takes each packet through the daemon's queues (bench/nfqfloor.c)")
     parser.add_argument("--quick", action="store_true",
                         help="2 s samples, 2 rounds, flow sizes 10k and 100k: about 2 minutes")
     parser.add_argument("--rounds", type=int, help="samples per side per figure (default 3; --quick 2)")
@@ -131,7 +134,8 @@ def parse_options(argv):
     options.figures = options.figures.split(",")
     if not set(options.figures) <= set(FIGURE_KEYS):
         parser.error(f"--figures: not a comma list of {','.join(FIGURE_KEYS)}: {','.join(options.figures)}")
-    options.modes = (options.only,) if options.only else ("kernel", "daemon")
+    options.modes = (options.only,) if options.only else (
+        ("kernel", "daemon", "floor") if options.floor else ("kernel", "daemon"))
     options.ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
     options.bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "release"))
     return options
@@ -151,6 +155,7 @@ class Bench:
         self.rules_before = []
         self.kernel = KernelMode(self.stage.router)
         self.daemon = DaemonMode(self.stage.router, self.programs, options.bin_dir, self.run_dir, options)
+        self.floor = FloorMode(self.stage.router, self.programs, None, options.queue)
         self.notes = []
         self.samples = {}
         self.records = []
@@ -158,6 +163,8 @@ class Bench:
 
     def set_up(self):
         self.udpblast = build_udpblast(self.run_dir)
+        if "floor" in self.options.modes:
+            self.floor.binary = build_nfqfloor(self.run_dir)
         self.stage.create()
         self.stage.wait_for_neighbours()
         self.listeners = Listeners(self.stage.router, self.programs, self.run_dir, self.udpblast,
@@ -191,7 +198,7 @@ class Bench:
             print(f"note: {text}", flush=True)
 
     def mode(self, name):
-        return self.kernel if name == "kernel" else self.daemon
+        return {"kernel": self.kernel, "daemon": self.daemon, "floor": self.floor}[name]
 
     def sample(self, measurement, variant, mode_name):
         """Runs one sample with `mode_name` switched on; always switches it off again."""
@@ -201,8 +208,8 @@ class Bench:
             return measurement.run(self, mode, variant)
         finally:
             status = mode.stop()
-            if mode_name == "daemon" and status not in (0, None):
-                self.note(f"nfq-redirectd exited with status {status} on SIGTERM")
+            if mode_name in ("daemon", "floor") and status not in (0, None):
+                self.note(f"{mode_name}: the program exited with status {status} on SIGTERM")
             warning = reset_router(self.stage.router, self.rules_before)
             if warning:
                 self.note(warning)
@@ -321,7 +328,7 @@ def main(argv):
     rows = rows_for(options.flow_sizes)
     summary = summarise(rows, bench.samples)
     print()
-    print(table(rows, summary))
+    print(table(rows, summary, floor="floor" in options.modes))
     for text in bench.notes:
         print(f"note: {text}")
     document = {

@@ -2,12 +2,16 @@
 
 - `KernelMode`: the kernel's own `iptables -t nat -A PREROUTING ... -j REDIRECT` (and ip6tables).
 - `DaemonMode`: nfq-redirectd with `--redirect`, which installs its own rules in R.
+- `FloorMode` (`--floor`): the kernel's REDIRECT plus `nfqfloor`, a C program that takes every
+  packet of the redirected ports through the daemon's queues and hooks and answers a plain
+  accept: the cost of the trip through userspace alone, the bound under any NFQUEUE daemon.
 
 Each is switched on for one sample and off after it; `reset_router` then puts R back to
 no rules and an empty conntrack table, so no sample inherits the previous one's state.
 """
 
 import os
+import re
 
 from processes import CommandFailed, run_command
 from redirectors import DaemonRedirect, ruleset
@@ -43,6 +47,62 @@ class KernelMode:
             run_command([tool, "-t", "nat", "-D", "PREROUTING", "-j", KERNEL_CHAIN], ns=self.ns, check=False)
             run_command([tool, "-t", "nat", "-F", KERNEL_CHAIN], ns=self.ns, check=False)
             run_command([tool, "-t", "nat", "-X", KERNEL_CHAIN], ns=self.ns, check=False)
+
+
+class FloorMode(KernelMode):
+    """Kernel REDIRECT does the NAT; nfqfloor only makes each packet visit userspace, on the
+    same hooks and queues as nfq-redirectd (raw PREROUTING for the client's packets, mangle
+    OUTPUT for the listener's replies, one thread per queue)."""
+
+    name = "floor"
+    CHAIN_IN, CHAIN_OUT = "NFQR_FLOOR_IN", "NFQR_FLOOR_OUT"
+
+    def __init__(self, ns, programs, binary, queue):
+        super().__init__(ns)
+        self.programs = programs
+        self.binary = binary
+        self.queue = queue
+        self.program = None
+        self.starts = 0
+
+    @property
+    def pid(self):
+        return self.program.pid if self.program and self.program.running() else None
+
+    def rules_text(self):
+        original, reply = self.queue, self.queue + 1
+        lines = ["*raw", f":{self.CHAIN_IN} - [0:0]", f"-A PREROUTING -j {self.CHAIN_IN}"]
+        lines += [f"-A {self.CHAIN_IN} -p {proto} --dport {port} -j NFQUEUE --queue-num {original}"
+                  for proto, port, _ in PLAN]
+        lines += ["COMMIT", "*mangle", f":{self.CHAIN_OUT} - [0:0]", f"-A OUTPUT -j {self.CHAIN_OUT}"]
+        lines += [f"-A {self.CHAIN_OUT} -p {proto} --sport {to_port} -j NFQUEUE --queue-num {reply}"
+                  for proto, _, to_port in PLAN]
+        return "\n".join(lines + ["COMMIT", ""])
+
+    def start(self):
+        # The program first, so no packet meets a queue nobody reads.
+        self.starts += 1
+        self.program = self.programs.start(f"nfqfloor-{self.starts}", self.ns, [self.binary, str(self.queue), "2"])
+        self.program.wait_for_log(lambda text: "ready" in text, 10, "ready")
+        super().start()
+        text = self.rules_text()
+        for restore in ("iptables-restore", "ip6tables-restore"):
+            run_command([restore, "--noflush"], ns=self.ns, input=text)
+
+    def stop(self):
+        for tool in ("iptables", "ip6tables"):
+            for table, hook, chain in (("raw", "PREROUTING", self.CHAIN_IN), ("mangle", "OUTPUT", self.CHAIN_OUT)):
+                run_command([tool, "-t", table, "-D", hook, "-j", chain], ns=self.ns, check=False)
+                run_command([tool, "-t", table, "-F", chain], ns=self.ns, check=False)
+                run_command([tool, "-t", table, "-X", chain], ns=self.ns, check=False)
+        super().stop()
+        program, self.program = self.program, None
+        status = program.stop(timeout=5.0) if program else 0
+        # A floor that saw no packet measured the kernel alone: its rules missed.
+        handled = re.search(rf"^queue {self.queue}: (\d+) packets", program.log(), re.M) if program else None
+        if program and (not handled or int(handled.group(1)) == 0):
+            raise CommandFailed(f"nfqfloor handled no packet on queue {self.queue}: {program.log_tail(4)}")
+        return status
 
 
 class DaemonMode(DaemonRedirect):

@@ -43,6 +43,14 @@ def build_udpblast(run_dir):
     return binary
 
 
+def build_nfqfloor(run_dir):
+    """Compiles nfqfloor.c (libnetfilter_queue + libmnl) into the run directory; returns its path."""
+    binary = os.path.join(run_dir, "nfqfloor")
+    run_command(["cc", "-O2", "-Wall", "-o", binary, os.path.join(HERE, "nfqfloor.c"),
+                 "-lmnl", "-lnetfilter_queue", "-lpthread"], timeout=60)
+    return binary
+
+
 def wait_listening(ns, proto, port, program, timeout=10.0):
     """Until a socket in `ns` listens on `port` (TCP) or is bound to it (UDP)."""
     flag = "-Hltn" if proto == "tcp" else "-Hlun"

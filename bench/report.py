@@ -8,17 +8,21 @@ from figures import evaluate, median
 def summarise(rows, samples):
     """Medians, ratios and verdicts per row. `samples[row.key][mode]` is a list of values."""
     medians = {mode: {row.key: median(samples.get(row.key, {}).get(mode, [])) for row in rows}
-               for mode in ("kernel", "daemon")}
+               for mode in ("kernel", "daemon", "floor")}
     summary = []
     for row in rows:
         kernel, daemon = medians["kernel"][row.key], medians["daemon"][row.key]
         ratio, verdict = evaluate(row, kernel, daemon, medians["daemon"])
+        floor = None if row.daemon_only else medians["floor"][row.key]
         summary.append({
             "key": row.key, "figure": row.title.strip(), "unit": row.unit,
             "kernel": None if row.daemon_only else kernel,
             "daemon": daemon,
             "kernel_samples": samples.get(row.key, {}).get("kernel", []),
             "daemon_samples": samples.get(row.key, {}).get("daemon", []),
+            "floor": floor,
+            "floor_samples": samples.get(row.key, {}).get("floor", []),
+            "floor_ratio": floor / kernel if floor is not None and kernel else None,
             "ratio": ratio,
             "ratio_of": f"{row.versus} (daemon)" if row.versus else (None if row.daemon_only else "nfq/kernel"),
             "goal": row.goal.text() if row.goal else None,
@@ -33,8 +37,11 @@ def shown(value, row):
     return f"{value / row.scale:,.{row.decimals}f}"
 
 
-def table(rows, summary):
+def table(rows, summary, floor=False):
+    """With `floor`, two more columns: the NFQUEUE floor (bench/nfqfloor.c) and floor / kernel."""
     header = ("figure", "unit", "kernel", "nfq-redirect", "ratio", "goal", "verdict")
+    if floor:
+        header += ("NFQUEUE floor", "floor/kernel")
     lines = []
     for row, entry in zip(rows, summary):
         ratio = "-" if entry["ratio"] is None else f"{entry['ratio']:.2f}"
@@ -42,8 +49,11 @@ def table(rows, summary):
         if row.versus and goal:
             goal += f" vs {row.versus.removeprefix('flows_')}"
         verdict = entry["verdict"] or ("n/a" if row.goal else "")
-        lines.append((row.title, row.unit, shown(entry["kernel"], row), shown(entry["daemon"], row),
-                      ratio, goal, verdict))
+        line = (row.title, row.unit, shown(entry["kernel"], row), shown(entry["daemon"], row), ratio, goal, verdict)
+        if floor:
+            line += (shown(entry["floor"], row),
+                     "-" if entry["floor_ratio"] is None else f"{entry['floor_ratio']:.2f}")
+        lines.append(line)
     widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
 
     def render(cells):

@@ -5,10 +5,16 @@
 
 BENCH_ARGS ?=
 MICROBENCH_ARGS ?=
+BENCH_DEPS := iperf3 wrk nginx-light
 
-.PHONY: bench microbench
+.PHONY: bench bench-deps microbench
 
-bench: release
+bench-deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make bench-deps: run as root (it installs Debian packages)"; exit 1; fi
+	dpkg -s $(BENCH_DEPS) >/dev/null 2>&1 || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEPS) >/dev/null; }
+
+bench: bench-deps release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) bench/run.sh $(BENCH_ARGS)
 
 microbench:
