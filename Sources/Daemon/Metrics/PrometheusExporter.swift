@@ -1,5 +1,5 @@
 import Prometheus
-import Synchronization
+import RedirectCore
 
 /// Renders the daemon's statistics in the Prometheus text format through swift-prometheus.
 /// The daemon counts in its own contention-free counters; at each scrape the exporter moves
@@ -12,7 +12,7 @@ final class PrometheusExporter: Sendable {
         var counters: [String: (metric: Prometheus.Counter, last: UInt64)] = [:]
         var gauges: [String: Prometheus.Gauge] = [:]
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func render(_ statistics: DaemonStatistics) -> [UInt8] {
         state.withLock { state in

@@ -2,7 +2,6 @@ import Glibc
 import Kernel
 import Logging
 import RedirectCore
-import Synchronization
 
 /// The running daemon: the flow table, the queues and their threads, the rules in the
 /// kernel, the lookup service. `start()` brings them up in the order that never drops a
@@ -29,7 +28,7 @@ final class DaemonRuntime: @unchecked Sendable {
     /// Rules a reload took away that established flows still use: the kernel keeps queueing
     /// their packets (the datapath's policy no longer creates flows for them) until the last
     /// such flow ends. The lock also serialises every rule change (reload, housekeeping).
-    private let retiredRules = Mutex<[RedirectRule]>([])
+    private let retiredRules = Locked<[RedirectRule]>([])
     private var sweeps = 0
 
     init(

@@ -1,12 +1,12 @@
 import Logging
-import Synchronization
+import RedirectCore
 
 /// Per-packet problems logged at most once per interval, with a count of what was held back,
 /// so a flood of bad packets reads as one line every few seconds in the journal.
 final class RateLimitedLog: Sendable {
     private let logger: Logger
     private let interval: Int
-    private let state = Mutex<(last: Int, suppressed: Int)>((last: Int.min, suppressed: 0))
+    private let state = Locked<(last: Int, suppressed: Int)>((last: Int.min, suppressed: 0))
 
     init(logger: Logger, interval: Int) {
         self.logger = logger

@@ -1,13 +1,12 @@
 import RedirectCore
-import Synchronization
 
 /// Interface addresses held in memory, for tests: `setAddresses` changes them and wakes
 /// every monitor with the new snapshot.
 public final class InMemoryAddressSource: InterfaceAddressSource, Sendable {
-    private let state: Mutex<(addresses: [InterfaceAddress], monitors: [InMemoryAddressMonitor])>
+    private let state: Locked<(addresses: [InterfaceAddress], monitors: [InMemoryAddressMonitor])>
 
     public init(_ addresses: [InterfaceAddress] = []) {
-        state = Mutex((addresses, []))
+        state = Locked((addresses, []))
     }
 
     public func addresses() throws(KernelError) -> [InterfaceAddress] {
@@ -30,11 +29,11 @@ public final class InMemoryAddressSource: InterfaceAddressSource, Sendable {
 }
 
 final class InMemoryAddressMonitor: InterfaceAddressMonitor, @unchecked Sendable {
-    private let pending: Mutex<(snapshots: [[InterfaceAddress]], stopped: Bool)>
+    private let pending: Locked<(snapshots: [[InterfaceAddress]], stopped: Bool)>
     private let changed: WakeUpChannel
 
     init(initial: [InterfaceAddress]) throws(KernelError) {
-        pending = Mutex(([initial], false))
+        pending = Locked(([initial], false))
         changed = try WakeUpChannel()
     }
 

@@ -1,6 +1,5 @@
 import Glibc
 import RedirectCore
-import Synchronization
 
 /// A packet queue in memory, for testing the datapath without a kernel.
 ///
@@ -55,7 +54,7 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
     public let slotSize: Int
     public let unparsablePacketPolicy: UnparsablePacketPolicy
     public let batchVerdicts: Bool
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let readable: WakeUpChannel
     private let wakeUp: WakeUpChannel
     private let writer: VerdictWriter

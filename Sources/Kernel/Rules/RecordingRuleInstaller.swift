@@ -1,4 +1,4 @@
-import Synchronization
+import RedirectCore
 
 /// A rule installer that only records what it was asked to do, for tests of the daemon.
 public final class RecordingRuleInstaller: RuleInstaller, Sendable {
@@ -7,7 +7,7 @@ public final class RecordingRuleInstaller: RuleInstaller, Sendable {
         case remove
     }
 
-    private let state = Mutex<(actions: [Action], failure: KernelError?)>(([], nil))
+    private let state = Locked<(actions: [Action], failure: KernelError?)>(([], nil))
 
     public init() {}
 

@@ -1,11 +1,9 @@
-import Synchronization
-
 /// Holds the current snapshot of something many threads read and one occasionally replaces.
 /// Reading takes the lock only long enough to retain the reference.
 public final class SnapshotBox<Value: AnyObject & Sendable>: Sendable {
-    private let current: Mutex<Value>
+    private let current: Locked<Value>
 
-    public init(_ value: Value) { current = Mutex(value) }
+    public init(_ value: Value) { current = Locked(value) }
 
     public var value: Value { current.withLock { $0 } }
 

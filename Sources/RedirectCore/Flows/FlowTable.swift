@@ -26,7 +26,7 @@ public final class FlowTable: Sendable {
     private let shards: LockedShards
     private let hasher: FlowHasher
     private let occupancy: FlowOccupancy
-    private let sweepCursor = Mutex(SweepCursor())
+    private let sweepCursor = Locked(SweepCursor())
 
     private struct SweepCursor {
         var shard = 0
