@@ -136,7 +136,7 @@ struct FlowShard: ~Copyable {
             return .tracked
         }
         if let sequence {
-            if segment == .rst && !resetIsPlausible(slot, sequence) {
+            if segment == .rst && !resetIsBelieved(slot, sequence) {
                 account(slot, direction: direction, length: length)
                 counters.blindResets &+= 1
                 return .tracked
@@ -184,28 +184,29 @@ struct FlowShard: ~Copyable {
         return .tracked
     }
 
-    /// How far from the client's sequence a client reset may lie. The kernel's conntrack accepts
-    /// a reset within the receiver's window (Linux's default tcp_rmem allows 6 MiB); 16 MiB each
-    /// way is wider than that and leaves a blind attacker one chance in 128 per forged reset.
-    static let resetWindow: Int32 = 1 << 24
+    /// How far one client segment may move the client's sequence end at once: more than any
+    /// receive window (Linux's default tcp_rmem allows 6 MiB), so real traffic always moves it.
+    static let sequenceAdvanceLimit: Int32 = 1 << 24
 
-    /// A reset from the client is believed when its sequence number lies near what the client has
-    /// sent: every client segment passes through here, so a real reset (sent at the client's
-    /// snd_nxt, or at the ack of a segment it refuses) does. One far off is a blind, forged reset:
-    /// the proxy's kernel drops it too, so the flow must not close (RFC 5961).
-    private func resetIsPlausible(_ slot: UInt32, _ sequence: TCPSequenceSpan) -> Bool {
+    /// A reset from the client ends the flow only at exactly the client's next sequence number,
+    /// where its kernel sends one (tcp_send_active_reset, or a reset answering the proxy's
+    /// segment, whose ack is that number): the kernel's conntrack rule since Linux 5.x. Any other
+    /// reset, in the proxy's window or not, is passed on but not believed: the proxy's kernel
+    /// answers an in-window one with a challenge ACK (RFC 5961) that a real client answers with
+    /// an exact reset, while a blind attacker, guessing 32 bits, never closes the flow.
+    private func resetIsBelieved(_ slot: UInt32, _ sequence: TCPSequenceSpan) -> Bool {
         guard slab[slot].flags.contains(.clientSequenceKnown) else { return true }
-        let distance = sequence.startDistance(from: slab[slot].clientSequenceEnd)
-        return distance > -Self.resetWindow && distance < Self.resetWindow
+        return sequence.start == slab[slot].clientSequenceEnd
     }
 
     /// Moves the client's sequence end forward: never back (retransmissions, reordering), and never
-    /// by a window or more at once, so a forged segment cannot prepare a forged reset. A SYN on a
+    /// by `sequenceAdvanceLimit` or more at once, so a forged segment cannot prepare a forged
+    /// reset. A SYN on a
     /// live flow does not start a new sequence space until the proxy answers it (the ignored-SYN
     /// resync forgets the old one).
     private mutating func noteClientSequence(_ slot: UInt32, _ sequence: TCPSequenceSpan) {
         let advance = Int32(bitPattern: sequence.end &- slab[slot].clientSequenceEnd)
-        if !slab[slot].flags.contains(.clientSequenceKnown) || (advance > 0 && advance < Self.resetWindow) {
+        if !slab[slot].flags.contains(.clientSequenceKnown) || (advance > 0 && advance < Self.sequenceAdvanceLimit) {
             slab[slot].clientSequenceEnd = sequence.end
             slab[slot].flags.insert(.clientSequenceKnown)
         }

@@ -18,7 +18,7 @@ struct FlowSlot {
     var expires: UInt32
     var created: UInt32
     /// One past the highest sequence number the client has sent (valid with `.clientSequenceKnown`):
-    /// a client reset must lie near it, or it is a blind one (see FlowShard.resetIsPlausible).
+    /// a client reset is believed only at exactly this number (see FlowShard.resetIsBelieved).
     var clientSequenceEnd: UInt32
     var clientPort: UInt16
     var originalDestinationPort: UInt16

@@ -1,5 +1,5 @@
 /// The sequence numbers one TCP segment occupies (RFC 9293 3.4): from its sequence number to one
-/// past its last data byte, SYN and FIN counting one each. Compared in serial arithmetic.
+/// past its last data byte, SYN and FIN counting one each.
 public struct TCPSequenceSpan: Hashable, Sendable {
     public var start: UInt32
     public var end: UInt32
@@ -7,11 +7,5 @@ public struct TCPSequenceSpan: Hashable, Sendable {
     public init(start: UInt32, end: UInt32) {
         self.start = start
         self.end = end
-    }
-
-    /// How far `start` lies from `reference`, signed, modulo 2^32 (RFC 1982).
-    @inline(__always)
-    public func startDistance(from reference: UInt32) -> Int32 {
-        Int32(bitPattern: start &- reference)
     }
 }

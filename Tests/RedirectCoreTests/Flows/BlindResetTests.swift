@@ -1,8 +1,9 @@
 import XCTest
 @testable import RedirectCore
 
-/// A forged reset (RST with a sequence number far from the client's) must not end an established
-/// flow: the proxy's kernel drops it, so the connection goes on and needs its mapping (RFC 5961).
+/// A forged reset (RST at any sequence number but the client's next one) must not end an
+/// established flow: the proxy's kernel does not act on it either, so the connection goes on and
+/// needs its mapping (RFC 5961).
 final class BlindResetTests: XCTestCase {
     private let tuple = FlowTuple.tcp(Fixture.client, Fixture.server)
     private let reply = FlowTuple.tcp(Fixture.proxy, Fixture.client)
@@ -38,10 +39,16 @@ final class BlindResetTests: XCTestCase {
         XCTAssertEqual(table.statistics.blindResets, 0)
     }
 
-    func testAResetAcknowledgingOlderDataStillCloses() {
-        // A client without a socket answers a segment with a reset at that segment's ack.
+    func testAResetInsideTheWindowButNotExactIsPassedOnAndNotBelieved() {
+        // The kernel's rule (RFC 5961): the proxy answers it with a challenge ACK; only a reset at
+        // exactly the client's next sequence number, which a real client then sends, ends the flow.
         let table = establishedTable()
-        segment(table, .rst, start: 3001, dataLength: 0)
+        for start: UInt32 in [3001, 6000, 6002, 6001 &+ 4096] {
+            XCTAssertEqual(segment(table, .rst, start: start, dataLength: 0), .rewriteDestination(Fixture.proxy))
+            XCTAssertEqual(table.record(of: Fixture.client, now: 1)?.state, .established, "reset at \(start)")
+        }
+        XCTAssertEqual(table.statistics.blindResets, 4)
+        segment(table, .rst, start: 6001, dataLength: 0)
         XCTAssertEqual(table.record(of: Fixture.client, now: 1)?.state, .close)
     }
 
