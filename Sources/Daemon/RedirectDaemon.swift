@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Logging
 import RedirectCore
@@ -7,6 +8,25 @@ import UnixSignals
 /// The daemon's life: preflight, start, serve until SIGTERM/SIGINT (reloading on SIGHUP),
 /// stop. Everything that can fail before the host is changed fails first, with one line.
 public enum RedirectDaemon {
+    /// Runs the daemon from the process's main thread, which waits while the daemon's async life
+    /// runs on the global executor; returns the process exit code. Synchronous on purpose: an
+    /// async main runs on a Dispatch thread, not the main thread, so a signal mask set there
+    /// (LifecycleSignals) would not reach the main thread and every thread it creates.
+    public static func runBlocking(
+        configuration: DaemonConfiguration,
+        reloadConfiguration: @escaping @Sendable () throws(ConfigurationError) -> DaemonConfiguration
+    ) -> Int32 {
+        let finished = DispatchSemaphore(value: 0)
+        let exitCode = Locked<Int32>(1)
+        Task.detached {
+            let code = await run(configuration: configuration, reloadConfiguration: reloadConfiguration)
+            exitCode.withLock { $0 = code }
+            finished.signal()
+        }
+        finished.wait()
+        return exitCode.withLock { $0 }
+    }
+
     /// Runs the daemon; returns the process exit code. `reloadConfiguration` re-reads the
     /// config file and re-applies the command line, for SIGHUP.
     public static func run(

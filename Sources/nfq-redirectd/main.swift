@@ -15,6 +15,8 @@ struct RedirectDaemonCommand: ParsableCommand, Sendable {
     var checkConfig = false
 }
 
+// First, on the main thread, so every thread the daemon starts inherits the mask.
+LifecycleSignals.hold()
 do {
     let command = try RedirectDaemonCommand.parse()
     let configuration = try command.options.resolve()
@@ -22,7 +24,7 @@ do {
         print(configuration.summary)
         exit(0)
     }
-    let exitCode = await RedirectDaemon.run(configuration: configuration) { () throws(ConfigurationError) in
+    let exitCode = RedirectDaemon.runBlocking(configuration: configuration) { () throws(ConfigurationError) in
         try command.options.resolve()
     }
     exit(exitCode)

@@ -279,6 +279,36 @@ def stop_for_good(env):
     expect_redirected(env)
 
 
+def signals_right_after_start(env):
+    """SIGHUP and SIGTERM sent the moment the daemon's rules appear, before it has finished
+    starting (no lookup socket, no READY=1 yet): the reload happens and the stop removes the
+    rules, where the default action used to kill it (a `systemctl reload` just after start)."""
+    stop_daemon(env, signal.SIGUSR2)
+    outcomes = []
+    try:
+        for sig, rounds in ((signal.SIGHUP, 3), (signal.SIGTERM, 3)):
+            for _ in range(rounds):
+                _generation[0] += 1
+                program = env.programs.start(f"nfq-redirectd-{_generation[0]}", env.topology.router, env.redirect.argv())
+                deadline = time.monotonic() + 15
+                while not our_rules(env):
+                    expect(program.running() and time.monotonic() < deadline, "the daemon installs its rules",
+                           program.log_tail())
+                os.kill(program.pid, sig)
+                if sig == signal.SIGHUP:
+                    program.wait_for_log(lambda log: "reloaded:" in log or "reload refused" in log, 10, "reload line")
+                    expect(program.running(), "the daemon alive after an early SIGHUP", program.log_tail())
+                    status = program.stop(sig=signal.SIGTERM, timeout=10.0)
+                else:
+                    status = program.stop(sig=signal.SIGTERM, timeout=10.0)  # already signalled: waits
+                expect_equal(f"exit status after an early {sig.name}", 0, status)
+                expect_equal(f"rules left after an early {sig.name} and a stop", [], our_rules(env))
+                outcomes.append(sig.name)
+    finally:
+        back_to_standard(env)
+    return f"{outcomes.count('SIGHUP')} early SIGHUPs reloaded, {outcomes.count('SIGTERM')} early SIGTERMs stopped cleanly"
+
+
 def systemd_stop_post(env):
     """The unit's way: the daemon keeps its rules on SIGTERM, ExecStopPost decides."""
     options = env.redirect.argv(["--keep-rules-on-exit"])[1:]
@@ -654,6 +684,8 @@ CASES = [
     ("corrupt state file: a clear log line, set aside, clean start", corrupt_state_file, 60, DAEMON),
     ("reload (SIGHUP): new rules for new flows, old flows kept, broken configs refused, atomic swap",
      reload_semantics, 120, DAEMON),
+    ("signals right after start (before READY): SIGHUP reloads, SIGTERM stops and removes the rules",
+     signals_right_after_start, 90, DAEMON),
     ("the unit's sandbox (read-only fs, CAP_NET_ADMIN+CAP_NET_RAW only, no new privileges): rules and "
      "redirects work", sandboxed_like_the_unit, 60, DAEMON),
     ("sd_notify (fake NOTIFY_SOCKET): READY/STATUS, WATCHDOG withheld while a thread hangs, "
