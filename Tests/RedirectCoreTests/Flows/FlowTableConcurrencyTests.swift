@@ -44,6 +44,9 @@ final class FlowTableConcurrencyTests: XCTestCase {
                 table.reply(reply, [.syn, .ack], now: now)
                 table.original(tuple, .ack, now: now)
                 let answer = table.lookup(proto: .tcp, client: client, local: Fixture.proxy, now: now)
+                // The table is over-subscribed: before its SYN/ACK a flow is not assured, so another
+                // worker's SYN may evict it (the kernel's early drop). Saying so is consistent.
+                if case .expired(.evicted) = answer { continue }
                 if answer != .redirected(original: Fixture.server) {
                     mistakes.withLock { $0.append("worker \(worker) flow \(i): lookup got \(answer)") }
                 }
