@@ -32,6 +32,9 @@ def connect(endpoint, timeout=TIMEOUT):
     sock = socket.socket(family_of(ip), socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
+        # A port of its own (connect() alone may reuse one across destinations, and two
+        # connections redirected to one proxy port would then clash: docs/operations.md).
+        sock.bind(("::" if family_of(ip) == socket.AF_INET6 else "0.0.0.0", 0))
         sock.connect((ip, port))
     except OSError:
         sock.close()

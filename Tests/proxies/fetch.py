@@ -51,6 +51,10 @@ def get(endpoint, connected=None):
     try:
         with socket.socket(family_of(ip), socket.SOCK_STREAM) as sock:
             sock.settimeout(TIMEOUT)
+            # An explicit bind gives every socket a port of its own: connect() alone may give two
+            # sockets to different destinations the same one, and after the redirect both would be
+            # one client -> proxy connection (refused as tuple_in_use, docs/operations.md).
+            sock.bind(("::" if family_of(ip) == socket.AF_INET6 else "0.0.0.0", 0))
             try:
                 sock.connect((ip, port))
             finally:
