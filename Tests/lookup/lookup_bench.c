@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -98,10 +99,13 @@ static void check_original(const struct sockaddr_in *got, const flows *set, cons
 
 /* ---- one measurement --------------------------------------------------------------------------- */
 
-typedef enum method { KERNEL, LOOKUP, LOOKUPFD, PIPELINED } method;
+/* PINGPONG is no lookup at all: a request-sized line over a Unix socket to a thread that answers
+ * an answer-sized line, the least any one-at-a-time request/answer protocol can cost here. */
+typedef enum method { KERNEL, LOOKUP, LOOKUPFD, PIPELINED, PINGPONG } method;
 static const char *const method_names[] = { "kernel getsockopt(SO_ORIGINAL_DST)", "daemon LOOKUP (nfqr_original_dst)",
-                                            "daemon LOOKUPFD (nfqr_original_dst_fd)", "daemon LOOKUP pipelined x64" };
-static const char *const method_keys[] = { "kernel", "lookup", "lookupfd", "pipelined" };
+                                            "daemon LOOKUPFD (nfqr_original_dst_fd)", "daemon LOOKUP pipelined x64",
+                                            "Unix socket ping-pong, no daemon (floor)" };
+static const char *const method_keys[] = { "kernel", "lookup", "lookupfd", "pipelined", "pingpong" };
 
 typedef struct worker {
     method how;
@@ -195,6 +199,42 @@ static void pipelined_calls(worker *w)
     close(daemon);
 }
 
+#define PING "LOOKUP tcp 127.0.0.1 40000 127.0.0.1 7777\n"
+#define PONG "OK 127.0.0.2 9999\n"
+
+static void *answer_pings(void *argument)
+{
+    int fd = *(int *)argument;
+    char line[64];
+    while (recv(fd, line, sizeof line, 0) > 0)
+        if (send(fd, PONG, sizeof PONG - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof PONG - 1))
+            break;
+    close(fd);
+    return NULL;
+}
+
+/* One ping, one pong, as the C client does a LOOKUP: wait for readability, then read. */
+static void pingpong_calls(worker *w)
+{
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        die("socketpair");
+    pthread_t answerer;
+    pthread_create(&answerer, NULL, answer_pings, &pair[1]);
+    char line[64];
+    for (int i = 0; i < w->calls; i++) {
+        double before = now_ns();
+        if (send(pair[0], PING, sizeof PING - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof PING - 1))
+            die("send ping");
+        struct pollfd ready = { .fd = pair[0], .events = POLLIN };
+        if (poll(&ready, 1, -1) != 1 || recv(pair[0], line, sizeof line, 0) != (ssize_t)(sizeof PONG - 1))
+            die("recv pong");
+        w->latencies[i] = now_ns() - before;
+    }
+    close(pair[0]);
+    pthread_join(answerer, NULL);
+}
+
 static void *run_worker(void *argument)
 {
     worker *w = argument;
@@ -204,6 +244,8 @@ static void *run_worker(void *argument)
     w->started = now_ns();
     if (w->how == PIPELINED) {
         pipelined_calls(w);
+    } else if (w->how == PINGPONG) {
+        pingpong_calls(w);
     } else {
         for (int i = 0; i < w->calls; i++) {
             double before = now_ns();
@@ -282,6 +324,7 @@ int main(int argc, char **argv)
         measure(LOOKUP, &daemon_flows, calls, n);
         measure(LOOKUPFD, &daemon_flows, calls, n);
         measure(PIPELINED, &daemon_flows, calls, n);
+        measure(PINGPONG, &daemon_flows, calls, n);
     }
     printf("{\"cores\": %ld, \"flows\": %d, \"calls\": %d, \"results\": [", cores, flow_count, calls);
     for (int i = 0; i < figure_count; i++)
