@@ -9,7 +9,7 @@ import Glibc
 /// them through a signalfd, which takes blocked signals, as soon as the group registers them.
 /// Every thread the daemon starts inherits the mask; spawned programs get an empty one.
 public enum LifecycleSignals {
-    public static let held: [CInt] = [SIGTERM, SIGINT, SIGHUP, SIGUSR2]
+    private static let held: [CInt] = [SIGTERM, SIGINT, SIGHUP, SIGUSR2]
 
     /// Blocks `held` on the calling thread: call it on the main thread before any other starts.
     public static func hold() {
