@@ -47,7 +47,7 @@ final class PacketMessageParserTests: XCTestCase {
         XCTAssertEqual(batch.unparsedCount, 4)
         var counters = PacketQueueCounters()
         var sent: [UInt8] = []
-        try VerdictWriter(capacity: PacketBatch.verdictCapacity(batchCapacity: 4)).write(
+        try VerdictWriter(batchCapacity: 4).write(
             batch: batch, queueNumber: 5, unparsedPolicy: .drop, useBatchVerdict: false, sendLimit: 1 << 20, counters: &counters
         ) { iovecs, _ in
             for vector in iovecs { sent += UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len) }

@@ -23,7 +23,7 @@ final class VerdictWriterTests: XCTestCase {
     /// Writes the verdicts and returns each datagram's bytes.
     private func write(_ batch: PacketBatch, useBatchVerdict: Bool = true, sendLimit: Int = .max, counters: inout PacketQueueCounters) -> [[UInt8]] {
         var datagrams: [[UInt8]] = []
-        try! VerdictWriter(capacity: 8).write(
+        try! VerdictWriter(batchCapacity: 8).write(
             batch: batch, queueNumber: 5, unparsedPolicy: .drop, useBatchVerdict: useBatchVerdict, sendLimit: sendLimit, counters: &counters
         ) { iovecs, length in
             var bytes: [UInt8] = []

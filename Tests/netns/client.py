@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
+from endpoints import bind_own_port, family_of, format_endpoint, parse_endpoint, socket_endpoint
 
 TIMEOUT = 20.0
 CHUNK = 256 * 1024
@@ -32,9 +32,7 @@ def connect(endpoint, timeout=TIMEOUT):
     sock = socket.socket(family_of(ip), socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        # A port of its own (connect() alone may reuse one across destinations, and two
-        # connections redirected to one proxy port would then clash: docs/operations.md).
-        sock.bind(("::" if family_of(ip) == socket.AF_INET6 else "0.0.0.0", 0))
+        bind_own_port(sock, ip)
         sock.connect((ip, port))
     except OSError:
         sock.close()

@@ -11,6 +11,14 @@ def family_of(ip):
     return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
+def bind_own_port(sock, ip):
+    """Gives `sock`, about to connect to `ip`, a source port no other socket has. connect() alone
+    may give two sockets to different destinations the same one, and after a redirect to one
+    proxy port both would be one client -> proxy connection (refused as tuple_in_use,
+    docs/operations.md)."""
+    sock.bind(("::" if family_of(ip) == socket.AF_INET6 else "0.0.0.0", 0))
+
+
 def format_endpoint(ip, port):
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 

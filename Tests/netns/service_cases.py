@@ -300,9 +300,7 @@ def signals_right_after_start(env):
                 if sig == signal.SIGHUP:
                     program.wait_for_log(lambda log: "reloaded:" in log or "reload refused" in log, 10, "reload line")
                     expect(program.running(), "the daemon alive after an early SIGHUP", program.log_tail())
-                    status = program.stop(sig=signal.SIGTERM, timeout=10.0)
-                else:
-                    status = program.stop(sig=signal.SIGTERM, timeout=10.0)  # already signalled: waits
+                status = program.stop(sig=signal.SIGTERM, timeout=10.0)  # after an early SIGTERM: waits
                 expect_equal(f"exit status after an early {sig.name}", 0, status)
                 expect_equal(f"rules left after an early {sig.name} and a stop", [], our_rules(env))
                 outcomes.append(sig.name)

@@ -17,7 +17,7 @@ import sys
 import threading
 
 import netns_path  # noqa: F401  (makes the netns modules importable)
-from endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
+from endpoints import bind_own_port, family_of, format_endpoint, parse_endpoint, socket_endpoint
 
 TIMEOUT = 15.0
 RESPONSE_LIMIT = 64 * 1024
@@ -51,10 +51,7 @@ def get(endpoint, connected=None):
     try:
         with socket.socket(family_of(ip), socket.SOCK_STREAM) as sock:
             sock.settimeout(TIMEOUT)
-            # An explicit bind gives every socket a port of its own: connect() alone may give two
-            # sockets to different destinations the same one, and after the redirect both would be
-            # one client -> proxy connection (refused as tuple_in_use, docs/operations.md).
-            sock.bind(("::" if family_of(ip) == socket.AF_INET6 else "0.0.0.0", 0))
+            bind_own_port(sock, ip)
             try:
                 sock.connect((ip, port))
             finally:

@@ -30,7 +30,7 @@ func fuzzQueueMessages(_ input: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     precondition(batch.count <= batch.capacity && batch.unparsedCount <= batch.capacity)
     // Every packet and every unparsed id gets its verdict, within the writer's capacity.
     var sent = 0
-    try! VerdictWriter(capacity: PacketBatch.verdictCapacity(batchCapacity: batch.capacity)).write(
+    try! VerdictWriter(batchCapacity: batch.capacity).write(
         batch: batch, queueNumber: 0, unparsedPolicy: .drop, useBatchVerdict: false, sendLimit: 1 << 20, counters: &counters
     ) { iovecs, _ in
         for vector in iovecs { sent += vector.iov_len }

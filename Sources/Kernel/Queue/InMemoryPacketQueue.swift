@@ -73,7 +73,7 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
         self.batchVerdicts = batchVerdicts
         readable = try WakeUpChannel()
         wakeUp = try WakeUpChannel()
-        writer = VerdictWriter(capacity: PacketBatch.verdictCapacity(batchCapacity: batchCapacity))
+        writer = VerdictWriter(batchCapacity: batchCapacity)
     }
 
     /// Queues a packet (IP header first) and returns its id. `packetLength` larger than

@@ -48,7 +48,7 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
         if configuration.suppressNoBufferErrors {
             try Descriptor.setOption(socket.descriptor, level: SOL_NETLINK, name: NETLINK_NO_ENOBUFS, value: 1, label: "setsockopt(NETLINK_NO_ENOBUFS)")
         }
-        writer = VerdictWriter(capacity: PacketBatch.verdictCapacity(batchCapacity: configuration.batchCapacity))
+        writer = VerdictWriter(batchCapacity: configuration.batchCapacity)
         receiveIovecs = .allocate(capacity: configuration.batchCapacity)
         receivedLengths = .allocate(capacity: configuration.batchCapacity)
         receivedFlags = .allocate(capacity: configuration.batchCapacity)

@@ -69,10 +69,6 @@ public final class PacketBatch {
         return true
     }
 
-    /// Verdicts one batch can need: a verdict per packet plus one per unparsed id, each list
-    /// holding up to `capacity` (a datagram may carry more messages than the batch has slots).
-    static func verdictCapacity(batchCapacity: Int) -> Int { 2 * batchCapacity }
-
     func removeAll() {
         packets.deinitialize(count: count)
         count = 0

@@ -31,9 +31,11 @@ final class VerdictWriter {
     private let iovecs: UnsafeMutablePointer<iovec>
     private let padding: UnsafeMutableRawPointer
 
-    /// `capacity` verdicts at most per batch (packets plus unparsed ids), plus the batch verdict.
-    init(capacity: Int) {
-        self.capacity = capacity
+    /// Room for the verdicts of one batch of `batchCapacity` slots: a verdict per packet plus one
+    /// per unparsed id, each list holding up to `batchCapacity` (a datagram may carry more
+    /// messages than the batch has slots), plus the batch verdict.
+    init(batchCapacity: Int) {
+        capacity = 2 * batchCapacity
         headers = .allocate(byteCount: (capacity + 1) * Self.headerStride, alignment: 8)
         iovecs = .allocate(capacity: capacity * 3 + 1)
         padding = .allocate(byteCount: 4, alignment: 4)
