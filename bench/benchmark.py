@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(REPO, "Tests", "netns"))  # processes, topology,
 import workloads  # noqa: E402
 from figures import rows_for  # noqa: E402
 from modes import DaemonMode, FloorMode, KernelMode, reset_router  # noqa: E402
-from peers import Listeners, build_nfqfloor, build_udpblast  # noqa: E402
+from peers import Listeners, build_program  # noqa: E402
 from processes import CommandFailed, Programs  # noqa: E402
 from redirectors import ruleset  # noqa: E402
 from report import summarise, table, write_json  # noqa: E402
@@ -162,9 +162,9 @@ class Bench:
         self.failures = 0
 
     def set_up(self):
-        self.udpblast = build_udpblast(self.run_dir)
+        self.udpblast = build_program(self.run_dir, "udpblast")
         if "floor" in self.options.modes:
-            self.floor.binary = build_nfqfloor(self.run_dir)
+            self.floor.binary = build_program(self.run_dir, "nfqfloor", ("mnl", "netfilter_queue", "pthread"))
         self.stage.create()
         self.stage.wait_for_neighbours()
         self.listeners = Listeners(self.stage.router, self.programs, self.run_dir, self.udpblast,

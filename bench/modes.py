@@ -4,7 +4,7 @@
 - `DaemonMode`: nfq-redirectd with `--redirect`, which installs its own rules in R.
 - `FloorMode` (`--floor`): the kernel's REDIRECT plus `nfqfloor`, a C program that takes every
   packet of the redirected ports through the daemon's queues and hooks and answers a plain
-  accept: the cost of the trip through userspace alone, the bound under any NFQUEUE daemon.
+  accept, one packet per system call: the cost of the trip through userspace alone.
 
 Each is switched on for one sample and off after it; `reset_router` then puts R back to
 no rules and an empty conntrack table, so no sample inherits the previous one's state.

@@ -1,10 +1,12 @@
 /*
- * nfqfloor: the least any NFQUEUE redirector can cost. It binds the queues nfq-redirectd
- * would use, copies every packet out (as a rewrite must) and answers each with a plain
- * NF_ACCEPT, carrying no payload back, doing no parsing, no table, no rewrite. The bench
- * runs it beside the kernel's own REDIRECT (which does the actual NAT), so the difference
- * between "kernel" and "floor" is what the trip through userspace alone costs: the bound
- * under every daemon built on NFQUEUE (docs/performance.md, "The NFQUEUE floor").
+ * nfqfloor: the trip through NFQUEUE with no work per packet. It binds the queues
+ * nfq-redirectd would use, copies every packet out (as a rewrite must) and answers each with
+ * a plain NF_ACCEPT, carrying no payload back, doing no parsing, no table, no rewrite; one
+ * recv and one send per packet, the textbook loop. The bench runs it beside the kernel's own
+ * REDIRECT (which does the actual NAT), so the difference between "kernel" and "floor" is
+ * what the trip alone costs: with one packet in flight at a time (request/response), the
+ * bound under every daemon built on NFQUEUE; under load, batching daemons can beat it
+ * (docs/performance.md, "--floor").
  *
  * usage: nfqfloor FIRST_QUEUE COUNT      (one thread per queue; SIGTERM/SIGINT stop it)
  * Prints "ready" once every queue is bound, and the packets handled per queue on exit.

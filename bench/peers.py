@@ -36,18 +36,11 @@ http {{
 """
 
 
-def build_udpblast(run_dir):
-    """Compiles udpblast.c into the run directory; returns its path."""
-    binary = os.path.join(run_dir, "udpblast")
-    run_command(["cc", "-O2", "-Wall", "-o", binary, os.path.join(HERE, "udpblast.c")], timeout=60)
-    return binary
-
-
-def build_nfqfloor(run_dir):
-    """Compiles nfqfloor.c (libnetfilter_queue + libmnl) into the run directory; returns its path."""
-    binary = os.path.join(run_dir, "nfqfloor")
-    run_command(["cc", "-O2", "-Wall", "-o", binary, os.path.join(HERE, "nfqfloor.c"),
-                 "-lmnl", "-lnetfilter_queue", "-lpthread"], timeout=60)
+def build_program(run_dir, name, libraries=()):
+    """Compiles bench/<name>.c into the run directory, linked with `libraries`; returns its path."""
+    binary = os.path.join(run_dir, name)
+    run_command(["cc", "-O2", "-Wall", "-o", binary, os.path.join(HERE, f"{name}.c"),
+                 *[f"-l{library}" for library in libraries]], timeout=60)
     return binary
 
 
