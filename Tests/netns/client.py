@@ -21,23 +21,14 @@ import sys
 import threading
 import time
 
-from endpoints import bind_own_port, family_of, format_endpoint, parse_endpoint, socket_endpoint
+from endpoints import connect_from_own_port, family_of, format_endpoint, parse_endpoint, socket_endpoint
 
 TIMEOUT = 20.0
 CHUNK = 256 * 1024
 
 
 def connect(endpoint, timeout=TIMEOUT):
-    ip, port = parse_endpoint(endpoint)
-    sock = socket.socket(family_of(ip), socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        bind_own_port(sock, ip)
-        sock.connect((ip, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    return connect_from_own_port(*parse_endpoint(endpoint), timeout)
 
 
 def local_of(sock):

@@ -19,6 +19,19 @@ def bind_own_port(sock, ip):
     sock.bind(("::" if family_of(ip) == socket.AF_INET6 else "0.0.0.0", 0))
 
 
+def connect_from_own_port(ip, port, timeout):
+    """A TCP socket connected to (ip, port) from a source port of its own (see bind_own_port)."""
+    sock = socket.socket(family_of(ip), socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        bind_own_port(sock, ip)
+        sock.connect((ip, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def format_endpoint(ip, port):
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 

@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.request
 
-from endpoints import format_endpoint, socket_endpoint
+from endpoints import connect_from_own_port, format_endpoint, socket_endpoint
 from harness import TestFailure, expect, expect_equal
 from origdst import LookupClient
 from processes import run_command
@@ -457,7 +457,7 @@ def swap_is_atomic(env, daemon, path, reloads=12):
         with InNamespace(env.topology.client):
             while not stop.is_set():
                 try:
-                    with socket.create_connection((REMOTE_V4, 443), timeout=5) as sock:
+                    with connect_from_own_port(REMOTE_V4, 443, timeout=5) as sock:
                         sock.sendall(b"ID\n")
                         results.append(sock.recv(200).decode().split()[3:4])
                 except OSError as error:

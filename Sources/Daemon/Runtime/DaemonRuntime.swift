@@ -317,6 +317,7 @@ final class DaemonRuntime: @unchecked Sendable {
         report.counter("nfqr_rewrites_total", sum(\.rewrittenReply), labels: [("direction", "reply")], help: "Packets rewritten, by direction.")
         report.counter("nfqr_untracked_packets_total", sum(\.untracked), help: "Packets of flows the table does not know and would not create (e.g. TCP without SYN).")
         report.counter("nfqr_drops_total", sum(\.refusedTableFull), labels: [("reason", "table_full")], help: "Dropped packets, by reason.")
+        report.counter("nfqr_drops_total", sum(\.refusedTupleInUse), labels: [("reason", "tuple_in_use")], help: "Dropped packets, by reason.")
         report.counter("nfqr_drops_total", sum(\.noRedirectAddress), labels: [("reason", "no_redirect_address")], help: "Dropped packets, by reason.")
         for (index, error) in PacketError.allCases.enumerated() {
             let count = engines.reduce(0) { $0 + $1.packetErrors[index].load }

@@ -10,14 +10,24 @@ public final class EngineCounters: Sendable {
     /// Packets the table does not track: not ours by policy, or of no known flow and unable to
     /// start one (TCP without SYN, a stray reply).
     public let untracked = AtomicCounter()
-    /// New flows refused because the table was full and nothing could be evicted.
+    /// Packets dropped because the table was full and nothing could be evicted.
     public let refusedTableFull = AtomicCounter()
+    /// Packets dropped because another flow owns the reply tuple theirs would get.
+    public let refusedTupleInUse = AtomicCounter()
     /// Redirects dropped because the incoming interface had no usable address.
     public let noRedirectAddress = AtomicCounter()
     /// Packets not parsed, by reason (indexed like `PacketError.allCases`).
     public let packetErrors: [AtomicCounter] = PacketError.allCases.map { _ in AtomicCounter() }
 
     public init() {}
+
+    /// The drop counter of one refusal reason.
+    public func refused(_ refusal: FlowRefusal) -> AtomicCounter {
+        switch refusal {
+        case .tableFull: refusedTableFull
+        case .tupleInUse: refusedTupleInUse
+        }
+    }
 
     public func count(_ error: PacketError) {
         packetErrors[error.counterIndex].add(1)

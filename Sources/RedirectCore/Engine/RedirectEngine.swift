@@ -71,10 +71,10 @@ public final class RedirectEngine: Sendable {
             case .untracked:
                 counters.untracked.add(1)
                 return accept()
-            case .refused:
+            case .refused(let refusal):
                 // Table full with nothing evictable, or the reply tuple already taken by
-                // another flow: the kernel drops such a packet too; the table counts which.
-                counters.refusedTableFull.add(1)
+                // another flow: the kernel drops such a packet too.
+                counters.refused(refusal).add(1)
                 counters.dropped.add(1)
                 return .drop
             }

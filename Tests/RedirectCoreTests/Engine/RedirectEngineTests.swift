@@ -190,4 +190,15 @@ final class RedirectEngineTests: XCTestCase {
         let data = WireTestPacket(proto: .tcp, source: first, destination: server, tcpFlags: [.ack, .psh])
         XCTAssertEqual(run(engine, data, fromNetwork).0, .acceptModified, "an established flow keeps working")
     }
+
+    func testAClientPortRedirectedTwiceToOneTargetIsDroppedAsTupleInUse() {
+        let engine = makeEngine(limit: 1024)
+        let client = endpoint("192.0.2.2", 40000)
+        let first = WireTestPacket(proto: .tcp, source: client, destination: endpoint("203.0.113.10", 80), tcpFlags: [.syn])
+        let second = WireTestPacket(proto: .tcp, source: client, destination: endpoint("203.0.113.11", 80), tcpFlags: [.syn])
+        XCTAssertEqual(run(engine, first, fromNetwork).0, .acceptModified)
+        XCTAssertEqual(run(engine, second, fromNetwork).0, .drop, "both would become client -> proxy:8080")
+        XCTAssertEqual(engine.counters.refusedTupleInUse.load, 1)
+        XCTAssertEqual(engine.counters.refusedTableFull.load, 0, "not counted as a full table")
+    }
 }
