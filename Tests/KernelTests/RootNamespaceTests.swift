@@ -114,6 +114,8 @@ final class RootNamespaceTests: XCTestCase {
                 XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 50), .timedOut)
                 DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) { queue.interrupt() }
                 XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .interrupted)
+                queue.interrupt()
+                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .interrupted, "an interrupt before the receive counts too")
                 XCTAssertEqual(queue.counters.netlinkErrors, 0, "the kernel accepted every verdict")
             }
         }
