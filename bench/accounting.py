@@ -1,5 +1,5 @@
 """Counters read around a sample: the daemon's CPU time, the packets it handled, its flows,
-and the UDP datagrams that reached the listener in R.
+the UDP datagrams that reached the listener in R, and how busy the machine's CPUs were.
 
 Where the daemon's own statistics are missing, the kernel's view is used instead and the
 source is recorded with the figure, so a reader knows which count a ns/packet divides by.
@@ -20,6 +20,26 @@ def process_cpu_seconds(pid):
         fields = stat.read().rpartition(")")[2].split()
     # After the command name: state is field 3, utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu_ticks():
+    """The machine's CPU time so far, all CPUs together, from /proc/stat's first line:
+    (user, nice, system, idle, iowait, irq, softirq, steal) in clock ticks."""
+    with open("/proc/stat") as stat:
+        return tuple(int(field) for field in stat.readline().split()[1:9])
+
+
+def cpu_shares(before, after):
+    """Percent of all CPUs' time between two machine_cpu_ticks() readings: busy (not idle or
+    iowait), user (with nice) and kernel (system, irq, softirq), which is where NFQUEUE's
+    copies and the packets' own path are counted."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (b - a for a, b in zip(before, after))
+    total = user + nice + system + idle + iowait + irq + softirq + steal
+    if total <= 0:
+        return None
+    return {"busy": round(100 * (total - idle - iowait) / total, 1),
+            "user": round(100 * (user + nice) / total, 1),
+            "kernel": round(100 * (system + irq + softirq) / total, 1)}
 
 
 def daemon_statistics(control, socket_path):

@@ -26,6 +26,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "Tests", "netns"))  # processes, topology, redirectors, endpoints
 
 import workloads  # noqa: E402
+from accounting import cpu_shares, machine_cpu_ticks  # noqa: E402
 from figures import rows_for  # noqa: E402
 from modes import DaemonMode, FloorMode, KernelMode, reset_router  # noqa: E402
 from peers import Listeners, build_program  # noqa: E402
@@ -159,6 +160,7 @@ class Bench:
         self.notes = []
         self.samples = {}
         self.records = []
+        self.cpu_busy = {}   # row key -> mode -> percent of all CPUs busy, one per sample
         self.failures = 0
 
     def set_up(self):
@@ -201,11 +203,14 @@ class Bench:
         return {"kernel": self.kernel, "daemon": self.daemon, "floor": self.floor}[name]
 
     def sample(self, measurement, variant, mode_name):
-        """Runs one sample with `mode_name` switched on; always switches it off again."""
+        """Runs one sample with `mode_name` switched on; always switches it off again.
+        Returns the figures, their details and how busy the CPUs were meanwhile."""
         mode = self.mode(mode_name)
         try:
             mode.start()
-            return measurement.run(self, mode, variant)
+            ticks = machine_cpu_ticks()
+            values, details = measurement.run(self, mode, variant)
+            return values, details, cpu_shares(ticks, machine_cpu_ticks())
         finally:
             status = mode.stop()
             if mode_name in ("daemon", "floor") and status not in (0, None):
@@ -236,7 +241,7 @@ def run(bench, options):
                     started = time.monotonic()
                     record = {"figure": measurement.label(variant), "round": round_number, "mode": mode}
                     try:
-                        values, details = bench.sample(measurement, variant, mode)
+                        values, details, cpu = bench.sample(measurement, variant, mode)
                     except (workloads.SampleFailed, CommandFailed, OSError, ValueError, KeyError) as error:
                         bench.failures += 1
                         record["error"] = str(error)
@@ -245,11 +250,14 @@ def run(bench, options):
                         if tails:
                             print("  daemon log tail:\n    " + tails.replace("\n", "\n    "), flush=True)
                     else:
-                        record.update(values=values, details=details)
+                        record.update(values=values, details=details, cpu=cpu)
                         for key, value in values.items():
                             samples.setdefault(key, {}).setdefault(mode, []).append(value)
+                            if cpu:
+                                bench.cpu_busy.setdefault(key, {}).setdefault(mode, []).append(cpu["busy"])
                         shown = ", ".join(f"{key} {value:,.2f}" for key, value in values.items())
-                        print(f"{label}: {shown}  ({time.monotonic() - started:.1f} s)", flush=True)
+                        busy = f", CPUs {cpu['busy']:.0f}% busy ({cpu['kernel']:.0f}% kernel)" if cpu else ""
+                        print(f"{label}: {shown}  ({time.monotonic() - started:.1f} s{busy})", flush=True)
                     records.append(record)
 
 
@@ -326,7 +334,7 @@ def main(argv):
             return 130 if stopped.startswith("interrupted") else 1
 
     rows = rows_for(options.flow_sizes)
-    summary = summarise(rows, bench.samples)
+    summary = summarise(rows, bench.samples, bench.cpu_busy)
     print()
     print(table(rows, summary, floor="floor" in options.modes))
     for text in bench.notes:

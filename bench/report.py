@@ -5,8 +5,9 @@ import json
 from figures import evaluate, median
 
 
-def summarise(rows, samples):
-    """Medians, ratios and verdicts per row. `samples[row.key][mode]` is a list of values."""
+def summarise(rows, samples, cpu_busy):
+    """Medians, ratios and verdicts per row. `samples[row.key][mode]` is a list of values,
+    `cpu_busy[row.key][mode]` the percent of all CPUs busy during each of those samples."""
     medians = {mode: {row.key: median(samples.get(row.key, {}).get(mode, [])) for row in rows}
                for mode in ("kernel", "daemon", "floor")}
     summary = []
@@ -27,8 +28,17 @@ def summarise(rows, samples):
             "ratio_of": f"{row.versus} (daemon)" if row.versus else (None if row.daemon_only else "nfq/kernel"),
             "goal": row.goal.text() if row.goal else None,
             "verdict": verdict,
+            "cpu_busy_percent": {mode: median(busy) for mode, busy in cpu_busy.get(row.key, {}).items()},
         })
     return summary
+
+
+def busy_column(busy):
+    """`97/99%`: median share of all CPUs busy in the kernel's and nfq-redirect's samples. A
+    figure whose CPUs were all busy is bounded by CPU time, not by waiting."""
+    if "kernel" not in busy and "daemon" not in busy:
+        return "-"
+    return "/".join("-" if busy.get(mode) is None else f"{busy[mode]:.0f}" for mode in ("kernel", "daemon")) + "%"
 
 
 def shown(value, row):
@@ -39,7 +49,7 @@ def shown(value, row):
 
 def table(rows, summary, floor=False):
     """With `floor`, two more columns: the NFQUEUE floor (bench/nfqfloor.c) and floor / kernel."""
-    header = ("figure", "unit", "kernel", "nfq-redirect", "ratio", "goal", "verdict")
+    header = ("figure", "unit", "kernel", "nfq-redirect", "ratio", "goal", "verdict", "CPUs busy k/n")
     if floor:
         header += ("NFQUEUE floor", "floor/kernel")
     lines = []
@@ -49,7 +59,8 @@ def table(rows, summary, floor=False):
         if row.versus and goal:
             goal += f" vs {row.versus.removeprefix('flows_')}"
         verdict = entry["verdict"] or ("n/a" if row.goal else "")
-        line = (row.title, row.unit, shown(entry["kernel"], row), shown(entry["daemon"], row), ratio, goal, verdict)
+        line = (row.title, row.unit, shown(entry["kernel"], row), shown(entry["daemon"], row), ratio, goal, verdict,
+                busy_column(entry["cpu_busy_percent"]))
         if floor:
             line += (shown(entry["floor"], row),
                      "-" if entry["floor_ratio"] is None else f"{entry['floor_ratio']:.2f}")
