@@ -36,6 +36,7 @@ final class ConfigurationFileTests: XCTestCase {
             receive_buffer = 16777216
             fail_open = true
             gso = false
+            busy_poll = 150
 
             [lookup]
             socket = "/run/x/lookup.sock"
@@ -89,6 +90,7 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertEqual(configuration.queues.receiveBufferBytes, 16_777_216)
         XCTAssertTrue(configuration.queues.failOpen)
         XCTAssertFalse(configuration.queues.gso)
+        XCTAssertEqual(configuration.queues.busyPollMicroseconds, 150)
         XCTAssertEqual(configuration.lookup.socketPath, "/run/x/lookup.sock")
         XCTAssertEqual(configuration.lookup.socketMode, 0o600)
         XCTAssertEqual(configuration.lookup.socketGroup, "proxy")
@@ -135,6 +137,7 @@ final class ConfigurationFileTests: XCTestCase {
     func testErrorsNameTheFieldAndTheLine() {
         assertError("[queue]\ncount = 0\n", location: "test.toml:2", field: "queue.count", contains: "out of range")
         assertError("[queue]\ncuont = 2\n", location: "test.toml:2", field: "queue.cuont", contains: "unknown key")
+        assertError("[queue]\nbusy_poll = 100001\n", location: "test.toml:2", field: "queue.busy_poll", contains: "out of range 0...100000")
         assertError("[queue]\nfail_open = \"yes\"\n", location: "test.toml:2", field: "queue.fail_open", contains: "true or false")
         assertError("\n[[redirect]]\nproto = \"sctp\"\nports = \"80\"\nto_port = 8080\n", location: "test.toml:3", field: "redirect[0].proto", contains: "sctp")
         assertError("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\n[[redirect]]\nproto = \"tcp\"\nports = \"70000\"\nto_port = 8080\n",
@@ -177,10 +180,12 @@ final class ConfigurationFileTests: XCTestCase {
         var configuration = try load("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\n[queue]\nfirst = 5\n")
         var overrides = CommandLineOverrides()
         overrides.queue = 7
+        overrides.busyPoll = 200
         overrides.redirects = ["udp:53:5353"]
         overrides.stateFile = .some(nil)
         try overrides.apply(to: &configuration)
         XCTAssertEqual(configuration.queues.first, 7)
+        XCTAssertEqual(configuration.queues.busyPollMicroseconds, 200)
         XCTAssertEqual(configuration.redirects.map(\.description), ["udp:53:5353"])
         XCTAssertNil(configuration.stateFile)
     }
@@ -194,6 +199,13 @@ final class ConfigurationFileTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains(expected), "\(error) lacks \(expected)")
                 XCTAssertTrue("\(error)".hasPrefix("--redirect \(flag)"), "\(error)")
             }
+        }
+        var configuration = DaemonConfiguration()
+        var overrides = CommandLineOverrides()
+        overrides.busyPoll = -1
+        XCTAssertThrowsError(try overrides.apply(to: &configuration)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("--busy-poll"), "\(error)")
+            XCTAssertTrue("\(error)".contains("out of range"), "\(error)")
         }
     }
 }

@@ -121,6 +121,40 @@ final class RootNamespaceTests: XCTestCase {
         }
     }
 
+    // (b2) busy polling: a packet sent while the thread polls is received, an idle
+    // queue still times out, and an interrupt still ends the receive.
+    func testBusyPollingQueueReceivesTimesOutAndIsInterrupted() throws {
+        try NetworkNamespace.withNamespace { namespace in
+            try namespace.run {
+                try namespace.host(["ip", "link", "set", "lo", "up"])
+                var configuration = NetfilterQueueConfiguration(queueNumber: 8)
+                configuration.busyPollMicroseconds = 100_001
+                XCTAssertThrowsError(try NetfilterQueue(configuration: configuration)) { error in
+                    XCTAssertTrue("\(error)".contains("out of range"), "\(error)")
+                }
+                configuration.busyPollMicroseconds = 20_000
+                let queue = try NetfilterQueue(configuration: configuration)
+                try namespace.host(["iptables", "-w", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--dport", "5557", "-j", "NFQUEUE", "--queue-num", "8"])
+                let listener = try UDPSocket(port: 5557)
+                let sender = try UDPSocket(port: 0)
+                let batch = queue.makeBatch()
+
+                // Sent 5 ms into the receive: inside the 20 ms of polling.
+                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(5)) { try? sender.send("polled", toPort: 5557) }
+                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .received)
+                XCTAssertEqual(batch.count, 1)
+                try queue.sendVerdicts(for: batch)
+                XCTAssertEqual(listener.receiveAll(waitMilliseconds: 500), ["polled"])
+
+                let started = ContinuousClock.now
+                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 50), .timedOut)
+                XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(20), "it polled before it slept")
+                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) { queue.interrupt() }
+                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .interrupted)
+            }
+        }
+    }
+
     // (c) rtnetlink: dump order and flags, and the monitor.
     func testAddressDumpAndMonitor() throws {
         try NetworkNamespace.withNamespace { namespace in

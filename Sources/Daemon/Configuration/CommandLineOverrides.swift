@@ -6,6 +6,7 @@ import RedirectCore
 public struct CommandLineOverrides: Sendable {
     public var queue: UInt16?
     public var queues: UInt16?
+    public var busyPoll: Int?
     public var socket: String?
     public var redirects: [String] = []
     public var localRedirects: [String] = []
@@ -29,6 +30,12 @@ public struct CommandLineOverrides: Sendable {
         if let queues {
             guard (1...64).contains(queues) else { throw fail("--queues", "\(queues) is out of range 1...64") }
             c.queues.count = queues
+        }
+        if let busyPoll {
+            guard NetfilterQueueConfiguration.busyPollLimit.contains(busyPoll) else {
+                throw fail("--busy-poll", "\(busyPoll) µs is out of range 0...100000")
+            }
+            c.queues.busyPollMicroseconds = busyPoll
         }
         if let socket { c.lookup.socketPath = socket }
         // Flags name the whole redirect set when given: the config file's list is replaced.
@@ -102,7 +109,7 @@ extension DaemonConfiguration {
             if rule.families.count == 1, let family = rule.families.first { line += family == .ipv4 ? " ipv4 only" : " ipv6 only" }
             lines.append(line)
         }
-        lines.append("queues original \(queues.originalQueues.lowerBound)-\(queues.originalQueues.upperBound) reply \(queues.replyQueues.lowerBound)-\(queues.replyQueues.upperBound)\(queues.failOpen ? " fail-open" : " fail-closed")")
+        lines.append("queues original \(queues.originalQueues.lowerBound)-\(queues.originalQueues.upperBound) reply \(queues.replyQueues.lowerBound)-\(queues.replyQueues.upperBound)\(queues.failOpen ? " fail-open" : " fail-closed")\(queues.busyPollMicroseconds > 0 ? " busy-poll \(queues.busyPollMicroseconds) µs" : "")")
         lines.append("lookup socket \(lookup.socketPath)")
         lines.append("table limit \(tableLimit)")
         lines.append("state file \(stateFile ?? "none")")

@@ -82,13 +82,16 @@ private struct TOMLReader {
     mutating func read(_ root: TOMLTable, into c: inout DaemonConfiguration) throws(ConfigurationError) {
         try checkKeys(root, "", allowed: ["queue", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics"])
         if let queue = try table(root, "queue", "queue") {
-            try checkKeys(queue, "queue", allowed: ["first", "count", "max_length", "receive_buffer", "fail_open", "gso"])
+            try checkKeys(queue, "queue", allowed: ["first", "count", "max_length", "receive_buffer", "fail_open", "gso", "busy_poll"])
             if let v = try int(queue, "first", "queue.first", in: 0...65000) { c.queues.first = UInt16(v) }
             if let v = try int(queue, "count", "queue.count", in: 1...64) { c.queues.count = UInt16(v) }
             if let v = try int(queue, "max_length", "queue.max_length", in: 16...1_048_576) { c.queues.maxLength = UInt32(v) }
             if let v = try int(queue, "receive_buffer", "queue.receive_buffer", in: 65536...(1 << 30)) { c.queues.receiveBufferBytes = v }
             if let v = try bool(queue, "fail_open", "queue.fail_open") { c.queues.failOpen = v }
             if let v = try bool(queue, "gso", "queue.gso") { c.queues.gso = v }
+            if let v = try int(queue, "busy_poll", "queue.busy_poll", in: NetfilterQueueConfiguration.busyPollLimit) {
+                c.queues.busyPollMicroseconds = v
+            }
         }
         if let lookup = try table(root, "lookup", "lookup") {
             try checkKeys(lookup, "lookup", allowed: ["socket", "mode", "group", "allow_users", "allow_groups", "allow_all", "max_clients", "idle_timeout"])

@@ -21,6 +21,10 @@ public struct DaemonConfiguration: Equatable, Sendable {
         /// On by default: bulk TCP through the daemon is about 3-4x faster with it, because one
         /// trip carries up to 64 KiB instead of one MTU (docs/performance.md, "GSO").
         public var gso: Bool = true
+        /// Microseconds a datapath thread keeps asking for packets before it sleeps (0: off).
+        /// Cuts the latency of lone packets (request/response) at the price of CPU time while
+        /// traffic flows (docs/performance.md, "Busy polling").
+        public var busyPollMicroseconds: Int = 0
 
         public var originalQueues: ClosedRange<UInt16> { first...(first + count - 1) }
         public var replyQueues: ClosedRange<UInt16> { (first + count)...(first + 2 * count - 1) }

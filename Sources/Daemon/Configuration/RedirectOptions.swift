@@ -12,6 +12,10 @@ public struct RedirectOptions: ParsableArguments, Sendable {
     @Option(name: .long, help: "Queues (datapath threads) per direction.")
     public var queues: UInt16?
 
+    @Option(name: .long, help: ArgumentHelp("Microseconds a datapath thread polls for packets before it sleeps (0: off).",
+                                            valueName: "microseconds"))
+    public var busyPoll: Int?
+
     @Option(name: .long, help: "Lookup socket path.")
     public var socket: String?
 
@@ -59,6 +63,7 @@ public struct RedirectOptions: ParsableArguments, Sendable {
         var overrides = CommandLineOverrides()
         overrides.queue = queue
         overrides.queues = queues
+        overrides.busyPoll = busyPoll
         overrides.socket = socket
         overrides.redirects = redirect
         overrides.localRedirects = redirectLocal

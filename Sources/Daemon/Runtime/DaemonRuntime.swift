@@ -108,6 +108,7 @@ final class DaemonRuntime: @unchecked Sendable {
             queueConfiguration.receiveBufferBytes = queues.receiveBufferBytes
             queueConfiguration.failOpen = queues.failOpen
             queueConfiguration.segmentationOffload = queues.gso
+            queueConfiguration.busyPollMicroseconds = queues.busyPollMicroseconds
             let queue: any PacketQueue
             do {
                 queue = try queueFactory(queueConfiguration)

@@ -5,8 +5,9 @@ import RedirectCore
 
 /// A kernel NFQUEUE bound over netlink (libmnl + libnetfilter_queue's nfq_nlmsg_* API).
 ///
-/// Receives with one recvmmsg per wakeup (poll only when nothing is ready), parses in place,
-/// and answers a batch with one sendmsg whose payload iovecs point into the receive buffers.
+/// Receives with one recvmmsg per wakeup (poll only when nothing is ready, after busy polling
+/// if configured), parses in place, and answers a batch with one sendmsg whose payload iovecs
+/// point into the receive buffers.
 /// Nothing on that path allocates. `receive` and `sendVerdicts` belong to one thread;
 /// `counters` and `interrupt()` are safe from any thread.
 public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
@@ -22,6 +23,7 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
     private let cells = PacketQueueCounterCells()
     private let writer: VerdictWriter
     private let sendLimit: Int
+    private let busyPoll: Duration
     private let receiveIovecs: UnsafeMutablePointer<iovec>
     private let receivedLengths: UnsafeMutablePointer<UInt32>
     private let receivedFlags: UnsafeMutablePointer<Int32>
@@ -49,6 +51,7 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
             try Descriptor.setOption(socket.descriptor, level: SOL_NETLINK, name: NETLINK_NO_ENOBUFS, value: 1, label: "setsockopt(NETLINK_NO_ENOBUFS)")
         }
         writer = VerdictWriter(batchCapacity: configuration.batchCapacity)
+        busyPoll = .microseconds(configuration.busyPollMicroseconds)
         receiveIovecs = .allocate(capacity: configuration.batchCapacity)
         receivedLengths = .allocate(capacity: configuration.batchCapacity)
         receivedFlags = .allocate(capacity: configuration.batchCapacity)
@@ -78,6 +81,7 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
         }
         var delta = PacketQueueCounters()
         defer { cells.add(delta) }
+        var pollingUntil: ContinuousClock.Instant?
         while true {
             let outcome = try syscall("recvmmsg(NFQUEUE \(queueNumber))") {
                 nfqr_receive_datagrams(socket.descriptor, receiveIovecs, receivedLengths, receivedFlags, UInt32(batch.capacity))
@@ -97,6 +101,16 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
             case .noBufferSpace:
                 delta.noBufferSpace &+= 1
             case .wouldBlock:
+                if busyPoll > .zero {
+                    let now = ContinuousClock.now
+                    let deadline = pollingUntil ?? now + busyPoll
+                    pollingUntil = deadline
+                    if now < deadline {
+                        // Let any runnable thread have this CPU, then ask again.
+                        sched_yield()
+                        continue
+                    }
+                }
                 switch try ReadinessWait.wait(for: socket.descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds) {
                 case .readable: continue
                 case .wokenUp: return .interrupted

@@ -23,6 +23,11 @@ public struct NetfilterQueueConfiguration: Sendable, Equatable {
     public var unparsablePacketPolicy: UnparsablePacketPolicy = .drop
     /// Answer unmodified accepts of a batch with one NFQNL_MSG_VERDICT_BATCH message.
     public var batchVerdicts: Bool = true
+    /// When nothing is waiting, keep asking (yielding the CPU between tries) for this many
+    /// microseconds before sleeping (0: sleep at once). A sleeping thread's wake-up, not its
+    /// work, is most of a lone packet's delay; polling trades CPU time for it.
+    public var busyPollMicroseconds: Int = 0
+    public static let busyPollLimit = 0...100_000
 
     public init(queueNumber: UInt16) {
         self.queueNumber = queueNumber
@@ -43,5 +48,8 @@ public struct NetfilterQueueConfiguration: Sendable, Equatable {
         guard maximumQueueLength > 0 else { throw .invalidConfiguration("queue length must be positive") }
         guard receiveBufferBytes > 0 else { throw .invalidConfiguration("receive buffer size must be positive") }
         guard copyRange > 0 else { throw .invalidConfiguration("copy range must be positive") }
+        guard Self.busyPollLimit.contains(busyPollMicroseconds) else {
+            throw .invalidConfiguration("busy poll of \(busyPollMicroseconds) µs is out of range (0-100000)")
+        }
     }
 }
