@@ -18,14 +18,16 @@ final class PrometheusExporter: Sendable {
         state.withLock { state in
             for entry in statistics.entries {
                 let key = entry.name + entry.labels.map { "|\($0.0)=\($0.1)" }.joined()
+                // Our names are whole already (`nfqr_..._total`); an empty unit adds nothing.
+                let descriptor = MetricNameDescriptor(metricName: entry.name, unitName: "", helpText: entry.help)
                 if entry.isCounter {
-                    let existing = state.counters[key] ?? (registry.makeCounter(name: entry.name, labels: entry.labels, help: entry.help), 0)
+                    let existing = state.counters[key] ?? (registry.makeCounter(descriptor: descriptor, labels: entry.labels), 0)
                     if entry.value > existing.last {
                         existing.metric.increment(by: Int64(entry.value - existing.last))
                     }
                     state.counters[key] = (existing.metric, max(existing.last, entry.value))
                 } else {
-                    let gauge = state.gauges[key] ?? registry.makeGauge(name: entry.name, labels: entry.labels, help: entry.help)
+                    let gauge = state.gauges[key] ?? registry.makeGauge(descriptor: descriptor, labels: entry.labels)
                     gauge.set(Double(entry.value))
                     state.gauges[key] = gauge
                 }
