@@ -32,8 +32,9 @@ public struct CommandLineOverrides: Sendable {
             c.queues.count = queues
         }
         if let busyPoll {
-            guard NetfilterQueueConfiguration.busyPollLimit.contains(busyPoll) else {
-                throw fail("--busy-poll", "\(busyPoll) µs is out of range 0...100000")
+            let limit = NetfilterQueueConfiguration.busyPollLimit
+            guard limit.contains(busyPoll) else {
+                throw fail("--busy-poll", "\(busyPoll) µs is out of range \(limit.lowerBound)...\(limit.upperBound)")
             }
             c.queues.busyPollMicroseconds = busyPoll
         }

@@ -19,15 +19,18 @@ final class PrometheusExporter: Sendable {
             for entry in statistics.entries {
                 let key = entry.name + entry.labels.map { "|\($0.0)=\($0.1)" }.joined()
                 // Our names are whole already (`nfqr_..._total`); an empty unit adds nothing.
-                let descriptor = MetricNameDescriptor(metricName: entry.name, unitName: "", helpText: entry.help)
+                // Only a metric seen for the first time needs one (`??` evaluates it lazily).
+                func descriptor() -> MetricNameDescriptor {
+                    MetricNameDescriptor(metricName: entry.name, unitName: "", helpText: entry.help)
+                }
                 if entry.isCounter {
-                    let existing = state.counters[key] ?? (registry.makeCounter(descriptor: descriptor, labels: entry.labels), 0)
+                    let existing = state.counters[key] ?? (registry.makeCounter(descriptor: descriptor(), labels: entry.labels), 0)
                     if entry.value > existing.last {
                         existing.metric.increment(by: Int64(entry.value - existing.last))
                     }
                     state.counters[key] = (existing.metric, max(existing.last, entry.value))
                 } else {
-                    let gauge = state.gauges[key] ?? registry.makeGauge(descriptor: descriptor, labels: entry.labels)
+                    let gauge = state.gauges[key] ?? registry.makeGauge(descriptor: descriptor(), labels: entry.labels)
                     gauge.set(Double(entry.value))
                     state.gauges[key] = gauge
                 }

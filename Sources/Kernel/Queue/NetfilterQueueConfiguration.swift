@@ -49,7 +49,7 @@ public struct NetfilterQueueConfiguration: Sendable, Equatable {
         guard receiveBufferBytes > 0 else { throw .invalidConfiguration("receive buffer size must be positive") }
         guard copyRange > 0 else { throw .invalidConfiguration("copy range must be positive") }
         guard Self.busyPollLimit.contains(busyPollMicroseconds) else {
-            throw .invalidConfiguration("busy poll of \(busyPollMicroseconds) µs is out of range (0-100000)")
+            throw .invalidConfiguration("busy poll of \(busyPollMicroseconds) µs is out of range (\(Self.busyPollLimit))")
         }
     }
 }
