@@ -11,24 +11,25 @@
 #define DEFAULT_SOCKET_PATH "/run/nfq-redirect/lookup.sock"
 #define DEFAULT_TIMEOUT_MS 1000
 #define MAXIMUM_TIMEOUT_MS 60000
+#define MAXIMUM_BUSY_POLL_US 100000
 
 /* Until the constructor has run (a lookup from another library's constructor), no daemon. */
 nfqr_config nfqr_settings = { .address_error = EAGAIN, .timeout_ms = DEFAULT_TIMEOUT_MS };
 
-/* A whole positive decimal number up to MAXIMUM_TIMEOUT_MS, or the default. */
-static int timeout_from(const char *text)
+/* A whole decimal number from 0 up to `maximum`, or `fallback`. */
+static int number_from(const char *text, long maximum, int fallback)
 {
     if (text == NULL || *text == '\0')
-        return DEFAULT_TIMEOUT_MS;
+        return fallback;
     long value = 0;
     for (const char *c = text; *c != '\0'; c++) {
         if (*c < '0' || *c > '9')
-            return DEFAULT_TIMEOUT_MS;
+            return fallback;
         value = value * 10 + (*c - '0');
-        if (value > MAXIMUM_TIMEOUT_MS)
-            return DEFAULT_TIMEOUT_MS;
+        if (value > maximum)
+            return fallback;
     }
-    return value > 0 ? (int)value : DEFAULT_TIMEOUT_MS;
+    return (int)value;
 }
 
 __attribute__((constructor)) static void nfqr_load_settings(void)
@@ -37,7 +38,9 @@ __attribute__((constructor)) static void nfqr_load_settings(void)
     if (path == NULL || *path == '\0')
         path = DEFAULT_SOCKET_PATH;
 
-    nfqr_settings.timeout_ms = timeout_from(getenv("NFQ_REDIRECT_TIMEOUT_MS"));
+    int timeout_ms = number_from(getenv("NFQ_REDIRECT_TIMEOUT_MS"), MAXIMUM_TIMEOUT_MS, DEFAULT_TIMEOUT_MS);
+    nfqr_settings.timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    nfqr_settings.busy_poll_us = number_from(getenv("NFQ_REDIRECT_BUSY_POLL_US"), MAXIMUM_BUSY_POLL_US, 0);
     const char *mode = getenv("NFQ_REDIRECT_LOOKUP");
     nfqr_settings.preload_uses_lookupfd = mode != NULL && strcmp(mode, "fd") == 0;
     nfqr_settings.address.sun_family = AF_UNIX;

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -74,6 +75,21 @@ static bool wait_for(int fd, short events, int64_t deadline)
         if (ready < 0 && errno != EINTR)
             return false;
     }
+}
+
+/* With NFQ_REDIRECT_BUSY_POLL_US, asks for readiness without sleeping for that long first: on
+ * a machine whose idle CPUs wake slowly, the sleeping thread's wake-up is most of a lookup's
+ * round trip. sched_yield lets any runnable thread (the daemon's, on a busy CPU) go first. */
+static void poll_briefly_for(int fd, int64_t deadline)
+{
+    if (nfqr_settings.busy_poll_us == 0)
+        return;
+    int64_t until = monotonic_ns() + (int64_t)nfqr_settings.busy_poll_us * 1000;
+    if (until > deadline)
+        until = deadline;
+    struct pollfd entry = { .fd = fd, .events = POLLIN };
+    while (poll(&entry, 1, 0) == 0 && monotonic_ns() < until)
+        sched_yield();
 }
 
 /* ---- connect and exchange ------------------------------------------------------------------ */
@@ -166,6 +182,7 @@ static exchange_status exchange(int fd, const char *request, size_t request_leng
     }
 
     /* The answer is hardly ever there yet: wait for it rather than spend a recv on EAGAIN. */
+    poll_briefly_for(fd, deadline);
     if (!wait_for(fd, POLLIN, deadline))
         return FAILED;
     size_t have = 0;

@@ -67,6 +67,7 @@ typedef struct nfqr_config {
     socklen_t address_length;  /* 0 when the path is unusable: every lookup is NFQR_UNAVAILABLE */
     int address_error;         /* errno for an unusable path (ENAMETOOLONG) */
     int timeout_ms;
+    int busy_poll_us;          /* NFQ_REDIRECT_BUSY_POLL_US: poll this long for an answer before sleeping */
     bool preload_uses_lookupfd;  /* NFQ_REDIRECT_LOOKUP=fd: the preload asks with LOOKUPFD */
 } nfqr_config;
 

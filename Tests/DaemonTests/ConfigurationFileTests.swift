@@ -46,6 +46,7 @@ final class ConfigurationFileTests: XCTestCase {
             allow_groups = ["mesh"]
             max_clients = 50
             idle_timeout = 60
+            busy_poll = 75
 
             [[redirect]]
             proto = "tcp"
@@ -99,6 +100,7 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertFalse(configuration.lookup.allowAll)
         XCTAssertEqual(configuration.lookup.maxClients, 50)
         XCTAssertEqual(configuration.lookup.idleTimeoutSeconds, 60)
+        XCTAssertEqual(configuration.lookup.busyPollMicroseconds, 75)
         XCTAssertEqual(configuration.redirects.count, 2)
         XCTAssertEqual(configuration.redirects[0].description, "tcp:80,443:8080")
         XCTAssertEqual(configuration.redirects[0].scope, .network)
@@ -181,11 +183,13 @@ final class ConfigurationFileTests: XCTestCase {
         var overrides = CommandLineOverrides()
         overrides.queue = 7
         overrides.busyPoll = 200
+        overrides.lookupBusyPoll = 100
         overrides.redirects = ["udp:53:5353"]
         overrides.stateFile = .some(nil)
         try overrides.apply(to: &configuration)
         XCTAssertEqual(configuration.queues.first, 7)
         XCTAssertEqual(configuration.queues.busyPollMicroseconds, 200)
+        XCTAssertEqual(configuration.lookup.busyPollMicroseconds, 100)
         XCTAssertEqual(configuration.redirects.map(\.description), ["udp:53:5353"])
         XCTAssertNil(configuration.stateFile)
     }
@@ -206,6 +210,11 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertThrowsError(try overrides.apply(to: &configuration)) { error in
             XCTAssertTrue("\(error)".hasPrefix("--busy-poll"), "\(error)")
             XCTAssertTrue("\(error)".contains("out of range"), "\(error)")
+        }
+        overrides = CommandLineOverrides()
+        overrides.lookupBusyPoll = 100_001
+        XCTAssertThrowsError(try overrides.apply(to: &configuration)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("--lookup-busy-poll"), "\(error)")
         }
     }
 }

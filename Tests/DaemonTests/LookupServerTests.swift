@@ -80,6 +80,22 @@ final class LookupServerTests: XCTestCase {
                                                 "ERR NOTFOUND", "OK nfq-redirect test protocol 1", "OK 203.0.113.10 80"])
     }
 
+    func testABusyPollingServerAnswersAgainAfterItSleptAndStops() throws {
+        server.stop()
+        let settings = LookupServer.Settings(path: path, mode: 0o600, group: nil,
+                                             access: LookupAccessPolicy(allowAll: true, uids: [], gids: []),
+                                             maxClients: 4, idleTimeoutSeconds: 300, busyPoll: .milliseconds(20))
+        server = LookupServer(settings: settings, backend: FixedBackend(), logger: Logger(label: "test"))
+        try server.start()
+        let fd = try connectClient()
+        defer { close(fd) }
+        send(fd, Self.found)
+        XCTAssertEqual(readLines(fd, 1).lines, ["OK 203.0.113.10 80"], "answered while polling")
+        usleep(50_000)   // past the 20 ms of polling: the thread sleeps in epoll again
+        send(fd, Self.found)
+        XCTAssertEqual(readLines(fd, 1).lines, ["OK 203.0.113.10 80"], "answered after it slept")
+    }
+
     func testByteAtATimeWriterIsAnswered() throws {
         let fd = try connectClient()
         defer { close(fd) }

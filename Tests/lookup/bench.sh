@@ -5,12 +5,15 @@
 #
 #   NFQR_BIN_DIR=.build/release NFQR_BENCH_BIN=<dir of lookup_bench> bench.sh [FLOWS CALLS THREADS]
 #
+# NFQR_BUSY_POLL_US=N polls for N microseconds before sleeping on both ends: the daemon's
+# lookup thread (--lookup-busy-poll) and the C client (NFQ_REDIRECT_BUSY_POLL_US).
+#
 # Root only. Leaves no namespace, rule, process or file behind.
 set -eu
 
 bin_dir=${NFQR_BIN_DIR:?set NFQR_BIN_DIR to the folder with nfq-redirectd}
 bench=${NFQR_BENCH_BIN:?set NFQR_BENCH_BIN}/lookup_bench
-flows=${1:-64} calls=${2:-50000} threads=${3:-4}
+flows=${1:-64} calls=${2:-50000} threads=${3:-4} busy_poll=${NFQR_BUSY_POLL_US:-0}
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (it uses a network namespace)"; exit 1; }
 
 work=$(mktemp -d /tmp/nfqr-lookup-bench.XXXXXX)
@@ -28,7 +31,7 @@ ip netns add "$namespace"
 in_ns ip link set lo up
 in_ns iptables -t nat -A OUTPUT -p tcp -d 127.0.0.2 --dport 9998 -j REDIRECT --to-ports 7778
 ip netns exec "$namespace" "$bin_dir/nfq-redirectd" --socket "$work/lookup.sock" --state-file "$work/state" \
-    --redirect-local tcp:9999:7777 --log-level warning >"$work/daemon.log" 2>&1 &
+    --redirect-local tcp:9999:7777 --lookup-busy-poll "$busy_poll" --log-level warning >"$work/daemon.log" 2>&1 &
 daemon=$!   # `ip netns exec` execs the daemon, so this is its own pid
 accepts() { /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1" 2>/dev/null; }
 for _ in $(seq 200); do accepts "$work/lookup.sock" && break; sleep 0.05; done
@@ -46,7 +49,7 @@ print(next(l.split()[1] for l in data.decode().splitlines() if l.startswith("nfq
 PY
 }
 ticks_before=$(cpu_ticks) requests_before=$(requests)
-in_ns env NFQ_REDIRECT_SOCKET="$work/lookup.sock" "$bench" "$flows" "$calls" "$threads"
+in_ns env NFQ_REDIRECT_SOCKET="$work/lookup.sock" NFQ_REDIRECT_BUSY_POLL_US="$busy_poll" "$bench" "$flows" "$calls" "$threads"
 kill -0 "$daemon" || { echo "bench.sh: the daemon died:"; cat "$work/daemon.log"; exit 1; }
 ticks=$(( $(cpu_ticks) - ticks_before )) served=$(( $(requests) - requests_before - 1 ))
 awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$served" 'BEGIN {

@@ -6,6 +6,8 @@
  *
  *     preload_tests              daemon at NFQ_REDIRECT_SOCKET (NFQ_REDIRECT_TIMEOUT_MS short)
  *     preload_tests --lookupfd   the same answers, asked with LOOKUPFD (NFQ_REDIRECT_LOOKUP=fd)
+ *     preload_tests --busy-poll  the same answers while the client polls for them first
+ *                                (NFQ_REDIRECT_BUSY_POLL_US), and a silent daemon still times out
  *     preload_tests --absent     no daemon: every call equals the kernel's
  *     preload_tests --no-preload run WITHOUT LD_PRELOAD: every call equals the kernel's
  *     preload_tests --netns      root, in a namespace with iptables REDIRECT 9999->7777 and
@@ -476,6 +478,12 @@ int main(int argc, char **argv)
     if (strcmp(mode, "--lookupfd") == 0) {
         test_answers("LOOKUPFD");
         return check_summary("preload_tests (LOOKUPFD)");
+    }
+    if (strcmp(mode, "--busy-poll") == 0) {
+        test_answers("LOOKUP");
+        daemon_script("silent");
+        compare_all_with_kernel("silent daemon, the client polling first");
+        return check_summary("preload_tests (busy poll)");
     }
 
     static const char *fallbacks[] = {

@@ -117,6 +117,8 @@ if ! $netns_only; then
         "$bin/preload_tests"
     run env LD_PRELOAD="$lib" NFQ_REDIRECT_SOCKET="$socket_path" NFQ_REDIRECT_LOOKUP=fd \
         "$bin/preload_tests" --lookupfd
+    run env LD_PRELOAD="$lib" NFQ_REDIRECT_SOCKET="$socket_path" NFQ_REDIRECT_BUSY_POLL_US=200 NFQ_REDIRECT_TIMEOUT_MS=250 \
+        "$bin/preload_tests" --busy-poll
     run env LD_PRELOAD="$lib" NFQ_REDIRECT_SOCKET="$work/absent.sock" "$bin/preload_tests" --absent
     run env NFQ_REDIRECT_SOCKET="$socket_path" "$bin/preload_tests" --no-preload
 fi

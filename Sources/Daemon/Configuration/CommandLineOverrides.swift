@@ -7,6 +7,7 @@ public struct CommandLineOverrides: Sendable {
     public var queue: UInt16?
     public var queues: UInt16?
     public var busyPoll: Int?
+    public var lookupBusyPoll: Int?
     public var socket: String?
     public var redirects: [String] = []
     public var localRedirects: [String] = []
@@ -31,12 +32,14 @@ public struct CommandLineOverrides: Sendable {
             guard (1...64).contains(queues) else { throw fail("--queues", "\(queues) is out of range 1...64") }
             c.queues.count = queues
         }
-        if let busyPoll {
-            let limit = NetfilterQueueConfiguration.busyPollLimit
-            guard limit.contains(busyPoll) else {
-                throw fail("--busy-poll", "\(busyPoll) µs is out of range \(limit.lowerBound)...\(limit.upperBound)")
+        let limit = NetfilterQueueConfiguration.busyPollLimit
+        for (flag, value, field) in [("--busy-poll", busyPoll, \DaemonConfiguration.queues.busyPollMicroseconds),
+                                     ("--lookup-busy-poll", lookupBusyPoll, \DaemonConfiguration.lookup.busyPollMicroseconds)] {
+            guard let value else { continue }
+            guard limit.contains(value) else {
+                throw fail(flag, "\(value) µs is out of range \(limit.lowerBound)...\(limit.upperBound)")
             }
-            c.queues.busyPollMicroseconds = busyPoll
+            c[keyPath: field] = value
         }
         if let socket { c.lookup.socketPath = socket }
         // Flags name the whole redirect set when given: the config file's list is replaced.
@@ -111,7 +114,7 @@ extension DaemonConfiguration {
             lines.append(line)
         }
         lines.append("queues original \(queues.originalQueues.lowerBound)-\(queues.originalQueues.upperBound) reply \(queues.replyQueues.lowerBound)-\(queues.replyQueues.upperBound)\(queues.failOpen ? " fail-open" : " fail-closed")\(queues.busyPollMicroseconds > 0 ? " busy-poll \(queues.busyPollMicroseconds) µs" : "")")
-        lines.append("lookup socket \(lookup.socketPath)")
+        lines.append("lookup socket \(lookup.socketPath)\(lookup.busyPollMicroseconds > 0 ? " busy-poll \(lookup.busyPollMicroseconds) µs" : "")")
         lines.append("table limit \(tableLimit)")
         lines.append("state file \(stateFile ?? "none")")
         if !exclusions.marks.isEmpty { lines.append("exclude marks \(exclusions.marks.map(\.description).joined(separator: ","))") }

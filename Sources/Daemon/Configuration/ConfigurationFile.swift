@@ -94,7 +94,7 @@ private struct TOMLReader {
             }
         }
         if let lookup = try table(root, "lookup", "lookup") {
-            try checkKeys(lookup, "lookup", allowed: ["socket", "mode", "group", "allow_users", "allow_groups", "allow_all", "max_clients", "idle_timeout"])
+            try checkKeys(lookup, "lookup", allowed: ["socket", "mode", "group", "allow_users", "allow_groups", "allow_all", "max_clients", "idle_timeout", "busy_poll"])
             if let v = try string(lookup, "socket", "lookup.socket") { c.lookup.socketPath = v }
             if let v = try string(lookup, "mode", "lookup.mode") {
                 guard let mode = UInt16(v, radix: 8), mode <= 0o777 else { throw error("lookup.mode", "'\(v)' is not an octal file mode like \"0660\"") }
@@ -106,6 +106,9 @@ private struct TOMLReader {
             if let v = try bool(lookup, "allow_all", "lookup.allow_all") { c.lookup.allowAll = v }
             if let v = try int(lookup, "max_clients", "lookup.max_clients", in: 1...100_000) { c.lookup.maxClients = v }
             if let v = try int(lookup, "idle_timeout", "lookup.idle_timeout", in: 1...86400) { c.lookup.idleTimeoutSeconds = v }
+            if let v = try int(lookup, "busy_poll", "lookup.busy_poll", in: NetfilterQueueConfiguration.busyPollLimit) {
+                c.lookup.busyPollMicroseconds = v
+            }
         }
         if let redirects = root["redirect"] {
             guard let array = redirects.array else { throw error("redirect", "must be an array of tables: [[redirect]]") }

@@ -43,6 +43,9 @@ public struct DaemonConfiguration: Equatable, Sendable {
         public var maxClients: Int = 1024
         /// A client that sends nothing for this long is disconnected.
         public var idleTimeoutSeconds: Int = 300
+        /// Microseconds the lookup thread keeps asking for requests before it sleeps (0: off);
+        /// pairs with the client's NFQ_REDIRECT_BUSY_POLL_US (docs/lookup-protocol.md).
+        public var busyPollMicroseconds: Int = 0
     }
 
     public struct Exclusions: Equatable, Sendable {

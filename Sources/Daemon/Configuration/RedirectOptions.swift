@@ -16,6 +16,10 @@ public struct RedirectOptions: ParsableArguments, Sendable {
                                             valueName: "microseconds"))
     public var busyPoll: Int?
 
+    @Option(name: .long, help: ArgumentHelp("Microseconds the lookup thread polls for requests before it sleeps (0: off).",
+                                            valueName: "microseconds"))
+    public var lookupBusyPoll: Int?
+
     @Option(name: .long, help: "Lookup socket path.")
     public var socket: String?
 
@@ -64,6 +68,7 @@ public struct RedirectOptions: ParsableArguments, Sendable {
         overrides.queue = queue
         overrides.queues = queues
         overrides.busyPoll = busyPoll
+        overrides.lookupBusyPoll = lookupBusyPoll
         overrides.socket = socket
         overrides.redirects = redirect
         overrides.localRedirects = redirectLocal

@@ -15,6 +15,8 @@ public final class LookupServer: @unchecked Sendable {
         var access: LookupAccessPolicy
         public var maxClients: Int
         public var idleTimeoutSeconds: Int
+        /// How long to keep asking for requests (epoll without sleeping) before sleeping.
+        public var busyPoll: Duration = .zero
     }
 
     private let settings: Settings
@@ -127,10 +129,18 @@ public final class LookupServer: @unchecked Sendable {
         var readyEvents = [UInt32](repeating: 0, count: 64)
         var lastSweep = monotonicSeconds()
         var lastDrain = monotonicMilliseconds()
+        var lastReady = ContinuousClock.now
         while true {
+            // Busy polling: no sleep until `busyPoll` has passed without anything ready.
+            let polling = settings.busyPoll > .zero && ContinuousClock.now - lastReady < settings.busyPoll
             // Events are drained from the table every 100 ms while someone follows them.
-            let ready = nfqr_epoll_wait(epollFD, &readyFDs, &readyEvents, 64, subscriberCount > 0 ? 100 : 1000)
+            let ready = nfqr_epoll_wait(epollFD, &readyFDs, &readyEvents, 64, polling ? 0 : subscriberCount > 0 ? 100 : 1000)
             if ready < 0 && errno != EINTR { logger.error("lookup: epoll_wait failed: \(String(cString: strerror(errno)))"); return }
+            if ready > 0 {
+                lastReady = ContinuousClock.now
+            } else if polling {
+                sched_yield()   // let any runnable thread have this CPU, then ask again
+            }
             now = monotonicSeconds()
             for index in 0..<max(0, Int(ready)) {
                 let fd = readyFDs[index]

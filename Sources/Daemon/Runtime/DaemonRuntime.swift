@@ -126,7 +126,8 @@ final class DaemonRuntime: @unchecked Sendable {
         let settings = LookupServer.Settings(
             path: configuration.lookup.socketPath, mode: mode_t(configuration.lookup.socketMode), group: group,
             access: access, maxClients: configuration.lookup.maxClients,
-            idleTimeoutSeconds: configuration.lookup.idleTimeoutSeconds)
+            idleTimeoutSeconds: configuration.lookup.idleTimeoutSeconds,
+            busyPoll: .microseconds(configuration.lookup.busyPollMicroseconds))
         let backend = DaemonBackend(table: table, clock: clock, latency: lookupLatency) { [unowned self] in statistics() }
         let server = LookupServer(settings: settings, backend: backend, logger: logger)
         do {
