@@ -41,7 +41,7 @@ unit-test:
 
 netns-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon
-	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) NFQR_DAEMON_ARGS="--queues 2 --busy-poll 200" Tests/netns/run.sh --mode daemon
+	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) NFQR_DAEMON_ARGS="--queues 2 --busy-poll 200 --lookup-busy-poll 200" Tests/netns/run.sh --mode daemon
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/startup_errors.py
 
 proxies-test: release

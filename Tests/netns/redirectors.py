@@ -88,8 +88,9 @@ class DaemonRedirect:
                 "--redirect", f"udp:{UDP_PORT}:{UDP_RELAY_PORT}",
                 "--redirect-local", f"tcp:{LOCAL_PORT}:{LOCAL_PROXY_PORT}",
                 "--exclude-mark", f"{EXCLUDE_MARK:#x}"]
-        # NFQR_DAEMON_ARGS: extra flags for a variant run, e.g. "--queues 2 --busy-poll 200"
-        # (several queues per direction sharing one flow table, threads that poll before sleeping).
+        # NFQR_DAEMON_ARGS: extra flags for a variant run, e.g. "--queues 2 --busy-poll 200
+        # --lookup-busy-poll 200" (several queues sharing one flow table; datapath and lookup
+        # threads that poll before they sleep).
         argv += shlex.split(os.environ.get("NFQR_DAEMON_ARGS", ""))
         return argv + (["--log-level", self.log_level] if self.log_level else []) + self.extra_args
 
