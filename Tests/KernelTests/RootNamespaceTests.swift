@@ -57,101 +57,93 @@ final class RootNamespaceTests: XCTestCase {
 
     // (b) a real queue: batch receive, a rewritten accept, a drop, batch-verdict accepts.
     func testNetfilterQueueRewritesDropsAndAccepts() throws {
-        try NetworkNamespace.withNamespace { namespace in
-            try namespace.run {
-                try namespace.host(["ip", "link", "set", "lo", "up"])
-                var configuration = NetfilterQueueConfiguration(queueNumber: 7)
-                configuration.batchCapacity = 16
-                let queue = try NetfilterQueue(configuration: configuration)
-                XCTAssertThrowsError(try NetfilterQueue(configuration: configuration)) { error in
-                    guard case KernelError.netlink(_, let errno) = error else { return XCTFail("\(error)") }
-                    XCTAssertEqual(errno, .notPermitted, "the kernel answers EPERM for a queue another socket holds")
-                }
-                try namespace.host(["iptables", "-w", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--dport", "5555", "-j", "NFQUEUE", "--queue-num", "7"])
-
-                let original = try UDPSocket(port: 5555)
-                let redirected = try UDPSocket(port: 5556)
-                let sender = try UDPSocket(port: 0)
-                for text in ["rewrite", "drop", "keep-1", "keep-2"] { try sender.send(text, toPort: 5555) }
-
-                let batch = queue.makeBatch()
-                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 2000), .received)
-                XCTAssertEqual(batch.count, 4, "every datagram was queued before receive, so one wakeup takes them all")
-                for index in 0..<batch.count {
-                    let packet = batch[index]
-                    XCTAssertEqual(packet.hardwareProtocol, 0x0800)
-                    XCTAssertEqual(packet.netfilterHook, .localOut)
-                    XCTAssertFalse(packet.isTruncated)
-                    switch UDPPacket.text(packet.payload) {
-                    case "rewrite":
-                        UDPPacket.setDestinationPort(5556, in: packet.payload)
-                        batch[index].verdict = .acceptModified
-                    case "drop":
-                        batch[index].verdict = .drop
-                    default:
-                        break
-                    }
-                }
-                let statistics = try NetfilterQueueKernelStatistics.read().first { $0.queueNumber == 7 }
-                XCTAssertEqual(statistics?.portID, queue.portID)
-                XCTAssertEqual(statistics?.copyMode, 2)
-                XCTAssertEqual(statistics?.queueTotal, 4)
-                try queue.sendVerdicts(for: batch)
-
-                XCTAssertEqual(redirected.receiveAll(waitMilliseconds: 500), ["rewrite"])
-                XCTAssertEqual(original.receiveAll(waitMilliseconds: 500).sorted(), ["keep-1", "keep-2"])
-                let counters = queue.counters
-                XCTAssertEqual(counters.received, 4)
-                XCTAssertEqual(counters.batches, 1)
-                XCTAssertEqual(counters.acceptedModified, 1)
-                XCTAssertEqual(counters.dropped, 1)
-                XCTAssertEqual(counters.acceptedUnmodified, 2)
-                XCTAssertEqual(counters.batchVerdictMessages, 1)
-                XCTAssertEqual(counters.parseErrors, 0)
-                XCTAssertEqual(try NetfilterQueueKernelStatistics.read().first { $0.queueNumber == 7 }?.queueTotal, 0)
-
-                // Nothing pending: a receive times out, and an interrupt wakes it.
-                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 50), .timedOut)
-                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) { queue.interrupt() }
-                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .interrupted)
-                queue.interrupt()
-                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .interrupted, "an interrupt before the receive counts too")
-                XCTAssertEqual(queue.counters.netlinkErrors, 0, "the kernel accepted every verdict")
+        try withLocalUDP(toPort: 5555, queuedTo: 7) {
+            var configuration = NetfilterQueueConfiguration(queueNumber: 7)
+            configuration.batchCapacity = 16
+            let queue = try NetfilterQueue(configuration: configuration)
+            XCTAssertThrowsError(try NetfilterQueue(configuration: configuration)) { error in
+                guard case KernelError.netlink(_, let errno) = error else { return XCTFail("\(error)") }
+                XCTAssertEqual(errno, .notPermitted, "the kernel answers EPERM for a queue another socket holds")
             }
+
+            let original = try UDPSocket(port: 5555)
+            let redirected = try UDPSocket(port: 5556)
+            let sender = try UDPSocket(port: 0)
+            for text in ["rewrite", "drop", "keep-1", "keep-2"] { try sender.send(text, toPort: 5555) }
+
+            let batch = queue.makeBatch()
+            XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 2000), .received)
+            XCTAssertEqual(batch.count, 4, "every datagram was queued before receive, so one wakeup takes them all")
+            for index in 0..<batch.count {
+                let packet = batch[index]
+                XCTAssertEqual(packet.hardwareProtocol, 0x0800)
+                XCTAssertEqual(packet.netfilterHook, .localOut)
+                XCTAssertFalse(packet.isTruncated)
+                switch UDPPacket.text(packet.payload) {
+                case "rewrite":
+                    UDPPacket.setDestinationPort(5556, in: packet.payload)
+                    batch[index].verdict = .acceptModified
+                case "drop":
+                    batch[index].verdict = .drop
+                default:
+                    break
+                }
+            }
+            let statistics = try NetfilterQueueKernelStatistics.read().first { $0.queueNumber == 7 }
+            XCTAssertEqual(statistics?.portID, queue.portID)
+            XCTAssertEqual(statistics?.copyMode, 2)
+            XCTAssertEqual(statistics?.queueTotal, 4)
+            try queue.sendVerdicts(for: batch)
+
+            XCTAssertEqual(redirected.receiveAll(waitMilliseconds: 500), ["rewrite"])
+            XCTAssertEqual(original.receiveAll(waitMilliseconds: 500).sorted(), ["keep-1", "keep-2"])
+            let counters = queue.counters
+            XCTAssertEqual(counters.received, 4)
+            XCTAssertEqual(counters.batches, 1)
+            XCTAssertEqual(counters.acceptedModified, 1)
+            XCTAssertEqual(counters.dropped, 1)
+            XCTAssertEqual(counters.acceptedUnmodified, 2)
+            XCTAssertEqual(counters.batchVerdictMessages, 1)
+            XCTAssertEqual(counters.parseErrors, 0)
+            XCTAssertEqual(try NetfilterQueueKernelStatistics.read().first { $0.queueNumber == 7 }?.queueTotal, 0)
+
+            // Nothing pending: a receive times out, and an interrupt wakes it.
+            XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 50), .timedOut)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) { queue.interrupt() }
+            XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .interrupted)
+            queue.interrupt()
+            XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .interrupted, "an interrupt before the receive counts too")
+            XCTAssertEqual(queue.counters.netlinkErrors, 0, "the kernel accepted every verdict")
         }
     }
 
     // (b2) busy polling: a packet sent while the thread polls is received, an idle
     // queue still times out, and an interrupt still ends the receive.
     func testBusyPollingQueueReceivesTimesOutAndIsInterrupted() throws {
-        try NetworkNamespace.withNamespace { namespace in
-            try namespace.run {
-                try namespace.host(["ip", "link", "set", "lo", "up"])
-                var configuration = NetfilterQueueConfiguration(queueNumber: 8)
-                configuration.busyPollMicroseconds = 100_001
-                XCTAssertThrowsError(try NetfilterQueue(configuration: configuration)) { error in
-                    XCTAssertTrue("\(error)".contains("out of range"), "\(error)")
-                }
-                configuration.busyPollMicroseconds = 20_000
-                let queue = try NetfilterQueue(configuration: configuration)
-                try namespace.host(["iptables", "-w", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--dport", "5557", "-j", "NFQUEUE", "--queue-num", "8"])
-                let listener = try UDPSocket(port: 5557)
-                let sender = try UDPSocket(port: 0)
-                let batch = queue.makeBatch()
-
-                // Sent 5 ms into the receive: inside the 20 ms of polling.
-                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(5)) { try? sender.send("polled", toPort: 5557) }
-                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .received)
-                XCTAssertEqual(batch.count, 1)
-                try queue.sendVerdicts(for: batch)
-                XCTAssertEqual(listener.receiveAll(waitMilliseconds: 500), ["polled"])
-
-                let started = ContinuousClock.now
-                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 50), .timedOut)
-                XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(20), "it polled before it slept")
-                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) { queue.interrupt() }
-                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .interrupted)
+        try withLocalUDP(toPort: 5557, queuedTo: 8) {
+            var configuration = NetfilterQueueConfiguration(queueNumber: 8)
+            configuration.busyPollMicroseconds = 100_001
+            XCTAssertThrowsError(try NetfilterQueue(configuration: configuration)) { error in
+                XCTAssertTrue("\(error)".contains("out of range"), "\(error)")
             }
+            configuration.busyPollMicroseconds = 20_000
+            let queue = try NetfilterQueue(configuration: configuration)
+            let listener = try UDPSocket(port: 5557)
+            let sender = try UDPSocket(port: 0)
+            let batch = queue.makeBatch()
+
+            // Sent 5 ms into the receive: inside the 20 ms of polling.
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(5)) { try? sender.send("polled", toPort: 5557) }
+            XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .received)
+            XCTAssertEqual(batch.count, 1)
+            try queue.sendVerdicts(for: batch)
+            XCTAssertEqual(listener.receiveAll(waitMilliseconds: 500), ["polled"])
+
+            let started = ContinuousClock.now
+            XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 50), .timedOut)
+            XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(20), "it polled before it slept")
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) { queue.interrupt() }
+            XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .interrupted)
         }
     }
 
@@ -184,6 +176,19 @@ final class RootNamespaceTests: XCTestCase {
                 XCTAssertTrue(changed.contains { $0.address == IPAddress("10.9.0.3") && $0.isSecondary })
                 monitor.stop()
                 XCTAssertNil(try monitor.nextSnapshot())
+            }
+        }
+    }
+
+    /// Runs `body` in a namespace of its own, loopback up, where local programs' UDP to `port`
+    /// is queued to NFQUEUE `queue` (raw OUTPUT). Nothing is sent before `body` binds the queue.
+    private func withLocalUDP(toPort port: UInt16, queuedTo queue: UInt16, _ body: @escaping () throws -> Void) throws {
+        try NetworkNamespace.withNamespace { namespace in
+            try namespace.run {
+                try namespace.host(["ip", "link", "set", "lo", "up"])
+                try namespace.host(["iptables", "-w", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--dport", "\(port)",
+                                    "-j", "NFQUEUE", "--queue-num", "\(queue)"])
+                try body()
             }
         }
     }
