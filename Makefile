@@ -9,7 +9,7 @@ DEBUG_DIR    := .build/debug
 BUILD_DIR    := $(RELEASE_DIR)
 
 # Debian packages: build dependencies, then what the tests and the demo run.
-BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev
+BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev libbpf-dev bpftool
 RUN_DEPS     := iptables iproute2 kmod procps
 TEST_DEPS    := python3 python3-scapy socat conntrack systemd man-db strace redsocks squid haproxy
 
@@ -23,6 +23,7 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BUILD_DEPS) $(RUN_DEPS) $(TEST_DEPS) >/dev/null
 
 include Sources/CPreload/preload.mk
+include mk/bpf.mk
 include mk/robust.mk
 include mk/lookup.mk
 include mk/svc.mk
@@ -30,13 +31,13 @@ include mk/speed.mk
 
 # `swift build -c release` builds the Swift programs; the preload library is plain C (no Swift
 # runtime in the proxies it is loaded into), built by the C compiler into the same folder.
-release:
+release: bpf
 	$(SWIFT) build -c release
 	$(MAKE) --no-print-directory preload BUILD_DIR=$(RELEASE_DIR)
 
 build: release
 
-unit-test:
+unit-test: bpf
 	$(SWIFT) test --parallel
 
 netns-test: release

@@ -39,10 +39,17 @@ let package = Package(
             providers: [.apt(["libnetfilter-queue-dev", "libnfnetlink-dev", "libmnl-dev"])]
         ),
         .target(name: "CNFQShim", path: "Sources/CNFQShim"),
+        // The cgroup/getsockopt program (bpf/, compiled by `make bpf` with clang -target bpf
+        // into generated/, embedded by bpftool's skeleton) and its libbpf loader.
+        .target(
+            name: "CNativeAnswers",
+            exclude: ["bpf"],
+            linkerSettings: [.linkedLibrary("bpf")]
+        ),
         .target(
             name: "Kernel",
             dependencies: [
-                "RedirectCore", "CNetfilterQueue", "CNFQShim",
+                "RedirectCore", "CNetfilterQueue", "CNFQShim", "CNativeAnswers",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -179,8 +179,19 @@ extension RedirectControl {
                 throw ValidationError("removing rules failed: \(error)")
             }
             print("nfq-redirect rules removed (iptables and ip6tables)")
+            let configuration = try? options.resolve()
+            // The getsockopt hook answers for the flows of those rules: it goes with them. A
+            // host where it cannot exist has nothing to remove.
+            if BPFGetsockoptHook.isBuiltIn {
+                do {
+                    let removed = try BPFGetsockoptHook.removeLeftovers(cgroupPath: configuration?.getsockopt.cgroup)
+                    if removed > 0 { print("nfq-redirect getsockopt hook removed (\(removed) BPF program\(removed == 1 ? "" : "s"))") }
+                } catch {
+                    print("nfq-redirect getsockopt hook: nothing removed (\(error))")
+                }
+            }
             // The saved flows belong to the rules just removed; a later start must not revive them.
-            if let stateFile = (try? options.resolve())?.stateFile {
+            if let stateFile = configuration?.stateFile {
                 StateFile(path: stateFile).remove()
             }
         }

@@ -20,6 +20,8 @@ public struct CommandLineOverrides: Sendable {
     public var tableLimit: Int?
     public var metrics: String?
     public var logLevel: String?
+    public var getsockoptHook: Bool?
+    public var getsockoptCgroup: String?
 
     public init() {}
 
@@ -74,6 +76,13 @@ public struct CommandLineOverrides: Sendable {
             c.tableLimit = tableLimit
         }
         if let metrics { c.metrics.listen = metrics }
+        if let getsockoptHook { c.getsockopt.enabled = getsockoptHook }
+        if let getsockoptCgroup {
+            guard getsockoptCgroup.isEmpty || getsockoptCgroup.hasPrefix("/") else {
+                throw fail("--getsockopt-cgroup", "must be an absolute path (or empty for the cgroup v2 root)")
+            }
+            c.getsockopt.cgroup = getsockoptCgroup.isEmpty ? nil : getsockoptCgroup
+        }
         if let logLevel { c.logLevel = logLevel }
     }
 }
@@ -116,6 +125,7 @@ extension DaemonConfiguration {
         lines.append("queues original \(queues.originalQueues.lowerBound)-\(queues.originalQueues.upperBound) reply \(queues.replyQueues.lowerBound)-\(queues.replyQueues.upperBound)\(queues.failOpen ? " fail-open" : " fail-closed")\(queues.busyPollMicroseconds > 0 ? " busy-poll \(queues.busyPollMicroseconds) µs" : "")")
         lines.append("lookup socket \(lookup.socketPath)\(lookup.busyPollMicroseconds > 0 ? " busy-poll \(lookup.busyPollMicroseconds) µs" : "")")
         lines.append("table limit \(tableLimit)")
+        lines.append(getsockopt.enabled ? "getsockopt hook on \(getsockopt.cgroup ?? "the cgroup v2 root")" : "getsockopt hook off")
         lines.append("state file \(stateFile ?? "none")")
         if !exclusions.marks.isEmpty { lines.append("exclude marks \(exclusions.marks.map(\.description).joined(separator: ","))") }
         if !exclusions.uids.isEmpty { lines.append("exclude uids \(exclusions.uids.map(String.init).joined(separator: ","))") }

@@ -80,7 +80,7 @@ private struct TOMLReader {
     }
 
     mutating func read(_ root: TOMLTable, into c: inout DaemonConfiguration) throws(ConfigurationError) {
-        try checkKeys(root, "", allowed: ["queue", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics"])
+        try checkKeys(root, "", allowed: ["queue", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics", "getsockopt"])
         if let queue = try table(root, "queue", "queue") {
             try checkKeys(queue, "queue", allowed: ["first", "count", "max_length", "receive_buffer", "fail_open", "gso", "busy_poll"])
             if let v = try int(queue, "first", "queue.first", in: 0...65000) { c.queues.first = UInt16(v) }
@@ -152,6 +152,14 @@ private struct TOMLReader {
             try checkKeys(state, "state", allowed: ["file", "keep_rules_on_exit"])
             if let v = try string(state, "file", "state.file") { c.stateFile = v.isEmpty ? nil : v }
             if let v = try bool(state, "keep_rules_on_exit", "state.keep_rules_on_exit") { c.keepRulesOnExit = v }
+        }
+        if let hook = try table(root, "getsockopt", "getsockopt") {
+            try checkKeys(hook, "getsockopt", allowed: ["hook", "cgroup"])
+            if let v = try bool(hook, "hook", "getsockopt.hook") { c.getsockopt.enabled = v }
+            if let v = try string(hook, "cgroup", "getsockopt.cgroup") {
+                guard v.isEmpty || v.hasPrefix("/") else { throw error("getsockopt.cgroup", "must be an absolute path (or empty for the cgroup v2 root)") }
+                c.getsockopt.cgroup = v.isEmpty ? nil : v
+            }
         }
         if let log = try table(root, "log", "log") {
             try checkKeys(log, "log", allowed: ["level"])

@@ -60,7 +60,17 @@ public struct DaemonConfiguration: Equatable, Sendable {
         public var listen: String?
     }
 
+    /// The kernel answering getsockopt(SO_ORIGINAL_DST) itself (a cgroup/getsockopt BPF program).
+    public struct GetsockoptHook: Equatable, Sendable {
+        /// On by default; where the host cannot load it the daemon says why once and runs
+        /// without (the lookup socket and the preload library still answer).
+        public var enabled: Bool = true
+        /// The cgroup v2 directory to attach to; nil: the hierarchy's root (every process).
+        public var cgroup: String?
+    }
+
     public var queues = Queues()
+    public var getsockopt = GetsockoptHook()
     public var lookup = Lookup()
     public var redirects: [RedirectRule] = []
     public var exclusions = Exclusions()

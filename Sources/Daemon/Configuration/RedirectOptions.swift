@@ -53,6 +53,15 @@ public struct RedirectOptions: ParsableArguments, Sendable {
     @Option(name: .long, help: "Serve Prometheus metrics on HOST:PORT.")
     public var metrics: String?
 
+    @Flag(name: .customLong("no-getsockopt-hook"),
+          help: "Do not make the kernel answer getsockopt(SO_ORIGINAL_DST) for our flows (proxies then need the lookup socket or the preload library).")
+    public var noGetsockoptHook = false
+
+    @Option(name: .customLong("getsockopt-cgroup"), help: ArgumentHelp(
+        "The cgroup v2 directory whose processes get native getsockopt answers (default: the cgroup v2 root, every process).",
+        valueName: "path"))
+    public var getsockoptCgroup: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     public var logLevel: String?
 
@@ -80,6 +89,8 @@ public struct RedirectOptions: ParsableArguments, Sendable {
         overrides.tableLimit = tableLimit
         overrides.metrics = metrics
         overrides.logLevel = logLevel
+        overrides.getsockoptHook = noGetsockoptHook ? false : nil
+        overrides.getsockoptCgroup = getsockoptCgroup
         try overrides.apply(to: &configuration)
         try configuration.validate(source: config ?? "command line")
         return configuration

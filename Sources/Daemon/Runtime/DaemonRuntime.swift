@@ -29,6 +29,11 @@ final class DaemonRuntime: @unchecked Sendable {
     /// their packets (the datapath's policy no longer creates flows for them) until the last
     /// such flow ends. The lock also serialises every rule change (reload, housekeeping).
     private let retiredRules = Locked<[RedirectRule]>([])
+    /// The kernel's own getsockopt(SO_ORIGINAL_DST) answers: the table tells the publisher of
+    /// every redirected flow; the hook, when the host allows it, holds what it publishes.
+    let nativeAnswers = NativeAnswerPublisher()
+    private(set) var getsockoptHook: GetsockoptHookStatus = .off
+    private var hook: BPFGetsockoptHook?
     private var sweeps = 0
 
     init(
@@ -47,8 +52,10 @@ final class DaemonRuntime: @unchecked Sendable {
         do {
             // Events (new / destroyed flows) feed the lookup service's EVENTS stream, which
             // drains them every 100 ms; 16384 undrained ones cover a burst of 160k flows/s.
-            table = try FlowTable(configuration: FlowTableConfiguration(
-                limit: configuration.tableLimit, timeouts: configuration.timeouts, eventCapacity: 16384))
+            table = try FlowTable(
+                configuration: FlowTableConfiguration(
+                    limit: configuration.tableLimit, timeouts: configuration.timeouts, eventCapacity: 16384),
+                observer: nativeAnswers)
         } catch {
             throw StartupError("table: \(error)")
         }
@@ -68,7 +75,10 @@ final class DaemonRuntime: @unchecked Sendable {
     }
 
     func start() throws(StartupError) {
+        // The hook first, so that restored flows are published as the table takes them.
+        startGetsockoptHook()
         restoreState()
+        reconcileNativeAnswers()
         do {
             let monitor = try addressSource.makeMonitor()
             if let first = try monitor.nextSnapshot() { applyAddresses(first) }
@@ -80,12 +90,14 @@ final class DaemonRuntime: @unchecked Sendable {
             try bindQueues()
         } catch {
             stopWorkers()
+            stopGetsockoptHook(keep: false)
             throw error
         }
         do {
             try installer.install(ruleSet)
         } catch {
             stopWorkers()
+            stopGetsockoptHook(keep: false)
             throw StartupError("installing rules: \(error)")
         }
         startAddressThread()
@@ -94,7 +106,56 @@ final class DaemonRuntime: @unchecked Sendable {
         } catch {
             removeRules()
             stopWorkers()
+            stopGetsockoptHook(keep: false)
             throw error
+        }
+    }
+
+    // MARK: Native getsockopt answers
+
+    private func startGetsockoptHook() {
+        let settings = configuration.getsockopt
+        guard settings.enabled else {
+            getsockoptHook = .off
+            logger.info("getsockopt hook off (getsockopt.hook = false): proxies get answers from the lookup socket or the preload library")
+            return
+        }
+        guard BPFGetsockoptHook.isBuiltIn else {
+            getsockoptHook = .unavailable("this build carries no BPF program")
+            logger.warning("getsockopt hook unavailable: this binary was built without the BPF program (build with make); proxies get answers from the lookup socket or the preload library")
+            return
+        }
+        do {
+            let started = try BPFGetsockoptHook.start(cgroupPath: settings.cgroup, capacity: configuration.tableLimit)
+            hook = started
+            nativeAnswers.publish(into: started)
+            getsockoptHook = .on(cgroup: started.cgroup)
+            logger.info("getsockopt hook \(started.adopted ? "adopted from the previous run" : "attached") on \(started.cgroup) (BPF program id \(started.programID)): the kernel answers SO_ORIGINAL_DST for redirected flows")
+        } catch {
+            getsockoptHook = .unavailable("\(error)")
+            logger.warning("getsockopt hook unavailable: \(error); proxies get answers from the lookup socket or the preload library")
+        }
+    }
+
+    private func reconcileNativeAnswers() {
+        guard hook != nil else { return }
+        let stale = nativeAnswers.reconcile(with: table.records(now: clock()))
+        if stale > 0 { logger.info("getsockopt hook: removed \(stale) answers of flows that ended while no daemon ran") }
+    }
+
+    /// `keep`: leave the program attached with its answers for the next run (a restart).
+    private func stopGetsockoptHook(keep: Bool) {
+        guard let hook else { return }
+        nativeAnswers.publish(into: nil)
+        self.hook = nil
+        if keep {
+            hook.release()
+        } else {
+            do {
+                try hook.detach()
+            } catch {
+                logger.error("detaching the getsockopt hook failed: \(error); remove it with `nfq-redirect rules --remove`")
+            }
         }
     }
 
@@ -167,6 +228,7 @@ final class DaemonRuntime: @unchecked Sendable {
         if new.tableLimit != configuration.tableLimit { needsRestart.append("table.limit") }
         if new.timeouts != configuration.timeouts { needsRestart.append("timeouts") }
         if new.metrics != configuration.metrics { needsRestart.append("metrics listener") }
+        if new.getsockopt != configuration.getsockopt { needsRestart.append("getsockopt hook settings") }
         guard needsRestart.isEmpty else {
             throw StartupError("\(needsRestart.joined(separator: ", ")) changed: these need a restart, not a reload")
         }
@@ -226,6 +288,8 @@ final class DaemonRuntime: @unchecked Sendable {
         } else if let path = configuration.stateFile {
             StateFile(path: path).remove()
         }
+        // After the workers: no flow changes any more. Kept for a restart, like the rules.
+        stopGetsockoptHook(keep: keepRules)
         lookupServer?.stop()
         lookupServer = nil
     }
@@ -366,6 +430,12 @@ final class DaemonRuntime: @unchecked Sendable {
         report.counter("nfqr_flow_events_lost_total", flows.eventsLost, help: "Flow events overwritten before the lookup service drained them.")
         report.counter("nfqr_flows_refused_total", flows.refusedTableFull, labels: [("reason", "table_full")], help: "New flows refused.")
         report.counter("nfqr_flows_refused_total", flows.refusedTupleInUse, labels: [("reason", "tuple_in_use")], help: "New flows refused.")
+        for state in GetsockoptHookStatus.labels {
+            report.gauge("nfqr_getsockopt_hook", getsockoptHook.label == state ? 1 : 0, labels: [("state", state)], help: "Whether the kernel answers getsockopt(SO_ORIGINAL_DST) for redirected flows: on, off (configured), unavailable (the host refused).")
+        }
+        report.counter("nfqr_getsockopt_answers_total", nativeAnswers.written.load, labels: [("change", "written")], help: "Answers written to or removed from the getsockopt hook's map.")
+        report.counter("nfqr_getsockopt_answers_total", nativeAnswers.removed.load, labels: [("change", "removed")], help: "Answers written to or removed from the getsockopt hook's map.")
+        report.counter("nfqr_getsockopt_answer_errors_total", nativeAnswers.failed.load, help: "Writes to the getsockopt hook's map that failed (the flow is still answered by the lookup socket).")
         report.counter("nfqr_interface_address_changes_total", addressChanges.load, help: "Interface address snapshots applied.")
         if let lookup = lookupServer?.counters {
             report.counter("nfqr_lookup_requests_total", lookup.requests.load, help: "Lookup socket requests.")

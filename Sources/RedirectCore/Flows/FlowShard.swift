@@ -15,6 +15,7 @@ struct FlowShard: ~Copyable {
     private let occupancy: FlowOccupancy
     private let evictionScanLimit: Int
     private let shardNumber: Int
+    private let observer: (any RedirectedFlowObserver)?
     private var evictionCursor: UInt32 = 0
     private var eventSequence: UInt64 = 0
     private(set) var count = 0
@@ -25,7 +26,8 @@ struct FlowShard: ~Copyable {
 
     init(
         number: Int, slabCapacity: Int, tombstoneCapacity: Int, eventCapacity: Int,
-        hasher: FlowHasher, configuration: FlowTableConfiguration, occupancy: FlowOccupancy
+        hasher: FlowHasher, configuration: FlowTableConfiguration, occupancy: FlowOccupancy,
+        observer: (any RedirectedFlowObserver)? = nil
     ) {
         slab = FlowSlab(capacity: UInt32(slabCapacity))
         // At most 3/4 full: linear-probing lookups stay short even when the shard is full.
@@ -39,6 +41,7 @@ struct FlowShard: ~Copyable {
         self.occupancy = occupancy
         evictionScanLimit = configuration.evictionScanLimit
         shardNumber = number
+        self.observer = observer
     }
 
     var byteCount: Int {
@@ -280,6 +283,7 @@ struct FlowShard: ~Copyable {
         replyIndex.insert(hash: replyHash, slot: slot)
         counters.created &+= 1
         record(.created, slot, now: now)
+        if let observer, let redirected = slab[slot].redirectedFlow { observer.redirectedFlowStarted(redirected) }
         return flags.contains(.redirected) ? .rewriteDestination(replySource) : .pass
     }
 
@@ -334,6 +338,7 @@ struct FlowShard: ~Copyable {
         replyIndex.remove(hash: hasher.tupleHash(clientHash: clientHash, other: flow.replySourceEndpoint), slot: slot)
         tombstones.append(FlowTombstone(of: flow, reason: reason, ended: now))
         record(.destroyed(reason), slot, now: now)
+        if let observer, let redirected = flow.redirectedFlow { observer.redirectedFlowEnded(redirected) }
         switch reason {
         case .expired: counters.destroyedExpired &+= 1
         case .closed: counters.destroyedClosed &+= 1
@@ -417,6 +422,7 @@ struct FlowShard: ~Copyable {
         originalIndex.insert(hash: hash, slot: slot)
         replyIndex.insert(hash: replyHash, slot: slot)
         counters.restored &+= 1
+        if let observer, let redirected = flow.redirectedFlow { observer.redirectedFlowStarted(redirected) }
         return true
     }
 

@@ -33,7 +33,10 @@ public final class FlowTable: Sendable {
         var slot: UInt32 = 0
     }
 
-    public init(configuration: FlowTableConfiguration = FlowTableConfiguration()) throws(FlowTableConfigurationError) {
+    /// `observer` hears of every redirected flow that starts or ends (see `RedirectedFlowObserver`).
+    public init(
+        configuration: FlowTableConfiguration = FlowTableConfiguration(), observer: (any RedirectedFlowObserver)? = nil
+    ) throws(FlowTableConfigurationError) {
         try configuration.validate()
         self.configuration = configuration
         let limit = configuration.limit
@@ -53,7 +56,8 @@ public final class FlowTable: Sendable {
         shards = LockedShards(count: shardCount) { number in
             FlowShard(
                 number: number, slabCapacity: slabCapacity, tombstoneCapacity: tombstonesPerShard,
-                eventCapacity: eventsPerShard, hasher: hasher, configuration: configuration, occupancy: occupancy)
+                eventCapacity: eventsPerShard, hasher: hasher, configuration: configuration, occupancy: occupancy,
+                observer: observer)
         }
     }
 

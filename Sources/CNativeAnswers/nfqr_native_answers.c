@@ -1,0 +1,426 @@
+/*
+ * The cgroup/getsockopt program's life, behind nfqr_native_answers.h (its contract comment
+ * says what each call promises). libbpf loads the object the skeleton embeds; everything
+ * after loading is plain bpf(2) through libbpf's thin wrappers.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <mntent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+
+#include "nfqr_native_answers.h"
+
+#if __has_include("generated/nfqr_origdst.skel.h")
+#include "generated/nfqr_origdst.skel.h"
+#define NFQR_HAVE_SKELETON 1
+#else
+#define NFQR_HAVE_SKELETON 0
+#endif
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+#define MAX_ATTACHED 64
+#define MAX_MAPS 8
+
+static void explain(char *why, size_t why_len, const char *format, ...)
+{
+    if (!why || why_len == 0)
+        return;
+    va_list arguments;
+    va_start(arguments, format);
+    vsnprintf(why, why_len, format, arguments);
+    va_end(arguments);
+}
+
+bool nfqr_native_answers_built_in(void)
+{
+    return NFQR_HAVE_SKELETON;
+}
+
+int nfqr_netns_cookie(uint64_t *cookie)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    socklen_t length = sizeof(*cookie);
+    int result = getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, cookie, &length) == 0 ? 0 : -errno;
+    close(fd);
+    return result;
+}
+
+/* ---- the cgroup ------------------------------------------------------------------------- */
+
+static int find_cgroup2_mount(char *path, size_t path_len)
+{
+    FILE *mounts = setmntent("/proc/self/mounts", "re");
+    if (!mounts)
+        return -errno;
+    int result = -ENOENT;
+    struct mntent entry;
+    char buffer[4096];
+    while (getmntent_r(mounts, &entry, buffer, sizeof(buffer))) {
+        if (strcmp(entry.mnt_type, "cgroup2") == 0 && strlen(entry.mnt_dir) < path_len) {
+            strcpy(path, entry.mnt_dir);
+            result = 0;
+            break;
+        }
+    }
+    endmntent(mounts);
+    return result;
+}
+
+/* cgroup2 is one hierarchy: mounting it anew shows the same root. The mount is detached as
+ * soon as the root is open, so nothing is left mounted whatever happens next. */
+static int open_private_cgroup2(char *used, size_t used_len, char *why, size_t why_len)
+{
+    char directory[] = "/tmp/nfqr-cgroup2.XXXXXX";
+    if (!mkdtemp(directory)) {
+        int error = errno;
+        explain(why, why_len, "no cgroup v2 mount, and no directory to mount one on: %s", strerror(error));
+        return -error;
+    }
+    int fd = -1, error = 0;
+    if (mount("cgroup2", directory, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
+        error = errno;
+        explain(why, why_len, "no cgroup v2 mount, and mounting one failed: %s", strerror(error));
+    } else {
+        fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) {
+            error = errno;
+            explain(why, why_len, "opening a private cgroup v2 mount failed: %s", strerror(error));
+        }
+        umount2(directory, MNT_DETACH);
+    }
+    rmdir(directory);
+    if (fd >= 0)
+        snprintf(used, used_len, "cgroup2 root (private mount)");
+    return fd >= 0 ? fd : -error;
+}
+
+int nfqr_cgroup_open(const char *path, char *used, size_t used_len, char *why, size_t why_len)
+{
+    char found[4096];
+    if (!path || !*path) {
+        if (find_cgroup2_mount(found, sizeof(found)) != 0)
+            return open_private_cgroup2(used, used_len, why, why_len);
+        path = found;
+    }
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        int error = errno;
+        explain(why, why_len, "cannot open cgroup %s: %s", path, strerror(error));
+        return -error;
+    }
+    struct stat status;
+    if (fstat(fd, &status) != 0 || !S_ISDIR(status.st_mode)) {
+        close(fd);
+        explain(why, why_len, "%s is not a cgroup directory", path);
+        return -ENOTDIR;
+    }
+    snprintf(used, used_len, "%s", path);
+    return fd;
+}
+
+/* ---- finding this daemon's program on a cgroup ------------------------------------------ */
+
+typedef struct owned_program {
+    int program_fd;
+    int map_fd;
+    uint32_t program_id;
+    uint32_t max_entries;
+} owned_program;
+
+/* Whether attached program `id` is an nfqr_origdst of namespace `cookie`; on success the
+ * descriptors of the program and its answers map are returned in `found`. */
+static bool is_owned(uint32_t id, uint64_t cookie, owned_program *found)
+{
+    int program_fd = bpf_prog_get_fd_by_id(id);
+    if (program_fd < 0)
+        return false;
+    uint32_t map_ids[MAX_MAPS] = { 0 };
+    struct bpf_prog_info info;
+    memset(&info, 0, sizeof(info));
+    info.nr_map_ids = MAX_MAPS;
+    info.map_ids = (uint64_t)(uintptr_t)map_ids;
+    uint32_t info_len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(program_fd, &info, &info_len) != 0
+        || strncmp(info.name, NFQR_ORIGDST_PROGRAM_NAME, sizeof(info.name)) != 0) {
+        close(program_fd);
+        return false;
+    }
+    int answers_fd = -1;
+    uint32_t max_entries = 0;
+    bool owner_matches = false;
+    for (uint32_t index = 0; index < info.nr_map_ids && index < MAX_MAPS; index++) {
+        int map_fd = bpf_map_get_fd_by_id(map_ids[index]);
+        if (map_fd < 0)
+            continue;
+        struct bpf_map_info map_info;
+        memset(&map_info, 0, sizeof(map_info));
+        uint32_t map_info_len = sizeof(map_info);
+        if (bpf_obj_get_info_by_fd(map_fd, &map_info, &map_info_len) != 0) {
+            close(map_fd);
+            continue;
+        }
+        size_t name_len = strnlen(map_info.name, sizeof(map_info.name));
+        if (map_info.type == BPF_MAP_TYPE_ARRAY && map_info.value_size == sizeof(uint64_t)
+            && name_len >= 7 && strcmp(map_info.name + name_len - 7, ".rodata") == 0) {
+            uint32_t key = 0;
+            uint64_t owner = 0;
+            owner_matches = bpf_map_lookup_elem(map_fd, &key, &owner) == 0 && owner == cookie;
+            close(map_fd);
+        } else if (map_info.type == BPF_MAP_TYPE_HASH && strcmp(map_info.name, "nfqr_answers") == 0
+                   && map_info.key_size == sizeof(struct nfqr_origdst_key)
+                   && map_info.value_size == sizeof(struct nfqr_origdst_value) && answers_fd < 0) {
+            answers_fd = map_fd;
+            max_entries = map_info.max_entries;
+        } else {
+            close(map_fd);
+        }
+    }
+    if (!owner_matches || answers_fd < 0) {
+        if (answers_fd >= 0)
+            close(answers_fd);
+        close(program_fd);
+        return false;
+    }
+    found->program_fd = program_fd;
+    found->map_fd = answers_fd;
+    found->program_id = id;
+    found->max_entries = max_entries;
+    return true;
+}
+
+/* Ids of the getsockopt programs attached to the cgroup itself (not inherited ones). */
+static int attached_ids(int cgroup_fd, uint32_t ids[MAX_ATTACHED], uint32_t *count)
+{
+    uint32_t attach_flags = 0;
+    *count = MAX_ATTACHED;
+    if (bpf_prog_query(cgroup_fd, BPF_CGROUP_GETSOCKOPT, 0, &attach_flags, ids, count) != 0)
+        return -errno;
+    return 0;
+}
+
+int nfqr_native_answers_count_owned(int cgroup_fd, uint64_t netns_cookie)
+{
+    uint32_t ids[MAX_ATTACHED], count = 0;
+    int result = attached_ids(cgroup_fd, ids, &count);
+    if (result != 0)
+        return result;
+    int owned = 0;
+    for (uint32_t index = 0; index < count; index++) {
+        owned_program program;
+        if (is_owned(ids[index], netns_cookie, &program)) {
+            owned++;
+            close(program.program_fd);
+            close(program.map_fd);
+        }
+    }
+    return owned;
+}
+
+int nfqr_native_answers_remove_owned(int cgroup_fd, uint64_t netns_cookie, char *why, size_t why_len)
+{
+    uint32_t ids[MAX_ATTACHED], count = 0;
+    int result = attached_ids(cgroup_fd, ids, &count);
+    if (result != 0) {
+        explain(why, why_len, "asking the cgroup for its getsockopt programs failed: %s", strerror(-result));
+        return result;
+    }
+    int removed = 0;
+    for (uint32_t index = 0; index < count; index++) {
+        owned_program program;
+        if (!is_owned(ids[index], netns_cookie, &program))
+            continue;
+        if (bpf_prog_detach2(program.program_fd, cgroup_fd, BPF_CGROUP_GETSOCKOPT) == 0) {
+            removed++;
+        } else {
+            int error = errno;
+            explain(why, why_len, "detaching program %u failed: %s", program.program_id, strerror(error));
+            result = -error;
+        }
+        close(program.program_fd);
+        close(program.map_fd);
+    }
+    return result != 0 ? result : removed;
+}
+
+/* ---- loading ---------------------------------------------------------------------------- */
+
+/* libbpf's own messages: the last warning is kept for the one log line a failure gets. */
+static __thread char last_libbpf_message[256];
+
+static int keep_libbpf_message(enum libbpf_print_level level, const char *format, va_list arguments)
+{
+    if (level != LIBBPF_DEBUG) {
+        vsnprintf(last_libbpf_message, sizeof(last_libbpf_message), format, arguments);
+        size_t length = strlen(last_libbpf_message);
+        while (length > 0 && last_libbpf_message[length - 1] == '\n')
+            last_libbpf_message[--length] = 0;
+    }
+    return 0;
+}
+
+static int load_and_attach(int cgroup_fd, uint64_t cookie, uint32_t max_entries, owned_program *loaded,
+                           char *why, size_t why_len)
+{
+#if NFQR_HAVE_SKELETON
+    libbpf_set_print(keep_libbpf_message);
+    last_libbpf_message[0] = 0;
+    struct nfqr_origdst *skeleton = nfqr_origdst__open();
+    if (!skeleton) {
+        int error = errno;
+        explain(why, why_len, "opening the BPF object failed: %s", strerror(error));
+        return -error;
+    }
+    skeleton->rodata->owner_netns_cookie = cookie;
+    int result = bpf_map__set_max_entries(skeleton->maps.nfqr_answers, max_entries);
+    if (result == 0)
+        result = nfqr_origdst__load(skeleton);
+    if (result != 0) {
+        explain(why, why_len, "loading the BPF program failed: %s%s%s", strerror(-result),
+                last_libbpf_message[0] ? " - " : "", last_libbpf_message);
+        nfqr_origdst__destroy(skeleton);
+        return result;
+    }
+    int program_fd = bpf_program__fd(skeleton->progs.nfqr_origdst);
+    if (bpf_prog_attach(program_fd, cgroup_fd, BPF_CGROUP_GETSOCKOPT, BPF_F_ALLOW_MULTI) != 0) {
+        int error = errno;
+        explain(why, why_len, "attaching the BPF program to the cgroup failed: %s", strerror(error));
+        nfqr_origdst__destroy(skeleton);
+        return -error;
+    }
+    loaded->program_fd = fcntl(program_fd, F_DUPFD_CLOEXEC, 3);
+    loaded->map_fd = fcntl(bpf_map__fd(skeleton->maps.nfqr_answers), F_DUPFD_CLOEXEC, 3);
+    loaded->max_entries = max_entries;
+    struct bpf_prog_info info;
+    memset(&info, 0, sizeof(info));
+    uint32_t info_len = sizeof(info);
+    loaded->program_id = bpf_obj_get_info_by_fd(program_fd, &info, &info_len) == 0 ? info.id : 0;
+    nfqr_origdst__destroy(skeleton);
+    if (loaded->program_fd < 0 || loaded->map_fd < 0) {
+        int error = errno;
+        explain(why, why_len, "keeping the BPF descriptors failed: %s", strerror(error));
+        return -error;
+    }
+    return 0;
+#else
+    (void)cgroup_fd; (void)cookie; (void)max_entries; (void)loaded;
+    explain(why, why_len, "this binary was built without the BPF object (build with make, which runs clang -target bpf)");
+    return -ENOSYS;
+#endif
+}
+
+int nfqr_native_answers_start(int cgroup_fd, uint64_t netns_cookie, uint32_t max_entries,
+                              nfqr_native_answers *answers, char *why, size_t why_len)
+{
+    uint32_t ids[MAX_ATTACHED], count = 0;
+    int result = attached_ids(cgroup_fd, ids, &count);
+    if (result != 0) {
+        explain(why, why_len, "asking the cgroup for its getsockopt programs failed: %s", strerror(-result));
+        return result;
+    }
+    /* An earlier run's program with a map of the size asked for is adopted, answers and all.
+     * One of another size (a changed table limit) is replaced: the new one is attached
+     * first and filled by the caller, then the old one detached, so no moment is without. */
+    owned_program kept = { -1, -1, 0, 0 };
+    owned_program stale[MAX_ATTACHED];
+    uint32_t stale_count = 0;
+    for (uint32_t index = 0; index < count; index++) {
+        owned_program program;
+        if (!is_owned(ids[index], netns_cookie, &program))
+            continue;
+        if (kept.program_fd < 0 && program.max_entries == max_entries)
+            kept = program;
+        else
+            stale[stale_count++] = program;
+    }
+    bool adopted = kept.program_fd >= 0;
+    if (!adopted) {
+        result = load_and_attach(cgroup_fd, netns_cookie, max_entries, &kept, why, why_len);
+        if (result != 0) {
+            for (uint32_t index = 0; index < stale_count; index++) {
+                close(stale[index].program_fd);
+                close(stale[index].map_fd);
+            }
+            return result;
+        }
+    }
+    for (uint32_t index = 0; index < stale_count; index++) {
+        bpf_prog_detach2(stale[index].program_fd, cgroup_fd, BPF_CGROUP_GETSOCKOPT);
+        close(stale[index].program_fd);
+        close(stale[index].map_fd);
+    }
+    answers->cgroup_fd = cgroup_fd;
+    answers->program_fd = kept.program_fd;
+    answers->map_fd = kept.map_fd;
+    answers->program_id = kept.program_id;
+    answers->max_entries = kept.max_entries;
+    answers->adopted = adopted;
+    return 0;
+}
+
+/* ---- the map ---------------------------------------------------------------------------- */
+
+int nfqr_native_answers_put(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key,
+                            const struct nfqr_origdst_value *value)
+{
+    return bpf_map_update_elem(answers->map_fd, key, value, BPF_ANY) == 0 ? 0 : -errno;
+}
+
+int nfqr_native_answers_delete(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key)
+{
+    return bpf_map_delete_elem(answers->map_fd, key) == 0 ? 0 : -errno;
+}
+
+int nfqr_native_answers_get(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key,
+                            struct nfqr_origdst_value *value)
+{
+    return bpf_map_lookup_elem(answers->map_fd, key, value) == 0 ? 0 : -errno;
+}
+
+int nfqr_native_answers_next_key(const nfqr_native_answers *answers, const struct nfqr_origdst_key *previous,
+                                 struct nfqr_origdst_key *next)
+{
+    return bpf_map_get_next_key(answers->map_fd, previous, next) == 0 ? 0 : -errno;
+}
+
+static void close_all(nfqr_native_answers *answers)
+{
+    if (answers->map_fd >= 0)
+        close(answers->map_fd);
+    if (answers->program_fd >= 0)
+        close(answers->program_fd);
+    if (answers->cgroup_fd >= 0)
+        close(answers->cgroup_fd);
+    answers->map_fd = answers->program_fd = answers->cgroup_fd = -1;
+}
+
+void nfqr_native_answers_release(nfqr_native_answers *answers)
+{
+    close_all(answers);
+}
+
+int nfqr_native_answers_detach(nfqr_native_answers *answers)
+{
+    int result = 0;
+    if (answers->program_fd >= 0 && answers->cgroup_fd >= 0
+        && bpf_prog_detach2(answers->program_fd, answers->cgroup_fd, BPF_CGROUP_GETSOCKOPT) != 0)
+        result = -errno;
+    close_all(answers);
+    return result;
+}
