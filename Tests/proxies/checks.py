@@ -64,7 +64,7 @@ def preload_presence(proxy):
         with open(f"/proc/{proxy.program.pid}/maps", encoding="utf-8", errors="replace") as maps:
             loaded = "libnfq-redirect-preload.so" in maps.read()
         expect_equal(f"libnfq-redirect-preload.so mapped in {proxy.name} (pid {proxy.program.pid})",
-                     stage.mode == "daemon", loaded)
+                     stage.mode == "preload", loaded)
     return test
 
 
@@ -140,9 +140,10 @@ def traced(stage, proxy, fetches):
 def asks_original_destination(proxy, v6):
     """strace proves where the proxy learns the original destination.
 
-    Kernel mode: getsockopt(SO_ORIGINAL_DST) returns it for both flows. Daemon mode: the
-    preload library sends the daemon a LOOKUP for the daemon's flow, and for the kernel's
-    flow the real getsockopt(SO_ORIGINAL_DST) returns it (the fallback).
+    Kernel mode, and daemon mode (the getsockopt hook): the proxy's own
+    getsockopt(SO_ORIGINAL_DST) returns it for both flows, with nothing preloaded. Preload
+    mode: the preload library sends the daemon a LOOKUP for the daemon's flow, and for the
+    kernel's flow the real getsockopt(SO_ORIGINAL_DST) returns it (the fallback).
     """
     def test(stage):
         daemon_target = remote(v6, proxy.block.redirected[-1])
@@ -153,7 +154,7 @@ def asks_original_destination(proxy, v6):
         returned = original_dst_answers(trace)
         expect(kernel_target in returned, f"getsockopt(SO_ORIGINAL_DST) returning {kernel_target}",
                f"returned: {returned}")
-        if stage.mode == "kernel":
+        if stage.mode in ("kernel", "daemon"):
             expect(daemon_target in returned, f"getsockopt(SO_ORIGINAL_DST) returning {daemon_target}",
                    f"returned: {returned}")
             return f"getsockopt(SO_ORIGINAL_DST) -> {', '.join(returned)}"
@@ -171,23 +172,23 @@ def asks_original_destination(proxy, v6):
 def tests_for(proxy, mode):
     """(name, test, seconds) for one proxy in `mode` (daemon or kernel)."""
     name = proxy.name
-    daemon = mode == "daemon"
-    redirector = "nfq-redirectd" if daemon else "the kernel's nat REDIRECT"
-    tests = [(f"{name}: runs {'with' if daemon else 'without'} libnfq-redirect-preload.so loaded",
+    preload = mode == "preload"
+    redirector = "the kernel's nat REDIRECT" if mode == "kernel" else "nfq-redirectd"
+    tests = [(f"{name}: runs {'with' if preload else 'without'} libnfq-redirect-preload.so loaded",
               preload_presence(proxy), 10)]
     for v6 in proxy.block.families:
         family = family_name(v6)
         tests.append((f"{name}: {family} connection redirected by {redirector} reaches its original "
                       "destination", relays(proxy, v6), 30))
         tests.append((f"{name}: {family} connection redirected by the kernel's nat REDIRECT (port "
-                      f"{proxy.block.kernel_only}){', same proxy process (preload falls back to the kernel)' if daemon else ''} "
+                      f"{proxy.block.kernel_only}){', same proxy process (preload falls back to the kernel)' if preload else ''} "
                       "reaches its original destination", relays(proxy, v6, kernel_port=True), 30))
     families = " and ".join(family_name(v6) for v6 in proxy.block.families)
     count = len(proxy.block.redirected) * len(proxy.block.families)
     tests.append((f"{name}: {count} concurrent {families} connections to {count} destinations each reach "
                   "their own", concurrent(proxy), 60))
-    how = "asks nfq-redirectd for its flows and the kernel for the kernel's" if daemon \
-        else "calls getsockopt(SO_ORIGINAL_DST) on the accepted socket"
+    how = "asks nfq-redirectd for its flows and the kernel for the kernel's" if preload \
+        else "calls getsockopt(SO_ORIGINAL_DST) on the accepted socket and gets the original destination"
     for v6 in proxy.block.families:
         tests.append((f"{name}: strace shows it {how} ({family_name(v6)})",
                       asks_original_destination(proxy, v6), 60))

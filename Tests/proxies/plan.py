@@ -3,7 +3,11 @@
 Each proxy gets its own block of remote ports. The first eight of a block are redirected by
 whichever redirector is under test (nfq-redirectd, or the kernel's nat REDIRECT); the ninth
 is always redirected by the kernel's nat REDIRECT, so in daemon mode the same proxy process
-serves flows of both kinds and the preload library must fall back to the kernel for those.
+serves flows of both kinds and each proxy must get the kernel's own answer for those.
+
+Three redirectors: the kernel's (the baseline), nfq-redirectd with its getsockopt hook (the
+default: proxies run unmodified and the kernel answers SO_ORIGINAL_DST for the daemon's flows
+too), and nfq-redirectd with the hook off and the preload library in the proxies (the fallback).
 """
 
 import os
@@ -29,11 +33,15 @@ class PortBlock:
         return (False, True) if self.ipv6 else (False,)
 
 
-# redsocks 0.5 and haproxy (for SO_ORIGINAL_DST) are IPv4-only; squid intercepts both families.
+# redsocks 0.5, haproxy and v2ray 4.34 (for SO_ORIGINAL_DST: it asks at SOL_IP only, behind the
+# kernel's REDIRECT too) are IPv4-only; squid and goproxy (Go, built static in the run)
+# intercept both families.
 PORTS = {
     "redsocks": PortBlock(7001, listen_port=12345, ipv6=False),
     "squid": PortBlock(7101, listen_port=3129, ipv6=True),
     "haproxy": PortBlock(7201, listen_port=12346, ipv6=False),
+    "goproxy": PortBlock(7301, listen_port=12348, ipv6=True),
+    "v2ray": PortBlock(7401, listen_port=12349, ipv6=False),
 }
 
 SOCKS_ENDPOINT = "127.0.0.1:1080"           # redsocks' upstream, in R
@@ -77,15 +85,17 @@ class KernelRedirects:
 class DaemonRedirects(DaemonRedirect):
     """nfq-redirectd redirects each block's first ports; the kernel keeps the last port of each.
 
+    `preload`: the getsockopt hook off and the proxies started with the preload library (the
+    fallback for hosts without the hook); otherwise the proxies run as shipped.
+
     The lookup socket belongs to the `proxy` group (mode 0660), because squid asks as the
     unprivileged `proxy` user; redsocks and haproxy ask as root.
     """
 
-    name = "daemon"
-
-    def __init__(self, bin_dir, run_dir, queue, log_level, ready_timeout):
+    def __init__(self, bin_dir, run_dir, queue, log_level, ready_timeout, preload=False):
         super().__init__(bin_dir, run_dir, queue, log_level, ready_timeout)
-        self.preload = os.path.join(bin_dir, "libnfq-redirect-preload.so")
+        self.name = "preload" if preload else "daemon"
+        self.preload = os.path.join(bin_dir, "libnfq-redirect-preload.so") if preload else None
         self.config_path = os.path.join(run_dir, "nfq-redirectd.toml")
 
     def argv(self):
@@ -94,10 +104,12 @@ class DaemonRedirects(DaemonRedirect):
         for block in PORTS.values():
             ports = f"{block.redirected[0]}-{block.redirected[-1]}"
             argv += ["--redirect", f"tcp:{ports}:{block.listen_port}"]
+        if self.preload:
+            argv.append("--no-getsockopt-hook")
         return argv + (["--log-level", self.log_level] if self.log_level else [])
 
     def start(self, programs, ns):
-        if not os.access(self.preload, os.R_OK):
+        if self.preload and not os.access(self.preload, os.R_OK):
             raise CommandFailed(f"no preload library at {self.preload}: build it (make), "
                                     "or point NFQR_BIN_DIR at it")
         with open(self.config_path, "w", encoding="utf-8") as config:

@@ -3,19 +3,24 @@
 - redsocks (SOCKS5 upstream: socks5.py in R)   IPv4
 - squid    (`http_port ... intercept`)        IPv4 and IPv6
 - haproxy  (`server ... 0.0.0.0:0`)           IPv4 (haproxy asks SO_ORIGINAL_DST for IPv4 only)
+- goproxy  (goproxy/main.go, built static)    IPv4 and IPv6 on one dual-stack socket
+- v2ray    (dokodemo-door, followRedirect)    IPv4 (Go: raw getsockopt, no libc; SOL_IP only)
 
 Each writes its configuration into the run directory, is started in the router namespace R
-through `Stage.launch` (which adds the preload library in daemon mode), and can show from
+through `Stage.launch` (which adds the preload library in preload mode), and can show from
 its own log that it relayed a given client to a given original destination (`evidence`).
 """
 
+import json
 import os
 import shutil
+import tempfile
 
 import netns_path  # noqa: F401  (makes the netns modules importable)
 from endpoints import format_endpoint, parse_endpoint
 from harness import TestFailure
 from plan import PORTS, PROXY_GROUP, SOCKS_ENDPOINT, SQUID_FORWARD_ENDPOINT
+from processes import run_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
@@ -135,8 +140,69 @@ backend original_destination
         stage.wait_for_line(self.program, f"client {client} frontend {target} server {target}", LOG_WAIT)
 
 
-def all_proxies():
-    return [Redsocks(), Squid(), Haproxy()]
+class GoProxy:
+    """A static Go program (CGO_ENABLED=0), built here from goproxy/main.go with Debian's Go."""
+
+    name = "goproxy"
+    via_header = None
+
+    def __init__(self):
+        self.block = PORTS[self.name]
+        self.program = None
+        self.binary = None
+
+    def build(self, stage):
+        cache = tempfile.mkdtemp(prefix="go-", dir=stage.run_dir)
+        self.binary = os.path.join(stage.run_dir, "goproxy")
+        run_command(["env", f"GOCACHE={cache}", f"GOPATH={cache}", "GOPROXY=off", "GOFLAGS=-mod=mod",
+                     "CGO_ENABLED=0", "go", "build", "-o", self.binary, os.path.join(HERE, "goproxy", "main.go")],
+                    timeout=300)
+        shutil.rmtree(cache, ignore_errors=True)
+
+    def start(self, stage):
+        self.build(stage)
+        self.program = stage.launch(self.name, [self.binary, "-listen", f":{self.block.listen_port}"])
+        stage.wait_listening(self.program, self.block.listen_port)
+
+    def evidence(self, stage, client, target):
+        stage.wait_for_line(self.program, f"relay {client} -> {target}", LOG_WAIT)
+
+
+class V2Ray:
+    """Debian's v2ray: a dokodemo-door inbound with followRedirect, a freedom outbound."""
+
+    name = "v2ray"
+    via_header = None
+
+    def __init__(self):
+        self.block = PORTS[self.name]
+        self.program = None
+        self.access_log = None
+
+    def start(self, stage):
+        self.access_log = os.path.join(stage.run_dir, "v2ray-access.log")
+        config = stage.write_file("v2ray.json", json.dumps({
+            "log": {"access": self.access_log, "loglevel": "warning"},
+            "inbounds": [{
+                "listen": "0.0.0.0", "port": self.block.listen_port, "protocol": "dokodemo-door",
+                "settings": {"network": "tcp", "followRedirect": True},
+                "streamSettings": {"sockopt": {"tproxy": "redirect"}},
+            }],
+            "outbounds": [{"protocol": "freedom", "settings": {}}],
+        }, indent=2))
+        self.program = stage.launch(self.name, ["v2ray", "-config", config])
+        stage.wait_listening(self.program, self.block.listen_port)
+
+    def evidence(self, stage, client, target):
+        # v2ray logs "<client> accepted tcp:<original destination>"
+        stage.wait_for_line(self.access_log, f" {client} accepted tcp:{target}", LOG_WAIT)
+
+
+def all_proxies(mode):
+    """The proxies a mode can serve: Go proxies make raw system calls, which no preload
+    library sees, so they need the kernel's answer (kernel mode, or the daemon's hook)."""
+    proxies = [Redsocks(), Squid(), Haproxy()]
+    return proxies if mode == "preload" else [*proxies, GoProxy(), V2Ray()]
 
 
 def check_body(proxy, body, target, router):

@@ -2,7 +2,7 @@
 
 The namespaces, process handling and addresses are the netns suite's (Tests/netns); this
 suite adds an HTTP origin in S, real proxies in R instead of the netns suite's own, and in
-daemon mode starts those proxies with the preload library.
+preload mode starts those proxies with the preload library.
 """
 
 import json
@@ -32,11 +32,12 @@ class Stage:
         os.chmod(self.run_dir, 0o711)  # squid, no longer root, must reach its own directory in it
         self.topology = Topology(tag)
         self.programs = Programs(self.run_dir)
-        if mode == "daemon":
-            self.redirect = DaemonRedirects(bin_dir, self.run_dir, queue, log_level, ready_timeout)
+        if mode in ("daemon", "preload"):
+            self.redirect = DaemonRedirects(bin_dir, self.run_dir, queue, log_level, ready_timeout,
+                                            preload=mode == "preload")
         else:
             self.redirect = KernelRedirects()
-        self.proxies = all_proxies()
+        self.proxies = all_proxies(mode)
 
     def set_up(self):
         self.topology.create()
@@ -63,7 +64,7 @@ class Stage:
             time.sleep(0.2)
 
     def launch(self, name, argv):
-        """Starts a proxy in R; in daemon mode with the preload library and the lookup socket."""
+        """Starts a proxy in R; in preload mode with the preload library and the lookup socket."""
         if self.redirect.preload:
             argv = ["env", f"LD_PRELOAD={self.redirect.preload}",
                     f"NFQ_REDIRECT_SOCKET={self.redirect.socket_path}", *argv]

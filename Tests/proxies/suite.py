@@ -11,14 +11,15 @@
                        +----------------------------------------+      +-----------------------+
 
 The client fetches http://<remote>:<port>/ from S; R redirects each proxy's block of ports to
-that proxy (7001-7008 redsocks, 7101-7108 squid, 7201-7208 haproxy; by nfq-redirectd in daemon
-mode, by the kernel in kernel mode) and the kernel's nat REDIRECT always takes the ninth port
-of each block (7009, 7109, 7209). The origin answers with the address:port it was reached on
+that proxy (7001-7008 redsocks, 7101-7108 squid, 7201-7208 haproxy, 7301-7308 goproxy,
+7401-7408 v2ray; by nfq-redirectd in daemon and preload mode, by the kernel in kernel mode) and
+the kernel's nat REDIRECT always takes the ninth port of each block (7009, 7109, ...). The origin answers with the address:port it was reached on
 and who connected, so an answer proves the proxy learned the original destination. In daemon
-mode the proxies run with LD_PRELOAD=libnfq-redirect-preload.so and NFQ_REDIRECT_SOCKET; in
-kernel mode they run as shipped.
+and kernel mode the proxies run as shipped (in daemon mode the daemon's getsockopt hook makes
+the kernel answer for its flows); in preload mode the hook is off and they run with
+LD_PRELOAD=libnfq-redirect-preload.so and NFQ_REDIRECT_SOCKET.
 
-Usage (root): suite.py [--mode daemon|kernel]. The last line is `N passed, N failed`; the
+Usage (root): suite.py [--mode daemon|preload|kernel]. The last line is `N passed, N failed`; the
 exit status is non-zero on any failure. Nothing is left behind: a final test asserts it.
 """
 
@@ -35,7 +36,7 @@ from runner import (STOP_SIGNALS, Interrupted, Report, nothing_left_behind, on_s
 from stage import Stage
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-PROGRAMS = ("redsocks", "squid", "haproxy", "strace", "ss")
+PROGRAMS = ("redsocks", "squid", "haproxy", "v2ray", "go", "strace", "ss")
 
 
 def missing_programs():
@@ -46,9 +47,10 @@ def missing_programs():
 
 def main():
     parser = argparse.ArgumentParser(description="real transparent proxies behind nfq-redirect (root only)")
-    parser.add_argument("--mode", choices=("daemon", "kernel"), default="daemon",
-                        help="daemon: nfq-redirectd redirects, proxies run with the preload library "
-                             "(default, CI); kernel: the kernel's nat REDIRECT, proxies as shipped")
+    parser.add_argument("--mode", choices=("daemon", "preload", "kernel"), default="daemon",
+                        help="daemon: nfq-redirectd redirects and its getsockopt hook answers, proxies "
+                             "as shipped (default, CI); preload: the hook off, proxies run with the "
+                             "preload library (CI); kernel: the kernel's nat REDIRECT, proxies as shipped")
     parser.add_argument("--tag", default=f"nfqp-{os.getpid()}",
                         help="unique per run; names the namespaces (default nfqp-<pid>)")
     parser.add_argument("--queue", type=int, default=0, help="first NFQUEUE number for the daemon")
@@ -66,7 +68,7 @@ def main():
     stage = Stage(args.tag, args.mode, bin_dir, args.queue, args.daemon_log_level, ready_timeout)
     cases = [case for proxy in stage.proxies for case in tests_for(proxy, args.mode)]
     print(f"nfq-redirect proxies suite, mode {args.mode}: {len(cases) + 1} tests"
-          + (f" (daemon and preload library from {bin_dir})" if args.mode == "daemon" else ""), flush=True)
+          + (f" (daemon and preload library from {bin_dir})" if args.mode != "kernel" else ""), flush=True)
 
     report = Report()
     interrupted = None
@@ -74,7 +76,7 @@ def main():
         missing = missing_programs()
         if missing:
             print(f"set-up failed: not installed: {', '.join(missing)} "
-                  "(Debian packages redsocks squid haproxy strace iproute2)", flush=True)
+                  "(Debian packages redsocks squid haproxy v2ray golang-go strace iproute2)", flush=True)
             ready = False
         else:
             ready = set_up(stage)
