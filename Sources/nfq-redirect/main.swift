@@ -10,7 +10,7 @@ struct RedirectControl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nfq-redirect",
         abstract: "Control and inspect nfq-redirectd.",
-        subcommands: [Lookup.self, List.self, Stats.self, Events.self, Rules.self, Version.self])
+        subcommands: [Lookup.self, List.self, Stats.self, Events.self, Rules.self, Hook.self, Version.self])
 }
 
 struct SocketOption: ParsableArguments {
@@ -194,6 +194,34 @@ extension RedirectControl {
             if let stateFile = configuration?.stateFile {
                 StateFile(path: stateFile).remove()
             }
+        }
+    }
+
+    struct Hook: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Say whether the getsockopt hook of this network namespace's daemon is attached.",
+            discussion: """
+                The hook is the BPF program through which the kernel answers getsockopt(SO_ORIGINAL_DST) \
+                for the daemon's flows. It stays attached across a restart (and after a crash) and goes \
+                with a stop for good or `nfq-redirect rules --remove`. Exit status 0 when attached, 1 when not.
+                """)
+        @Option(name: .customLong("cgroup"), help: ArgumentHelp(
+            "The cgroup v2 directory the daemon attaches to (default: the cgroup v2 root).", valueName: "path"))
+        var cgroup: String?
+
+        func run() throws {
+            guard BPFGetsockoptHook.isBuiltIn else {
+                print("getsockopt hook: not built into this binary")
+                throw ExitCode(1)
+            }
+            let count: Int
+            do {
+                count = try BPFGetsockoptHook.attachedCount(cgroupPath: cgroup)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            print("getsockopt hook: \(count == 0 ? "not attached" : "attached (\(count) program\(count == 1 ? "" : "s"))") for this network namespace")
+            if count == 0 { throw ExitCode(1) }
         }
     }
 

@@ -14,7 +14,7 @@ fi
 
 cleanup() {
     local ns pid
-    for ns in "$tag-c" "$tag-r" "$tag-s"; do
+    for ns in "$tag-c" "$tag-r" "$tag-s" "$tag-rt"; do
         [ -e "/run/netns/$ns" ] || continue
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
         ip netns del "$ns" 2>/dev/null

@@ -668,6 +668,172 @@ def metrics_families(env):
                  samples['nfqr_lookup_seconds_bucket{le="+Inf"}'])
 
 
+# --- the getsockopt hook: the kernel answers SO_ORIGINAL_DST for the daemon's flows -------------
+
+SO_ORIGINAL_DST = 80
+SYS_PIDFD_GETFD = 438
+
+
+def proxy_socket(env, flow):
+    """A duplicate of the proxy's accepted socket of `flow` (pidfd_getfd from the proxy
+    process in R), so that this process can ask the kernel what the proxy would get."""
+    port = flow.client[1]
+    listing = run_command(["ss", "-Htnp", "state", "established", f"( sport = :{TCP_PROXY_PORT} and dport = :{port} )"],
+                          ns=env.topology.router)
+    found = re.search(r"pid=(\d+),fd=(\d+)", listing)
+    expect(found is not None, f"the proxy's socket for client port {port} in R", listing)
+    pidfd = os.pidfd_open(int(found.group(1)))
+    try:
+        fd = LIBC.syscall(SYS_PIDFD_GETFD, pidfd, int(found.group(2)), 0)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "pidfd_getfd")
+    finally:
+        os.close(pidfd)
+    return socket.socket(fileno=fd)
+
+
+def native_answer(env, flow):
+    """What getsockopt(SO_ORIGINAL_DST) on the proxy's socket of `flow` returns: ip:port or the error."""
+    with proxy_socket(env, flow) as sock:
+        level = socket.IPPROTO_IPV6 if flow.v6 else socket.IPPROTO_IP
+        try:
+            raw = sock.getsockopt(level, SO_ORIGINAL_DST, 128)
+        except OSError as error:
+            return f"error {errno_name(error.errno)}"
+    port = int.from_bytes(raw[2:4], "big")
+    address = socket.inet_ntop(socket.AF_INET6, raw[8:24]) if flow.v6 else socket.inet_ntop(socket.AF_INET, raw[4:8])
+    return format_endpoint(address, port)
+
+
+def errno_name(number):
+    import errno
+    return errno.errorcode.get(number, str(number))
+
+
+def hook_attached(env, ns=None):
+    """`nfq-redirect hook` in `ns` (default R): True when its daemon's hook is attached."""
+    output = run_command([env.redirect.cli, "hook"], ns=ns or env.topology.router, check=False)
+    return "attached (" in output
+
+
+def getsockopt_hook_across_restart(env):
+    """The proxy's own getsockopt(SO_ORIGINAL_DST) answers for the daemon's flows, before a
+    restart (SIGUSR2), in the gap with no daemon running, and after; a stop for good detaches
+    the hook, and `rules --remove` takes it off after a SIGKILL."""
+    flows = [EchoFlow(env, False), EchoFlow(env, True)]
+    try:
+        wanted = {flow.client: format_endpoint(*flow.target) for flow in flows}
+        for flow in flows:
+            flow.round_trip(b"before\n")
+            expect_equal(f"native answer for {format_endpoint(*flow.client)}", wanted[flow.client], native_answer(env, flow))
+        expect_equal("exit status after SIGUSR2", 0, stop_daemon(env, signal.SIGUSR2))
+        expect(hook_attached(env), "the hook still attached while no daemon runs", "not attached")
+        for flow in flows:
+            expect_equal(f"native answer for {format_endpoint(*flow.client)} with no daemon running",
+                         wanted[flow.client], native_answer(env, flow))
+        daemon = start_daemon(env)
+        expect("getsockopt hook adopted from the previous run" in log_of(daemon), "'getsockopt hook adopted'",
+               log_of(daemon))
+        for flow in flows:
+            flow.round_trip(b"after\n")
+            expect_equal(f"native answer for {format_endpoint(*flow.client)} after the restart",
+                         wanted[flow.client], native_answer(env, flow))
+    finally:
+        for flow in flows:
+            flow.close()
+    expect_equal("exit status after SIGTERM", 0, stop_daemon(env, signal.SIGTERM))
+    expect(not hook_attached(env), "no hook attached after a stop for good", "still attached")
+    start_daemon(env)
+    expect(hook_attached(env), "the hook attached again by a new daemon", "not attached")
+    stop_daemon(env, signal.SIGKILL)
+    expect(hook_attached(env), "the hook still attached after SIGKILL", "not attached")
+    output = cli(env, "rules", "--remove")
+    expect("getsockopt hook removed" in output, "'getsockopt hook removed'", output)
+    expect(not hook_attached(env), "no hook attached after `rules --remove`", "still attached")
+    start_daemon(env)
+    expect_redirected(env)
+    return "answers before, during and after a restart; detached by a stop for good and by rules --remove"
+
+
+TWIN_LISTEN, TWIN_PORT, TWIN_DESTINATION = 18090, 19000, "127.0.0.5"
+
+
+def local_redirected_pair(ns_path):
+    """In namespace `ns_path`: a listener on 127.0.0.1:TWIN_LISTEN and a connection to TWIN_DESTINATION:TWIN_PORT
+    (which that namespace's daemon redirects there); returns (accepted, client, listener)."""
+    with InNamespace(ns_path):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", TWIN_LISTEN))
+        listener.listen()
+        client = socket.create_connection((TWIN_DESTINATION, TWIN_PORT), timeout=10)
+    accepted, _ = listener.accept()
+    return accepted, client, listener
+
+
+def ipv4_answer(sock):
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_IP, SO_ORIGINAL_DST, 16)
+    except OSError as error:
+        return f"error {errno_name(error.errno)}"
+    return format_endpoint(socket.inet_ntop(socket.AF_INET, raw[4:8]), int.from_bytes(raw[2:4], "big"))
+
+
+def two_daemons_two_namespaces(env):
+    """A second daemon in a namespace of its own: each answers for its own flows only (the key
+    carries the namespace), a flow with the same socket pair in R that R's daemon did not
+    redirect keeps the kernel's answer, and stopping one leaves the other's hook alone."""
+    twin = f"{env.topology.router}t"  # run.sh removes it too if this run is killed hard
+    run_command(["ip", "netns", "add", twin])
+    sockets = []
+    program = None
+    try:
+        run_command(["ip", "link", "set", "lo", "up"], ns=twin)
+        program = env.programs.start("nfq-redirectd-twin", twin, [
+            env.redirect.binary, "--redirect-local", f"tcp:{TWIN_PORT}:{TWIN_LISTEN}", "--no-state",
+            "--socket", os.path.join(env.run_dir, "twin.sock"), "--queue", "0"])
+        deadline = time.monotonic() + 15
+        while not os.path.exists(os.path.join(env.run_dir, "twin.sock")):
+            expect(program.running() and time.monotonic() < deadline, "the twin daemon starts", program.log_tail())
+            time.sleep(0.05)
+        accepted, client, listener = local_redirected_pair(twin)
+        sockets += [accepted, client, listener]
+        expect_equal("native answer in the twin namespace", f"{TWIN_DESTINATION}:{TWIN_PORT}", ipv4_answer(accepted))
+        # The same socket pair in R, connected directly: R's daemon never redirected it.
+        with InNamespace(env.topology.router):
+            plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            plain.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            plain.bind(("127.0.0.1", TWIN_LISTEN))
+            plain.listen()
+            direct = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            direct.bind(("127.0.0.1", client.getsockname()[1]))
+            direct.connect(("127.0.0.1", TWIN_LISTEN))
+        sockets += [plain, direct]
+        same_pair, _ = plain.accept()
+        sockets.append(same_pair)
+        expect_equal("socket pair in R", accepted.getpeername(), same_pair.getpeername())
+        answer = ipv4_answer(same_pair)
+        expect(answer.startswith("error ") or answer == f"127.0.0.1:{TWIN_LISTEN}",
+               "the kernel's own answer for the same pair in R (an error or the socket's own address)", answer)
+        flow = EchoFlow(env, False)
+        try:
+            expect_equal("native answer in R while the twin runs", format_endpoint(*flow.target), native_answer(env, flow))
+        finally:
+            flow.close()
+        expect(hook_attached(env, twin) and hook_attached(env), "both namespaces' hooks attached", "one missing")
+        expect_equal("twin daemon's exit status after SIGTERM", 0, program.stop(sig=signal.SIGTERM, timeout=10.0))
+        expect(not hook_attached(env, twin), "the twin's hook gone with its daemon", "still attached")
+        expect(hook_attached(env), "R's hook still attached", "gone")
+        expect_redirected(env)
+        return "each daemon answers its own namespace; the same pair elsewhere keeps the kernel's answer"
+    finally:
+        for sock in sockets:
+            sock.close()
+        if program and program.running():
+            program.stop(sig=signal.SIGKILL, timeout=5.0)
+        run_command(["ip", "netns", "del", twin], check=False)
+
+
 # --- the suite, in order -------------------------------------------------------------------------
 DAEMON = ("daemon",)
 CASES = [
@@ -682,6 +848,10 @@ CASES = [
      killed_fail_closed, 60, DAEMON),
     ("SIGKILL, fail-open: redirected ports pass unredirected; start again recovers", killed_fail_open, 60, DAEMON),
     ("corrupt state file: a clear log line, set aside, clean start", corrupt_state_file, 60, DAEMON),
+    ("getsockopt hook: the proxy's own SO_ORIGINAL_DST answers before, during and after a restart; "
+     "stop for good and rules --remove detach it", getsockopt_hook_across_restart, 90, DAEMON),
+    ("getsockopt hook: two daemons in two namespaces each answer only their own flows",
+     two_daemons_two_namespaces, 60, DAEMON),
     ("reload (SIGHUP): new rules for new flows, old flows kept, broken configs refused, atomic swap",
      reload_semantics, 120, DAEMON),
     ("signals right after start (before READY): SIGHUP reloads, SIGTERM stops and removes the rules",
