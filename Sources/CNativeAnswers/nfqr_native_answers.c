@@ -11,7 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
+#include <linux/mount.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -83,29 +84,32 @@ static int find_cgroup2_mount(char *path, size_t path_len)
     return result;
 }
 
-/* cgroup2 is one hierarchy: mounting it anew shows the same root. The mount is detached as
- * soon as the root is open, so nothing is left mounted whatever happens next. */
+/* cgroup2 is one hierarchy: a new mount of it shows the same root. Made with the mount API
+ * (fsopen/fsmount), it is never attached anywhere: no directory is needed, nothing is left
+ * mounted, and the open root keeps the cgroup for as long as the descriptor lives. */
 static int open_private_cgroup2(char *used, size_t used_len, char *why, size_t why_len)
 {
-    char directory[] = "/tmp/nfqr-cgroup2.XXXXXX";
-    if (!mkdtemp(directory)) {
+    int context = (int)syscall(SYS_fsopen, "cgroup2", FSOPEN_CLOEXEC);
+    if (context < 0) {
         int error = errno;
-        explain(why, why_len, "no cgroup v2 mount, and no directory to mount one on: %s", strerror(error));
+        explain(why, why_len, "no cgroup v2 mount, and making one failed (fsopen): %s", strerror(error));
         return -error;
     }
     int fd = -1, error = 0;
-    if (mount("cgroup2", directory, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
+    int mount_fd = -1;
+    if (syscall(SYS_fsconfig, context, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0
+        || (mount_fd = (int)syscall(SYS_fsmount, context, FSMOUNT_CLOEXEC, 0)) < 0) {
         error = errno;
-        explain(why, why_len, "no cgroup v2 mount, and mounting one failed: %s", strerror(error));
+        explain(why, why_len, "no cgroup v2 mount, and making one failed: %s", strerror(error));
     } else {
-        fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd = openat(mount_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0) {
             error = errno;
             explain(why, why_len, "opening a private cgroup v2 mount failed: %s", strerror(error));
         }
-        umount2(directory, MNT_DETACH);
+        close(mount_fd);
     }
-    rmdir(directory);
+    close(context);
     if (fd >= 0)
         snprintf(used, used_len, "cgroup2 root (private mount)");
     return fd >= 0 ? fd : -error;

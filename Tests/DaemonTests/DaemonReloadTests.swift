@@ -30,6 +30,7 @@ final class DaemonReloadTests: XCTestCase {
         configuration.lookup.socketPath = directory + "/lookup.sock"
         configuration.stateFile = directory + "/flows.state"
         configuration.tableLimit = 1024
+        configuration.getsockopt.enabled = false   // the in-memory kernel: no BPF program on the host
         return configuration
     }
 

@@ -485,7 +485,7 @@ def swap_is_atomic(env, daemon, path, reloads=12):
 
 # --- the unit's sandbox ---------------------------------------------------------------------------
 
-CAP_NET_ADMIN, CAP_NET_RAW = 12, 13
+CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN, CAP_BPF = 12, 13, 21, 39
 
 
 def status_field(pid, key):
@@ -496,26 +496,31 @@ def status_field(pid, key):
 def sandboxed_like_the_unit(env):
     """The restrictions of systemd/nfq-redirect.service that can be had without systemd: a
     read-only file system but for the daemon's own directory (ProtectSystem=strict with
-    RuntimeDirectory/StateDirectory), only CAP_NET_ADMIN and CAP_NET_RAW
-    (CapabilityBoundingSet), NoNewPrivileges. iptables-restore must work under them."""
+    RuntimeDirectory/StateDirectory), only CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_SYS_ADMIN
+    (CapabilityBoundingSet), NoNewPrivileges. iptables-restore and the getsockopt hook must
+    work under them."""
     run_dir = env.run_dir
     read_only = " ".join(["/", "/run", "/tmp", "/var", "/etc", "/usr", "/home", "/root"])
     script = (f"mount --bind {run_dir} {run_dir} && "
               f"for m in {read_only}; do if mountpoint -q $m; then mount -o remount,bind,ro $m || exit 1; fi; done; "
               "if touch /var/nfqr-sandbox-probe 2>/dev/null; then echo 'sandbox: /var is writable'; exit 1; fi; "
-              "exec setpriv --bounding-set -all,+net_admin,+net_raw --no-new-privs \"$@\"")
+              "exec setpriv --bounding-set -all,+net_admin,+net_raw,+bpf,+sys_admin --no-new-privs \"$@\"")
     argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sandbox", *env.redirect.argv()]
     stop_daemon(env, signal.SIGTERM)
     try:
         daemon = start_daemon(env, argv=argv)
         expect_equal("capability bounding set of the sandboxed daemon",
-                     f"{(1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW):016x}", status_field(daemon.pid, "CapBnd"))
+                     f"{(1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW) | (1 << CAP_BPF) | (1 << CAP_SYS_ADMIN):016x}",
+                     status_field(daemon.pid, "CapBnd"))
+        expect("getsockopt hook attached" in log_of(daemon), "'getsockopt hook attached' in the sandbox",
+               log_of(daemon))
         expect_equal("NoNewPrivs of the sandboxed daemon", "1", status_field(daemon.pid, "NoNewPrivs"))
         expect(our_rules(env) != [], "rules installed by iptables-restore inside the sandbox", "none")
         expect_redirected(env)
         expect_redirected(env, v6=True)
         expect_equal("exit status after SIGTERM", 0, stop_daemon(env, signal.SIGTERM))
         expect_equal("rules left after a sandboxed stop for good", [], our_rules(env))
+        expect(not hook_attached(env), "no hook attached after a sandboxed stop for good", "still attached")
     finally:
         back_to_standard(env)
 
@@ -856,7 +861,7 @@ CASES = [
      reload_semantics, 120, DAEMON),
     ("signals right after start (before READY): SIGHUP reloads, SIGTERM stops and removes the rules",
      signals_right_after_start, 90, DAEMON),
-    ("the unit's sandbox (read-only fs, CAP_NET_ADMIN+CAP_NET_RAW only, no new privileges): rules and "
+    ("the unit's sandbox (read-only fs, CAP_NET_ADMIN+NET_RAW+BPF+SYS_ADMIN only, no new privileges): rules, hook and "
      "redirects work", sandboxed_like_the_unit, 60, DAEMON),
     ("sd_notify (fake NOTIFY_SOCKET): READY/STATUS, WATCHDOG withheld while a thread hangs, "
      "RELOADING, STOPPING; /metrics", notify_protocol_and_watchdog, 90, DAEMON),
