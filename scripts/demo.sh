@@ -4,7 +4,8 @@
 #   client (ns C)  ---veth---  router (ns R)                        ---veth---  server (ns S)
 #   192.0.2.2                  192.0.2.1 | 198.51.100.1                          198.51.100.2
 #   dials 203.0.113.10:80      nfq-redirectd: tcp 80 -> 8080                     203.0.113.10 on lo
-#                              proxy on :8080 asks the daemon where it was going
+#                              Debian's v2ray on :8080, unmodified, nothing preloaded:
+#                              its own getsockopt(SO_ORIGINAL_DST) gets the answer
 #
 # Builds nothing: the binaries come from NFQR_BIN_DIR (default <repo>/.build/debug).
 # Leaves no namespace, rule or process behind (everything lives in the namespaces; a trap
@@ -76,10 +77,21 @@ daemon=${pids[-1]}
 wait_for "nfq-redirectd" "$work/daemon.log" "$daemon" "$python" -c \
     'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$socket_path"
 echo "nfq-redirectd is running in the router (tcp 80,443 -> 8080)."
+echo "  $(ip netns exec "$r" "$bin_dir/nfq-redirect" hook 2>&1)"
 
-start "$r" "$work/proxy.log" "$python" "$helpers/proxy.py" tcp --listen 0.0.0.0:8080 \
-    --origin daemon --socket "$socket_path"
-wait_for "the proxy" "$work/proxy.log" "${pids[-1]}" grep -q ready "$work/proxy.log"
+# A Go proxy as shipped: dokodemo-door with followRedirect asks the kernel with a raw
+# getsockopt(SO_ORIGINAL_DST) system call, which no preload library could intercept.
+command -v v2ray >/dev/null || fail "no v2ray (Debian package v2ray; make deps installs it)"
+cat >"$work/v2ray.json" <<JSON
+{"log": {"access": "$work/access.log", "loglevel": "warning"},
+ "inbounds": [{"listen": "0.0.0.0", "port": 8080, "protocol": "dokodemo-door",
+               "settings": {"network": "tcp", "followRedirect": true},
+               "streamSettings": {"sockopt": {"tproxy": "redirect"}}}],
+ "outbounds": [{"protocol": "freedom", "settings": {}}]}
+JSON
+start "$r" "$work/proxy.log" v2ray -config "$work/v2ray.json"
+wait_for "v2ray" "$work/proxy.log" "${pids[-1]}" ip netns exec "$r" sh -c 'ss -Hltn "sport = :8080" | grep -q .'
+echo "Debian's v2ray listens on :8080 in the router, as shipped: no LD_PRELOAD, no lookup client."
 
 echo
 echo "The client connects to 203.0.113.10:80 ..."
@@ -87,8 +99,10 @@ answer="$(timeout 10 ip netns exec "$c" bash -c \
     'exec 3<>/dev/tcp/203.0.113.10/80 && echo ID >&3 && head -n1 <&3')" \
     || fail "the client's connection failed; the proxy and daemon said:" <(cat "$work/proxy.log" "$work/daemon.log")
 echo "  the server answered:  $answer"
-line="$(grep -m1 ' wanted ' "$work/proxy.log")" || fail "the proxy logged no original destination:" "$work/proxy.log"
-echo "  the proxy printed:    $line"
+for _ in $(seq 50); do grep -q ' accepted ' "$work/access.log" 2>/dev/null && break; sleep 0.1; done
+line="$(grep -m1 ' accepted ' "$work/access.log" | cut -d' ' -f3-)" \
+    || fail "v2ray logged no original destination:" "$work/proxy.log"
+echo "  v2ray logged:         $line   (what its getsockopt returned)"
 
 echo
 echo "nfq-redirect list:"

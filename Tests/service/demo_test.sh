@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo` as a newcomer sees it: within a minute it shows a redirected connection, the
-# original destination the proxy looked up, and `nfq-redirect list`; and it leaves no
+# original destination an unmodified Go proxy got from the kernel, and `nfq-redirect list`; and it leaves no
 # namespace, process or host rule behind. Last line: "N passed, M failed".
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -16,7 +16,9 @@ check() {  # check NAME COMMAND...
 }
 
 rules() { iptables-save | grep -v '^#'; ip6tables-save | grep -v '^#'; }
+hooks() { bpftool cgroup tree 2>/dev/null | grep -c nfqr_origdst; }
 rules_before="$(rules)"
+hooks_before="$(hooks)"
 started=$(date +%s)
 NFQR_BIN_DIR="$bin_dir" timeout 60 "$repo/scripts/demo.sh" >"$output" 2>&1
 status=$?
@@ -24,11 +26,13 @@ seconds=$(( $(date +%s) - started ))
 
 check "demo exits 0 within a minute (took ${seconds} s)" [ "$status" = 0 ]
 check "shows the redirected connection reaching the server" grep -q "the server answered:  SERVER 203.0.113.10:80 PEER 198.51.100.1:" "$output"
-check "shows the original destination the proxy looked up" grep -Eq "the proxy printed: +client 192.0.2.2:[0-9]+ wanted 203.0.113.10:80 \(via lookup\)" "$output"
+check "shows the getsockopt hook attached" grep -q "getsockopt hook: attached" "$output"
+check "shows the original destination v2ray got from its own getsockopt" grep -Eq "v2ray logged: +192.0.2.2:[0-9]+ accepted tcp:203.0.113.10:80" "$output"
 check "shows nfq-redirect list with the flow" grep -Eq "^  tcp .*192.0.2.2.*203.0.113.10.*80" "$output"
 # Only the demo's own names: other suites may be creating namespaces at the same time.
 check "leaves no namespace behind" bash -c "! ip netns list | grep -q '^nfqr-demo-'"
 check "leaves no host rule behind" [ "$(rules)" = "$rules_before" ]
+check "leaves no getsockopt hook behind (bpftool cgroup tree)" [ "$(hooks)" = "$hooks_before" ]
 # [n]: the pattern must not match this very command line
 check "leaves no demo process behind" bash -c "! pgrep -f '[n]fqr-demo[.]' >/dev/null"
 echo "$passed passed, $failed failed"
