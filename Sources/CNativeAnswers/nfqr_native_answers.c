@@ -380,15 +380,100 @@ int nfqr_native_answers_start(int cgroup_fd, uint64_t netns_cookie, uint32_t max
 
 /* ---- the map ---------------------------------------------------------------------------- */
 
+/* A datapath thread's held writes: thread-local and static (initial-exec TLS), so holding a
+ * write allocates nothing and needs no lock. `answers` is set while a batch is open. */
+static __thread struct {
+    const nfqr_native_answers *answers;
+    uint32_t count;
+    struct nfqr_origdst_key keys[NFQR_NATIVE_ANSWERS_BATCH_MAX];
+    struct nfqr_origdst_value values[NFQR_NATIVE_ANSWERS_BATCH_MAX];
+} held __attribute__((tls_model("initial-exec")));
+
+static int held_index(const struct nfqr_origdst_key *key)
+{
+    for (uint32_t index = 0; index < held.count; index++)
+        if (memcmp(&held.keys[index], key, sizeof(*key)) == 0)
+            return (int)index;
+    return -1;
+}
+
+static int write_held(const nfqr_native_answers *answers)
+{
+    uint32_t count = held.count;
+    if (count == 0)
+        return 0;
+    LIBBPF_OPTS(bpf_map_batch_opts, options, .elem_flags = BPF_ANY);
+    uint32_t written = count;
+    if (bpf_map_update_batch(answers->map_fd, held.keys, held.values, &written, &options) == 0)
+        return (int)count;
+    int error = errno;
+    if (error != EINVAL && error != ENOTSUP && error != EOPNOTSUPP && error != ENOSYS)
+        return -error;
+    /* No batch operation here: one update per entry. */
+    int result = (int)count;
+    for (uint32_t index = 0; index < count; index++)
+        if (bpf_map_update_elem(answers->map_fd, &held.keys[index], &held.values[index], BPF_ANY) != 0)
+            result = -errno;
+    return result;
+}
+
+void nfqr_native_answers_begin_batch(const nfqr_native_answers *answers)
+{
+    held.answers = answers;
+    held.count = 0;
+}
+
+int nfqr_native_answers_flush(const nfqr_native_answers *answers)
+{
+    int result = held.answers == answers ? write_held(answers) : 0;
+    held.answers = NULL;
+    return result;
+}
+
+void nfqr_native_answers_flushed(uint32_t index, struct nfqr_origdst_key *key, struct nfqr_origdst_value *value)
+{
+    if (index < held.count) {
+        *key = held.keys[index];
+        *value = held.values[index];
+    }
+}
+
 int nfqr_native_answers_put(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key,
                             const struct nfqr_origdst_value *value)
 {
+    if (held.answers == answers) {
+        int index = held_index(key);
+        if (index < 0 && held.count == NFQR_NATIVE_ANSWERS_BATCH_MAX) {
+            int result = write_held(answers);
+            held.count = 0;
+            if (result < 0)
+                return result;
+        }
+        if (index < 0)
+            index = (int)held.count++;
+        held.keys[index] = *key;
+        held.values[index] = *value;
+        return 0;
+    }
     return bpf_map_update_elem(answers->map_fd, key, value, BPF_ANY) == 0 ? 0 : -errno;
 }
 
 int nfqr_native_answers_delete(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key)
 {
-    return bpf_map_delete_elem(answers->map_fd, key) == 0 ? 0 : -errno;
+    bool was_held = false;
+    if (held.answers == answers) {
+        int index = held_index(key);
+        if (index >= 0) {
+            held.keys[index] = held.keys[held.count - 1];
+            held.values[index] = held.values[held.count - 1];
+            held.count--;
+            was_held = true;
+        }
+    }
+    /* Also from the map: an earlier flow with the same pair may have been written there. */
+    if (bpf_map_delete_elem(answers->map_fd, key) == 0)
+        return 0;
+    return errno == ENOENT && was_held ? 0 : -errno;
 }
 
 int nfqr_native_answers_get(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key,

@@ -8,6 +8,9 @@ import XCTest
 final class InMemoryNativeAnswerMap: NativeAnswerMap, @unchecked Sendable {
     private let entries = Locked<[NativeAnswerPair: Endpoint]>([:])
     var failNextPut = false
+    /// Writes held between beginBatch and endBatch, as the BPF hook holds a thread's writes.
+    private var holding = false
+    private var held: [(NativeAnswerPair, Endpoint)] = []
 
     var snapshot: [NativeAnswerPair: Endpoint] { entries.withLock { $0 } }
 
@@ -16,12 +19,33 @@ final class InMemoryNativeAnswerMap: NativeAnswerMap, @unchecked Sendable {
             failNextPut = false
             return E2BIG
         }
-        entries.withLock { $0[NativeAnswerPair(local: local, peer: peer)] = originalDestination }
+        let pair = NativeAnswerPair(local: local, peer: peer)
+        if holding {
+            held.removeAll { $0.0 == pair }
+            held.append((pair, originalDestination))
+        } else {
+            entries.withLock { $0[pair] = originalDestination }
+        }
         return 0
     }
 
     func remove(local: Endpoint, peer: Endpoint) -> CInt {
-        entries.withLock { $0.removeValue(forKey: NativeAnswerPair(local: local, peer: peer)) } == nil ? ENOENT : 0
+        let pair = NativeAnswerPair(local: local, peer: peer)
+        let wasHeld = held.contains { $0.0 == pair }
+        held.removeAll { $0.0 == pair }
+        return entries.withLock { $0.removeValue(forKey: pair) } == nil && !wasHeld ? ENOENT : 0
+    }
+
+    func beginBatch() {
+        holding = true
+        held = []
+    }
+
+    func endBatch(_ written: (NativeAnswerPair, Endpoint) -> Void) -> CInt {
+        holding = false
+        for (pair, answer) in held { entries.withLock { $0[pair] = answer } }
+        for (pair, answer) in held { written(pair, answer) }
+        return 0
     }
 
     func pairs() -> [NativeAnswerPair] { entries.withLock { Array($0.keys) } }
@@ -85,6 +109,31 @@ final class NativeAnswerPublisherTests: XCTestCase {
         publisher.publish(into: map)
         XCTAssertEqual(publisher.reconcile(with: table.records(now: 1)), 1)
         XCTAssertEqual(map.snapshot, [NativeAnswerPair(local: proxy, peer: client): origin])
+    }
+
+    func testABatchWritesItsNewFlowsAtItsEndAndNotBefore() {
+        let publisher = NativeAnswerPublisher()
+        let map = InMemoryNativeAnswerMap()
+        publisher.publish(into: map)
+        let table = makeTable(publisher)
+        let batch = publisher.openBatch()!
+        syn(table, .tcp, from: client, to: origin)
+        XCTAssertEqual(map.snapshot, [:])
+        publisher.closeBatch(batch, table: table, now: 1)
+        XCTAssertEqual(map.snapshot, [NativeAnswerPair(local: proxy, peer: client): origin])
+    }
+
+    /// Another thread may end a flow whose write this thread still holds (an eviction): the
+    /// check after the write takes the entry out again.
+    func testAFlowEndedBeforeItsHeldWriteIsNotLeftInTheMap() {
+        let publisher = NativeAnswerPublisher()
+        let map = InMemoryNativeAnswerMap()
+        publisher.publish(into: map)
+        let table = makeTable(publisher)
+        let batch = publisher.openBatch()!
+        syn(table, .tcp, from: client, to: origin)
+        publisher.closeBatch(batch, table: table, now: 10_000)   // by then the SYN_SENT flow has expired
+        XCTAssertEqual(map.snapshot, [:])
     }
 
     func testNothingIsPublishedWithoutAMap() {

@@ -55,12 +55,32 @@ int nfqr_cgroup_open(const char *path, char *used, size_t used_len, char *why, s
 int nfqr_native_answers_start(int cgroup_fd, uint64_t netns_cookie, uint32_t max_entries,
                               nfqr_native_answers *answers, char *why, size_t why_len);
 
-/// Writes one answer (BPF_ANY: a retransmitted SYN writes the same entry again).
+/// Writes one answer (BPF_ANY: a retransmitted SYN writes the same entry again). Inside a
+/// batch of the calling thread (nfqr_native_answers_begin_batch) the write is held, without
+/// a system call, until nfqr_native_answers_flush; a full batch writes at once.
 int nfqr_native_answers_put(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key,
                             const struct nfqr_origdst_value *value);
 
-/// Removes one answer; -ENOENT when it was not there.
+/// Removes one answer, at once, and drops a write of the same key the calling thread holds;
+/// -ENOENT when it was in neither place.
 int nfqr_native_answers_delete(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key);
+
+/// The most writes one thread holds in a batch (a receive batch is at most 256 packets).
+#define NFQR_NATIVE_ANSWERS_BATCH_MAX 256
+
+/// Starts holding the calling thread's writes to `answers` (a datapath thread, before it runs
+/// a receive batch through the engine). Allocates nothing: the batch is thread-local.
+void nfqr_native_answers_begin_batch(const nfqr_native_answers *answers);
+
+/// Writes what the calling thread held since begin_batch with one BPF_MAP_UPDATE_BATCH (one
+/// update per entry where the kernel has no batch operation for the map) and ends the batch.
+/// Returns how many were written or -errno. The entries stay readable with
+/// nfqr_native_answers_flushed until the next begin_batch, so the caller can check each
+/// against its table (a flow another thread ended meanwhile is removed again).
+int nfqr_native_answers_flush(const nfqr_native_answers *answers);
+
+/// The `index`th entry of the calling thread's last flush.
+void nfqr_native_answers_flushed(uint32_t index, struct nfqr_origdst_key *key, struct nfqr_origdst_value *value);
 
 /// Reads one answer; -ENOENT when it is not there.
 int nfqr_native_answers_get(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key,

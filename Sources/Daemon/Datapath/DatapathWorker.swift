@@ -26,10 +26,13 @@ final class DatapathWorker: @unchecked Sendable {
     /// Time from a batch's arrival to its verdicts being sent, per batch.
     let batchLatency = LatencyHistogram()
     private let stopRequested = AtomicCounter()
+    /// Where the getsockopt hook's answers go (the original direction creates flows).
+    private let nativeAnswers: NativeAnswerPublisher?
 
     init(
         queue: any PacketQueue, direction: PacketMetadata.Direction, table: FlowTable,
-        rules: SnapshotBox<DatapathRules>, clock: @escaping @Sendable () -> UInt32, logger: Logger
+        rules: SnapshotBox<DatapathRules>, clock: @escaping @Sendable () -> UInt32, logger: Logger,
+        nativeAnswers: NativeAnswerPublisher? = nil
     ) {
         self.queue = queue
         self.direction = direction
@@ -38,6 +41,7 @@ final class DatapathWorker: @unchecked Sendable {
         self.clock = clock
         self.logger = logger
         self.problems = RateLimitedLog(logger: logger, interval: 10)
+        self.nativeAnswers = direction == .original ? nativeAnswers : nil
     }
 
     /// Runs until `stop()`.
@@ -61,6 +65,8 @@ final class DatapathWorker: @unchecked Sendable {
             let started = ContinuousClock.now
             let rules = self.rules.value
             let now = clock()
+            // The batch's new flows reach the getsockopt hook in one write, before the verdicts.
+            let answers = nativeAnswers?.openBatch()
             for index in 0..<batch.count {
                 guard let metadata = batch[index].metadata(direction: direction) else { continue }
                 if batch[index].isTruncated {
@@ -71,6 +77,7 @@ final class DatapathWorker: @unchecked Sendable {
                 batch[index].verdict = verdict
                 countBytes(UInt64(batch[index].payload.count), verdict)
             }
+            if let answers { nativeAnswers?.closeBatch(answers, table: engine.table, now: now) }
             do {
                 try queue.sendVerdicts(for: batch)
             } catch {

@@ -9,9 +9,11 @@ import RedirectCore
 /// flow. Only TCP flows are published: the kernel's getsockopt(SO_ORIGINAL_DST) answers for
 /// TCP (and SCTP) sockets only, so UDP original destinations come from the lookup socket.
 ///
-/// One system call per flow start and end, made by the thread that changed the table. A map
-/// write that fails (the map full, memory short) is counted; the flow still works through the
-/// lookup socket and the preload library.
+/// Costs: a datapath thread holds the writes of a receive batch (`openBatch`) and makes them
+/// with one system call before it sends the batch's verdicts (`closeBatch`); any other thread
+/// (a restore, a lookup) writes at once. A flow's end is one system call at once, which also
+/// drops a held write of the same pair. A write that fails (the map full, memory short) is
+/// counted; the flow still works through the lookup socket and the preload library.
 final class NativeAnswerPublisher: RedirectedFlowObserver {
     private let map = Locked<(any NativeAnswerMap)?>(nil)
     let written = AtomicCounter()
@@ -41,6 +43,30 @@ final class NativeAnswerPublisher: RedirectedFlowObserver {
         case ENOENT: break   // never written (a failed put, or a flow from before the hook)
         default: failed.add(1)
         }
+    }
+
+    /// Starts holding the calling datapath thread's writes; nil when nothing is published.
+    func openBatch() -> (any NativeAnswerMap)? {
+        guard let map = target else { return nil }
+        map.beginBatch()
+        return map
+    }
+
+    /// Writes the held answers, then checks each against `table`: with several datapath
+    /// threads another one may have ended (evicted) the flow after its write was held; then
+    /// the entry goes again (a later end removes it itself).
+    func closeBatch(_ map: any NativeAnswerMap, table: FlowTable, now: UInt32) {
+        let result = map.endBatch { pair, answer in
+            switch table.lookup(proto: .tcp, client: pair.peer, local: pair.local, now: now) {
+            case .redirected(let original) where original == answer:
+                break
+            case .redirected(let original):
+                _ = map.put(local: pair.local, peer: pair.peer, originalDestination: original)
+            default:
+                _ = map.remove(local: pair.local, peer: pair.peer)
+            }
+        }
+        if result != 0 { failed.add(1) }
     }
 
     /// Makes the map hold exactly the table's redirected TCP flows: after a restart restored

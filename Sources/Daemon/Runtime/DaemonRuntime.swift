@@ -176,7 +176,9 @@ final class DaemonRuntime: @unchecked Sendable {
             } catch {
                 throw StartupError("binding NFQUEUE \(number): \(error)")
             }
-            let worker = DatapathWorker(queue: queue, direction: direction, table: table, rules: rules, clock: clock, logger: logger)
+            let worker = DatapathWorker(
+                queue: queue, direction: direction, table: table, rules: rules, clock: clock, logger: logger,
+                nativeAnswers: nativeAnswers)
             workers.append(worker)
             workerThreads.append(startThread(name: "nfqr-q\(number)") { worker.run() })
         }

@@ -13,7 +13,7 @@ import RedirectCore
 public final class BPFGetsockoptHook: NativeAnswerMap, @unchecked Sendable {
     // @unchecked: `state` is written only by start/release/detach, which the daemon calls
     // before its threads start and after they stop; the map descriptors are used concurrently
-    // only through bpf(2), which needs no lock.
+    // only through bpf(2), which needs no lock, and a batch's held writes are thread-local.
     private var state: nfqr_native_answers
     /// The namespace whose sockets the program answers for (SO_NETNS_COOKIE).
     public let netnsCookie: UInt64
@@ -117,6 +117,24 @@ public final class BPFGetsockoptHook: NativeAnswerMap, @unchecked Sendable {
         var value = nfqr_origdst_value()
         guard nfqr_native_answers_get(&state, &key, &value) == 0 else { return nil }
         return Endpoint(Self.address(value.addr), UInt16(bigEndian: value.port))
+    }
+
+    public func beginBatch() { nfqr_native_answers_begin_batch(&state) }
+
+    public func endBatch(_ written: (NativeAnswerPair, Endpoint) -> Void) -> CInt {
+        let result = nfqr_native_answers_flush(&state)
+        guard result > 0 else { return -min(result, 0) }
+        var key = nfqr_origdst_key()
+        var value = nfqr_origdst_value()
+        for index in 0..<UInt32(result) {
+            nfqr_native_answers_flushed(index, &key, &value)
+            written(
+                NativeAnswerPair(
+                    local: Endpoint(Self.address(key.local_addr), key.local_port),
+                    peer: Endpoint(Self.address(key.peer_addr), key.peer_port)),
+                Endpoint(Self.address(value.addr), UInt16(bigEndian: value.port)))
+        }
+        return 0
     }
 
     public func pairs() -> [NativeAnswerPair] {

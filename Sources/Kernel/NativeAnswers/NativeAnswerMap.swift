@@ -16,6 +16,18 @@ public protocol NativeAnswerMap: AnyObject, Sendable {
     func pairs() -> [NativeAnswerPair]
     /// The answer for `local <-> peer`, as the kernel would give it.
     func answer(local: Endpoint, peer: Endpoint) -> Endpoint?
+    /// Holds the calling thread's writes until `endBatch`, so a receive batch's new flows cost
+    /// one system call, not one each. Removals still happen at once.
+    func beginBatch()
+    /// Writes what the calling thread held since `beginBatch`; `written` is given each pair and
+    /// answer written, so the caller can check it against the table. 0 or an errno value.
+    func endBatch(_ written: (NativeAnswerPair, Endpoint) -> Void) -> CInt
+}
+
+extension NativeAnswerMap {
+    /// A map without batches writes at once.
+    public func beginBatch() {}
+    public func endBatch(_ written: (NativeAnswerPair, Endpoint) -> Void) -> CInt { 0 }
 }
 
 public struct NativeAnswerPair: Hashable, Sendable {
