@@ -59,6 +59,22 @@ def concurrent(proxy):
     return test
 
 
+TRANSFERS, TRANSFER_BYTES = 60, 1 << 20
+
+
+def transfers(proxy):
+    """Many connections at once through the proxy, each uploading and downloading 1 MiB,
+    every byte checked by SHA-256 at both ends."""
+    def test(stage):
+        targets = [remote(v6, port) for v6 in proxy.block.families for port in proxy.block.redirected]
+        chosen = [targets[index % len(targets)] for index in range(TRANSFERS)]
+        results = stage.fetch("transfer-many", ",".join(chosen), size=TRANSFER_BYTES, timeout=180)["results"]
+        failures = [result for result in results if "error" in result]
+        expect_equal(f"transfers through {proxy.name} that failed", [], failures)
+        return f"{len(results)} concurrent connections, {sum(r['bytes'] for r in results) >> 20} MiB up and down, hashes equal"
+    return test
+
+
 def preload_presence(proxy):
     def test(stage):
         with open(f"/proc/{proxy.program.pid}/maps", encoding="utf-8", errors="replace") as maps:
@@ -184,6 +200,9 @@ def tests_for(proxy, mode):
                       f"{proxy.block.kernel_only}){', same proxy process (preload falls back to the kernel)' if preload else ''} "
                       "reaches its original destination", relays(proxy, v6, kernel_port=True), 30))
     families = " and ".join(family_name(v6) for v6 in proxy.block.families)
+    if proxy.name in ("goproxy", "v2ray"):
+        tests.append((f"{name}: {TRANSFERS} concurrent {families} connections, each uploading and downloading "
+                      f"{TRANSFER_BYTES >> 20} MiB, hashes verified", transfers(proxy), 200))
     count = len(proxy.block.redirected) * len(proxy.block.families)
     tests.append((f"{name}: {count} concurrent {families} connections to {count} destinations each reach "
                   "their own", concurrent(proxy), 60))

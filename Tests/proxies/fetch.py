@@ -3,6 +3,9 @@
 
     fetch.py get ENDPOINT                 one HTTP GET of http://ENDPOINT/
     fetch.py get-many ENDPOINT[,...]      one GET per endpoint, all connected at the same moment
+    fetch.py transfer-many SIZE ENDPOINT[,...]   per endpoint, at the same time: an upload of
+                                          SIZE random bytes (POST /sha256) and a download of
+                                          SIZE bytes (GET /bytes/SIZE), both hashed end to end
 
 Each GET carries `Host: ENDPOINT` (what an intercepting HTTP proxy checks against the
 original destination) and `Connection: close`. A result is
@@ -11,7 +14,9 @@ or {"target": ..., "error": "..."}; get-many answers {"results": [...]}. Every s
 timeout; the exit status is 0 when every GET got an answer.
 """
 
+import hashlib
 import json
+import os
 import socket
 import sys
 import threading
@@ -82,7 +87,61 @@ def get_many(endpoints):
                         for target, result in zip(targets, results)]}
 
 
+def exchange(endpoint, head, body=b""):
+    """One request on a connection of its own; (headers, body) of the answer."""
+    ip, port = parse_endpoint(endpoint)
+    with socket.socket(family_of(ip), socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT)
+        bind_own_port(sock, ip)
+        sock.connect((ip, port))
+        sock.sendall(head.encode() + body)
+        response = b""
+        while True:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            response += data
+    head, _, content = response.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), content
+
+
+def transfer(endpoint, size):
+    """An upload and a download of `size` bytes through the proxy, each hashed at both ends."""
+    try:
+        upload = os.urandom(size)
+        _, answer = exchange(endpoint, f"POST /sha256 HTTP/1.1\r\nHost: {endpoint}\r\nContent-Length: {size}\r\n"
+                                       "Connection: close\r\n\r\n", upload)
+        if answer.decode().strip() != hashlib.sha256(upload).hexdigest():
+            return {"target": endpoint, "error": f"upload hash mismatch: origin saw {answer[:80]!r}"}
+        head, download = exchange(endpoint, f"GET /bytes/{size} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n")
+        sent = next((line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.lower().startswith("x-sha256:")), None)
+        if len(download) != size or hashlib.sha256(download).hexdigest() != sent:
+            return {"target": endpoint, "error": f"download of {len(download)} bytes does not match the origin's hash"}
+        return {"target": endpoint, "bytes": 2 * size}
+    except (OSError, ValueError) as error:
+        return {"target": endpoint, "error": f"{type(error).__name__}: {error}"}
+
+
+def transfer_many(size, endpoints):
+    targets = endpoints.split(",")
+    results = [None] * len(targets)
+
+    def one(index):
+        results[index] = transfer(targets[index], size)
+
+    threads = [threading.Thread(target=one, args=(index,), daemon=True) for index in range(len(targets))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(6 * TIMEOUT)
+    return {"results": [result or {"target": target, "error": "hung"} for target, result in zip(targets, results)]}
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "transfer-many":
+        answer = transfer_many(int(sys.argv[2]), sys.argv[3])
+        print(json.dumps(answer))
+        return 0 if all("error" not in result for result in answer["results"]) else 2
     if len(sys.argv) != 3 or sys.argv[1] not in ("get", "get-many"):
         print(__doc__, file=sys.stderr)
         return 64

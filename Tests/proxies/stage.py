@@ -105,9 +105,9 @@ class Stage:
                                   f"     got: (last lines)\n{tail}")
             time.sleep(0.05)
 
-    def fetch(self, action, targets, check=True, timeout=60):
+    def fetch(self, action, targets, check=True, timeout=60, size=None):
         """Runs fetch.py in the client namespace C and returns its JSON answer."""
-        argv = [PYTHON, os.path.join(HERE, "fetch.py"), action, targets]
+        argv = [PYTHON, os.path.join(HERE, "fetch.py"), action, *([str(size)] if size else []), targets]
         output = run_command(argv, ns=self.topology.client, timeout=timeout, check=False)
         try:
             answer = json.loads(output)
