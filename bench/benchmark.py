@@ -3,11 +3,14 @@
 
 For each figure, N rounds; in each round the kernel and the daemon take turns (kernel,
 daemon, kernel, daemon, ...) on the same namespaces and listeners, each with a fresh
-redirector and an empty conntrack table. The figure is the median of each side's samples.
+redirector and an empty conntrack table. New connections (every figure with --nohook) has a
+third side, "nohook": the daemon with --no-getsockopt-hook. The figure is the median of each
+side's samples.
 Topology: stage.py. Figures and goals: figures.py. How each is measured: workloads.py and
 docs/performance.md.
 
-Usage (root, through bench/run.sh): benchmark.py [--quick] [--only kernel|daemon|floor] [--floor] [--out FILE]
+Usage (root, through bench/run.sh): benchmark.py [--quick] [--only kernel|daemon|floor|nohook] [--floor]
+[--nohook] [--out FILE]
 """
 
 import argparse
@@ -61,10 +64,17 @@ def on_alarm(signum, frame):
 
 class Measurement:
     """One kind of sample, run for each variant, alternating the modes within each round.
-    `key` names it for --figures."""
+    `key` names it for --figures. `always` are sides measured whenever the daemon is, even
+    without their option (new connections always has the daemon without its getsockopt hook
+    beside it: the hook's map entry per flow is a per-connection cost)."""
 
-    def __init__(self, key, title, run, variants, modes=("kernel", "daemon", "floor")):
+    def __init__(self, key, title, run, variants, modes=("kernel", "daemon", "nohook", "floor"), always=()):
         self.key, self.title, self.run, self.variants, self.modes = key, title, run, variants, modes
+        self.always = always
+
+    def sides(self, options):
+        return [mode for mode in self.modes
+                if mode in options.modes or (mode in self.always and "daemon" in options.modes)]
 
     def label(self, variant):
         if variant is None:
@@ -78,7 +88,7 @@ class Measurement:
 def measurements(options):
     every = [
         Measurement("bulk", "bulk TCP", workloads.bulk_tcp, [("v4", 1), ("v4", 4), ("v6", 1), ("v6", 4)]),
-        Measurement("conn", "new connections", workloads.new_connections, [None]),
+        Measurement("conn", "new connections", workloads.new_connections, [None], always=("nohook",)),
         Measurement("rr", "request/response", workloads.request_response, [None]),
         Measurement("udp", "UDP rate", workloads.udp_rate, ["v4", "v6"]),
         Measurement("cpu", "daemon CPU per packet", workloads.daemon_cpu_per_packet, [0], modes=("daemon",)),
@@ -91,11 +101,15 @@ def parse_options(argv):
     parser = argparse.ArgumentParser(
         prog="bench/run.sh",
         description="Kernel REDIRECT vs nfq-redirectd in throwaway namespaces (root only).")
-    parser.add_argument("--only", choices=("kernel", "daemon", "floor"),
+    parser.add_argument("--only", choices=("kernel", "daemon", "floor", "nohook"),
                         help="measure one side only (kernel needs no daemon at all)")
     parser.add_argument("--floor", action="store_true",
                         help="also measure the NFQUEUE floor: kernel REDIRECT plus a C program that "
                              "only takes each packet through the daemon's queues (bench/nfqfloor.c)")
+    parser.add_argument("--nohook", action="store_true",
+                        help="also measure the daemon with --no-getsockopt-hook (side 'nohook') in every "
+                             "figure: what the getsockopt hook costs (its map entry per TCP flow) next to the "
+                             "daemon with it (new connections always has this side)")
     parser.add_argument("--quick", action="store_true",
                         help="2 s samples, 2 rounds, flow sizes 10k and 100k: about 2 minutes")
     parser.add_argument("--rounds", type=int, help="samples per side per figure (default 3; --quick 2)")
@@ -136,7 +150,7 @@ def parse_options(argv):
     if not set(options.figures) <= set(FIGURE_KEYS):
         parser.error(f"--figures: not a comma list of {','.join(FIGURE_KEYS)}: {','.join(options.figures)}")
     options.modes = (options.only,) if options.only else (
-        ("kernel", "daemon", "floor") if options.floor else ("kernel", "daemon"))
+        ("kernel", "daemon") + (("nohook",) if options.nohook else ()) + (("floor",) if options.floor else ()))
     options.ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
     options.bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "release"))
     return options
@@ -156,6 +170,8 @@ class Bench:
         self.rules_before = []
         self.kernel = KernelMode(self.stage.router)
         self.daemon = DaemonMode(self.stage.router, self.programs, options.bin_dir, self.run_dir, options)
+        self.nohook = DaemonMode(self.stage.router, self.programs, options.bin_dir, self.run_dir, options,
+                                 name="nohook", extra=["--no-getsockopt-hook"])
         self.floor = FloorMode(self.stage.router, self.programs, None, options.queue)
         self.notes = []
         self.samples = {}
@@ -173,8 +189,8 @@ class Bench:
                                    run_seconds=int(self.options.max_minutes * 60) + 60)
         self.listeners.start()
         self.rules_before = ruleset(self.stage.router)
-        if "daemon" in self.options.modes:
-            self.configure_daemon()
+        if {"daemon", "nohook"} & set(self.options.modes):
+            self.configure_daemon()   # both daemon sides: new connections always measures the two
 
     def configure_daemon(self):
         """A long UDP timeout keeps pre-filled flows alive; if this daemon refuses the config
@@ -184,15 +200,22 @@ class Bench:
             out.write(DAEMON_TIMEOUTS_CONFIG)
             if self.options.gso:
                 out.write(f"[queue]\ngso = {'true' if self.options.gso == 'on' else 'false'}\n")
-        self.daemon.use_config(path)
-        accepted, why = self.daemon.check_config()
+        daemons = [self.daemon, self.nohook] if "daemon" in self.options.modes else [self.nohook]
+        for daemon in daemons:
+            daemon.use_config(path)
+        accepted, why = daemons[0].check_config()
         if not accepted:
-            self.daemon.use_config(None)
-            fine, why_plain = self.daemon.check_config()
+            for daemon in daemons:
+                daemon.use_config(None)
+            fine, why_plain = daemons[0].check_config()
             if not fine:
                 raise CommandFailed(f"nfq-redirectd --check-config refuses the bench's flags: {why_plain}")
             self.note(f"the daemon refused [timeouts] udp_unreplied ({why.splitlines()[-1][:160]}): "
                       f"pre-filled flows keep its default UDP timeout")
+        for daemon in daemons[1:]:
+            fine, why_other = daemon.check_config()
+            if not fine:
+                raise CommandFailed(f"nfq-redirectd --check-config refuses the {daemon.name} side's flags: {why_other}")
 
     def note(self, text):
         if text not in self.notes:
@@ -200,7 +223,7 @@ class Bench:
             print(f"note: {text}", flush=True)
 
     def mode(self, name):
-        return {"kernel": self.kernel, "daemon": self.daemon, "floor": self.floor}[name]
+        return {"kernel": self.kernel, "daemon": self.daemon, "nohook": self.nohook, "floor": self.floor}[name]
 
     def sample(self, measurement, variant, mode_name):
         """Runs one sample with `mode_name` switched on; always switches it off again.
@@ -208,12 +231,15 @@ class Bench:
         mode = self.mode(mode_name)
         try:
             mode.start()
+            if mode_name in ("daemon", "nohook"):
+                # The hook's state, as the daemon logged it: "attached ..." for daemon, "off" for nohook.
+                self.note(f"{mode_name}: {mode.hook or 'no getsockopt hook line in the log'}")
             ticks = machine_cpu_ticks()
             values, details = measurement.run(self, mode, variant)
             return values, details, cpu_shares(ticks, machine_cpu_ticks())
         finally:
             status = mode.stop()
-            if mode_name in ("daemon", "floor") and status not in (0, None):
+            if mode_name in ("daemon", "floor", "nohook") and status not in (0, None):
                 self.note(f"{mode_name}: the program exited with status {status} on SIGTERM")
             warning = reset_router(self.stage.router, self.rules_before)
             if warning:
@@ -230,7 +256,7 @@ def run(bench, options):
     so an interrupted run still reports what it measured."""
     samples, records = bench.samples, bench.records
     for measurement in measurements(options):
-        modes = [mode for mode in measurement.modes if mode in options.modes]
+        modes = measurement.sides(options)
         if not modes:
             print(f"[{measurement.title}] skipped: needs the daemon", flush=True)
             continue
@@ -246,7 +272,8 @@ def run(bench, options):
                         bench.failures += 1
                         record["error"] = str(error)
                         print(f"{label}: FAILED: {error}", flush=True)
-                        tails = bench.daemon.program.log_tail(10) if mode == "daemon" and bench.daemon.program else ""
+                        daemon = bench.mode(mode) if mode in ("daemon", "nohook") else None
+                        tails = daemon.program.log_tail(10) if daemon and daemon.program else ""
                         if tails:
                             print("  daemon log tail:\n    " + tails.replace("\n", "\n    "), flush=True)
                     else:
@@ -280,7 +307,7 @@ def machine_description(options):
         "link": "veth pair between two network namespaces, MTU 1500, default offloads",
         "iperf3": first_line(["iperf3", "--version"]), "wrk": first_line(["wrk", "--version"]),
         "nginx": first_line(["nginx", "-v"]),
-        "daemon": os.path.join(options.bin_dir, "nfq-redirectd") if "daemon" in options.modes else None,
+        "daemon": os.path.join(options.bin_dir, "nfq-redirectd") if {"daemon", "nohook"} & set(options.modes) else None,
         "commit": first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]),
     }
 
@@ -290,7 +317,7 @@ def main(argv):
     if os.geteuid() != 0:
         print("bench/run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
         return 2
-    if "daemon" in options.modes and not os.access(os.path.join(options.bin_dir, "nfq-redirectd"), os.X_OK):
+    if {"daemon", "nohook"} & set(options.modes) and not os.access(os.path.join(options.bin_dir, "nfq-redirectd"), os.X_OK):
         print(f"bench: no nfq-redirectd in {options.bin_dir}: build it (swift build -c release), "
               f"set NFQR_BIN_DIR, or measure the kernel alone with --only kernel", file=sys.stderr)
         return 2
@@ -302,7 +329,9 @@ def main(argv):
         return 2
 
     started = datetime.datetime.now(datetime.timezone.utc)
-    print(f"nfq-redirect bench: {' vs '.join(options.modes)}, {options.rounds} rounds of {options.seconds:g} s, "
+    also = ("; new connections also nohook (the daemon with --no-getsockopt-hook)"
+            if "conn" in options.figures and "daemon" in options.modes and "nohook" not in options.modes else "")
+    print(f"nfq-redirect bench: {' vs '.join(options.modes)}{also}, {options.rounds} rounds of {options.seconds:g} s, "
           f"flow sizes {','.join(map(str, options.flow_sizes))}; results to {options.out}", flush=True)
     for stop in STOP_SIGNALS:
         signal.signal(stop, on_stop_signal)
@@ -336,7 +365,8 @@ def main(argv):
     rows = rows_for(options.flow_sizes)
     summary = summarise(rows, bench.samples, bench.cpu_busy)
     print()
-    print(table(rows, summary, floor="floor" in options.modes))
+    print(table(rows, summary, floor="floor" in options.modes,
+                nohook=any(entry["nohook"] is not None for entry in summary)))
     for text in bench.notes:
         print(f"note: {text}")
     document = {

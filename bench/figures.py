@@ -51,6 +51,7 @@ def rows_for(flow_sizes):
         Row("bulk_v6_1", "bulk TCP IPv6, 1 stream", "Gbit/s", decimals=2, goal=Goal(0.5, True)),
         Row("bulk_v6_4", "bulk TCP IPv6, 4 streams", "Gbit/s", decimals=2, goal=Goal(0.5, True)),
         Row("conn_rate", "new TCP connections", "conn/s", goal=Goal(0.8, True)),
+        Row("conn_cpu", "  daemon CPU per connection", "us", decimals=1, daemon_only=True),
         Row("rr_rate", "req/resp, 1 keep-alive conn", "req/s", goal=Goal(0.7, True)),
         Row("rr_latency", "  mean latency (lower is better)", "us", decimals=1),
         Row("udp_v4", "UDP delivered, IPv4", "kpkt/s", scale=1e3, decimals=0, goal=Goal(0.5, True)),

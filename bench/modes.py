@@ -1,7 +1,10 @@
 """The two redirectors the bench compares, in router namespace R, with one redirect plan.
 
 - `KernelMode`: the kernel's own `iptables -t nat -A PREROUTING ... -j REDIRECT` (and ip6tables).
-- `DaemonMode`: nfq-redirectd with `--redirect`, which installs its own rules in R.
+- `DaemonMode`: nfq-redirectd with `--redirect`, which installs its own rules in R. As side
+  "nohook" (new connections always, every figure with `--nohook`) the same daemon with
+  `--no-getsockopt-hook`: without the cgroup/getsockopt program and the map entry (one bpf()
+  call) at each TCP flow's start and end.
 - `FloorMode` (`--floor`): the kernel's REDIRECT plus `nfqfloor`, a C program that takes every
   packet of the redirected ports through the daemon's queues and hooks and answers a plain
   accept, one packet per system call: the cost of the trip through userspace alone.
@@ -106,20 +109,23 @@ class FloorMode(KernelMode):
 
 
 class DaemonMode(DaemonRedirect):
-    """nfq-redirectd started fresh for each sample (an empty flow table, no saved state)."""
+    """nfq-redirectd started fresh for each sample (an empty flow table, no saved state).
+    `name` "nohook" with `extra` ["--no-getsockopt-hook"] is the same daemon without the hook."""
 
-    name = "daemon"
+    HOOK_LINE = re.compile(r"getsockopt hook[^\n]*")
 
-    def __init__(self, ns, programs, bin_dir, run_dir, options):
+    def __init__(self, ns, programs, bin_dir, run_dir, options, name="daemon", extra=()):
         super().__init__(bin_dir, run_dir, options.queue, options.daemon_log_level, options.ready_timeout)
+        self.name = name
         self.ns = ns
         self.programs = programs
         self.control = os.path.join(bin_dir, "nfq-redirect")
         self.config_file = None
         self.table_limit = options.table_limit
-        self.extra_args = list(options.daemon_arg)
+        self.extra_args = list(options.daemon_arg) + list(extra)
         self.starts = 0
         self.stale_sockets = 0
+        self.hook = None   # the daemon's log line about its getsockopt hook, from the last start
 
     @property
     def pid(self):
@@ -156,8 +162,12 @@ class DaemonMode(DaemonRedirect):
         if os.path.exists(self.socket_path):  # left by a daemon that did not stop cleanly
             os.unlink(self.socket_path)
             self.stale_sockets += 1
-        self.program = self.programs.start(f"nfq-redirectd-{self.starts}", self.ns, self.argv())
+        suffix = "" if self.name == "daemon" else f"-{self.name}"
+        self.program = self.programs.start(f"nfq-redirectd{suffix}-{self.starts}", self.ns, self.argv())
         self.wait_until_ready()
+        found = self.HOOK_LINE.search(self.program.log())
+        # Without the program id, which changes at each start: one note per state, not per sample.
+        self.hook = re.sub(r" \(BPF program id \d+\)", "", found.group(0)) if found else None
 
     def stop(self):
         status = super().stop()

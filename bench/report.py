@@ -9,12 +9,13 @@ def summarise(rows, samples, cpu_busy):
     """Medians, ratios and verdicts per row. `samples[row.key][mode]` is a list of values,
     `cpu_busy[row.key][mode]` the percent of all CPUs busy during each of those samples."""
     medians = {mode: {row.key: median(samples.get(row.key, {}).get(mode, [])) for row in rows}
-               for mode in ("kernel", "daemon", "floor")}
+               for mode in ("kernel", "daemon", "floor", "nohook")}
     summary = []
     for row in rows:
         kernel, daemon = medians["kernel"][row.key], medians["daemon"][row.key]
         ratio, verdict = evaluate(row, kernel, daemon, medians["daemon"])
         floor = None if row.daemon_only else medians["floor"][row.key]
+        nohook = medians["nohook"][row.key]
         summary.append({
             "key": row.key, "figure": row.title.strip(), "unit": row.unit,
             "kernel": None if row.daemon_only else kernel,
@@ -24,6 +25,9 @@ def summarise(rows, samples, cpu_busy):
             "floor": floor,
             "floor_samples": samples.get(row.key, {}).get("floor", []),
             "floor_ratio": floor / kernel if floor is not None and kernel else None,
+            "nohook": nohook,
+            "nohook_samples": samples.get(row.key, {}).get("nohook", []),
+            "hook_ratio": daemon / nohook if daemon is not None and nohook else None,
             "ratio": ratio,
             "ratio_of": f"{row.versus} (daemon)" if row.versus else (None if row.daemon_only else "nfq/kernel"),
             "goal": row.goal.text() if row.goal else None,
@@ -33,12 +37,13 @@ def summarise(rows, samples, cpu_busy):
     return summary
 
 
-def busy_column(busy):
-    """`97/99%`: median share of all CPUs busy in the kernel's and nfq-redirect's samples. A
-    figure whose CPUs were all busy is bounded by CPU time, not by waiting."""
-    if "kernel" not in busy and "daemon" not in busy:
+def busy_column(busy, modes=("kernel", "daemon")):
+    """`97/99%`: median share of all CPUs busy in the kernel's and nfq-redirect's samples (and the
+    no-hook daemon's, third, with --nohook). A figure whose CPUs were all busy is bounded by CPU
+    time, not by waiting."""
+    if not any(mode in busy for mode in modes):
         return "-"
-    return "/".join("-" if busy.get(mode) is None else f"{busy[mode]:.0f}" for mode in ("kernel", "daemon")) + "%"
+    return "/".join("-" if busy.get(mode) is None else f"{busy[mode]:.0f}" for mode in modes) + "%"
 
 
 def shown(value, row):
@@ -47,9 +52,15 @@ def shown(value, row):
     return f"{value / row.scale:,.{row.decimals}f}"
 
 
-def table(rows, summary, floor=False):
-    """With `floor`, two more columns: the NFQUEUE floor (bench/nfqfloor.c) and floor / kernel."""
-    header = ("figure", "unit", "kernel", "nfq-redirect", "ratio", "goal", "verdict", "CPUs busy k/n")
+def table(rows, summary, floor=False, nohook=False):
+    """With `floor`, two more columns: the NFQUEUE floor (bench/nfqfloor.c) and floor / kernel.
+    With `nohook`, two more: the daemon with --no-getsockopt-hook and nfq-redirect / that (the
+    hook's cost: 1.00 is none), and the CPU column gains a third figure, the no-hook daemon's."""
+    busy_modes = ("kernel", "daemon", "nohook") if nohook else ("kernel", "daemon")
+    header = ("figure", "unit", "kernel", "nfq-redirect", "ratio", "goal", "verdict",
+              "CPUs busy k/n/h" if nohook else "CPUs busy k/n")
+    if nohook:
+        header += ("no hook", "hook/no hook")
     if floor:
         header += ("NFQUEUE floor", "floor/kernel")
     lines = []
@@ -60,7 +71,10 @@ def table(rows, summary, floor=False):
             goal += f" vs {row.versus.removeprefix('flows_')}"
         verdict = entry["verdict"] or ("n/a" if row.goal else "")
         line = (row.title, row.unit, shown(entry["kernel"], row), shown(entry["daemon"], row), ratio, goal, verdict,
-                busy_column(entry["cpu_busy_percent"]))
+                busy_column(entry["cpu_busy_percent"], busy_modes))
+        if nohook:
+            line += (shown(entry["nohook"], row),
+                     "-" if entry["hook_ratio"] is None else f"{entry['hook_ratio']:.2f}")
         if floor:
             line += (shown(entry["floor"], row),
                      "-" if entry["floor_ratio"] is None else f"{entry['floor_ratio']:.2f}")

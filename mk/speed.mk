@@ -1,5 +1,6 @@
 # Performance (lane "speed"): see docs/performance.md.
 #   make bench        kernel REDIRECT vs nfq-redirectd side by side (root, about 7 min; not in CI)
+#                     (new connections also with the daemon's getsockopt hook off: --no-getsockopt-hook)
 #   make microbench   package-benchmark microbenchmarks of the datapath core; fails on any
 #                     malloc in a per-packet or flow-table operation (Benchmarks/Thresholds)
 
