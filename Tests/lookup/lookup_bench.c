@@ -145,15 +145,16 @@ static void check_original(const struct sockaddr_storage *got, const flows *set,
 /* KERNEL and HOOK ask with the socket's own family (SOL_IP for IPv4, SOL_IPV6 for IPv6). */
 /* MAP_INSERT and MAP_DELETE are no lookup: what the hook costs the daemon per TCP flow, one
  * bpf() call at its start and one at its end, on a map like the hook's (map_write_costs). */
-typedef enum method { KERNEL, HOOK, LOOKUP, LOOKUPFD, PIPELINED, PINGPONG, MAP_INSERT, MAP_DELETE } method;
+typedef enum method { KERNEL, HOOK, LOOKUP, LOOKUPFD, PIPELINED, PINGPONG, MAP_INSERT, MAP_DELETE, MAP_BATCH } method;
 static const char *const method_names[] = { "kernel getsockopt(SO_ORIGINAL_DST)", "hook getsockopt(SO_ORIGINAL_DST)",
                                             "daemon LOOKUP (nfqr_original_dst)",
                                             "daemon LOOKUPFD (nfqr_original_dst_fd)", "daemon LOOKUP pipelined x64",
                                             "Unix socket ping-pong, no daemon (floor)",
                                             "hook map insert, bpf() (a flow starts)",
-                                            "hook map delete, bpf() (a flow ends)" };
+                                            "hook map delete, bpf() (a flow ends)",
+                                            "hook map insert, UPDATE_BATCH of one" };
 static const char *const method_keys[] = { "kernel", "hook", "lookup", "lookupfd", "pipelined", "pingpong",
-                                           "map_insert", "map_delete" };
+                                           "map_insert", "map_delete", "map_batch_insert" };
 
 typedef struct worker {
     method how;
@@ -339,7 +340,7 @@ static void record(method how, int family, int threads, double *latencies, size_
                  sum / (double)total / 1e3, (double)total / (elapsed_ns / 1e9) };
     char name[64];
     snprintf(name, sizeof name, "%s%s", method_names[how], family == AF_INET6 ? " v6" : "");
-    const char *unit = how == MAP_INSERT || how == MAP_DELETE ? "calls/s" : "lookups/s";
+    const char *unit = how >= MAP_INSERT ? "calls/s" : "lookups/s";
     printf("%-42s %2d conn  p50 %7.2f us  p99 %7.2f us  mean %7.2f us  %9.0f %s\n", name, threads,
            f.p50_us, f.p99_us, f.mean_us, f.per_second, unit);
     fflush(stdout);
@@ -398,20 +399,33 @@ static void map_write_costs(int calls)
         keys[i] = (struct nfqr_origdst_key){ .netns_cookie = 4096, .local_addr = { 0, 0, htonl(0xffff), htonl(0x7f000001) },
                                              .peer_addr = { 0, 0, htonl(0xffff), htonl(0x0a000000 + (uint32_t)(i >> 14)) },
                                              .local_port = 7777, .peer_port = (uint16_t)(32768 + (i & 0x3fff)) };
-    for (method how = MAP_INSERT; how <= MAP_DELETE; how++) {
+    /* Inserts one element per call (BPF_MAP_UPDATE_ELEM), deletes them, then inserts them again
+     * one per BPF_MAP_UPDATE_BATCH call (a receive batch that created one flow) and deletes them
+     * untimed. */
+    for (method how = MAP_INSERT; how <= MAP_BATCH; how++) {
         double first = now_ns();
         for (int i = 0; i < calls; i++) {
             union bpf_attr element = { .map_fd = (uint32_t)map, .key = (uint64_t)(uintptr_t)&keys[i] };
             if (how == MAP_INSERT) {   /* a delete refuses any field past the key */
                 element.value = (uint64_t)(uintptr_t)&value;
                 element.flags = BPF_ANY;
+            } else if (how == MAP_BATCH) {
+                element = (union bpf_attr){ .batch = { .map_fd = (uint32_t)map, .keys = (uint64_t)(uintptr_t)&keys[i],
+                                                       .values = (uint64_t)(uintptr_t)&value, .count = 1,
+                                                       .elem_flags = BPF_ANY } };
             }
+            int command = how == MAP_INSERT ? BPF_MAP_UPDATE_ELEM : how == MAP_DELETE ? BPF_MAP_DELETE_ELEM
+                                                                                    : BPF_MAP_UPDATE_BATCH;
             double before = now_ns();
-            if (bpf_call(how == MAP_INSERT ? BPF_MAP_UPDATE_ELEM : BPF_MAP_DELETE_ELEM, &element) != 0)
-                die(how == MAP_INSERT ? "bpf(BPF_MAP_UPDATE_ELEM)" : "bpf(BPF_MAP_DELETE_ELEM)");
+            if (bpf_call(command, &element) != 0)
+                die(how == MAP_DELETE ? "bpf(BPF_MAP_DELETE_ELEM)" : "bpf(BPF_MAP_UPDATE_ELEM / _BATCH)");
             latencies[i] = now_ns() - before;
         }
         record(how, AF_INET, 1, latencies, (size_t)calls, now_ns() - first);
+    }
+    for (int i = 0; i < calls; i++) {
+        union bpf_attr element = { .map_fd = (uint32_t)map, .key = (uint64_t)(uintptr_t)&keys[i] };
+        bpf_call(BPF_MAP_DELETE_ELEM, &element);
     }
     close(map);
     free(keys);
