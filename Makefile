@@ -38,7 +38,7 @@ release: bpf
 build: release
 
 unit-test: bpf
-	$(SWIFT) test --parallel
+	NFQR_ROOT_TESTS=1 $(SWIFT) test --parallel
 
 netns-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon
