@@ -11,7 +11,7 @@ from lookup_cases import CASES as LOOKUP_CASES
 from origdst import LookupClient
 from processes import run_command
 from redirectors import (LOCAL_PORT, TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, LOCAL_PROXY_PORT, UDP_REFUSED_PORT,
-                         ruleset)
+                         UDP_CONNECTED_PORT, UDP_CLOSED_PORT, ruleset)
 from topology import (REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4, ROUTER_CLIENT_SIDE_V6,
                       ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6, FAR_CLIENT_V4, FAR_CLIENT_V6, NARROW_MTU)
 
@@ -131,6 +131,17 @@ def udp_port_unreachable(v6):
     return test
 
 
+def udp_no_proxy(v6):
+    """The reply direction: nothing listens on the redirect target, so R's own stack answers the
+    client's datagram with a port unreachable quoting client -> proxy address. The client's
+    connected socket gets ECONNREFUSED only if the error reaches it as one about client ->
+    original destination, from the original destination."""
+    def test(env):
+        answer = env.client("udp-refused", format_endpoint(remote(v6), UDP_CLOSED_PORT))
+        expect_equal("the connected client socket's receive", "refused", answer["result"])
+    return test
+
+
 def concurrent_connections(env, count=100, size=128 * 1024):
     targets = ",".join(format_endpoint(remote(v6), port) for v6 in (False, True) for port in (80, 443))
     answer = env.client("tcp-many", targets, count, size, timeout=90)
@@ -143,7 +154,9 @@ def concurrent_connections(env, count=100, size=128 * 1024):
 # --- a stateful firewall in R ------------------------------------------------------------------
 
 def firewall_rules(v6):
-    icmp = "-A NFQR_FIREWALL -p ipv6-icmp -j ACCEPT\n" if v6 else ""  # neighbour discovery
+    # Neighbour discovery only: ICMP errors must come in as RELATED, or be dropped.
+    icmp = ("-A NFQR_FIREWALL -p ipv6-icmp --icmpv6-type neighbour-solicitation -j ACCEPT\n"
+            "-A NFQR_FIREWALL -p ipv6-icmp --icmpv6-type neighbour-advertisement -j ACCEPT\n") if v6 else ""
     return (
         "*filter\n"
         ":INPUT DROP [0:0]\n"
@@ -153,7 +166,7 @@ def firewall_rules(v6):
         "-A NFQR_FIREWALL -m conntrack --ctstate INVALID -j DROP\n"
         f"{icmp}"
         f"-A NFQR_FIREWALL -p tcp -m multiport --dports {TCP_PROXY_PORT},{LOCAL_PROXY_PORT} -j ACCEPT\n"
-        f"-A NFQR_FIREWALL -p udp --dport {UDP_RELAY_PORT} -j ACCEPT\n"
+        f"-A NFQR_FIREWALL -p udp -m multiport --dports {UDP_RELAY_PORT},{UDP_CONNECTED_PORT} -j ACCEPT\n"
         "COMMIT\n")
 
 
@@ -180,6 +193,11 @@ def stateful_firewall(env):
             tcp_redirect(v6, 443)(env)
             udp_redirect(v6)(env)
             local_redirect(v6)(env)
+            # Related traffic: the errors reach the proxies as RELATED to the kernel's entry of
+            # the (rewritten) flow, through policy DROP. The path MTU R learned before is forgotten first.
+            run_command(["ip", *(["-6"] if v6 else []), "route", "flush", "cache"], ns=router)
+            narrow_path_download(v6, size=2 * MiB)(env)
+            udp_port_unreachable(v6)(env)
     finally:
         remove_firewall(router)
 
@@ -259,12 +277,17 @@ CASES = [
      udp_port_unreachable(False), 30, BOTH),
     ("related ipv6: the client's port unreachable reaches the UDP proxy's connected socket (ECONNREFUSED)",
      udp_port_unreachable(True), 30, BOTH),
+    ("related ipv4: R's port unreachable about a client's datagram reaches the client's connected socket",
+     udp_no_proxy(False), 30, BOTH),
+    ("related ipv6: R's port unreachable about a client's datagram reaches the client's connected socket",
+     udp_no_proxy(True), 30, BOTH),
     ("100 concurrent connections, v4+v6, :80+:443, correct data", concurrent_connections, 120, BOTH),
     ("transfer ipv4: 64 MiB each way, sha256 matches", transfer(False), 520, BOTH),
     ("transfer ipv6: 64 MiB each way, sha256 matches", transfer(True), 520, BOTH),
     ("local transfer ipv4 over loopback: 16 MiB each way, sha256 matches", transfer(False, 16 * MiB, local=True), 240, BOTH),
     ("local transfer ipv6 over loopback: 16 MiB each way, sha256 matches", transfer(True, 16 * MiB, local=True), 240, BOTH),
-    ("stateful firewall in R (policy DROP, ct state): all redirected flows pass", stateful_firewall, 120, BOTH),
+    ("stateful firewall in R (policy DROP, ct state): all redirected flows pass, ICMP errors as RELATED",
+     stateful_firewall, 120, BOTH),
     *LOOKUP_CASES,
     ("daemon stops on SIGTERM with status 0 and removes its rules", daemon_stops_cleanly, 30, DAEMON),
 ]
