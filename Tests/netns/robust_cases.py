@@ -10,7 +10,7 @@ import time
 
 from endpoints import format_endpoint
 from harness import HERE, PYTHON, TestFailure, expect, expect_equal
-from hostile import BLIND_RESET, CORPUS, COPIES, SWALLOWED_V6
+from hostile import BLIND_RESET, CORPUS, COPIES, FORGED_ERRORS, SWALLOWED_V6
 from processes import in_namespace, run_command
 from topology import CLIENT_V4, REMOTE_V4, REMOTE_V6
 
@@ -151,7 +151,7 @@ def hostile_packets(env):
         # The forged resets of the established flow come first, so the rest runs on a flow they hit.
         for name, (_, places) in CORPUS.items():
             before = counters(env)
-            sent = send(f"{name} {steady.port}" if name == BLIND_RESET else name)
+            sent = send(f"{name} {steady.port}" if name in (BLIND_RESET, *FORGED_ERRORS) else name)
             deadline = time.monotonic() + 3
             while True:
                 after = counters(env)
@@ -164,10 +164,10 @@ def hostile_packets(env):
                 accounted.append("kernel" if counted[0].startswith("snmp:") else "daemon")
             else:
                 problems.append(f"{name}: {sent} sent, counted nowhere of {deltas}")
-            if name == BLIND_RESET:   # checked at once: the upload ends (and closes) later on
+            if name in (BLIND_RESET, *FORGED_ERRORS):   # checked at once: the upload ends (and closes) later on
                 states = [flow["state"].lower() for flow in daemon_flows(env)
                           if flow["proto"] == "tcp" and flow["client"]["port"] == steady.port]
-                expect_equal("state of the flow hit by forged resets", ["established"], states)
+                expect_equal(f"state of the flow hit by {name}", ["established"], states)
     finally:
         sender.stdin.close()
         sender.wait(10)

@@ -1,3 +1,4 @@
+import Foundation
 import RedirectCore
 import XCTest
 
@@ -297,6 +298,52 @@ final class ICMPErrorTranslationTests: XCTestCase {
                 } catch { return error }
             }
             XCTAssertNil(failure, "round \(round)")
+        }
+    }
+}
+
+/// The fuzzers' ICMP seeds (Fuzz/seeds.py, built with Python's struct module, not the Swift
+/// builder): each parses as the error it was written as, with correct checksums, and stays
+/// correct after a translation either way.
+final class ICMPErrorSeedTests: XCTestCase {
+    private static let corpus = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fuzz/Corpus/FuzzPacketParse")
+
+    func testTheFuzzSeedsAreWellFormedErrorsThatTranslateCorrectly() throws {
+        let expected: [String: (family: AddressFamily, type: UInt8, proto: TransportProtocol, transport: Int)] = [
+            "icmp-frag-needed-tcp8": (.ipv4, 3, .tcp, 8),
+            "icmp-port-unreachable-udp": (.ipv4, 3, .udp, 13),
+            "icmp-time-exceeded-tcp": (.ipv4, 11, .tcp, 38),
+            "icmpv6-packet-too-big-tcp": (.ipv6, 2, .tcp, 20),
+            "icmpv6-port-unreachable-udp": (.ipv6, 1, .udp, 8),
+        ]
+        for (name, seed) in expected {
+            var bytes = [UInt8](try Data(contentsOf: Self.corpus.appendingPathComponent(name)))
+            var message = try parseICMPError(bytes).get()
+            XCTAssertEqual(message.family, seed.family, name)
+            XCTAssertEqual(message.type, seed.type, name)
+            XCTAssertEqual(message.proto, seed.proto, name)
+            XCTAssertEqual(message.quotedTransportLength, seed.transport, name)
+            let valid = { (bytes: [UInt8], message: ICMPErrorPacket) -> Bool in
+                bytes.withUnsafeBytes { message.fullChecksum(in: $0) == UInt16(bytes[message.icmpOffset + 2]) << 8 | UInt16(bytes[message.icmpOffset + 3]) }
+            }
+            XCTAssertTrue(valid(bytes, message), "\(name): the seed's ICMP checksum")
+            let target = Endpoint(seed.family == .ipv4 ? IPAddress("192.0.2.1")! : IPAddress("2001:db8:1::1")!, 8080)
+            let failure = bytes.withUnsafeMutableBytes { raw -> PacketError? in
+                do throws(PacketError) {
+                    try message.rewriteQuotedSource(to: target, in: raw, checksumNotReady: false)
+                    return nil
+                } catch { return error }
+            }
+            XCTAssertNil(failure, name)
+            XCTAssertTrue(valid(bytes, message), "\(name): the translated ICMP checksum")
+            XCTAssertEqual(try parseICMPError(bytes).get(), message, name)
+            if seed.family == .ipv4 {
+                XCTAssertEqual(ReferenceChecksum.ipv4HeaderChecksum(bytes), UInt16(bytes[10]) << 8 | UInt16(bytes[11]), name)
+                let quote = Array(bytes[message.quoteOffset...])
+                XCTAssertEqual(ReferenceChecksum.ipv4HeaderChecksum(quote), UInt16(quote[10]) << 8 | UInt16(quote[11]), "\(name): quoted header")
+            }
         }
     }
 }
