@@ -13,6 +13,15 @@
                             |   (upstream SO_MARK=1)         |        |   ("remote")        |
                             +--------------------------------+        +---------------------+
 
+  far client ns F     router ns A           router ns B          (R, another link)
+  +--------------+     +-------------+       +-------------+      +---------------+
+  | 203.0.113.74 |-----| .73     .70 |=======| .69     .66 |------| .65  (R)      |
+  | 2001:db8:6::2|     |             | 1280  |             |      | 2001:db8:4::1 |
+  +--------------+     +-------------+ bytes +-------------+      +---------------+
+
+The narrow path F - A - B - R: the A-B link is 1280 bytes, so R's 1500-byte replies to F need
+path MTU discovery, whose errors B sends to the replies' (original destination) source.
+
 The client dials the remote addresses on S; R redirects tcp 80,443 -> 8080 and udp 53 -> 5353
 (traffic from C) and tcp 9000 -> 8090 (programs in R itself). Each proxy learns the original
 destination (daemon lookup socket, or SO_ORIGINAL_DST / conntrack in kernel mode), logs it and
