@@ -47,9 +47,9 @@ final class RootNamespaceTests: XCTestCase {
                 for expected in [
                     "-A NFQR-PREROUTING -p icmp -m icmp --icmp-type 3 -j NFQUEUE --queue-num 10 --queue-bypass",
                     "-A NFQR-OUTPUT -p icmp -m icmp --icmp-type 11 -j NFQUEUE --queue-num 10 --queue-bypass",
-                    "-A NFQR-REPLY -p icmp -m icmp --icmp-type 12 -j NFQUEUE --queue-num 11",
+                    "-A NFQR-REPLY -p icmp -m icmp --icmp-type 12 -j NFQUEUE --queue-num 11 --queue-bypass",
                     "-A NFQR-PREROUTING -p ipv6-icmp -m icmp6 --icmpv6-type 2 -j NFQUEUE --queue-num 10 --queue-bypass",
-                    "-A NFQR-REPLY -p ipv6-icmp -m icmp6 --icmpv6-type 1 -j NFQUEUE --queue-num 11",
+                    "-A NFQR-REPLY -p ipv6-icmp -m icmp6 --icmpv6-type 1 -j NFQUEUE --queue-num 11 --queue-bypass",
                 ] {
                     XCTAssertEqual(first.components(separatedBy: expected + "\n").count - 1, 1, "\(expected) once in:\n\(first)")
                 }

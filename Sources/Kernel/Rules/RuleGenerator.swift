@@ -49,13 +49,16 @@ public enum RuleGenerator {
             add("-p \(rule.proto) --dport \(rule.toPort) -j \(original)", to: chain)
             add("-p \(rule.proto) --sport \(rule.toPort) -j \(reply)", to: .reply)
         }
-        // Related traffic: the ICMP errors that can concern a flow, after every flow rule.
+        // Related traffic: the ICMP errors that can concern a flow, after every flow rule. Always
+        // with --queue-bypass (see `icmpErrorTypes`).
+        let relatedOriginal = queueTarget(configuration.originalQueues, bypass: true)
+        let relatedReply = queueTarget(configuration.replyQueues, bypass: true)
         let scopes = Set(configuration.rules.filter { $0.families.contains(family) && appliesTo(family, $0) }.map(\.scope))
         for type in icmpErrorTypes(family) {
             let match = family == .ipv4 ? "-p icmp --icmp-type \(type)" : "-p ipv6-icmp --icmpv6-type \(type)"
-            if scopes.contains(.network) { add("\(match) -j \(original)", to: .preRouting) }
-            if scopes.contains(.local) { add("\(match) -j \(original)", to: .output) }
-            add("\(match) -j \(reply)", to: .reply)
+            if scopes.contains(.network) { add("\(match) -j \(relatedOriginal)", to: .preRouting) }
+            if scopes.contains(.local) { add("\(match) -j \(relatedOriginal)", to: .output) }
+            add("\(match) -j \(relatedReply)", to: .reply)
         }
         return matched ? IptablesRuleSet(family: family, rules: rules) : nil
     }
@@ -109,9 +112,9 @@ public enum RuleGenerator {
             let scopes = Set(configuration.rules.filter { $0.families.contains(family) && appliesTo(family, $0) }.map(\.scope))
             guard !scopes.isEmpty else { continue }
             let line = "\(family == .ipv4 ? "icmp" : "icmpv6") type { \(icmpErrorTypes(family).joined(separator: ", ")) }"
-            if scopes.contains(.network) { add("\(line) \(original)", to: &preRouting) }
-            if scopes.contains(.local) { add("\(line) \(original)", to: &output) }
-            add("\(line) \(reply)", to: &replies)
+            if scopes.contains(.network) { add("\(line) \(nftQueue(configuration.originalQueues, bypass: true))", to: &preRouting) }
+            if scopes.contains(.local) { add("\(line) \(nftQueue(configuration.originalQueues, bypass: true))", to: &output) }
+            add("\(line) \(nftQueue(configuration.replyQueues, bypass: true))", to: &replies)
         }
 
         func chain(_ name: String, hook: String, priority: Int, _ rules: [String]) -> String {
@@ -128,6 +131,11 @@ public enum RuleGenerator {
     /// The ICMP error types that can quote a packet of a flow (RFC 792, RFC 4443), which the
     /// daemon translates as the kernel's NAT translates RELATED traffic. Not echo, not neighbour
     /// discovery, not redirects: ordinary ICMP stays off the datapath.
+    ///
+    /// Their rules always bypass (`--queue-bypass`), fail-open or not: most errors a host sees
+    /// or sends concern other traffic (a router's own "fragmentation needed" for forwarded
+    /// packets), and with no daemon bound they must pass as they did before it, untranslated,
+    /// rather than be dropped; at worst an error about a redirected flow then misses its socket.
     static func icmpErrorTypes(_ family: AddressFamily) -> [String] {
         family == .ipv4
             ? ["destination-unreachable", "time-exceeded", "parameter-problem"]
