@@ -5,6 +5,7 @@
 /// Original-direction packets get their destination rewritten to the proxy (the kernel's
 /// conntrack, which runs after the raw table, then sees client -> proxy); replies from the
 /// proxy, queued after conntrack, get their source rewritten back to the original destination.
+/// ICMP errors about a redirected flow (related traffic) are translated to match.
 public final class RedirectEngine: Sendable {
     public let table: FlowTable
     public let counters: EngineCounters
@@ -22,6 +23,8 @@ public final class RedirectEngine: Sendable {
         do {
             packet = try ParsedPacket.parse(bytes)
         } catch {
+            // Neither TCP nor UDP: the rules queue no other protocol than ICMP errors, so only
+            // these few packets read the IP header a second time, as an error's outer header.
             if error == .unsupportedProtocol { return processRelated(bytes, metadata: metadata, now: now) }
             return refuse(error)
         }
