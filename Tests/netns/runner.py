@@ -150,6 +150,7 @@ def main():
     left_out = [name for name, _, _, modes in suite if args.mode not in modes]
     if args.only:
         cases_run = [case for case in cases_run if any(text in case[0] for text in args.only)]
+        left_out = [name for name in left_out if any(text in name for text in args.only)]
         if not cases_run:
             print(f"runner.py: no test of the {args.suite} suite in {args.mode} mode matches {args.only}", file=sys.stderr)
             return 2
