@@ -270,9 +270,11 @@ final class ICMPErrorTranslationTests: XCTestCase {
     }
 
     /// Random bytes after a valid outer header and ICMP error header never crash the parser, and
-    /// whatever parses can be translated with every offset inside the buffer.
+    /// whatever parses can be translated with every offset inside the buffer, keeping a correct
+    /// ICMP checksum correct (the fuzz target's invariant, here in a debug build's bounds checks).
     func testRandomQuotesParseOrRefuseAndTranslateInBounds() {
         var rng = PacketRandom(seed: 15)
+        var translated = 0
         for round in 0..<20_000 {
             let family: AddressFamily = rng.chance(0.5) ? .ipv4 : .ipv6
             let (client, origin, proxy, router) = ends(family)
@@ -298,7 +300,14 @@ final class ICMPErrorTranslationTests: XCTestCase {
                 } catch { return error }
             }
             XCTAssertNil(failure, "round \(round)")
+            // The builder checksummed the corrupted quote: the translated message stays valid,
+            // and re-parses to the same view.
+            let icmpChecksum = UInt16(bytes[message.icmpOffset + 2]) << 8 | UInt16(bytes[message.icmpOffset + 3])
+            XCTAssertEqual(bytes.withUnsafeBytes { message.fullChecksum(in: $0) }, icmpChecksum, "round \(round)")
+            XCTAssertEqual(try? parseICMPError(bytes).get(), message, "round \(round)")
+            translated += 1
         }
+        XCTAssertGreaterThan(translated, 5_000, "random quotes that parsed and were translated")
     }
 }
 
