@@ -40,9 +40,12 @@ build: release
 unit-test: bpf
 	NFQR_ROOT_TESTS=1 $(SWIFT) test --parallel
 
+# The suite in daemon mode (twice: plain, and several queues with busy polling), then its
+# related-traffic cases (ICMP errors) against the kernel's own REDIRECT, the baseline they copy.
 netns-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) NFQR_DAEMON_ARGS="--queues 2 --busy-poll 200 --lookup-busy-poll 200" Tests/netns/run.sh --mode daemon
+	Tests/netns/run.sh --mode kernel --only related
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/startup_errors.py
 
 proxies-test: release

@@ -56,6 +56,26 @@ def hop_by_hop(next_header):
     return struct.pack("!BB", next_header, 0) + b"\x01\x04\0\0\0\0"  # PadN
 
 
+def icmp_error(family, kind, code, quoted, rest=b"\0\0\x05\0", router=None):
+    """An ICMP (IPv4) or ICMPv6 error quoting `quoted`, outer addresses: a router -> the quoted
+    packet's source, so it reaches the daemon's related-traffic translation."""
+    message = struct.pack("!BBH", kind, code, 0) + rest + quoted
+    if family == 4:
+        src, dst = bytes([198, 51, 100, 7]), quoted[12:16]
+        message = message[:2] + struct.pack("!H", checksum(message)) + message[4:]
+        header = struct.pack("!BBHHHBBH4s4s", 0x45, 0xc0, 20 + len(message), 1, 0, 64, 1, 0, src, dst)
+        return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + message
+    src, dst = bytes.fromhex("20010db8000900000000000000000007"), quoted[8:24]
+    pseudo = src + dst + struct.pack("!IxxxB", len(message), 58)
+    message = message[:2] + struct.pack("!H", checksum(pseudo + message)) + message[4:]
+    return struct.pack("!IHBB", 0x60000000, len(message), 58, 64) + src + dst + message
+
+
+def reply_v4(segment, proto):
+    """A proxy's reply as the client saw it: 203.0.113.10 -> 192.0.2.2."""
+    return ipv4(proto, segment, src=bytes([203, 0, 113, 10]), dst=bytes([192, 0, 2, 2]))
+
+
 PACKETS = {
     "ipv4-tcp-syn": ipv4(6, tcp(options=b"\x02\x04\x05\xb4\x01\x03\x03\x07")),
     "ipv4-tcp-data": ipv4(6, tcp(flags=0x18, payload=b"GET / HTTP/1.0\r\n\r\n")),
@@ -66,6 +86,14 @@ PACKETS = {
     "ipv6-hbh-tcp": ipv6(6, tcp(), hop_by_hop(6), first=0),
     "ipv6-dstopts-udp": ipv6(17, udp(), hop_by_hop(17), first=60),
 }
+# Related traffic: errors quoting the packets above (RFC 792 8 bytes, more, all of it).
+PACKETS.update({
+    "icmp-frag-needed-tcp8": icmp_error(4, 3, 4, reply_v4(tcp(flags=0x10, sport=80, dport=40000, payload=b"x" * 40), 6)[:28]),
+    "icmp-port-unreachable-udp": icmp_error(4, 3, 3, reply_v4(udp(sport=53, dport=40000), 17)),
+    "icmp-time-exceeded-tcp": icmp_error(4, 11, 0, PACKETS["ipv4-tcp-data"], rest=b"\0" * 4),
+    "icmpv6-packet-too-big-tcp": icmp_error(6, 2, 0, PACKETS["ipv6-tcp-syn"], rest=struct.pack("!I", 1280)),
+    "icmpv6-port-unreachable-udp": icmp_error(6, 1, 4, PACKETS["ipv6-dstopts-udp"][:56]),
+})
 
 
 def netlink_packet_message(payload, packet_id=1):

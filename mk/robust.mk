@@ -64,7 +64,7 @@ sanitize-address:
 TSAN_ENV := SWIFT_BACKTRACE=enable=no TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp"
 # Single-threaded property and table-sweep suites: under TSan they take ~160 of 180 s and share
 # nothing between threads; CI leaves them to `make sanitize` (and to AddressSanitizer).
-TSAN_CI_SKIP := FlowTableMemoryTests|FlowTablePropertyTests|HostilePacketTests|InternetChecksumTests|PacketRewriterTests|FlowSnapshotTests
+TSAN_CI_SKIP := FlowTableMemoryTests|FlowTablePropertyTests|HostilePacketTests|InternetChecksumTests|PacketRewriterTests|FlowSnapshotTests|ICMPErrorTranslationTests
 
 sanitize-thread:
 	$(TSAN_ENV) $(SWIFT) test --sanitize=thread --scratch-path .build-tsan

@@ -116,6 +116,17 @@ final class RootNamespaceTests: XCTestCase {
                 ] {
                     XCTAssertEqual(first.components(separatedBy: expected + "\n").count - 1, 2, "\(expected) once per family in:\n\(first)")
                 }
+                // Related traffic: the ICMP errors, not echo, in each chain with rules of its scope.
+                for expected in [
+                    "-A NFQR-PREROUTING -p icmp -m icmp --icmp-type 3 -j NFQUEUE --queue-num 10 --queue-bypass",
+                    "-A NFQR-OUTPUT -p icmp -m icmp --icmp-type 11 -j NFQUEUE --queue-num 10 --queue-bypass",
+                    "-A NFQR-REPLY -p icmp -m icmp --icmp-type 12 -j NFQUEUE --queue-num 11 --queue-bypass",
+                    "-A NFQR-PREROUTING -p ipv6-icmp -m icmp6 --icmpv6-type 2 -j NFQUEUE --queue-num 10 --queue-bypass",
+                    "-A NFQR-REPLY -p ipv6-icmp -m icmp6 --icmpv6-type 1 -j NFQUEUE --queue-num 11 --queue-bypass",
+                ] {
+                    XCTAssertEqual(first.components(separatedBy: expected + "\n").count - 1, 1, "\(expected) once in:\n\(first)")
+                }
+                XCTAssertFalse(first.contains("--icmp-type 8 ") || first.contains("--icmpv6-type 128 ") || first.contains("--icmpv6-type 135 "))
                 try installer.install(configuration)
                 let second = try namespace.host(["iptables-save"]) + (try namespace.host(["ip6tables-save"]))
                 XCTAssertEqual(Self.ruleLines(second), Self.ruleLines(first), "a second install changes nothing")

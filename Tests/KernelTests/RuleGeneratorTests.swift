@@ -25,11 +25,17 @@ final class RuleGeneratorTests: XCTestCase {
             -A NFQR-PREROUTING -m mark --mark 0x7 -j RETURN
             -A NFQR-PREROUTING -p tcp -m multiport --dports 80,443,8000:8100 -j NFQUEUE --queue-balance 4:5 --queue-bypass
             -A NFQR-PREROUTING -p tcp --dport 8080 -j NFQUEUE --queue-balance 4:5 --queue-bypass
+            -A NFQR-PREROUTING -p icmp --icmp-type destination-unreachable -j NFQUEUE --queue-balance 4:5 --queue-bypass
+            -A NFQR-PREROUTING -p icmp --icmp-type time-exceeded -j NFQUEUE --queue-balance 4:5 --queue-bypass
+            -A NFQR-PREROUTING -p icmp --icmp-type parameter-problem -j NFQUEUE --queue-balance 4:5 --queue-bypass
             -A NFQR-OUTPUT -m mark --mark 0x10/0xf0 -j RETURN
             -A NFQR-OUTPUT -m mark --mark 0x7 -j RETURN
             -A NFQR-OUTPUT -m owner --uid-owner 995 -j RETURN
             -A NFQR-OUTPUT -p udp --dport 53 -j NFQUEUE --queue-balance 4:5 --queue-bypass
             -A NFQR-OUTPUT -p udp --dport 5353 -j NFQUEUE --queue-balance 4:5 --queue-bypass
+            -A NFQR-OUTPUT -p icmp --icmp-type destination-unreachable -j NFQUEUE --queue-balance 4:5 --queue-bypass
+            -A NFQR-OUTPUT -p icmp --icmp-type time-exceeded -j NFQUEUE --queue-balance 4:5 --queue-bypass
+            -A NFQR-OUTPUT -p icmp --icmp-type parameter-problem -j NFQUEUE --queue-balance 4:5 --queue-bypass
             -I PREROUTING 1 -j NFQR-PREROUTING
             -I OUTPUT 1 -j NFQR-OUTPUT
             COMMIT
@@ -38,11 +44,26 @@ final class RuleGeneratorTests: XCTestCase {
             -F NFQR-REPLY
             -A NFQR-REPLY -p tcp --sport 8080 -j NFQUEUE --queue-balance 6:7
             -A NFQR-REPLY -p udp --sport 5353 -j NFQUEUE --queue-balance 6:7
+            -A NFQR-REPLY -p icmp --icmp-type destination-unreachable -j NFQUEUE --queue-balance 6:7 --queue-bypass
+            -A NFQR-REPLY -p icmp --icmp-type time-exceeded -j NFQUEUE --queue-balance 6:7 --queue-bypass
+            -A NFQR-REPLY -p icmp --icmp-type parameter-problem -j NFQUEUE --queue-balance 6:7 --queue-bypass
             -I OUTPUT 1 -j NFQR-REPLY
             COMMIT
 
             """)
-        XCTAssertEqual(try RuleGenerator.iptables(mixed, family: .ipv6)?.rules, ruleSet.rules, "no CIDRs: the same rules for both families")
+        let v6 = try XCTUnwrap(try RuleGenerator.iptables(mixed, family: .ipv6))
+        XCTAssertEqual(
+            v6.rules.mapValues { $0.filter { !$0.contains("icmp") } }, ruleSet.rules.mapValues { $0.filter { !$0.contains("icmp") } },
+            "no CIDRs: the same flow rules for both families")
+        for chain in [ChainJump.preRouting, .output] {
+            XCTAssertEqual(v6.rules[chain]?.filter { $0.contains("icmp") }, [
+                "-p ipv6-icmp --icmpv6-type destination-unreachable -j NFQUEUE --queue-balance 4:5 --queue-bypass",
+                "-p ipv6-icmp --icmpv6-type packet-too-big -j NFQUEUE --queue-balance 4:5 --queue-bypass",
+                "-p ipv6-icmp --icmpv6-type time-exceeded -j NFQUEUE --queue-balance 4:5 --queue-bypass",
+                "-p ipv6-icmp --icmpv6-type parameter-problem -j NFQUEUE --queue-balance 4:5 --queue-bypass",
+            ])
+        }
+        XCTAssertEqual(v6.rules[.reply]?.filter { $0.contains("icmp") }.count, 4)
     }
 
     func testNftablesGolden() throws {
@@ -55,6 +76,8 @@ final class RuleGeneratorTests: XCTestCase {
             \t\tmeta mark 0x7 return
             \t\ttcp dport { 80, 443, 8000-8100 } queue num 4-5 bypass
             \t\ttcp dport 8080 queue num 4-5 bypass
+            \t\ticmp type { destination-unreachable, time-exceeded, parameter-problem } queue num 4-5 bypass
+            \t\ticmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } queue num 4-5 bypass
             \t}
             \tchain output {
             \t\ttype filter hook output priority -300; policy accept;
@@ -63,11 +86,15 @@ final class RuleGeneratorTests: XCTestCase {
             \t\tmeta skuid 995 return
             \t\tudp dport 53 queue num 4-5 bypass
             \t\tudp dport 5353 queue num 4-5 bypass
+            \t\ticmp type { destination-unreachable, time-exceeded, parameter-problem } queue num 4-5 bypass
+            \t\ticmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } queue num 4-5 bypass
             \t}
             \tchain reply {
             \t\ttype filter hook output priority -150; policy accept;
             \t\ttcp sport 8080 queue num 6-7
             \t\tudp sport 5353 queue num 6-7
+            \t\ticmp type { destination-unreachable, time-exceeded, parameter-problem } queue num 6-7 bypass
+            \t\ticmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } queue num 6-7 bypass
             \t}
             }
 
@@ -86,14 +113,32 @@ final class RuleGeneratorTests: XCTestCase {
             "-p tcp -s 10.0.0.0/8 -d 192.0.2.0/24 --dport 443 -j NFQUEUE --queue-num 0",
             "-p tcp -s 10.0.0.0/8 -d 198.51.100.7/32 --dport 443 -j NFQUEUE --queue-num 0",
             "-p tcp --dport 8443 -j NFQUEUE --queue-num 0",
+            "-p icmp --icmp-type destination-unreachable -j NFQUEUE --queue-num 0 --queue-bypass",
+            "-p icmp --icmp-type time-exceeded -j NFQUEUE --queue-num 0 --queue-bypass",
+            "-p icmp --icmp-type parameter-problem -j NFQUEUE --queue-num 0 --queue-bypass",
         ])
         // IPv6: the TCP rule names only IPv4 destinations, so only the IPv6-only UDP rule applies.
         XCTAssertEqual(try RuleGenerator.iptables(configuration, family: .ipv6)?.rules[.preRouting], [
             "-i lo -j RETURN",
             "-p udp --dport 443 -j NFQUEUE --queue-num 0",
             "-p udp --dport 8443 -j NFQUEUE --queue-num 0",
+            "-p ipv6-icmp --icmpv6-type destination-unreachable -j NFQUEUE --queue-num 0 --queue-bypass",
+            "-p ipv6-icmp --icmpv6-type packet-too-big -j NFQUEUE --queue-num 0 --queue-bypass",
+            "-p ipv6-icmp --icmpv6-type time-exceeded -j NFQUEUE --queue-num 0 --queue-bypass",
+            "-p ipv6-icmp --icmpv6-type parameter-problem -j NFQUEUE --queue-num 0 --queue-bypass",
         ])
-        XCTAssertEqual(try RuleGenerator.iptables(configuration, family: .ipv6)?.rules[.reply], ["-p udp --sport 8443 -j NFQUEUE --queue-num 1"])
+        XCTAssertEqual(try RuleGenerator.iptables(configuration, family: .ipv6)?.rules[.reply], [
+            "-p udp --sport 8443 -j NFQUEUE --queue-num 1",
+            "-p ipv6-icmp --icmpv6-type destination-unreachable -j NFQUEUE --queue-num 1 --queue-bypass",
+            "-p ipv6-icmp --icmpv6-type packet-too-big -j NFQUEUE --queue-num 1 --queue-bypass",
+            "-p ipv6-icmp --icmpv6-type time-exceeded -j NFQUEUE --queue-num 1 --queue-bypass",
+            "-p ipv6-icmp --icmpv6-type parameter-problem -j NFQUEUE --queue-num 1 --queue-bypass",
+        ])
+        XCTAssertNil(try RuleGenerator.iptables(configuration, family: .ipv6)?.rules[.output], "no local rule: no ICMP on OUTPUT")
+        XCTAssertTrue(
+            try RuleGenerator.nftables(configuration).contains(
+                "icmp type { destination-unreachable, time-exceeded, parameter-problem } queue num 1 bypass\n"),
+            "ICMP errors bypass, fail-open or not")
         XCTAssertTrue(try RuleGenerator.nftables(configuration).contains(
             "meta nfproto ipv4 ip saddr 10.0.0.0/8 ip daddr { 192.0.2.0/24, 198.51.100.7/32 } tcp dport 443 queue num 0\n"))
         XCTAssertTrue(try RuleGenerator.nftables(configuration).contains("meta nfproto ipv6 udp dport 443 queue num 0\n"))

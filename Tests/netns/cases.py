@@ -10,9 +10,10 @@ from harness import expect, expect_equal
 from lookup_cases import CASES as LOOKUP_CASES
 from origdst import LookupClient
 from processes import run_command
-from redirectors import LOCAL_PORT, TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, LOCAL_PROXY_PORT, ruleset
+from redirectors import (LOCAL_PORT, TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, LOCAL_PROXY_PORT, UDP_REFUSED_PORT,
+                         UDP_CONNECTED_PORT, UDP_CLOSED_PORT, ruleset)
 from topology import (REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4, ROUTER_CLIENT_SIDE_V6,
-                      ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6)
+                      ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6, FAR_CLIENT_V4, FAR_CLIENT_V6, NARROW_MTU)
 
 MiB = 1024 * 1024
 
@@ -91,6 +92,56 @@ def transfer(v6, size=64 * MiB, local=False):
     return test
 
 
+# --- related traffic: ICMP errors about redirected flows -----------------------------------------
+
+def narrow_path_download(v6, size=8 * MiB):
+    """The far client F downloads through the proxy over A-B's 1280-byte link. The proxy's
+    1500-byte segments leave R from the original destination; B answers them with
+    "fragmentation needed" / "packet too big" to that address, routed back through R. Only if
+    R maps the error to the proxy's connection (the kernel's NAT for RELATED traffic, or the
+    daemon's translation) does the proxy's kernel lower its path MTU; otherwise the download
+    stalls until the client's 20-second receive timeout."""
+    def test(env):
+        target = format_endpoint(remote(v6), 80)
+        far = FAR_CLIENT_V6 if v6 else FAR_CLIENT_V4
+        down = env.client("tcp-source", target, size, ns=env.topology.far_client, timeout=60)
+        expect_equal("bytes downloaded", size, down["received"])
+        expect_equal("sha256 of the download", down["answer"], f"SHA256 {down['sha256']}")
+        expect_proxy_logged(env, "tcp-proxy", down["local"], target, "tcp")
+        route = run_command(["ip", *(["-6"] if v6 else []), "route", "get", far], ns=env.topology.router)
+        expect(f"mtu {NARROW_MTU}" in route, f"R's route to {far} with the learned path MTU {NARROW_MTU}",
+               route.strip())
+        return f"{size // MiB} MiB in {down['seconds']} s, R's path MTU to F {NARROW_MTU}"
+    return test
+
+
+def udp_port_unreachable(v6):
+    """The far client sends one datagram to remote:54 and closes its socket; udp_connected.py
+    in R answers from a socket connected to the client, then sends again. F's port unreachable
+    about that datagram (as F saw it: from the original destination) must reach the connected
+    socket as ECONNREFUSED, as it does behind the kernel's REDIRECT."""
+    def test(env):
+        target = format_endpoint(remote(v6), UDP_REFUSED_PORT)
+        nonce = f"ping-{random.getrandbits(32):08x}"
+        answer = env.client("udp-echo", target, nonce, ns=env.topology.far_client)
+        expect_equal("source of the answer", target, answer["reply_from"])
+        expect_equal("answer", f"HELLO {nonce}", answer["reply"])
+        expect_equal("udp-connected log line", f"client {answer['local']} refused",
+                     env.proxy_line("udp-connected", answer["local"], timeout=10.0))
+    return test
+
+
+def udp_no_proxy(v6):
+    """The reply direction: nothing listens on the redirect target, so R's own stack answers the
+    client's datagram with a port unreachable quoting client -> proxy address. The client's
+    connected socket gets ECONNREFUSED only if the error reaches it as one about client ->
+    original destination, from the original destination."""
+    def test(env):
+        answer = env.client("udp-refused", format_endpoint(remote(v6), UDP_CLOSED_PORT))
+        expect_equal("the connected client socket's receive", "refused", answer["result"])
+    return test
+
+
 def concurrent_connections(env, count=100, size=128 * 1024):
     targets = ",".join(format_endpoint(remote(v6), port) for v6 in (False, True) for port in (80, 443))
     answer = env.client("tcp-many", targets, count, size, timeout=90)
@@ -103,7 +154,9 @@ def concurrent_connections(env, count=100, size=128 * 1024):
 # --- a stateful firewall in R ------------------------------------------------------------------
 
 def firewall_rules(v6):
-    icmp = "-A NFQR_FIREWALL -p ipv6-icmp -j ACCEPT\n" if v6 else ""  # neighbour discovery
+    # Neighbour discovery only: ICMP errors must come in as RELATED, or be dropped.
+    icmp = ("-A NFQR_FIREWALL -p ipv6-icmp --icmpv6-type neighbour-solicitation -j ACCEPT\n"
+            "-A NFQR_FIREWALL -p ipv6-icmp --icmpv6-type neighbour-advertisement -j ACCEPT\n") if v6 else ""
     return (
         "*filter\n"
         ":INPUT DROP [0:0]\n"
@@ -113,7 +166,7 @@ def firewall_rules(v6):
         "-A NFQR_FIREWALL -m conntrack --ctstate INVALID -j DROP\n"
         f"{icmp}"
         f"-A NFQR_FIREWALL -p tcp -m multiport --dports {TCP_PROXY_PORT},{LOCAL_PROXY_PORT} -j ACCEPT\n"
-        f"-A NFQR_FIREWALL -p udp --dport {UDP_RELAY_PORT} -j ACCEPT\n"
+        f"-A NFQR_FIREWALL -p udp -m multiport --dports {UDP_RELAY_PORT},{UDP_CONNECTED_PORT} -j ACCEPT\n"
         "COMMIT\n")
 
 
@@ -140,6 +193,11 @@ def stateful_firewall(env):
             tcp_redirect(v6, 443)(env)
             udp_redirect(v6)(env)
             local_redirect(v6)(env)
+            # Related traffic: the errors reach the proxies as RELATED to the kernel's entry of
+            # the (rewritten) flow, through policy DROP. The path MTU R learned before is forgotten first.
+            run_command(["ip", *(["-6"] if v6 else []), "route", "flush", "cache"], ns=router)
+            narrow_path_download(v6, size=2 * MiB)(env)
+            udp_port_unreachable(v6)(env)
     finally:
         remove_firewall(router)
 
@@ -211,12 +269,25 @@ CASES = [
     ("lookup: made-up tuples -> ERR NOTFOUND", lookup_not_found, 30, DAEMON),
     ("lookup: malformed lines -> ERR BADREQUEST", lookup_bad_requests, 30, DAEMON),
     ("lookup: pipelined requests answered in order", lookup_pipelined, 30, DAEMON),
+    ("related ipv4: 8 MiB download over a 1280-byte link, frag needed reaches the proxy, sha256 matches",
+     narrow_path_download(False), 90, BOTH),
+    ("related ipv6: 8 MiB download over a 1280-byte link, packet too big reaches the proxy, sha256 matches",
+     narrow_path_download(True), 90, BOTH),
+    ("related ipv4: the client's port unreachable reaches the UDP proxy's connected socket (ECONNREFUSED)",
+     udp_port_unreachable(False), 30, BOTH),
+    ("related ipv6: the client's port unreachable reaches the UDP proxy's connected socket (ECONNREFUSED)",
+     udp_port_unreachable(True), 30, BOTH),
+    ("related ipv4: R's port unreachable about a client's datagram reaches the client's connected socket",
+     udp_no_proxy(False), 30, BOTH),
+    ("related ipv6: R's port unreachable about a client's datagram reaches the client's connected socket",
+     udp_no_proxy(True), 30, BOTH),
     ("100 concurrent connections, v4+v6, :80+:443, correct data", concurrent_connections, 120, BOTH),
     ("transfer ipv4: 64 MiB each way, sha256 matches", transfer(False), 520, BOTH),
     ("transfer ipv6: 64 MiB each way, sha256 matches", transfer(True), 520, BOTH),
     ("local transfer ipv4 over loopback: 16 MiB each way, sha256 matches", transfer(False, 16 * MiB, local=True), 240, BOTH),
     ("local transfer ipv6 over loopback: 16 MiB each way, sha256 matches", transfer(True, 16 * MiB, local=True), 240, BOTH),
-    ("stateful firewall in R (policy DROP, ct state): all redirected flows pass", stateful_firewall, 120, BOTH),
+    ("stateful firewall in R (policy DROP, ct state): all redirected flows pass, ICMP errors as RELATED",
+     stateful_firewall, 120, BOTH),
     *LOOKUP_CASES,
     ("daemon stops on SIGTERM with status 0 and removes its rules", daemon_stops_cleanly, 30, DAEMON),
 ]

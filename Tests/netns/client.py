@@ -8,6 +8,7 @@
                                                COUNT connections open at once, each a SINK
     client.py tcp-probe ENDPOINT SECONDS       connected | refused | timeout
     client.py udp-echo ENDPOINT PAYLOAD        one datagram; where the answer came from
+    client.py udp-refused ENDPOINT             one datagram from a connected socket: refused | timeout | answered
 
 "local" in an answer is this socket's own endpoint, which the proxy logs as "client".
 On failure: {"error": "..."} and exit status 2. Every socket has a timeout.
@@ -81,14 +82,19 @@ def tcp_source(endpoint, size):
     with connect(endpoint) as sock:
         sock.sendall(f"SOURCE {size}\n".encode())
         received = 0
-        while received < size:
-            data = sock.recv(min(CHUNK, size - received))
-            if not data:
-                break
-            digest.update(data)
-            received += len(data)
+        try:
+            while received < size:
+                data = sock.recv(min(CHUNK, size - received))
+                if not data:
+                    break
+                digest.update(data)
+                received += len(data)
+            answer = read_line(sock)
+        except TimeoutError:
+            # A stall: say how far it got (the caller's size check fails with the figure).
+            answer = f"(stalled: nothing for {TIMEOUT:.0f} s)"
         return {"local": local_of(sock), "received": received, "sha256": digest.hexdigest(),
-                "answer": read_line(sock), "seconds": round(time.monotonic() - started, 3)}
+                "answer": answer, "seconds": round(time.monotonic() - started, 3)}
 
 
 def tcp_many(endpoints, count, size):
@@ -171,8 +177,27 @@ def udp_echo(endpoint, payload):
                 "reply": answer.decode("utf-8", "replace")}
 
 
+def udp_refused(endpoint):
+    """One datagram from a socket connected to ENDPOINT, then a receive: "refused" when an ICMP
+    port unreachable about exactly that tuple came back (ECONNREFUSED), else "timeout" or "answered"."""
+    ip, port = parse_endpoint(endpoint)
+    with socket.socket(family_of(ip), socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3.0)
+        sock.connect((ip, port))
+        sock.send(b"anyone?")
+        try:
+            sock.recv(65535)
+            result = "answered"
+        except ConnectionRefusedError:
+            result = "refused"
+        except TimeoutError:
+            result = "timeout"
+        return {"local": local_of(sock), "result": result}
+
+
 ACTIONS = {"tcp-id": tcp_id, "tcp-sink": tcp_sink, "tcp-source": tcp_source, "tcp-many": tcp_many,
-           "tcp-probe": tcp_probe, "tcp-steady": tcp_steady, "udp-echo": udp_echo}
+           "tcp-probe": tcp_probe, "tcp-steady": tcp_steady, "udp-echo": udp_echo,
+           "udp-refused": udp_refused}
 
 
 def main():

@@ -14,6 +14,7 @@ from endpoints import format_endpoint
 from processes import CommandFailed, Programs, run_command
 from redirectors import (DaemonRedirect, KernelRedirect, EXAMPLE_PORT, EXAMPLE_PROXY_PORT, LOCAL_PORT,
                          LOCAL_PROXY_PORT, TCP_PORTS, TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, EXCLUDE_MARK,
+                         UDP_CONNECTED_PORT,
                          ruleset)
 from topology import REMOTE_V4, REMOTE_V6, Topology
 
@@ -72,6 +73,7 @@ class Harness:
         self.start_proxy("tcp-proxy", "tcp", ["0.0.0.0", "::"], TCP_PROXY_PORT)
         self.start_proxy("udp-relay", "udp", ["0.0.0.0", "::"], UDP_RELAY_PORT)
         self.start_proxy("local-proxy", "tcp", ["127.0.0.1", "::1"], LOCAL_PROXY_PORT, mark=EXCLUDE_MARK)
+        self.start_udp_connected()
         if self.mode == "daemon":
             self.start_example_proxy()
 
@@ -101,6 +103,15 @@ class Harness:
         proxy = self.programs.start(name, self.topology.router, argv)
         proxy.wait_for_log(lambda text: "ready" in text, 10, "ready line")
         self.proxies[name] = proxy
+
+    def start_udp_connected(self):
+        """udp_connected.py: answers each client from a connected socket and logs whether the
+        client's port unreachable came back to it (ECONNREFUSED)."""
+        argv = [PYTHON, os.path.join(HERE, "udp_connected.py"),
+                *[f"--listen={format_endpoint(address, UDP_CONNECTED_PORT)}" for address in ("0.0.0.0", "::")]]
+        proxy = self.programs.start("udp-connected", self.topology.router, argv)
+        proxy.wait_for_log(lambda text: "ready" in text, 10, "ready line")
+        self.proxies["udp-connected"] = proxy
 
     def start_example_proxy(self):
         """examples/transparent_proxy.py, asking with LOOKUPFD, on the EXAMPLE_PROXY_PORT redirect."""

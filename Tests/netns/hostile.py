@@ -16,8 +16,8 @@ import random
 import struct
 import sys
 
-from scapy.all import (IP, IPv6, TCP, UDP, Ether, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
-                       IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw, conf, sendp)
+from scapy.all import (ICMP, IP, IPv6, TCP, UDP, Ether, ICMPv6DestUnreach, ICMPv6PacketTooBig, IPv6ExtHdrDestOpt,
+                       IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw, conf, sendp)
 
 from topology import CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6
 
@@ -60,6 +60,26 @@ def patch(data, offset, value_bytes):
 
 
 BLIND_RESET = "tcp-rst-out-of-window"
+# ICMP errors quoting the established flow's port: the flow must not notice either.
+FORGED_ERRORS = ("icmp-frag-needed-forged-about-the-flow", "icmp-error-quoting-the-flow-the-wrong-way")
+TRANSLATED = "nfqr_icmp_errors_total{result=translated}"
+UNMATCHED = "nfqr_icmp_errors_total{result=unmatched}"
+
+
+def reply_quote(port, proto=6, v6_quote=False):
+    """A packet the client could have got from the remote (remote:80 -> client:port), as an
+    error would quote it: the IP header and `length` bytes of transport."""
+    if v6_quote:
+        return bytes(IPv6(src=REMOTE_V6, dst=CLIENT_V6) / TCP(sport=80, dport=port, flags="A",
+                                                                 seq=random.getrandbits(32)))
+    transport = TCP(sport=80, dport=port, flags="A", seq=random.getrandbits(32)) if proto == 6 \
+        else UDP(sport=53, dport=port)
+    return bytes(IP(src=REMOTE_V4, dst=CLIENT_V4) / transport / Raw(b"r" * 32))
+
+
+def icmp4(quote, kind=3, code=4):
+    """An ICMP error from the client to the remote address: R queues it in raw PREROUTING."""
+    return bytes_of(v4() / ICMP(type=kind, code=code, nexthopmtu=1280) / Raw(quote))
 
 # name -> (frame builder taking a source port, where it must be counted)
 CORPUS = {
@@ -114,6 +134,22 @@ CORPUS = {
                                          ["snmp:Ip6.Ip6InTruncatedPkts", "snmp:Ip6.Ip6InHdrErrors"]),
     "ipv6-mapped-source": (lambda p: bytes_of(IPv6(src="::ffff:192.0.2.2", dst=REMOTE_V6) / syn(p)),
                            [reason("mapped_address_in_ipv6"), "snmp:Ip6.Ip6InAddrErrors", "snmp:Ip6.Ip6InHdrErrors"]),
+    # --- related traffic: ICMP errors, malformed, forged, or of no flow ------------------------
+    # Errors from the client about a reply of the established flow (the client may send one):
+    # translated to the proxy, whose kernel ignores a quoted sequence number it never sent.
+    FORGED_ERRORS[0]: (lambda p: icmp4(reply_quote(p)[:48]), [TRANSLATED]),
+    # The flow's own original tuple quoted from the client's side: no flow is that way round.
+    FORGED_ERRORS[1]: (lambda p: icmp4(bytes(IP(src=CLIENT_V4, dst=REMOTE_V4) / TCP(sport=p, dport=80))[:28]),
+                       [UNMATCHED]),
+    "icmp-error-of-no-flow": (lambda p: icmp4(reply_quote(p, proto=17)[:28], code=3), [UNMATCHED]),
+    "icmp-error-quote-truncated": (lambda p: icmp4(reply_quote(p)[:27]), [reason("icmp_truncated")]),
+    "icmp-error-quote-other-family": (lambda p: icmp4(reply_quote(p, v6_quote=True)[:48]), [reason("icmp_bad_quote")]),
+    "icmp-error-quote-ihl-below-5": (lambda p: icmp4(patch(reply_quote(p)[:28], 0, b"\x44")), [reason("icmp_bad_quote")]),
+    "icmpv6-packet-too-big-quote-truncated": (
+        lambda p: bytes_of(v6() / ICMPv6PacketTooBig(mtu=1280) / Raw(reply_quote(p, v6_quote=True)[:47])),
+        [reason("icmp_truncated")]),
+    "icmpv6-error-of-no-flow": (
+        lambda p: bytes_of(v6() / ICMPv6DestUnreach(code=4) / Raw(reply_quote(p, v6_quote=True))), [UNMATCHED]),
     # --- well-formed but odd TCP: the daemon tracks or ignores them, and survives -------------
     "tcp-option-garbage": (lambda p: bytes_of(v4() / syn(p, options=[(2, b""), (3, b"\xff" * 3), (255, b"\x00" * 30)])),
                            [REWRITTEN]),

@@ -22,6 +22,10 @@ LOCAL_PROXY_PORT = 8090    # ... go to 127.0.0.1 / ::1 on this port
 EXCLUDE_MARK = 0x1         # the local proxy marks its upstream sockets with this: never redirected
 EXAMPLE_PORT = 81          # daemon mode only: tcp 81 goes to examples/transparent_proxy.py (LOOKUPFD)
 EXAMPLE_PROXY_PORT = 8081
+UDP_REFUSED_PORT = 54      # udp 54 goes to udp_connected.py, which answers from connected sockets
+UDP_CONNECTED_PORT = 5354
+UDP_CLOSED_PORT = 55       # udp 55 goes to 5355, where nothing listens: R's stack answers port unreachable
+UDP_NO_PROXY_PORT = 5355
 UDP_TIMEOUT = 3            # daemon mode: short UDP timeouts, so an expired flow can be seen
 
 PORT_LIST = ",".join(map(str, TCP_PORTS))
@@ -37,6 +41,8 @@ class KernelRedirect:
 -A OUTPUT -j NFQR_BASELINE_LOCAL
 -A NFQR_BASELINE -p tcp -m multiport --dports {PORT_LIST} -j REDIRECT --to-ports {TCP_PROXY_PORT}
 -A NFQR_BASELINE -p udp --dport {UDP_PORT} -j REDIRECT --to-ports {UDP_RELAY_PORT}
+-A NFQR_BASELINE -p udp --dport {UDP_REFUSED_PORT} -j REDIRECT --to-ports {UDP_CONNECTED_PORT}
+-A NFQR_BASELINE -p udp --dport {UDP_CLOSED_PORT} -j REDIRECT --to-ports {UDP_NO_PROXY_PORT}
 -A NFQR_BASELINE_LOCAL -m mark --mark {EXCLUDE_MARK:#x} -j RETURN
 -A NFQR_BASELINE_LOCAL -p tcp --dport {LOCAL_PORT} -j REDIRECT --to-ports {LOCAL_PROXY_PORT}
 COMMIT
@@ -86,6 +92,8 @@ class DaemonRedirect:
                 "--redirect", f"tcp:{PORT_LIST}:{TCP_PROXY_PORT}",
                 "--redirect", f"tcp:{EXAMPLE_PORT}:{EXAMPLE_PROXY_PORT}",
                 "--redirect", f"udp:{UDP_PORT}:{UDP_RELAY_PORT}",
+                "--redirect", f"udp:{UDP_REFUSED_PORT}:{UDP_CONNECTED_PORT}",
+                "--redirect", f"udp:{UDP_CLOSED_PORT}:{UDP_NO_PROXY_PORT}",
                 "--redirect-local", f"tcp:{LOCAL_PORT}:{LOCAL_PROXY_PORT}",
                 "--exclude-mark", f"{EXCLUDE_MARK:#x}"]
         # NFQR_DAEMON_ARGS: extra flags for a variant run, e.g. "--queues 2 --busy-poll 200

@@ -13,12 +13,21 @@
                             |   (upstream SO_MARK=1)         |        |   ("remote")        |
                             +--------------------------------+        +---------------------+
 
+  far client ns F     router ns A           router ns B          (R, another link)
+  +--------------+     +-------------+       +-------------+      +---------------+
+  | 203.0.113.74 |-----| .73     .70 |=======| .69     .66 |------| .65  (R)      |
+  | 2001:db8:6::2|     |             | 1280  |             |      | 2001:db8:4::1 |
+  +--------------+     +-------------+ bytes +-------------+      +---------------+
+
+The narrow path F - A - B - R: the A-B link is 1280 bytes, so R's 1500-byte replies to F need
+path MTU discovery, whose errors B sends to the replies' (original destination) source.
+
 The client dials the remote addresses on S; R redirects tcp 80,443 -> 8080 and udp 53 -> 5353
 (traffic from C) and tcp 9000 -> 8090 (programs in R itself). Each proxy learns the original
 destination (daemon lookup socket, or SO_ORIGINAL_DST / conntrack in kernel mode), logs it and
 relays there, so a client's answer from S proves the whole path.
 
-Usage (root): runner.py [--mode daemon|kernel]. The last line is `N passed, N failed`; the
+Usage (root): runner.py [--mode daemon|kernel] [--only TEXT ...]. The last line is `N passed, N failed`; the
 exit status is non-zero on any failure. Nothing is left behind: a final test asserts it.
 """
 
@@ -126,6 +135,9 @@ def main():
                         help="main: the redirect cases (default); robust: hostile packets, SYN flood, "
                              "queue overflow; soak: NFQR_SOAK_SECONDS of traffic and churn; service: restarts, "
                              "stops, kills, reload, watchdog, notify protocol, metrics (daemon mode only)")
+    parser.add_argument("--only", action="append", metavar="TEXT",
+                        help="run only the tests whose name contains TEXT (repeatable; any matches); "
+                             "the clean-up check always runs")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
@@ -136,6 +148,12 @@ def main():
     suite = {"main": CASES, "robust": ROBUST_CASES, "soak": SOAK_CASES, "service": SERVICE_CASES}[args.suite]
     cases_run = [(name, test, seconds) for name, test, seconds, modes in suite if args.mode in modes]
     left_out = [name for name, _, _, modes in suite if args.mode not in modes]
+    if args.only:
+        cases_run = [case for case in cases_run if any(text in case[0] for text in args.only)]
+        left_out = [name for name in left_out if any(text in name for text in args.only)]
+        if not cases_run:
+            print(f"runner.py: no test of the {args.suite} suite in {args.mode} mode matches {args.only}", file=sys.stderr)
+            return 2
     print(f"nfq-redirect netns suite {args.suite}, mode {args.mode}: {len(cases_run) + 1} tests"
           + (f" (daemon binaries from {bin_dir})" if args.mode == "daemon" else ""))
     for name in left_out:

@@ -343,6 +343,11 @@ def killed_fail_closed(env):
     expect(our_rules(env) != [], "rules still in place after SIGKILL", "none")
     expect_equal("new connection to a redirected port while the daemon is dead (fail-closed: it waits)",
                  "timeout", env.client("tcp-probe", format_endpoint(REMOTE_V4, 80), 1.5)["result"])
+    # ICMP errors are queued too (related traffic), but their rules always bypass: R's own port
+    # unreachable (sent through NFQR-REPLY) still reaches the client while no daemon reads the queue.
+    for router in (ROUTER_CLIENT_SIDE_V4, ROUTER_CLIENT_SIDE_V6):
+        expect_equal(f"an ICMP error R sends while the daemon is dead ({router}: bypassed, not dropped)",
+                     "refused", env.client("udp-refused", format_endpoint(router, 9))["result"])
     start_daemon(env)
     expect_redirected(env)  # starting again recovers
 
@@ -849,7 +854,7 @@ CASES = [
     ("stop for good (SIGTERM): no rule left, no saved table, ports pass unredirected", stop_for_good, 60, DAEMON),
     ("systemd ExecStopPost: rules kept for a restart after a failure, removed after a clean stop",
      systemd_stop_post, 60, DAEMON),
-    ("SIGKILL, fail-closed: redirected ports wait; start again recovers; rules --remove cleans up",
+    ("SIGKILL, fail-closed: redirected ports wait, ICMP errors pass; start again recovers; rules --remove cleans up",
      killed_fail_closed, 60, DAEMON),
     ("SIGKILL, fail-open: redirected ports pass unredirected; start again recovers", killed_fail_open, 60, DAEMON),
     ("corrupt state file: a clear log line, set aside, clean start", corrupt_state_file, 60, DAEMON),

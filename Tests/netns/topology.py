@@ -15,6 +15,17 @@ ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6 = "198.51.100.1", "2001:db8:2::1"
 SERVER_V4, SERVER_V6 = "198.51.100.2", "2001:db8:2::2"
 REMOTE_V4, REMOTE_V6 = "203.0.113.10", "2001:db8:3::10"  # what the client dials; on S's lo
 
+# The narrow path: a far client F two routers (A, B) away from R, with a 1280-byte link between
+# A and B, on the way back to F. Small blocks of the documentation ranges, none overlapping
+# the ones above (REMOTE_V4 is a /32 elsewhere in 203.0.113.0/24).
+NARROW_MTU = 1280
+ROUTER_NARROW_SIDE_V4, ROUTER_NARROW_SIDE_V6 = "203.0.113.65", "2001:db8:4::1"   # R on the R-B link
+B_ROUTER_SIDE_V4, B_ROUTER_SIDE_V6 = "203.0.113.66", "2001:db8:4::2"
+B_NARROW_V4, B_NARROW_V6 = "203.0.113.69", "2001:db8:5::1"                       # B on the narrow link
+A_NARROW_V4, A_NARROW_V6 = "203.0.113.70", "2001:db8:5::2"
+A_CLIENT_SIDE_V4, A_CLIENT_SIDE_V6 = "203.0.113.73", "2001:db8:6::1"
+FAR_CLIENT_V4, FAR_CLIENT_V6 = "203.0.113.74", "2001:db8:6::2"
+
 
 class Topology:
     def __init__(self, tag):
@@ -23,14 +34,21 @@ class Topology:
         short = "nfqr" + "".join(ch for ch in tag if ch.isdigit())[-7:]
         self.client_link, self.router_client_link = f"{short}c", f"{short}rc"
         self.router_server_link, self.server_link = f"{short}rs", f"{short}s"
+        # The narrow path: F - A - (1280 bytes) - B - R.
+        self.far_client, self.router_a, self.router_b = f"{tag}-f", f"{tag}-a", f"{tag}-b"
+        self.router_b_link, self.b_router_link = f"{short}rb", f"{short}br"
+        self.b_narrow_link, self.a_narrow_link = f"{short}ba", f"{short}ab"
+        self.a_client_link, self.far_client_link = f"{short}af", f"{short}f"
 
     @property
     def namespaces(self):
-        return [self.client, self.router, self.server]
+        return [self.client, self.router, self.server, self.far_client, self.router_a, self.router_b]
 
     @property
     def links(self):
-        return [self.client_link, self.router_client_link, self.router_server_link, self.server_link]
+        return [self.client_link, self.router_client_link, self.router_server_link, self.server_link,
+                self.router_b_link, self.b_router_link, self.b_narrow_link, self.a_narrow_link,
+                self.a_client_link, self.far_client_link]
 
     def create(self):
         for ns in self.namespaces:
@@ -62,6 +80,39 @@ class Topology:
         self._route(self.router, f"{REMOTE_V6}/128", SERVER_V6, v6=True)
         self._route(self.server, "192.0.2.0/24", ROUTER_SERVER_SIDE_V4)
         self._route(self.server, "2001:db8:1::/64", ROUTER_SERVER_SIDE_V6, v6=True)
+        self._create_narrow_path()
+
+    def _create_narrow_path(self):
+        """F - A - B - R, the A-B link 1280 bytes (the IPv6 minimum) both ways: R's replies to F
+        (1500-byte segments) must be shrunk by path MTU discovery, whose "fragmentation needed" /
+        "packet too big" B sends to the replies' source address."""
+        run_command(["ip", "-n", self.router, "link", "add", self.router_b_link, "type", "veth",
+                     "peer", "name", self.b_router_link, "netns", self.router_b])
+        run_command(["ip", "-n", self.router_b, "link", "add", self.b_narrow_link, "mtu", str(NARROW_MTU),
+                     "type", "veth", "peer", "name", self.a_narrow_link, "mtu", str(NARROW_MTU),
+                     "netns", self.router_a])
+        run_command(["ip", "-n", self.router_a, "link", "add", self.a_client_link, "type", "veth",
+                     "peer", "name", self.far_client_link, "netns", self.far_client])
+        self._address(self.router, self.router_b_link, f"{ROUTER_NARROW_SIDE_V4}/30", f"{ROUTER_NARROW_SIDE_V6}/64")
+        self._address(self.router_b, self.b_router_link, f"{B_ROUTER_SIDE_V4}/30", f"{B_ROUTER_SIDE_V6}/64")
+        self._address(self.router_b, self.b_narrow_link, f"{B_NARROW_V4}/30", f"{B_NARROW_V6}/64")
+        self._address(self.router_a, self.a_narrow_link, f"{A_NARROW_V4}/30", f"{A_NARROW_V6}/64")
+        self._address(self.router_a, self.a_client_link, f"{A_CLIENT_SIDE_V4}/30", f"{A_CLIENT_SIDE_V6}/64")
+        self._address(self.far_client, self.far_client_link, f"{FAR_CLIENT_V4}/30", f"{FAR_CLIENT_V6}/64")
+        for ns in (self.router_a, self.router_b):
+            set_sysctl(ns, "net/ipv4/ip_forward", 1)
+            set_sysctl(ns, "net/ipv6/conf/all/forwarding", 1)
+        self._route(self.far_client, "default", A_CLIENT_SIDE_V4)
+        self._route(self.far_client, "default", A_CLIENT_SIDE_V6, v6=True)
+        self._route(self.router_a, "default", B_NARROW_V4)
+        self._route(self.router_a, "default", B_NARROW_V6, v6=True)
+        self._route(self.router_b, "default", ROUTER_NARROW_SIDE_V4)
+        self._route(self.router_b, "default", ROUTER_NARROW_SIDE_V6, v6=True)
+        self._route(self.router_b, f"{FAR_CLIENT_V4}/32", A_NARROW_V4)
+        self._route(self.router_b, "2001:db8:6::/64", A_NARROW_V6, v6=True)
+        for prefix_v4, prefix_v6 in (("203.0.113.68/30", "2001:db8:5::/64"), ("203.0.113.72/30", "2001:db8:6::/64")):
+            self._route(self.router, prefix_v4, B_ROUTER_SIDE_V4)
+            self._route(self.router, prefix_v6, B_ROUTER_SIDE_V6, v6=True)
 
     def destroy(self):
         """Deletes whichever of our namespaces exist (their links and rules go with them)."""

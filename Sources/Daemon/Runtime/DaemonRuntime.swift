@@ -371,7 +371,7 @@ final class DaemonRuntime: @unchecked Sendable {
         report.counter("nfqr_packets_total", sum(\.packets), help: "Packets received from the kernel's queues.")
         report.counter("nfqr_bytes_total", sum(\.bytes), help: "Bytes of packets received from the kernel's queues.")
         report.counter("nfqr_verdicts_total", sum(\.accepted), labels: [("verdict", "accept")], help: "Verdicts by kind.")
-        report.counter("nfqr_verdicts_total", sum(\.rewrittenOriginal) + sum(\.rewrittenReply), labels: [("verdict", "rewrite")], help: "Verdicts by kind.")
+        report.counter("nfqr_verdicts_total", sum(\.rewrittenOriginal) + sum(\.rewrittenReply) + sum(\.relatedTranslated), labels: [("verdict", "rewrite")], help: "Verdicts by kind.")
         report.counter("nfqr_verdicts_total", sum(\.dropped), labels: [("verdict", "drop")], help: "Verdicts by kind.")
         let byteCounters: [(String, KeyPath<DatapathWorker, AtomicCounter>)] =
             [("accept", \.acceptedBytes), ("rewrite", \.rewrittenBytes), ("drop", \.droppedBytes)]
@@ -383,6 +383,12 @@ final class DaemonRuntime: @unchecked Sendable {
         report.histogram("nfqr_lookup_seconds", lookupLatency.snapshot, help: "Time to answer a LOOKUP from the flow table.")
         report.counter("nfqr_rewrites_total", sum(\.rewrittenOriginal), labels: [("direction", "original")], help: "Packets rewritten, by direction.")
         report.counter("nfqr_rewrites_total", sum(\.rewrittenReply), labels: [("direction", "reply")], help: "Packets rewritten, by direction.")
+        let related: [(String, KeyPath<EngineCounters, AtomicCounter>)] =
+            [("translated", \.relatedTranslated), ("not_redirected", \.relatedNotRedirected), ("unmatched", \.relatedUnmatched)]
+        for (result, counter) in related {
+            report.counter("nfqr_icmp_errors_total", sum { $0[keyPath: counter] }, labels: [("result", result)],
+                           help: "ICMP/ICMPv6 errors quoting a TCP or UDP packet, by what they matched: translated for a redirected flow, passed otherwise.")
+        }
         report.counter("nfqr_untracked_packets_total", sum(\.untracked), help: "Packets of flows the table does not know and would not create (e.g. TCP without SYN).")
         report.counter("nfqr_drops_total", sum(\.refusedTableFull), labels: [("reason", "table_full")], help: "Dropped packets, by reason.")
         report.counter("nfqr_drops_total", sum(\.refusedTupleInUse), labels: [("reason", "tuple_in_use")], help: "Dropped packets, by reason.")

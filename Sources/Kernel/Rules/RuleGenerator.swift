@@ -6,7 +6,9 @@ import RedirectCore
 /// (before conntrack) — PREROUTING for `.network` rules, OUTPUT for `.local` ones — and
 /// the proxy's replies (source port == a rule's toPort) in `mangle OUTPUT`, after conntrack.
 /// Packets to a toPort are queued too, so the daemon sees clients that dial the proxy
-/// directly ("tracked, not redirected"). PREROUTING skips `lo`: packets on it were sent by
+/// directly ("tracked, not redirected"). ICMP and ICMPv6 errors (`icmpErrorTypes`) are queued
+/// in each chain that has rules of their family: the datapath translates the ones about its
+/// flows (related traffic) and passes the rest. PREROUTING skips `lo`: packets on it were sent by
 /// this host and already passed OUTPUT, where the kernel's REDIRECT would have judged them.
 public enum RuleGenerator {
     /// The iptables rules for `family`, or nil when no rule applies to it.
@@ -46,6 +48,17 @@ public enum RuleGenerator {
             }
             add("-p \(rule.proto) --dport \(rule.toPort) -j \(original)", to: chain)
             add("-p \(rule.proto) --sport \(rule.toPort) -j \(reply)", to: .reply)
+        }
+        // Related traffic: the ICMP errors that can concern a flow, after every flow rule. Always
+        // with --queue-bypass (see `icmpErrorTypes`).
+        let relatedOriginal = queueTarget(configuration.originalQueues, bypass: true)
+        let relatedReply = queueTarget(configuration.replyQueues, bypass: true)
+        let scopes = Set(configuration.rules.filter { $0.families.contains(family) && appliesTo(family, $0) }.map(\.scope))
+        for type in icmpErrorTypes(family) {
+            let match = family == .ipv4 ? "-p icmp --icmp-type \(type)" : "-p ipv6-icmp --icmpv6-type \(type)"
+            if scopes.contains(.network) { add("\(match) -j \(relatedOriginal)", to: .preRouting) }
+            if scopes.contains(.local) { add("\(match) -j \(relatedOriginal)", to: .output) }
+            add("\(match) -j \(relatedReply)", to: .reply)
         }
         return matched ? IptablesRuleSet(family: family, rules: rules) : nil
     }
@@ -94,6 +107,16 @@ public enum RuleGenerator {
             add("\(rule.proto) sport \(rule.toPort) \(reply)", to: &replies)
         }
 
+        // Related traffic, per family that has rules in the chain's scope: after every flow rule.
+        for family in AddressFamily.allCases {
+            let scopes = Set(configuration.rules.filter { $0.families.contains(family) && appliesTo(family, $0) }.map(\.scope))
+            guard !scopes.isEmpty else { continue }
+            let line = "\(family == .ipv4 ? "icmp" : "icmpv6") type { \(icmpErrorTypes(family).joined(separator: ", ")) }"
+            if scopes.contains(.network) { add("\(line) \(nftQueue(configuration.originalQueues, bypass: true))", to: &preRouting) }
+            if scopes.contains(.local) { add("\(line) \(nftQueue(configuration.originalQueues, bypass: true))", to: &output) }
+            add("\(line) \(nftQueue(configuration.replyQueues, bypass: true))", to: &replies)
+        }
+
         func chain(_ name: String, hook: String, priority: Int, _ rules: [String]) -> String {
             "\tchain \(name) {\n\t\ttype filter hook \(hook) priority \(priority); policy accept;\n"
                 + rules.map { "\t\t\($0)\n" }.joined() + "\t}\n"
@@ -103,6 +126,25 @@ public enum RuleGenerator {
             + chain("output", hook: "output", priority: -300, output)
             + chain("reply", hook: "output", priority: -150, replies)
             + "}\n"
+    }
+
+    /// The ICMP error types that can quote a packet of a flow (RFC 792, RFC 4443), which the
+    /// daemon translates as the kernel's NAT translates RELATED traffic. Not echo, not neighbour
+    /// discovery, not redirects: ordinary ICMP stays off the datapath.
+    ///
+    /// Their rules always bypass (`--queue-bypass`), fail-open or not: most errors a host sees
+    /// or sends concern other traffic (a router's own "fragmentation needed" for forwarded
+    /// packets), and with no daemon bound they must pass as they did before it, untranslated,
+    /// rather than be dropped; at worst an error about a redirected flow then misses its socket.
+    static func icmpErrorTypes(_ family: AddressFamily) -> [String] {
+        family == .ipv4
+            ? ["destination-unreachable", "time-exceeded", "parameter-problem"]
+            : ["destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem"]
+    }
+
+    /// Whether `rule` gives any rule for `family` (its address lists may name only the other family).
+    private static func appliesTo(_ family: AddressFamily, _ rule: RedirectRule) -> Bool {
+        addresses(rule.sources, family: family) != nil && addresses(rule.destinations, family: family) != nil
     }
 
     /// The CIDRs of one family as rule arguments: [nil] for "any", nil when the rule names

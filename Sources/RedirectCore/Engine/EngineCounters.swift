@@ -16,6 +16,12 @@ public final class EngineCounters: Sendable {
     public let refusedTupleInUse = AtomicCounter()
     /// Redirects dropped because the incoming interface had no usable address.
     public let noRedirectAddress = AtomicCounter()
+    /// ICMP errors about a redirected flow, translated (related traffic, either direction).
+    public let relatedTranslated = AtomicCounter()
+    /// ICMP errors about a flow tracked but not redirected: passed unchanged.
+    public let relatedNotRedirected = AtomicCounter()
+    /// Well-formed ICMP errors quoting no flow (or one in the other direction): passed unchanged.
+    public let relatedUnmatched = AtomicCounter()
     /// Packets not parsed, by reason (indexed like `PacketError.allCases`).
     public let packetErrors: [AtomicCounter] = PacketError.allCases.map { _ in AtomicCounter() }
 

@@ -5,6 +5,7 @@
 /// Original-direction packets get their destination rewritten to the proxy (the kernel's
 /// conntrack, which runs after the raw table, then sees client -> proxy); replies from the
 /// proxy, queued after conntrack, get their source rewritten back to the original destination.
+/// ICMP errors about a redirected flow (related traffic) are translated to match.
 public final class RedirectEngine: Sendable {
     public let table: FlowTable
     public let counters: EngineCounters
@@ -22,10 +23,10 @@ public final class RedirectEngine: Sendable {
         do {
             packet = try ParsedPacket.parse(bytes)
         } catch {
-            counters.count(error)
-            if error.isPassUntouched { return accept() }
-            counters.dropped.add(1)
-            return .drop
+            // Neither TCP nor UDP: the rules queue no other protocol than ICMP errors, so only
+            // these few packets read the IP header a second time, as an error's outer header.
+            if error == .unsupportedProtocol { return processRelated(bytes, metadata: metadata, now: now) }
+            return refuse(error)
         }
         let tuple = FlowTuple(proto: packet.proto, source: packet.source, destination: packet.destination)
         switch metadata.direction {
@@ -95,6 +96,48 @@ public final class RedirectEngine: Sendable {
                 return accept()
             }
         }
+    }
+
+    /// A packet that is neither TCP nor UDP: an ICMP error about one of the flows is translated
+    /// as the kernel's NAT translates RELATED traffic (see `FlowTable.related` for which quote
+    /// each direction matches, `ICMPErrorPacket` for what is rewritten); any other error, and
+    /// anything else, passes untouched; a malformed error is dropped and counted. The table is
+    /// only read.
+    private func processRelated(_ bytes: UnsafeMutableRawBufferPointer, metadata: PacketMetadata, now: UInt32) -> Verdict {
+        var message: ICMPErrorPacket
+        do {
+            message = try ICMPErrorPacket.parse(bytes)
+        } catch {
+            return refuse(error)
+        }
+        switch table.related(quoted: message.quotedTuple, direction: metadata.direction, now: now) {
+        case .translate(let endpoint):
+            do {
+                switch metadata.direction {
+                case .original:
+                    try message.rewriteQuotedSource(to: endpoint, in: bytes, checksumNotReady: metadata.checksumNotReady)
+                case .reply:
+                    try message.rewriteQuotedDestination(to: endpoint, in: bytes, checksumNotReady: metadata.checksumNotReady)
+                }
+                return rewritten(counters.relatedTranslated)
+            } catch {
+                return rewriteFailed(error)
+            }
+        case .notRedirected:
+            counters.relatedNotRedirected.add(1)
+            return accept()
+        case .unmatched:
+            counters.relatedUnmatched.add(1)
+            return accept()
+        }
+    }
+
+    /// A packet not parsed: passed untouched or dropped by its reason, and counted.
+    private func refuse(_ error: PacketError) -> Verdict {
+        counters.count(error)
+        if error.isPassUntouched { return accept() }
+        counters.dropped.add(1)
+        return .drop
     }
 
     @inline(__always)

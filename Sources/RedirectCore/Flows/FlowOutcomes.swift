@@ -21,6 +21,16 @@ public enum ReplyOutcome: Hashable, Sendable {
     case untracked
 }
 
+/// What the datapath should do with an ICMP error about a flow's packet (related traffic).
+public enum RelatedOutcome: Hashable, Sendable {
+    /// The flow is redirected: translate the error with this endpoint (see `FlowTable.related`).
+    case translate(Endpoint)
+    /// The flow is tracked but not redirected: the error is already right; pass it unchanged.
+    case notRedirected
+    /// The quote is of no live flow, or of one in the other direction: pass it unchanged. Counted.
+    case unmatched
+}
+
 /// Why a new flow was not created.
 public enum FlowRefusal: UInt8, Hashable, Sendable, CustomStringConvertible {
     /// The table is at its limit and no flow that is not yet assured could be evicted.

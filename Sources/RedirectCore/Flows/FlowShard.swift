@@ -99,6 +99,27 @@ struct FlowShard: ~Copyable {
         return outcome
     }
 
+    /// The flow an ICMP error quoting `quoted` is about (see `FlowTable.related`). Reads only:
+    /// no flow is created, destroyed or accounted, no state or timer moves, even for an expired
+    /// flow, which is simply not matched.
+    func related(quoted: FlowTuple, direction: PacketMetadata.Direction, clientHash: UInt64, now: UInt32) -> RelatedOutcome {
+        let slot: UInt32?
+        switch direction {
+        case .original:
+            // The quote is a reply the client got (original destination -> client).
+            let hash = hasher.tupleHash(clientHash: clientHash, other: quoted.source)
+            slot = findOriginal(quoted.reversed, hash: hash)
+        case .reply:
+            // The quote is a client's packet as the proxy got it (client -> redirect target).
+            let hash = hasher.tupleHash(clientHash: clientHash, other: quoted.destination)
+            slot = findReply(quoted.proto, source: quoted.destination, client: quoted.source, hash: hash)
+        }
+        guard let slot, !slab[slot].isExpired(at: now) else { return .unmatched }
+        let flow = slab[slot]
+        guard flow.flags.contains(.redirected) else { return .notRedirected }
+        return .translate(direction == .original ? flow.replySourceEndpoint : flow.originalDestinationEndpoint)
+    }
+
     mutating func lookup(
         proto: TransportProtocol, client: Endpoint, local: Endpoint, clientHash: UInt64, now: UInt32
     ) -> FlowLookupResult {

@@ -96,6 +96,25 @@ public final class FlowTable: Sendable {
         }
     }
 
+    /// The flow an ICMP or ICMPv6 error quoting `quoted` is about, as the kernel's conntrack
+    /// finds the master of a RELATED packet (icmp_error_message: the inverted inner tuple), in
+    /// the direction the error was queued in:
+    /// - `.original` (raw PREROUTING / raw OUTPUT): the quote must be a reply as the client saw
+    ///   it, original destination -> client, i.e. the reverse of a flow's ORIGINAL tuple; the
+    ///   answer is the redirect target, the quote's new source and the error's new destination.
+    /// - `.reply` (mangle OUTPUT): the quote must be a client's packet as the proxy got it,
+    ///   client -> redirect target, the reverse of a flow's REPLY tuple; the answer is the
+    ///   original destination, the quote's new destination and the error's new source.
+    /// A quote in the other direction, or of no flow, is `.unmatched`. Read only: nothing is
+    /// created, removed, counted or timed, whatever the error says.
+    public func related(quoted: FlowTuple, direction: PacketMetadata.Direction, now: UInt32) -> RelatedOutcome {
+        let client = direction == .original ? quoted.destination : quoted.source
+        let clientHash = hasher.clientHash(proto: quoted.proto, client: client)
+        return shards.withLock(shardIndex(clientHash)) {
+            $0.related(quoted: quoted, direction: direction, clientHash: clientHash, now: now)
+        }
+    }
+
     /// Where a proxy's connection really was going: `client` is the peer of the accepted socket,
     /// `local` its own end (the reply tuple `local -> client`, as the kernel's getorigdst looks it up).
     public func lookup(proto: TransportProtocol, client: Endpoint, local: Endpoint, now: UInt32) -> FlowLookupResult {

@@ -21,6 +21,13 @@ struct IPv6Header {
         packet = UnsafeRawBufferPointer(rebasing: bytes[0..<totalLength])
     }
 
+    /// A header quoted in an ICMPv6 error: `packet` is what the quote holds of the packet (at
+    /// least the fixed header), usually less than its payload length says.
+    init(quoted packet: UnsafeRawBufferPointer) {
+        assert(packet.count >= Self.length)
+        self.packet = packet
+    }
+
     var nextHeader: UInt8 { packet[Self.nextHeaderOffset] }
 
     var source: IPAddress { IPAddress(reading: packet, at: Self.sourceOffset, family: .ipv6) }

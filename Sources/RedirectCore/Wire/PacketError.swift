@@ -20,7 +20,8 @@ public enum PacketError: Error, Hashable, Sendable, CaseIterable, CustomStringCo
     /// Any IPv4 fragment (MF set or offset non-zero) or any IPv6 Fragment header: the ports
     /// are missing or cannot be trusted, and a mapping is never guessed.
     case fragment
-    /// Neither TCP nor UDP (ICMP, ESP, No Next Header, an unknown extension header, ...).
+    /// Neither TCP nor UDP nor an ICMP error (ESP, ICMP echo, No Next Header, an unknown
+    /// extension header, ...).
     case unsupportedProtocol
     /// More IPv6 extension headers, or more bytes of them, than the parser walks.
     case ipv6ExtensionChainTooLong
@@ -41,6 +42,16 @@ public enum PacketError: Error, Hashable, Sendable, CaseIterable, CustomStringCo
     case badUDPLength
     /// A rewrite asked for an address of the other family than the packet's.
     case familyMismatch
+    /// An ICMP or ICMPv6 error shorter than its header, or quoting less than the quoted IP
+    /// header and 8 bytes of its transport header (the ports): too short to tell which flow it
+    /// concerns, and none of RFC 792, RFC 1812 or RFC 4443 allows it.
+    case icmpTruncated
+    /// An ICMP error whose quoted header is no packet of the outer family (wrong version, IHL
+    /// below 5, a length shorter than its header, IPv4-mapped addresses in IPv6): forged or broken.
+    case icmpBadQuote
+    /// An ICMP error quoting a packet the daemon cannot have tracked (neither TCP nor UDP, a
+    /// non-first fragment, a packet on its routing header's way): not its business.
+    case icmpQuoteUntracked
 
     /// A stable snake_case name for metrics labels and logs.
     public var label: String {
@@ -61,6 +72,9 @@ public enum PacketError: Error, Hashable, Sendable, CaseIterable, CustomStringCo
         case .badTCPDataOffset: "bad_tcp_data_offset"
         case .badUDPLength: "bad_udp_length"
         case .familyMismatch: "family_mismatch"
+        case .icmpTruncated: "icmp_truncated"
+        case .icmpBadQuote: "icmp_bad_quote"
+        case .icmpQuoteUntracked: "icmp_quote_untracked"
         }
     }
 
@@ -68,7 +82,7 @@ public enum PacketError: Error, Hashable, Sendable, CaseIterable, CustomStringCo
     /// formed, and not a packet the daemon tracks or rewrites.
     public var isPassUntouched: Bool {
         switch self {
-        case .unsupportedProtocol, .ipv6RoutingInProgress: true
+        case .unsupportedProtocol, .ipv6RoutingInProgress, .icmpQuoteUntracked: true
         default: false
         }
     }

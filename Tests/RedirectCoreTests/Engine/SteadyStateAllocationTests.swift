@@ -4,8 +4,9 @@ import XCTest
 
 /// The per-packet path allocates nothing, counted by an interposed malloc (as swift-nio's
 /// allocation tests do): RedirectEngine.process on established flows in both directions and
-/// both families, and the flow table creating, finding and expiring flows. Any malloc,
-/// calloc, realloc or posix_memalign between `hook()` and `unhook()` fails the test.
+/// both families, ICMP errors about them translated both ways, and the flow table creating,
+/// finding and expiring flows. Any malloc, calloc, realloc or posix_memalign between `hook()`
+/// and `unhook()` fails the test.
 final class SteadyStateAllocationTests: XCTestCase {
     private static let interfaceIndex: UInt32 = 2
     private static let rules = DatapathRules(
@@ -36,6 +37,17 @@ final class SteadyStateAllocationTests: XCTestCase {
             let data = [UInt8](repeating: 0x5a, count: 200)
             steadyState.append((WireTestPacket(proto: .tcp, source: client, destination: server, payload: data).bytes, Self.original))
             steadyState.append((WireTestPacket(proto: .tcp, source: proxy, destination: client, payload: data).bytes, Self.reply))
+            // Related traffic: an error about the proxy's reply (to the proxy) and one about the
+            // client's packet (to the client), each translated.
+            let ipv4 = client.address.isIPv4
+            steadyState.append((WireTestICMPError(
+                outerSource: client.address, outerDestination: server.address, type: ipv4 ? 3 : 2, code: ipv4 ? 4 : 0,
+                quoted: WireTestPacket(proto: .tcp, source: server, destination: client, payload: data), quoteLength: 100).bytes,
+                Self.original))
+            steadyState.append((WireTestICMPError(
+                outerSource: proxy.address, outerDestination: client.address, type: ipv4 ? 3 : 1, code: ipv4 ? 3 : 4,
+                quoted: WireTestPacket(proto: .tcp, source: client, destination: proxy, payload: data)).bytes,
+                Self.reply))
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
         defer { buffer.deallocate() }

@@ -21,12 +21,13 @@ final class PacketErrorTests: XCTestCase {
                 "unsupported_protocol", "ipv6_extension_chain_too_long", "ipv6_extension_truncated",
                 "ipv6_hop_by_hop_misplaced", "ipv6_routing_in_progress", "mapped_address_in_ipv6",
                 "transport_truncated", "bad_tcp_data_offset", "bad_udp_length", "family_mismatch",
+                "icmp_truncated", "icmp_bad_quote", "icmp_quote_untracked",
             ])
         XCTAssertEqual(PacketError.badTCPDataOffset.description, "bad_tcp_data_offset")
     }
 
     func testOnlyForeignButWellFormedPacketsPassUntouched() {
         XCTAssertEqual(
-            PacketError.allCases.filter(\.isPassUntouched), [.unsupportedProtocol, .ipv6RoutingInProgress])
+            PacketError.allCases.filter(\.isPassUntouched), [.unsupportedProtocol, .ipv6RoutingInProgress, .icmpQuoteUntracked])
     }
 }
