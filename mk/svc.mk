@@ -40,9 +40,10 @@ install: release man
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/nfq-redirect
 	install -m 0755 $(RELEASE_DIR)/nfq-redirect $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(RELEASE_DIR)/nfq-redirectd $(DESTDIR)$(SBINDIR)/
-	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
-	    systemd/nfq-redirect.service >$(DESTDIR)$(SYSTEMD_UNIT_DIR)/nfq-redirect.service
-	chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/nfq-redirect.service
+	for unit in nfq-redirect.service; do \
+	    sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	        systemd/$$unit >$(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit && chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit || exit 1; \
+	done
 	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 docs/operations.md docs/lookup-protocol.md config/nfq-redirect.toml $(DESTDIR)$(DOCDIR)/
 	@if [ -e $(CONFIG) ]; then \

@@ -180,7 +180,8 @@ extension RedirectControl {
             }
             print("nfq-redirect rules removed (iptables and ip6tables)")
             // The saved flows belong to the rules just removed; a later start must not revive them.
-            if let stateFile = (try? options.resolve())?.stateFile {
+            // Redirects are not needed to find it (the shipped config has none).
+            if let stateFile = (try? options.resolve(requireRedirects: false))?.stateFile {
                 StateFile(path: stateFile).remove()
             }
         }

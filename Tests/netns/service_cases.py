@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -24,7 +25,7 @@ import urllib.request
 from endpoints import connect_from_own_port, format_endpoint, socket_endpoint
 from harness import TestFailure, expect, expect_equal
 from origdst import LookupClient
-from processes import run_command
+from processes import in_namespace, run_command
 from redirectors import TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, ruleset
 from topology import (CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4,
                       ROUTER_CLIENT_SIDE_V6, ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6)
@@ -35,6 +36,8 @@ PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
 WAIT_ALL_THREADS = 0x40000000  # __WALL: waitpid for a thread that is not a child process
 METRICS_PORT = 9109
 RESTART_BUDGET = 3.0  # seconds from the old daemon's exit to the new one answering lookups
+SHIPPED_CONFIG = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                              "config", "nfq-redirect.toml"))
 
 
 class InNamespace:
@@ -520,6 +523,38 @@ def sandboxed_like_the_unit(env):
         back_to_standard(env)
 
 
+# --- day one: the shipped config ---------------------------------------------------------------------------------
+
+def run_in_router(env, argv, environment=None):
+    """Runs `argv` in R to completion; returns (exit status, stdout, stderr)."""
+    full = in_namespace(env.topology.router, argv)
+    done = subprocess.run(full, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **(environment or {})})
+    return done.returncode, done.stdout, done.stderr
+
+
+def shipped_config_redirects_nothing(env):
+    """config/nfq-redirect.toml as shipped: the daemon and its check (the unit's ExecStartPre)
+    refuse it with one line and exit status 2 (not restarted by the unit), nothing on the host
+    changes, and traffic to the example ports passes unredirected."""
+    stop_daemon(env, signal.SIGTERM)
+    try:
+        expect_equal("rules before", [], our_rules(env))
+        said = []
+        for extra in ([], ["--check-config"]):
+            status, out, err = run_in_router(env, [env.redirect.binary, "--config", SHIPPED_CONFIG, *extra])
+            lines = [line for line in err.splitlines() if line.strip()]
+            expect(status == 2 and len(lines) == 1 and "nothing to redirect" in lines[0] and not out.strip(),
+                   f"`nfq-redirectd --config <shipped> {' '.join(extra)}`: exit 2, one line 'nothing to redirect'",
+                   (status, out, err))
+            said.append(lines[0])
+        expect_equal("rules after starting with the shipped config", [], our_rules(env))
+        expect_not_redirected(env, port=80)
+        expect_not_redirected(env, v6=True, port=443)
+    finally:
+        back_to_standard(env)
+    return said[0].split(": ", 1)[-1][:70]
+
 # --- sd_notify, watchdog, metrics ----------------------------------------------------------------
 
 class FakeNotifySocket:
@@ -688,6 +723,8 @@ CASES = [
      signals_right_after_start, 90, DAEMON),
     ("the unit's sandbox (read-only fs, CAP_NET_ADMIN+CAP_NET_RAW only, no new privileges): rules and "
      "redirects work", sandboxed_like_the_unit, 60, DAEMON),
+    ("the shipped config redirects nothing: exit status 2 and one line, nothing changed, traffic unredirected",
+     shipped_config_redirects_nothing, 60, DAEMON),
     ("sd_notify (fake NOTIFY_SOCKET): READY/STATUS, WATCHDOG withheld while a thread hangs, "
      "RELOADING, STOPPING; /metrics", notify_protocol_and_watchdog, 90, DAEMON),
 ]

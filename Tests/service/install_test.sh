@@ -38,18 +38,22 @@ expected="/etc/nfq-redirect/nfq-redirect.toml
 install_into_root() { make --no-print-directory install DESTDIR="$root" PREFIX=/usr; }
 uninstall_from_root() { make --no-print-directory uninstall DESTDIR="$root" PREFIX=/usr; }
 file_list_is_expected() { diff <(echo "$expected") <(files); }
-no_placeholders_left() { ! grep -n '@[A-Z]*@' "$root/usr/lib/systemd/system/nfq-redirect.service"; }
+no_placeholders_left() { ! grep -n '@[A-Z]*@' "$root"/usr/lib/systemd/system/nfq-redirect*.service; }
 unit_names_installed_paths() {
-    grep -qx 'ExecStart=/usr/sbin/nfq-redirectd --config /etc/nfq-redirect/nfq-redirect.toml --keep-rules-on-exit' \
-        "$root/usr/lib/systemd/system/nfq-redirect.service"
+    local unit="$root/usr/lib/systemd/system/nfq-redirect.service"
+    grep -qx 'ExecStart=/usr/sbin/nfq-redirectd --config /etc/nfq-redirect/nfq-redirect.toml --keep-rules-on-exit' "$unit" &&
+    grep -qx 'ExecStartPre=/usr/sbin/nfq-redirectd --config /etc/nfq-redirect/nfq-redirect.toml --check-config' "$unit" &&
+    grep -qx 'RestartPreventExitStatus=2' "$unit"
 }
 # systemd-analyze checks that every Exec path exists and every man: page opens, so the copy it
 # verifies points into the DESTDIR; nothing else in it changes.
 unit_verifies() {
     local dir output status
     dir="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-unit.XXXXXX")"
-    sed -e "s|/usr/sbin/nfq|$root/usr/sbin/nfq|g" -e "s|/usr/bin/nfq|$root/usr/bin/nfq|g" \
-        "$root/usr/lib/systemd/system/nfq-redirect.service" >"$dir/nfq-redirect.service"
+    for unit in nfq-redirect.service; do
+        sed -e "s|/usr/sbin/nfq|$root/usr/sbin/nfq|g" -e "s|/usr/bin/nfq|$root/usr/bin/nfq|g" \
+            "$root/usr/lib/systemd/system/$unit" >"$dir/$unit"
+    done
     output="$(MANPATH="$root/usr/share/man" systemd-analyze verify "$dir/nfq-redirect.service" 2>&1)"; status=$?
     rm -rf "$dir"
     echo "$output"
@@ -65,8 +69,15 @@ unit_sandbox_scores_well() {
     [ "$status" = 0 ]
 }
 programs_run() {
-    "$root/usr/bin/nfq-redirect" --help | grep -q 'rules' &&
-    "$root/usr/sbin/nfq-redirectd" --config "$root/etc/nfq-redirect/nfq-redirect.toml" --check-config | grep -q 'tcp'
+    "$root/usr/bin/nfq-redirect" --help | grep -q 'rules'
+}
+# The shipped config redirects nothing: the check (the unit's ExecStartPre) refuses it with one
+# line and exit status 2, which the unit does not restart.
+installed_config_redirects_nothing() {
+    local output status
+    output="$("$root/usr/sbin/nfq-redirectd" --config "$root/etc/nfq-redirect/nfq-redirect.toml" --check-config 2>&1)"; status=$?
+    echo "$output"
+    [ "$status" = 2 ] && [ "$(wc -l <<<"$output")" = 1 ] && grep -q 'nothing to redirect' <<<"$output"
 }
 preload_has_no_swift_runtime() { ! ldd "$root/usr/lib/libnfq-redirect-preload.so" | grep -i swift; }
 man_pages_open() { MANPATH="$root/usr/share/man" man -P cat nfq-redirectd | grep -q -- '--keep-rules-on-exit'; }
@@ -87,10 +98,11 @@ uninstall_of_unchanged_leaves_nothing() {
 check "make install DESTDIR PREFIX=/usr" install_into_root
 check "installed files are exactly the expected list" file_list_is_expected
 check "unit: no @placeholder@ left" no_placeholders_left
-check "unit: ExecStart names the installed daemon and config" unit_names_installed_paths
+check "units: ExecStart/ExecStartPre name the installed daemon and config; exit 2 not restarted" unit_names_installed_paths
 check "unit: systemd-analyze verify is silent and succeeds" unit_verifies
 check "unit: systemd-analyze security exposure at most 2.5" unit_sandbox_scores_well
-check "installed programs run; the installed config validates" programs_run
+check "installed programs run" programs_run
+check "the installed config redirects nothing: --check-config says so in one line, exit status 2" installed_config_redirects_nothing
 check "installed preload library does not load the Swift runtime" preload_has_no_swift_runtime
 check "man nfq-redirectd opens the installed page" man_pages_open
 check "a changed config is kept by make install" changed_config_kept_on_reinstall
