@@ -119,7 +119,8 @@ extension RedirectControl {
                 rule and chain of the daemon's from the kernel (after a daemon was killed, for example), and \
                 the saved flow table of the configuration given (its flows end with the rules). \
                 With --unless-restarting UNIT (the unit's ExecStopPost=), does so only when systemd is not \
-                about to start the daemon again; see docs/operations.md.
+                about to start the daemon again; rules the operator manages ([rules] manage = false) \
+                are then left alone; see docs/operations.md.
                 """)
 
         enum Format: String, ExpressibleByArgument, CaseIterable { case iptables, nft }
@@ -163,6 +164,11 @@ extension RedirectControl {
         }
 
         private func removeRules() throws {
+            if unlessRestarting != nil, let configuration = try? options.resolve(requireRedirects: false),
+                !configuration.ruleManagement.manage {
+                print("nfq-redirect rules left alone: [rules] manage = false, they are the operator's")
+                return
+            }
             if let unit = unlessRestarting {
                 let decision = StopPostDecision.decide(
                     pendingJob: SystemdJobs.pendingJobType(unit: unit),

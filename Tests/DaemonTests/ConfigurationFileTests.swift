@@ -32,6 +32,7 @@ final class ConfigurationFileTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("nothing to redirect"), "\(error)")
         }
         XCTAssertNoThrow(try configuration.validate(source: "config/nfq-redirect.toml", requireRedirects: false))
+        XCTAssertEqual(configuration.ruleManagement, RuleManagement())
     }
 
     /// Its commented-out examples, uncommented, are a valid configuration.
@@ -44,6 +45,12 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertEqual(configuration.redirects.map(\.description), ["tcp:80,443:8080", "udp:53:5353", "tcp:9000:8090"])
         configuration.redirects[0].sources = []  // the example prefixes are documentation ranges of both families
         XCTAssertNoThrow(try configuration.validate(source: "config/nfq-redirect.toml"))
+    }
+
+    func testRulesSection() throws {
+        let configuration = try load("[rules]\nmanage = false\n")
+        XCTAssertFalse(configuration.ruleManagement.manage)
+        assertError("[rules]\nmanaged = true\n", location: "test.toml:2", field: "rules.managed", contains: "unknown key")
     }
 
     func testEveryFieldIsRead() throws {

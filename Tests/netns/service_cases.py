@@ -15,6 +15,7 @@ Every test leaves the daemon running with its standard command line (harness.py)
 import ctypes
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +37,7 @@ PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
 WAIT_ALL_THREADS = 0x40000000  # __WALL: waitpid for a thread that is not a child process
 METRICS_PORT = 9109
 RESTART_BUDGET = 3.0  # seconds from the old daemon's exit to the new one answering lookups
+REPAIR_BUDGET = 1.5   # seconds from a firewall flush to the daemon's rules back (1 s check + restore)
 SHIPPED_CONFIG = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                               "config", "nfq-redirect.toml"))
 
@@ -523,7 +525,7 @@ def sandboxed_like_the_unit(env):
         back_to_standard(env)
 
 
-# --- day one: the shipped config ---------------------------------------------------------------------------------
+# --- day one: the shipped config, rules that stay put ------------------------------------------
 
 def run_in_router(env, argv, environment=None):
     """Runs `argv` in R to completion; returns (exit status, stdout, stderr)."""
@@ -554,6 +556,129 @@ def shipped_config_redirects_nothing(env):
     finally:
         back_to_standard(env)
     return said[0].split(": ", 1)[-1][:70]
+
+
+def flush_rules(env, how):
+    if how == "nft":
+        run_command(["nft", "flush", "ruleset"], ns=env.topology.router)
+        return
+    for tool in ("iptables", "ip6tables"):
+        for table in ("raw", "mangle"):
+            run_command([tool, "-w", "-t", table, "-F"], ns=env.topology.router)
+
+
+def wait_for_rules(env, rules, budget):
+    """Seconds until R's rules of the daemon are `rules` again; fails after `budget` * 2."""
+    began = time.monotonic()
+    while our_rules(env) != rules:
+        expect(time.monotonic() - began < budget * 2, f"the daemon's rules back within {budget} s",
+               our_rules(env))
+        time.sleep(0.02)
+    return time.monotonic() - began
+
+
+def rules_stay_put(env):
+    """A firewall reload removes the daemon's rules under traffic (`iptables -t raw -F` and
+    `-t mangle -F` in both families, then `nft flush ruleset`): within a second they are back,
+    counted and logged once per event; an established flow carries on; new connections are
+    redirected again."""
+    stop_daemon(env, signal.SIGUSR2)
+    daemon = start_daemon(env)  # its own log: the restore lines below are this run's
+    flow = EchoFlow(env, False)
+    results, stop = [], threading.Event()
+
+    def traffic():
+        with InNamespace(env.topology.client):
+            while not stop.is_set():
+                try:
+                    with connect_from_own_port(REMOTE_V4, 443, timeout=3) as sock:
+                        sock.sendall(b"ID\n")
+                        results.append(sock.recv(200).decode().split()[3:4])
+                except OSError as error:
+                    results.append([f"error {error}"])
+                time.sleep(0.01)
+
+    worker = threading.Thread(target=traffic, daemon=True)
+    worker.start()
+    try:
+        flow.round_trip(b"before the flush\n")
+        rules = our_rules(env)
+        ways = ["iptables -F"] + (["nft"] if shutil.which("nft") else [])
+        repairs = []
+        for index, how in enumerate(ways):
+            time.sleep(0.5)
+            flush_rules(env, how)
+            expect(our_rules(env) != rules, f"rules gone after {how}", "unchanged")
+            repairs.append(wait_for_rules(env, rules, REPAIR_BUDGET))
+            expect(repairs[-1] <= REPAIR_BUDGET, f"rules back within {REPAIR_BUDGET} s of {how}", f"{repairs[-1]:.2f} s")
+            daemon.wait_for_log(lambda log: log.count("firewall rules restored") >= index + 1, 5,
+                                "'firewall rules restored' line")
+            flow.round_trip(f"after {how}\n".encode())
+            expect_equal(f"lookup of the established flow after {how}", f"OK {REMOTE_V4} 80", flow.lookup(env))
+            expect_redirected(env)
+            expect_redirected(env, v6=True)
+        time.sleep(1.2)  # a later check finds everything in place: no further line
+        restored_lines = [line for line in log_of(daemon).splitlines() if "firewall rules restored" in line]
+        expect_equal("'firewall rules restored' lines, one per event", len(ways), len(restored_lines))
+        stats = cli(env, "stats", "--socket", env.redirect.socket_path)
+        expect(f"nfqr_rules_restored_total {len(ways)}" in stats,
+               f"nfqr_rules_restored_total {len(ways)} in `nfq-redirect stats`",
+               [line for line in stats.splitlines() if "rules" in line])
+    finally:
+        stop.set()
+        worker.join(10)
+        flow.close()
+        back_to_standard(env)
+    routed = sum(1 for peer in results if peer and peer[0].startswith(f"{ROUTER_SERVER_SIDE_V4}:"))
+    return (f"repaired in {', '.join(f'{t:.2f}' for t in repairs)} s ({', '.join(ways)}); "
+            f"{routed} of {len(results)} connections during the test redirected")
+
+
+def rules_not_managed(env):
+    """[rules] manage = false: the daemon installs nothing and only warns (rate-limited) while
+    the rules are missing; the operator loads what `nfq-redirect rules` prints and traffic is
+    redirected; the unit's ExecStopPost and a stop for good leave those rules alone."""
+    path = os.path.join(env.run_dir, "unmanaged.toml")
+    stop_daemon(env, signal.SIGTERM)
+    try:
+        with open(path, "w") as config:
+            config.write(env.redirect.config() + "[rules]\nmanage = false\n")
+        argv = env.redirect.argv()
+        argv[argv.index("--config") + 1] = path
+        daemon = start_daemon(env, argv=argv)
+        expect_equal("rules installed by a daemon with manage = false", [], our_rules(env))
+        daemon.wait_for_log(lambda log: "firewall rules missing" in log, 3, "'firewall rules missing' warning")
+        time.sleep(2.5)
+        warnings = log_of(daemon).count("firewall rules missing")
+        expect_equal("'firewall rules missing' warnings in 3.5 s (at most one a minute)", 1, warnings)
+        expect_not_redirected(env)
+
+        sections = {}  # `# iptables-restore --noflush` / `# ip6tables-restore --noflush`, then its input
+        for line in cli(env, "rules", *argv[1:]).splitlines(keepends=True):
+            if line.startswith("# "):
+                restore = line.split()[1]
+                sections[restore] = ""
+            else:
+                sections[restore] += line
+        expect_equal("sections printed by `nfq-redirect rules`", ["ip6tables-restore", "iptables-restore"], sorted(sections))
+        for restore, section in sections.items():
+            run_command([restore, "--noflush"], ns=env.topology.router, input=section)
+        rules = our_rules(env)
+        expect(rules != [], "rules loaded from `nfq-redirect rules`", "none")
+        expect_redirected(env)
+        expect_redirected(env, v6=True)
+        expect_equal("exit status after SIGTERM", 0, stop_daemon(env, signal.SIGTERM))
+        expect_equal("the operator's rules after a stop for good of an unmanaging daemon", rules, our_rules(env))
+        output = cli(env, "rules", "--remove", "--unless-restarting", "nfq-redirect.service", "--config", path,
+                     environment={"SERVICE_RESULT": "success"})
+        expect("left alone" in output, "ExecStopPost: 'left alone'", output)
+        expect_equal("the operator's rules after ExecStopPost", rules, our_rules(env))
+        cli(env, "rules", "--remove")
+        expect_equal("rules after `nfq-redirect rules --remove` by hand", [], our_rules(env))
+    finally:
+        back_to_standard(env)
+    return "1 warning, operator's rules redirect and survive the stop"
+
 
 # --- sd_notify, watchdog, metrics ----------------------------------------------------------------
 
@@ -725,6 +850,10 @@ CASES = [
      "redirects work", sandboxed_like_the_unit, 60, DAEMON),
     ("the shipped config redirects nothing: exit status 2 and one line, nothing changed, traffic unredirected",
      shipped_config_redirects_nothing, 60, DAEMON),
+    ("rules stay put: a firewall flush under traffic is repaired within a second, counted, logged once; "
+     "an established flow carries on", rules_stay_put, 90, DAEMON),
+    ("[rules] manage = false: nothing installed, one warning, the operator's rules redirect and are left alone",
+     rules_not_managed, 60, DAEMON),
     ("sd_notify (fake NOTIFY_SOCKET): READY/STATUS, WATCHDOG withheld while a thread hangs, "
      "RELOADING, STOPPING; /metrics", notify_protocol_and_watchdog, 90, DAEMON),
 ]

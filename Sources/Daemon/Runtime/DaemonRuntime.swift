@@ -24,6 +24,12 @@ final class DaemonRuntime: @unchecked Sendable {
     private(set) var lookupServer: LookupServer?
     let addressChanges = AtomicCounter()
     let restoredFlows = AtomicCounter()
+    /// Times the once-a-second check found rules missing and put them back.
+    let rulesRestored = AtomicCounter()
+    /// 1 while the last check found rules missing that are still missing (not managed, or
+    /// the repair failed).
+    let rulesMissing = AtomicGauge()
+    private let rulesLog: RateLimitedLog
     let lookupLatency = LatencyHistogram()
     /// Rules a reload took away that established flows still use: the kernel keeps queueing
     /// their packets (the datapath's policy no longer creates flows for them) until the last
@@ -41,6 +47,7 @@ final class DaemonRuntime: @unchecked Sendable {
     ) throws(StartupError) {
         self.configuration = configuration
         self.logger = logger
+        self.rulesLog = RateLimitedLog(logger: logger, interval: 60)
         self.installer = installer
         self.addressSource = addressSource
         self.queueFactory = queueFactory
@@ -56,6 +63,10 @@ final class DaemonRuntime: @unchecked Sendable {
     }
 
     var ruleSet: RuleSetConfiguration { configuration.ruleSet }
+
+    /// `[rules] manage`: false when the operator loads the rules; the daemon then never
+    /// installs, replaces or removes them.
+    private var managesRules: Bool { configuration.ruleManagement.manage }
 
     /// Checks what can be checked without changing the host.
     func preflight() throws(StartupError) {
@@ -83,7 +94,8 @@ final class DaemonRuntime: @unchecked Sendable {
             throw error
         }
         do {
-            try installer.install(ruleSet)
+            // Not managed: the operator loads them; the first check, a second from now, warns.
+            if managesRules { try installer.install(ruleSet) }
         } catch {
             stopWorkers()
             throw StartupError("installing rules: \(error)")
@@ -167,6 +179,7 @@ final class DaemonRuntime: @unchecked Sendable {
         if new.tableLimit != configuration.tableLimit { needsRestart.append("table.limit") }
         if new.timeouts != configuration.timeouts { needsRestart.append("timeouts") }
         if new.metrics != configuration.metrics { needsRestart.append("metrics listener") }
+        if new.ruleManagement.manage != configuration.ruleManagement.manage { needsRestart.append("rules.manage") }
         guard needsRestart.isEmpty else {
             throw StartupError("\(needsRestart.joined(separator: ", ")) changed: these need a restart, not a reload")
         }
@@ -175,7 +188,7 @@ final class DaemonRuntime: @unchecked Sendable {
             let stillRetired = (configuration.redirects + retired).filter { !new.redirects.contains($0) }
             do {
                 try new.ruleSet.validate()
-                try installer.install(Self.kernelRuleSet(new, retired: stillRetired))
+                if managesRules { try installer.install(Self.kernelRuleSet(new, retired: stillRetired)) }
             } catch {
                 throw StartupError("installing the new rules: \(error)")
             }
@@ -195,7 +208,7 @@ final class DaemonRuntime: @unchecked Sendable {
     /// Stops queueing for retired rules once no tracked flow uses them any more.
     private func dropUnusedRetiredRules() {
         retiredRules.withLock { retired in
-            guard !retired.isEmpty else { return }
+            guard !retired.isEmpty, managesRules else { return }
             let flows = table.records(now: clock())
             let used = retired.filter { rule in flows.contains { rule.carries($0) } }
             guard used.count < retired.count else { return }
@@ -231,6 +244,7 @@ final class DaemonRuntime: @unchecked Sendable {
     }
 
     private func removeRules() {
+        guard managesRules else { return }
         do {
             try installer.remove()
         } catch {
@@ -252,6 +266,43 @@ final class DaemonRuntime: @unchecked Sendable {
         _ = table.sweep(now: clock(), budget: max(4096, configuration.tableLimit / 64))
         sweeps += 1
         if sweeps % 10 == 0 { dropUnusedRetiredRules() }
+    }
+
+    /// Once a second: are the daemon's chains and jumps still in the kernel? A firewall reload
+    /// (`iptables -t raw -F`, `nft flush ruleset`, a restore of a saved ruleset) takes them
+    /// away and with them every redirect. Managed, they are put back at once, counted and
+    /// logged once per event; not managed, a warning (at most once a minute) says they are
+    /// missing. Under the lock every rule change takes, so it never races a reload.
+    func checkRules() {
+        retiredRules.withLock { retired in
+            let wanted = Self.kernelRuleSet(configuration, retired: retired)
+            let missing: [String]
+            do {
+                missing = try installer.missing(wanted, orNftTable: !managesRules)
+            } catch {
+                rulesLog.warning("checking the firewall rules failed: \(error)")
+                return
+            }
+            guard !missing.isEmpty else {
+                rulesMissing.set(0)
+                return
+            }
+            let what = missing.count <= 3 ? missing.joined(separator: ", ") : "\(missing.prefix(2).joined(separator: ", ")) and \(missing.count - 2) more"
+            guard managesRules else {
+                rulesMissing.set(1)
+                rulesLog.warning("firewall rules missing (\(what)) and [rules] manage = false: nothing is redirected until you load them (`nfq-redirect rules` prints them)")
+                return
+            }
+            do {
+                try installer.install(wanted)
+                rulesRestored.add(1)
+                rulesMissing.set(0)
+                logger.warning("firewall rules restored: \(what) had been removed (a firewall reload?)")
+            } catch {
+                rulesMissing.set(1)
+                rulesLog.warning("firewall rules missing (\(what)) and putting them back failed: \(error); trying again every second")
+            }
+        }
     }
 
     /// Progress of every datapath thread, to tell a hung one from an idle one.
@@ -367,6 +418,8 @@ final class DaemonRuntime: @unchecked Sendable {
         report.counter("nfqr_flows_refused_total", flows.refusedTableFull, labels: [("reason", "table_full")], help: "New flows refused.")
         report.counter("nfqr_flows_refused_total", flows.refusedTupleInUse, labels: [("reason", "tuple_in_use")], help: "New flows refused.")
         report.counter("nfqr_interface_address_changes_total", addressChanges.load, help: "Interface address snapshots applied.")
+        report.counter("nfqr_rules_restored_total", rulesRestored.load, help: "Times the daemon's firewall rules were found missing (a firewall reload) and put back.")
+        report.gauge("nfqr_rules_missing", UInt64(max(0, rulesMissing.load)), help: "1 while the daemon's firewall rules are missing and not put back ([rules] manage = false, or the repair failed).")
         if let lookup = lookupServer?.counters {
             report.counter("nfqr_lookup_requests_total", lookup.requests.load, help: "Lookup socket requests.")
             for (label, count) in lookup.answers {

@@ -8,15 +8,17 @@ public final class IptablesRuleInstaller: RuleInstaller {
     private struct Tools {
         var command: String
         var restore: String
+        var save: String
     }
 
-    private static func names(_ family: AddressFamily) -> (command: String, restore: String) {
-        family == .ipv4 ? ("iptables", "iptables-restore") : ("ip6tables", "ip6tables-restore")
+    private static func names(_ family: AddressFamily) -> (command: String, restore: String, save: String) {
+        family == .ipv4 ? ("iptables", "iptables-restore", "iptables-save") : ("ip6tables", "ip6tables-restore", "ip6tables-save")
     }
 
     private func tools(_ family: AddressFamily) throws(KernelError) -> Tools {
         let names = Self.names(family)
-        return Tools(command: try ProgramRunner.locate(names.command), restore: try ProgramRunner.locate(names.restore))
+        return Tools(command: try ProgramRunner.locate(names.command), restore: try ProgramRunner.locate(names.restore),
+                     save: try ProgramRunner.locate(names.save))
     }
 
     public func checkAvailable(for configuration: RuleSetConfiguration) throws(KernelError) {
@@ -39,6 +41,30 @@ public final class IptablesRuleInstaller: RuleInstaller {
                 try remove(tools)
             }
         }
+    }
+
+    /// One `iptables-save -t raw` and one `-t mangle` per family the rules cover: a few
+    /// milliseconds, no lock taken (a concurrent iptables-restore commits atomically).
+    public func missing(_ configuration: RuleSetConfiguration, orNftTable: Bool) throws(KernelError) -> [String] {
+        var missing: [String] = []
+        for family in AddressFamily.allCases {
+            guard let ruleSet = try RuleGenerator.iptables(configuration, family: family) else { continue }
+            let tools = try tools(family)
+            var saved = ""
+            for table in ["raw", "mangle"] {
+                let outcome = try ProgramRunner.run(tools.save, ["-t", table])
+                guard outcome.status == 0 else {
+                    throw .programFailed(command: "\(tools.save) -t \(table)", status: outcome.status, output: outcome.output)
+                }
+                saved += outcome.output
+            }
+            missing += IptablesRuleCheck.missing(ruleSet, saved: saved)
+        }
+        if !missing.isEmpty, orNftTable, let nft = try? ProgramRunner.locate("nft"),
+            let listed = try? ProgramRunner.run(nft, ["list", "table", "inet", "nfq_redirect"]), listed.status == 0 {
+            return []
+        }
+        return missing
     }
 
     public func remove() throws(KernelError) {
