@@ -22,7 +22,7 @@ CONFIG     := $(DESTDIR)$(SYSCONFDIR)/nfq-redirect/nfq-redirect.toml
 
 # Everything `make install` writes, but the config (kept when changed): what uninstall removes.
 INSTALLED := $(BINDIR)/nfq-redirect $(SBINDIR)/nfq-redirectd \
-             $(SYSTEMD_UNIT_DIR)/nfq-redirect.service \
+             $(SYSTEMD_UNIT_DIR)/nfq-redirect.service $(SYSTEMD_UNIT_DIR)/nfq-redirect-gave-up.service \
              $(PREFIX)/lib/libnfq-redirect-preload.so $(PREFIX)/lib/libnfq-redirect-client.a \
              $(PREFIX)/include/nfq_redirect.h \
              $(MANDIR)/man8/nfq-redirectd.8 $(MANDIR)/man8/nfq-redirect.8 \
@@ -40,7 +40,7 @@ install: release man
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/nfq-redirect
 	install -m 0755 $(RELEASE_DIR)/nfq-redirect $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(RELEASE_DIR)/nfq-redirectd $(DESTDIR)$(SBINDIR)/
-	for unit in nfq-redirect.service; do \
+	for unit in nfq-redirect.service nfq-redirect-gave-up.service; do \
 	    sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	        systemd/$$unit >$(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit && chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit || exit 1; \
 	done

@@ -48,8 +48,10 @@ final class ConfigurationFileTests: XCTestCase {
     }
 
     func testRulesSection() throws {
-        let configuration = try load("[rules]\nmanage = false\n")
+        let configuration = try load("[rules]\nmanage = false\non_give_up = \"keep\"\n")
         XCTAssertFalse(configuration.ruleManagement.manage)
+        XCTAssertEqual(configuration.ruleManagement.onGiveUp, .keep)
+        assertError("[rules]\non_give_up = \"later\"\n", location: "test.toml:2", field: "rules.on_give_up", contains: "remove or keep")
         assertError("[rules]\nmanaged = true\n", location: "test.toml:2", field: "rules.managed", contains: "unknown key")
     }
 

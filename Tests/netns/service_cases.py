@@ -525,7 +525,7 @@ def sandboxed_like_the_unit(env):
         back_to_standard(env)
 
 
-# --- day one: the shipped config, rules that stay put ------------------------------------------
+# --- day one: the shipped config, rules that stay put, giving up ---------------------------------
 
 def run_in_router(env, argv, environment=None):
     """Runs `argv` in R to completion; returns (exit status, stdout, stderr)."""
@@ -678,6 +678,77 @@ def rules_not_managed(env):
     finally:
         back_to_standard(env)
     return "1 warning, operator's rules redirect and survive the stop"
+
+
+def give_up_removes_rules(env):
+    """systemd's side, step by step as the unit runs it (no systemd as PID 1 here): the daemon
+    (--keep-rules-on-exit) crashes; ExecStopPost keeps the rules for the restart; the restart's
+    ExecStartPre refuses the now-broken config (exit 2) until the start limit is hit; the
+    OnFailure= unit then removes the rules with one line, and traffic passes unredirected.
+    A daemon that exits 2 itself gets its rules removed by ExecStopPost at once. With
+    [rules] on_give_up = "keep" the rules stay (fail-closed)."""
+    broken = os.path.join(env.run_dir, "broken.toml")
+    keep = os.path.join(env.run_dir, "keep.toml")
+    stop_daemon(env, signal.SIGUSR2)
+    argv = env.redirect.argv(["--keep-rules-on-exit"])
+    options = argv[1:]
+    try:
+        start_daemon(env, argv=argv)
+        rules = our_rules(env)
+        expect_equal("status of a crashed daemon", -signal.SIGKILL, stop_daemon(env, signal.SIGKILL))
+        output = cli(env, "rules", "--remove", "--unless-restarting", "nfq-redirect.service", *options,
+                     environment={"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"})
+        expect("rules kept" in output, "ExecStopPost after a crash: 'rules kept' (Restart= comes)", output)
+        with open(broken, "w") as config:
+            config.write(env.redirect.config() + "[[redirect]]\nproto = \"sctp\"\n")
+        status, _, err = run_in_router(env, [env.redirect.binary, "--config", broken, "--check-config"])
+        expect(status == 2 and "sctp" in err, "ExecStartPre on the broken config: exit 2 naming the field", (status, err))
+        output = cli(env, "rules", "--remove", "--unless-restarting", "nfq-redirect.service", "--config", broken,
+                     environment={"SERVICE_RESULT": "exit-code"})
+        expect("rules kept" in output, "ExecStopPost after a failed ExecStartPre: kept (Restart= tries again)", output)
+        expect_equal("rules while systemd still restarts", rules, our_rules(env))
+        expect_equal("fail-closed meanwhile: a new connection waits", "timeout",
+                     env.client("tcp-probe", format_endpoint(REMOTE_V4, 80), 1.5)["result"])
+
+        output = cli(env, "rules", "--remove", "--gave-up", "nfq-redirect.service", "--config", broken,
+                     environment={"MONITOR_SERVICE_RESULT": "start-limit-hit"})
+        lines = output.strip().splitlines()
+        expect(len(lines) == 1 and "gave up (start-limit-hit)" in lines[0] and "passes unredirected" in lines[0],
+               "OnFailure=: one line 'gave up (start-limit-hit); rules removed: ... passes unredirected'", output)
+        expect_equal("rules after the OnFailure= unit", [], our_rules(env))
+        expect_not_redirected(env)
+        expect_not_redirected(env, v6=True)
+        said = lines[0]
+        output = cli(env, "rules", "--remove", "--gave-up", "nfq-redirect.service", "--config", broken,
+                     environment={"MONITOR_SERVICE_RESULT": "exit-code"})
+        expect("none of its rules are in place" in output, "OnFailure= with nothing left: says so", output)
+
+        # The daemon itself exits 2 (RestartPreventExitStatus=2): ExecStopPost removes at once.
+        start_daemon(env, argv=argv)
+        stop_daemon(env, signal.SIGKILL)
+        output = cli(env, "rules", "--remove", "--unless-restarting", "nfq-redirect.service", *options,
+                     environment={"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "2"})
+        expect("exit status 2" in output and "rules removed" in output, "ExecStopPost after exit status 2: removed",
+               output)
+        expect_equal("rules after exit status 2", [], our_rules(env))
+
+        # Fail-closed even then: on_give_up = "keep".
+        with open(keep, "w") as config:
+            config.write(env.redirect.config() + "[rules]\non_give_up = \"keep\"\n")
+        keep_argv = list(argv)
+        keep_argv[keep_argv.index("--config") + 1] = keep
+        start_daemon(env, argv=keep_argv)
+        stop_daemon(env, signal.SIGKILL)
+        output = cli(env, "rules", "--remove", "--gave-up", "nfq-redirect.service", *keep_argv[1:],
+                     environment={"MONITOR_SERVICE_RESULT": "start-limit-hit"})
+        expect("rules kept" in output and "on_give_up = keep" in output, "on_give_up = keep: 'rules kept'", output)
+        expect_equal("rules kept by on_give_up = keep", rules, our_rules(env))
+        expect_equal("fail-closed after giving up: a new connection waits", "timeout",
+                     env.client("tcp-probe", format_endpoint(REMOTE_V4, 80), 1.5)["result"])
+        cli(env, "rules", "--remove")
+    finally:
+        back_to_standard(env)
+    return said.split(": ", 1)[-1]
 
 
 # --- sd_notify, watchdog, metrics ----------------------------------------------------------------
@@ -854,6 +925,8 @@ CASES = [
      "an established flow carries on", rules_stay_put, 90, DAEMON),
     ("[rules] manage = false: nothing installed, one warning, the operator's rules redirect and are left alone",
      rules_not_managed, 60, DAEMON),
+    ("giving up (systemd's steps: crash, ExecStartPre exit 2, start limit, OnFailure=): rules removed, traffic "
+     "passes; on_give_up = keep stays fail-closed", give_up_removes_rules, 90, DAEMON),
     ("sd_notify (fake NOTIFY_SOCKET): READY/STATUS, WATCHDOG withheld while a thread hangs, "
      "RELOADING, STOPPING; /metrics", notify_protocol_and_watchdog, 90, DAEMON),
 ]

@@ -27,6 +27,7 @@ expected="/etc/nfq-redirect/nfq-redirect.toml
 /usr/include/nfq_redirect.h
 /usr/lib/libnfq-redirect-client.a
 /usr/lib/libnfq-redirect-preload.so
+/usr/lib/systemd/system/nfq-redirect-gave-up.service
 /usr/lib/systemd/system/nfq-redirect.service
 /usr/sbin/nfq-redirectd
 /usr/share/doc/nfq-redirect/lookup-protocol.md
@@ -43,18 +44,20 @@ unit_names_installed_paths() {
     local unit="$root/usr/lib/systemd/system/nfq-redirect.service"
     grep -qx 'ExecStart=/usr/sbin/nfq-redirectd --config /etc/nfq-redirect/nfq-redirect.toml --keep-rules-on-exit' "$unit" &&
     grep -qx 'ExecStartPre=/usr/sbin/nfq-redirectd --config /etc/nfq-redirect/nfq-redirect.toml --check-config' "$unit" &&
-    grep -qx 'RestartPreventExitStatus=2' "$unit"
+    grep -qx 'RestartPreventExitStatus=2' "$unit" && grep -qx 'OnFailure=nfq-redirect-gave-up.service' "$unit" &&
+    grep -qx 'ExecStart=/usr/bin/nfq-redirect rules --remove --gave-up nfq-redirect.service --config /etc/nfq-redirect/nfq-redirect.toml' \
+        "$root/usr/lib/systemd/system/nfq-redirect-gave-up.service"
 }
 # systemd-analyze checks that every Exec path exists and every man: page opens, so the copy it
 # verifies points into the DESTDIR; nothing else in it changes.
 unit_verifies() {
     local dir output status
     dir="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-unit.XXXXXX")"
-    for unit in nfq-redirect.service; do
+    for unit in nfq-redirect.service nfq-redirect-gave-up.service; do
         sed -e "s|/usr/sbin/nfq|$root/usr/sbin/nfq|g" -e "s|/usr/bin/nfq|$root/usr/bin/nfq|g" \
             "$root/usr/lib/systemd/system/$unit" >"$dir/$unit"
     done
-    output="$(MANPATH="$root/usr/share/man" systemd-analyze verify "$dir/nfq-redirect.service" 2>&1)"; status=$?
+    output="$(MANPATH="$root/usr/share/man" systemd-analyze verify "$dir/nfq-redirect.service" "$dir/nfq-redirect-gave-up.service" 2>&1)"; status=$?
     rm -rf "$dir"
     echo "$output"
     [ "$status" = 0 ] && [ -z "$output" ]
@@ -98,7 +101,7 @@ uninstall_of_unchanged_leaves_nothing() {
 check "make install DESTDIR PREFIX=/usr" install_into_root
 check "installed files are exactly the expected list" file_list_is_expected
 check "unit: no @placeholder@ left" no_placeholders_left
-check "units: ExecStart/ExecStartPre name the installed daemon and config; exit 2 not restarted" unit_names_installed_paths
+check "units: ExecStart/ExecStartPre/OnFailure name the installed programs and config; exit 2 not restarted" unit_names_installed_paths
 check "unit: systemd-analyze verify is silent and succeeds" unit_verifies
 check "unit: systemd-analyze security exposure at most 2.5" unit_sandbox_scores_well
 check "installed programs run" programs_run

@@ -162,8 +162,12 @@ private struct TOMLReader {
             if let v = try string(metrics, "listen", "metrics.listen") { c.metrics.listen = v.isEmpty ? nil : v }
         }
         if let rules = try table(root, "rules", "rules") {
-            try checkKeys(rules, "rules", allowed: ["manage"])
+            try checkKeys(rules, "rules", allowed: ["manage", "on_give_up"])
             if let v = try bool(rules, "manage", "rules.manage") { c.ruleManagement.manage = v }
+            if let v = try string(rules, "on_give_up", "rules.on_give_up") {
+                guard let value = RuleManagement.OnGiveUp(rawValue: v) else { throw error("rules.on_give_up", "'\(v)' is not remove or keep") }
+                c.ruleManagement.onGiveUp = value
+            }
         }
     }
 

@@ -67,6 +67,21 @@ public final class IptablesRuleInstaller: RuleInstaller {
         return missing
     }
 
+    /// Whether any chain of the daemon's is in the kernel, in either family.
+    public func anyInstalled() throws(KernelError) -> Bool {
+        let ours = ChainJump.all.map { ":\($0.chain) " }
+        for family in AddressFamily.allCases {
+            guard let tools = try? self.tools(family) else { continue }
+            for table in ["raw", "mangle"] {
+                let outcome = try ProgramRunner.run(tools.save, ["-t", table])
+                if outcome.status == 0, outcome.output.split(separator: "\n").contains(where: { line in ours.contains { line.hasPrefix($0) } }) {
+                    return true
+                }
+            }
+        }
+        return false
+    }
+
     public func remove() throws(KernelError) {
         for family in AddressFamily.allCases {
             guard let tools = try? self.tools(family) else { continue }  // nothing can be installed without them
