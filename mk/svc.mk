@@ -26,7 +26,8 @@ INSTALLED := $(BINDIR)/nfq-redirect $(SBINDIR)/nfq-redirectd \
              $(PREFIX)/lib/libnfq-redirect-preload.so $(PREFIX)/lib/libnfq-redirect-client.a \
              $(PREFIX)/include/nfq_redirect.h \
              $(MANDIR)/man8/nfq-redirectd.8 $(MANDIR)/man8/nfq-redirect.8 \
-             $(DOCDIR)/operations.md $(DOCDIR)/lookup-protocol.md $(DOCDIR)/nfq-redirect.toml
+             $(DOCDIR)/operations.md $(DOCDIR)/lookup-protocol.md $(DOCDIR)/nfq-redirect.toml \
+             $(DOCDIR)/LICENSE $(DOCDIR)/CHANGELOG.md
 
 .PHONY: install uninstall man svc-test svc-install-test svc-netns-test svc-demo-test
 
@@ -45,7 +46,7 @@ install: release man
 	        systemd/$$unit >$(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit && chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit || exit 1; \
 	done
 	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man8/
-	install -m 0644 docs/operations.md docs/lookup-protocol.md config/nfq-redirect.toml $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/operations.md docs/lookup-protocol.md config/nfq-redirect.toml LICENSE CHANGELOG.md $(DESTDIR)$(DOCDIR)/
 	@if [ -e $(CONFIG) ]; then \
 	    echo "kept $(CONFIG); the shipped one is $(DESTDIR)$(DOCDIR)/nfq-redirect.toml"; \
 	else \

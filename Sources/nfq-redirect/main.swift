@@ -10,6 +10,7 @@ struct RedirectControl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nfq-redirect",
         abstract: "Control and inspect nfq-redirectd.",
+        version: DaemonVersion.current,
         subcommands: [Lookup.self, List.self, Stats.self, Events.self, Rules.self, Version.self])
 }
 

@@ -7,7 +7,8 @@ import Glibc
 struct RedirectDaemonCommand: ParsableCommand, Sendable {
     static let configuration = CommandConfiguration(
         commandName: "nfq-redirectd",
-        abstract: "Userspace REDIRECT + conntrack + SO_ORIGINAL_DST for transparent proxies, over NFQUEUE.")
+        abstract: "Userspace REDIRECT + conntrack + SO_ORIGINAL_DST for transparent proxies, over NFQUEUE.",
+        version: DaemonVersion.current)
 
     @OptionGroup var options: RedirectOptions
 

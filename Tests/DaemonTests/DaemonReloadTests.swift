@@ -72,6 +72,7 @@ final class DaemonReloadTests: XCTestCase {
         runtime.checkRules()
         XCTAssertEqual(runtime.rulesRestored.load, 1)
         XCTAssertTrue(runtime.statistics().textLines.contains("nfqr_rules_restored_total 1"))
+        XCTAssertTrue(runtime.statistics().textLines.contains("nfqr_build_info{version=\"\(DaemonVersion.current)\"} 1"))
     }
 
     /// `[rules] manage = false`: the daemon never installs, replaces or removes; it only notices.

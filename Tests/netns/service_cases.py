@@ -895,6 +895,9 @@ def metrics_families(env):
     zero = [series for series in MUST_HAVE_COUNTED if samples[series] <= 0]
     expect_equal("series still zero after redirected traffic and lookups", [], zero)
     expect_equal("nfqr_flows_limit", 262144.0, samples["nfqr_flows_limit"])
+    version = run_command([env.redirect.binary, "--version"]).strip()
+    expect_equal(f'nfqr_build_info{{version="{version}"}} (the version `nfq-redirectd --version` prints)', 1.0,
+                 samples.get(f'nfqr_build_info{{version="{version}"}}'))
     expect_equal("histogram +Inf bucket = count", samples["nfqr_lookup_seconds_count"],
                  samples['nfqr_lookup_seconds_bucket{le="+Inf"}'])
 

@@ -30,6 +30,8 @@ expected="/etc/nfq-redirect/nfq-redirect.toml
 /usr/lib/systemd/system/nfq-redirect-gave-up.service
 /usr/lib/systemd/system/nfq-redirect.service
 /usr/sbin/nfq-redirectd
+/usr/share/doc/nfq-redirect/CHANGELOG.md
+/usr/share/doc/nfq-redirect/LICENSE
 /usr/share/doc/nfq-redirect/lookup-protocol.md
 /usr/share/doc/nfq-redirect/nfq-redirect.toml
 /usr/share/doc/nfq-redirect/operations.md
@@ -74,6 +76,14 @@ unit_sandbox_scores_well() {
 programs_run() {
     "$root/usr/bin/nfq-redirect" --help | grep -q 'rules'
 }
+# Both print the one version, the CHANGELOG's newest heading, and exit 0.
+versions_agree() {
+    local daemon cli changelog
+    daemon="$("$root/usr/sbin/nfq-redirectd" --version)" && cli="$("$root/usr/bin/nfq-redirect" --version)" || return 1
+    changelog="$(grep -m1 '^## \[' CHANGELOG.md | sed 's/^## \[\([^]]*\)\].*/\1/')"
+    echo "nfq-redirectd $daemon, nfq-redirect $cli, CHANGELOG.md $changelog"
+    [ -n "$daemon" ] && [ "$daemon" = "$cli" ] && [ "$daemon" = "$changelog" ]
+}
 # The shipped config redirects nothing: the check (the unit's ExecStartPre) refuses it with one
 # line and exit status 2, which the unit does not restart.
 installed_config_redirects_nothing() {
@@ -105,6 +115,7 @@ check "units: ExecStart/ExecStartPre/OnFailure name the installed programs and c
 check "unit: systemd-analyze verify is silent and succeeds" unit_verifies
 check "unit: systemd-analyze security exposure at most 2.5" unit_sandbox_scores_well
 check "installed programs run" programs_run
+check "--version: daemon, CLI and CHANGELOG.md agree" versions_agree
 check "the installed config redirects nothing: --check-config says so in one line, exit status 2" installed_config_redirects_nothing
 check "installed preload library does not load the Swift runtime" preload_has_no_swift_runtime
 check "man nfq-redirectd opens the installed page" man_pages_open

@@ -353,6 +353,7 @@ final class DaemonRuntime: @unchecked Sendable {
         var report = DaemonStatistics()
         let engines = workers.map(\.engine.counters)
         func sum(_ value: (EngineCounters) -> AtomicCounter) -> UInt64 { engines.reduce(0) { $0 + value($1).load } }
+        report.gauge("nfqr_build_info", 1, labels: [("version", DaemonVersion.current)], help: "Always 1; the daemon's version as a label.")
         report.counter("nfqr_packets_total", sum(\.packets), help: "Packets received from the kernel's queues.")
         report.counter("nfqr_bytes_total", sum(\.bytes), help: "Bytes of packets received from the kernel's queues.")
         report.counter("nfqr_verdicts_total", sum(\.accepted), labels: [("verdict", "accept")], help: "Verdicts by kind.")
