@@ -4,7 +4,8 @@
 #                     client libraries with their header, man pages, docs; PREFIX and DESTDIR aware
 #   make uninstall    removes what `make install` put there (a config you changed is kept)
 #   make man          man pages from the command-line definitions (argument-parser's generate-manual)
-#   make svc-test     unit verify + install/uninstall check, the netns service suite, the demo
+#   make svc-test     unit verify + install/uninstall check, the netns service suite, the demo,
+#                     the contrib/ alert rules (promtool) and dashboard
 #
 # Settable: PREFIX (/usr/local), DESTDIR, SYSCONFDIR (/etc), SYSTEMD_UNIT_DIR
 # ($(PREFIX)/lib/systemd/system, which systemd searches for /usr and /usr/local alike).
@@ -29,7 +30,7 @@ INSTALLED := $(BINDIR)/nfq-redirect $(SBINDIR)/nfq-redirectd \
              $(DOCDIR)/operations.md $(DOCDIR)/lookup-protocol.md $(DOCDIR)/nfq-redirect.toml \
              $(DOCDIR)/LICENSE $(DOCDIR)/CHANGELOG.md
 
-.PHONY: install uninstall man svc-test svc-install-test svc-netns-test svc-demo-test
+.PHONY: install uninstall man svc-test svc-install-test svc-netns-test svc-demo-test svc-contrib-test
 
 # argument-parser's plugin builds the package (release) and writes one page per command.
 man: release
@@ -69,4 +70,9 @@ svc-netns-test: release
 svc-demo-test: release
 	Tests/service/demo_test.sh
 
-svc-test: svc-install-test svc-netns-test svc-demo-test
+# contrib/: promtool checks and unit-tests the alert rules; the dashboard's JSON and the names
+# both use are checked against the metrics the daemon exports (no build needed).
+svc-contrib-test:
+	Tests/service/contrib_test.py
+
+svc-test: svc-install-test svc-netns-test svc-demo-test svc-contrib-test

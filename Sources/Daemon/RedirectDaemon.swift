@@ -159,9 +159,11 @@ struct ReloadService: Service {
             do {
                 let new = try loadConfiguration()
                 try runtime.reload(new)
+                runtime.reloadsApplied.add(1)
                 runtime.logger.info("reloaded: \(new.summary.split(separator: "\n").joined(separator: "; "))")
                 notifier.ready(status: "redirecting: \(new.redirects.map(\.description).joined(separator: " "))")
             } catch {
+                runtime.reloadsRefused.add(1)
                 runtime.logger.error("reload refused, keeping the running configuration: \(error)")
                 notifier.ready(status: "reload refused: \(error)")
             }

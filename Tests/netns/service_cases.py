@@ -444,6 +444,9 @@ def reload_semantics(env):
             f"first = {env.redirect.queue}", f"first = {env.redirect.queue + 10}"), "reload refused")
         expect("queue settings" in needs_restart, "a queue change refused: it needs a restart", needs_restart)
         expect_equal("rules after refused reloads", rules, our_rules(env))
+        stats = cli(env, "stats", "--socket", env.redirect.socket_path).splitlines()
+        expect('nfqr_reloads_total{result="refused"} 2' in stats and 'nfqr_reloads_total{result="applied"} 1' in stats,
+               "nfqr_reloads_total: 1 applied, 2 refused", [line for line in stats if "reloads" in line])
         expect(daemon.running(), "the daemon still running after refused reloads", "it exited")
         expect_redirected(env, port=443)
         flow.round_trip(b"still\n")
@@ -895,6 +898,14 @@ def metrics_families(env):
     zero = [series for series in MUST_HAVE_COUNTED if samples[series] <= 0]
     expect_equal("series still zero after redirected traffic and lookups", [], zero)
     expect_equal("nfqr_flows_limit", 262144.0, samples["nfqr_flows_limit"])
+    # contrib/: every name the alert rules and the dashboard use is one this daemon serves.
+    served = {name + suffix for name in typed for suffix in ("", "_bucket", "_sum", "_count")}
+    contrib = os.path.join(os.path.dirname(SHIPPED_CONFIG), "..", "contrib")
+    used = set()
+    for path in ("prometheus/alerts.yml", "grafana/nfq-redirect.json"):
+        with open(os.path.join(contrib, path)) as file:
+            used |= set(re.findall(r"\bnfqr_[a-z0-9_]+", file.read()))
+    expect_equal("names in contrib/ alerts and dashboard not on /metrics", [], sorted(used - served))
     version = run_command([env.redirect.binary, "--version"]).strip()
     expect_equal(f'nfqr_build_info{{version="{version}"}} (the version `nfq-redirectd --version` prints)', 1.0,
                  samples.get(f'nfqr_build_info{{version="{version}"}}'))

@@ -29,6 +29,9 @@ final class DaemonRuntime: @unchecked Sendable {
     /// 1 while the last check found rules missing that are still missing (not managed, or
     /// the repair failed).
     let rulesMissing = AtomicGauge()
+    /// SIGHUP reloads applied and refused (the running configuration kept).
+    let reloadsApplied = AtomicCounter()
+    let reloadsRefused = AtomicCounter()
     private let rulesLog: RateLimitedLog
     let lookupLatency = LatencyHistogram()
     /// Rules a reload took away that established flows still use: the kernel keeps queueing
@@ -420,6 +423,8 @@ final class DaemonRuntime: @unchecked Sendable {
         report.counter("nfqr_flows_refused_total", flows.refusedTupleInUse, labels: [("reason", "tuple_in_use")], help: "New flows refused.")
         report.counter("nfqr_interface_address_changes_total", addressChanges.load, help: "Interface address snapshots applied.")
         report.counter("nfqr_rules_restored_total", rulesRestored.load, help: "Times the daemon's firewall rules were found missing (a firewall reload) and put back.")
+        report.counter("nfqr_reloads_total", reloadsApplied.load, labels: [("result", "applied")], help: "Configuration reloads (SIGHUP), by result.")
+        report.counter("nfqr_reloads_total", reloadsRefused.load, labels: [("result", "refused")], help: "Configuration reloads (SIGHUP), by result.")
         report.gauge("nfqr_rules_missing", UInt64(max(0, rulesMissing.load)), help: "1 while the daemon's firewall rules are missing and not put back ([rules] manage = false, or the repair failed).")
         if let lookup = lookupServer?.counters {
             report.counter("nfqr_lookup_requests_total", lookup.requests.load, help: "Lookup socket requests.")
