@@ -11,7 +11,9 @@ BUILD_DIR    := $(RELEASE_DIR)
 # Debian packages: build dependencies, then what the tests and the demo run.
 BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev
 RUN_DEPS     := iptables iproute2 kmod procps
-TEST_DEPS    := python3 python3-scapy socat conntrack systemd man-db strace redsocks squid haproxy nftables prometheus
+TEST_DEPS    := python3 python3-scapy socat conntrack systemd man-db strace redsocks squid haproxy
+# nft flush ruleset (the firewall-flush service test); promtool (contrib/ alert rules).
+TEST_DEPS    += nftables prometheus
 
 .PHONY: all deps build release test unit-test preload-test netns-test proxies-test demo clean
 

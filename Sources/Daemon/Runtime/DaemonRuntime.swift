@@ -177,12 +177,12 @@ final class DaemonRuntime: @unchecked Sendable {
     /// mapping. What only a restart can change is refused with the reason.
     func reload(_ new: DaemonConfiguration) throws(StartupError) {
         var needsRestart: [String] = []
+        if new.ruleManagement.manage != configuration.ruleManagement.manage { needsRestart.append("rules.manage") }
         if new.queues != configuration.queues { needsRestart.append("queue settings") }
         if new.lookup != configuration.lookup { needsRestart.append("lookup socket settings") }
         if new.tableLimit != configuration.tableLimit { needsRestart.append("table.limit") }
         if new.timeouts != configuration.timeouts { needsRestart.append("timeouts") }
         if new.metrics != configuration.metrics { needsRestart.append("metrics listener") }
-        if new.ruleManagement.manage != configuration.ruleManagement.manage { needsRestart.append("rules.manage") }
         guard needsRestart.isEmpty else {
             throw StartupError("\(needsRestart.joined(separator: ", ")) changed: these need a restart, not a reload")
         }
