@@ -12,12 +12,14 @@ BUILD_DIR    := $(RELEASE_DIR)
 BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev
 RUN_DEPS     := iptables iproute2 kmod procps
 TEST_DEPS    := python3 python3-scapy socat conntrack systemd man-db strace redsocks squid haproxy
-# nft flush ruleset (the firewall-flush service test); promtool (contrib/ alert rules).
-TEST_DEPS    += nftables prometheus
 
 .PHONY: all deps build release test unit-test preload-test netns-test proxies-test demo clean
 
 all: release
+
+# Test tools, too: nft flush ruleset (the firewall-flush service test); promtool (contrib/
+# alert rules).
+TEST_DEPS    += nftables prometheus
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (it installs Debian packages)"; exit 1; fi
