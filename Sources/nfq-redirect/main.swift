@@ -11,7 +11,7 @@ struct RedirectControl: ParsableCommand {
         commandName: "nfq-redirect",
         abstract: "Control and inspect nfq-redirectd.",
         version: DaemonVersion.current,
-        subcommands: [Lookup.self, List.self, Stats.self, Events.self, Rules.self, Version.self])
+        subcommands: [Lookup.self, List.self, Stats.self, Events.self, Rules.self, Version.self, DoctorCommand.self])
 }
 
 struct SocketOption: ParsableArguments {

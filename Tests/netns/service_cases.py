@@ -754,6 +754,32 @@ def give_up_removes_rules(env):
     return said.split(": ", 1)[-1]
 
 
+def doctor(env):
+    """`nfq-redirect doctor` with the daemon's own flags: all ok while it runs (exit 0); after a
+    SIGKILL, FAIL for the unbound queues behind rules still in place and for the lookup socket
+    (exit 1); after a firewall flush too, the rules are reported missing."""
+    argv = [env.redirect.cli, "doctor", *env.redirect.argv()[1:]]
+    status, out, err = run_in_router(env, argv)
+    levels = {line.split()[1].rstrip(":"): line.split()[0] for line in out.splitlines() if len(line.split()) > 1}
+    expect(status == 0 and all(levels.get(check) == "ok" for check in ("config", "firewall", "rules", "queues", "lookup"))
+           and "FAIL" not in out, "doctor with the daemon running: config, tools, rules, queues, socket ok; exit 0",
+           (status, out, err))
+    try:
+        stop_daemon(env, signal.SIGKILL)
+        status, out, _ = run_in_router(env, argv)
+        queues = next((line for line in out.splitlines() if " queues:" in line), "")
+        expect(status == 1 and queues.startswith("FAIL") and "fail-closed" in queues
+               and any(line.startswith("FAIL  lookup socket") for line in out.splitlines()),
+               "doctor after SIGKILL: FAIL queues (rules in place, fail-closed), FAIL lookup socket; exit 1", out)
+        flush_rules(env, "iptables -F")
+        status, out, _ = run_in_router(env, argv)
+        expect(status == 1 and any(line.startswith("warn  rules: not installed") for line in out.splitlines()),
+               "doctor after a flush with no daemon: 'warn rules: not installed'", out)
+    finally:
+        back_to_standard(env)
+    return queues.split(": ", 1)[-1][:90]
+
+
 # --- sd_notify, watchdog, metrics ----------------------------------------------------------------
 
 class FakeNotifySocket:
@@ -941,6 +967,8 @@ CASES = [
      rules_not_managed, 60, DAEMON),
     ("giving up (systemd's steps: crash, ExecStartPre exit 2, start limit, OnFailure=): rules removed, traffic "
      "passes; on_give_up = keep stays fail-closed", give_up_removes_rules, 90, DAEMON),
+    ("nfq-redirect doctor: all ok while the daemon runs; unbound queues, dead socket and missing rules "
+     "reported after a SIGKILL and a flush", doctor, 60, DAEMON),
     ("sd_notify (fake NOTIFY_SOCKET): READY/STATUS, WATCHDOG withheld while a thread hangs, "
      "RELOADING, STOPPING; /metrics", notify_protocol_and_watchdog, 90, DAEMON),
 ]
