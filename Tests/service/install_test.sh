@@ -93,7 +93,11 @@ installed_config_redirects_nothing() {
     [ "$status" = 2 ] && [ "$(wc -l <<<"$output")" = 1 ] && grep -q 'nothing to redirect' <<<"$output"
 }
 preload_has_no_swift_runtime() { ! ldd "$root/usr/lib/libnfq-redirect-preload.so" | grep -i swift; }
-man_pages_open() { MANPATH="$root/usr/share/man" man -P cat nfq-redirectd | grep -q -- '--keep-rules-on-exit'; }
+man_pages_open() {
+    local page
+    page="$(MANPATH="$root/usr/share/man" man -P cat nfq-redirectd)" &&
+    grep -q -- '--keep-rules-on-exit' <<<"$page" && grep -q 'Exit status: 0' <<<"$page" && grep -q 'Signals:' <<<"$page"
+}
 changed_config_kept_on_reinstall() {
     echo "# changed by the operator" >>"$root/etc/nfq-redirect/nfq-redirect.toml"
     local output
@@ -118,7 +122,7 @@ check "installed programs run" programs_run
 check "--version: daemon, CLI and CHANGELOG.md agree" versions_agree
 check "the installed config redirects nothing: --check-config says so in one line, exit status 2" installed_config_redirects_nothing
 check "installed preload library does not load the Swift runtime" preload_has_no_swift_runtime
-check "man nfq-redirectd opens the installed page" man_pages_open
+check "man nfq-redirectd opens the installed page: options, exit status, signals" man_pages_open
 check "a changed config is kept by make install" changed_config_kept_on_reinstall
 check "make uninstall removes everything but the changed config" uninstall_keeps_only_the_changed_config
 rm -f "$root/etc/nfq-redirect/nfq-redirect.toml"
