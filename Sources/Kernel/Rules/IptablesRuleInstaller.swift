@@ -8,17 +8,21 @@ public final class IptablesRuleInstaller: RuleInstaller {
     private struct Tools {
         var command: String
         var restore: String
-        var save: String
     }
 
-    private static func names(_ family: AddressFamily) -> (command: String, restore: String, save: String) {
-        family == .ipv4 ? ("iptables", "iptables-restore", "iptables-save") : ("ip6tables", "ip6tables-restore", "ip6tables-save")
+    private static func names(_ family: AddressFamily) -> (command: String, restore: String) {
+        family == .ipv4 ? ("iptables", "iptables-restore") : ("ip6tables", "ip6tables-restore")
+    }
+
+    /// iptables-save / ip6tables-save, for reading the rules back (the once-a-second check).
+    /// Looked up only there: installing and removing never need it.
+    private static func save(_ family: AddressFamily) throws(KernelError) -> String {
+        try ProgramRunner.locate(family == .ipv4 ? "iptables-save" : "ip6tables-save")
     }
 
     private func tools(_ family: AddressFamily) throws(KernelError) -> Tools {
         let names = Self.names(family)
-        return Tools(command: try ProgramRunner.locate(names.command), restore: try ProgramRunner.locate(names.restore),
-                     save: try ProgramRunner.locate(names.save))
+        return Tools(command: try ProgramRunner.locate(names.command), restore: try ProgramRunner.locate(names.restore))
     }
 
     public func checkAvailable(for configuration: RuleSetConfiguration) throws(KernelError) {
@@ -49,12 +53,12 @@ public final class IptablesRuleInstaller: RuleInstaller {
         var missing: [String] = []
         for family in AddressFamily.allCases {
             guard let ruleSet = try RuleGenerator.iptables(configuration, family: family) else { continue }
-            let tools = try tools(family)
+            let save = try Self.save(family)
             var saved = ""
             for table in ["raw", "mangle"] {
-                let outcome = try ProgramRunner.run(tools.save, ["-t", table])
+                let outcome = try ProgramRunner.run(save, ["-t", table])
                 guard outcome.status == 0 else {
-                    throw .programFailed(command: "\(tools.save) -t \(table)", status: outcome.status, output: outcome.output)
+                    throw .programFailed(command: "\(save) -t \(table)", status: outcome.status, output: outcome.output)
                 }
                 saved += outcome.output
             }
@@ -67,13 +71,17 @@ public final class IptablesRuleInstaller: RuleInstaller {
         return missing
     }
 
-    /// Whether any chain of the daemon's is in the kernel, in either family.
+    /// Whether any chain of the daemon's is in the kernel, in either family (true when a family's
+    /// iptables is there but its iptables-save is not: it cannot tell).
     public func anyInstalled() throws(KernelError) -> Bool {
         let ours = ChainJump.all.map { ":\($0.chain) " }
         for family in AddressFamily.allCases {
-            guard let tools = try? self.tools(family) else { continue }
+            guard let save = try? Self.save(family) else {
+                if (try? tools(family)) != nil { return true }  // cannot look: assume they may be there
+                continue
+            }
             for table in ["raw", "mangle"] {
-                let outcome = try ProgramRunner.run(tools.save, ["-t", table])
+                let outcome = try ProgramRunner.run(save, ["-t", table])
                 if outcome.status == 0, outcome.output.split(separator: "\n").contains(where: { line in ours.contains { line.hasPrefix($0) } }) {
                     return true
                 }
