@@ -4,6 +4,8 @@
 #                     client libraries with their header, man pages, docs; PREFIX and DESTDIR aware
 #   make uninstall    removes what `make install` put there (a config you changed is kept)
 #   make man          man pages from the command-line definitions (argument-parser's generate-manual)
+#   make deb          a Debian binary package (a second, static-stdlib build in .build-static)
+#   make deb-test     builds it and checks it without installing it (not in make test)
 #   make svc-test     unit verify + install/uninstall check, the netns service suite, the demo,
 #                     the contrib/ alert rules (promtool) and dashboard
 #
@@ -30,7 +32,7 @@ INSTALLED := $(BINDIR)/nfq-redirect $(SBINDIR)/nfq-redirectd \
              $(DOCDIR)/operations.md $(DOCDIR)/lookup-protocol.md $(DOCDIR)/nfq-redirect.toml \
              $(DOCDIR)/LICENSE $(DOCDIR)/CHANGELOG.md
 
-.PHONY: install uninstall man svc-test svc-install-test svc-netns-test svc-demo-test svc-contrib-test
+.PHONY: install uninstall man svc-test svc-install-test svc-netns-test svc-demo-test svc-contrib-test deb deb-test
 
 # argument-parser's plugin builds the package (release) and writes one page per command.
 man: release
@@ -76,3 +78,9 @@ svc-contrib-test:
 	Tests/service/contrib_test.py
 
 svc-test: svc-install-test svc-netns-test svc-demo-test svc-contrib-test
+
+deb:
+	scripts/build-deb.sh
+
+deb-test:
+	Tests/service/deb_test.sh
