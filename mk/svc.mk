@@ -4,7 +4,10 @@
 #                     client libraries with their header, man pages, docs; PREFIX and DESTDIR aware
 #   make uninstall    removes what `make install` put there (a config you changed is kept)
 #   make man          man pages from the command-line definitions (argument-parser's generate-manual)
-#   make svc-test     unit verify + install/uninstall check, the netns service suite, the demo
+#   make deb          a Debian binary package (a second, static-stdlib build in .build-static)
+#   make deb-test     builds it and checks it without installing it (not in make test)
+#   make svc-test     unit verify + install/uninstall check, the netns service suite, the demo,
+#                     the contrib/ alert rules (promtool) and dashboard
 #
 # Settable: PREFIX (/usr/local), DESTDIR, SYSCONFDIR (/etc), SYSTEMD_UNIT_DIR
 # ($(PREFIX)/lib/systemd/system, which systemd searches for /usr and /usr/local alike).
@@ -22,13 +25,14 @@ CONFIG     := $(DESTDIR)$(SYSCONFDIR)/nfq-redirect/nfq-redirect.toml
 
 # Everything `make install` writes, but the config (kept when changed): what uninstall removes.
 INSTALLED := $(BINDIR)/nfq-redirect $(SBINDIR)/nfq-redirectd \
-             $(SYSTEMD_UNIT_DIR)/nfq-redirect.service \
+             $(SYSTEMD_UNIT_DIR)/nfq-redirect.service $(SYSTEMD_UNIT_DIR)/nfq-redirect-gave-up.service \
              $(PREFIX)/lib/libnfq-redirect-preload.so $(PREFIX)/lib/libnfq-redirect-client.a \
              $(PREFIX)/include/nfq_redirect.h \
              $(MANDIR)/man8/nfq-redirectd.8 $(MANDIR)/man8/nfq-redirect.8 \
-             $(DOCDIR)/operations.md $(DOCDIR)/lookup-protocol.md $(DOCDIR)/nfq-redirect.toml
+             $(DOCDIR)/operations.md $(DOCDIR)/lookup-protocol.md $(DOCDIR)/nfq-redirect.toml \
+             $(DOCDIR)/LICENSE $(DOCDIR)/CHANGELOG.md
 
-.PHONY: install uninstall man svc-test svc-install-test svc-netns-test svc-demo-test
+.PHONY: install uninstall man svc-test svc-install-test svc-netns-test svc-demo-test svc-contrib-test deb deb-test
 
 # argument-parser's plugin builds the package (release) and writes one page per command.
 man: release
@@ -40,11 +44,12 @@ install: release man
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/nfq-redirect
 	install -m 0755 $(RELEASE_DIR)/nfq-redirect $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(RELEASE_DIR)/nfq-redirectd $(DESTDIR)$(SBINDIR)/
-	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
-	    systemd/nfq-redirect.service >$(DESTDIR)$(SYSTEMD_UNIT_DIR)/nfq-redirect.service
-	chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/nfq-redirect.service
+	for unit in nfq-redirect.service nfq-redirect-gave-up.service; do \
+	    sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	        systemd/$$unit >$(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit && chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit || exit 1; \
+	done
 	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man8/
-	install -m 0644 docs/operations.md docs/lookup-protocol.md config/nfq-redirect.toml $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/operations.md docs/lookup-protocol.md config/nfq-redirect.toml LICENSE CHANGELOG.md $(DESTDIR)$(DOCDIR)/
 	@if [ -e $(CONFIG) ]; then \
 	    echo "kept $(CONFIG); the shipped one is $(DESTDIR)$(DOCDIR)/nfq-redirect.toml"; \
 	else \
@@ -67,4 +72,15 @@ svc-netns-test: release
 svc-demo-test: release
 	Tests/service/demo_test.sh
 
-svc-test: svc-install-test svc-netns-test svc-demo-test
+# contrib/: promtool checks and unit-tests the alert rules; the dashboard's JSON and the names
+# both use are checked against the metrics the daemon exports (no build needed).
+svc-contrib-test:
+	Tests/service/contrib_test.py
+
+svc-test: svc-install-test svc-netns-test svc-demo-test svc-contrib-test
+
+deb:
+	scripts/build-deb.sh
+
+deb-test:
+	Tests/service/deb_test.sh

@@ -89,7 +89,8 @@ public enum RedirectDaemon {
         if restart.requested {
             logger.info("stopping for a restart (SIGUSR2); rules and flows kept for the next start")
         } else {
-            logger.info(keepRules ? "stopping; rules and flows kept for the next start (keep_rules_on_exit)" : "stopping for good; removing rules")
+            let removal = runtime.configuration.ruleManagement.manage ? "removing rules" : "the rules are the operator's ([rules] manage = false)"
+            logger.info(keepRules ? "stopping; rules and flows kept for the next start (keep_rules_on_exit)" : "stopping for good; \(removal)")
         }
         metrics?.shutdown()
         runtime.stop(keepRules: keepRules)
@@ -98,7 +99,7 @@ public enum RedirectDaemon {
     }
 }
 
-/// Once a second: expire flows, and ping the systemd watchdog only while every datapath
+/// Once a second: expire flows, check the firewall rules are still there, and ping the systemd watchdog only while every datapath
 /// thread shows progress, so a hung datapath is restarted instead of black-holing traffic.
 struct HousekeepingService: Service {
     let runtime: DaemonRuntime
@@ -117,6 +118,7 @@ struct HousekeepingService: Service {
             try? await Task.sleep(for: .seconds(1))
             if Task.isCancelled { return }
             runtime.sweep()
+            runtime.checkRules()
             let stuck = gate.stuckThreads(progress: runtime.workerProgress)
             if stuck.isEmpty {
                 if notifier.watchdogInterval != nil { notifier.watchdog() }
@@ -157,9 +159,11 @@ struct ReloadService: Service {
             do {
                 let new = try loadConfiguration()
                 try runtime.reload(new)
+                runtime.reloadsApplied.add(1)
                 runtime.logger.info("reloaded: \(new.summary.split(separator: "\n").joined(separator: "; "))")
                 notifier.ready(status: "redirecting: \(new.redirects.map(\.description).joined(separator: " "))")
             } catch {
+                runtime.reloadsRefused.add(1)
                 runtime.logger.error("reload refused, keeping the running configuration: \(error)")
                 notifier.ready(status: "reload refused: \(error)")
             }

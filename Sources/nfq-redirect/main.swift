@@ -10,7 +10,8 @@ struct RedirectControl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nfq-redirect",
         abstract: "Control and inspect nfq-redirectd.",
-        subcommands: [Lookup.self, List.self, Stats.self, Events.self, Rules.self, Hook.self, Version.self])
+        version: DaemonVersion.current,
+        subcommands: [Lookup.self, List.self, Stats.self, Events.self, Rules.self, Hook.self, Version.self, DoctorCommand.self])
 }
 
 struct SocketOption: ParsableArguments {
@@ -119,7 +120,9 @@ extension RedirectControl {
                 rule and chain of the daemon's from the kernel (after a daemon was killed, for example), and \
                 the saved flow table of the configuration given (its flows end with the rules). \
                 With --unless-restarting UNIT (the unit's ExecStopPost=), does so only when systemd is not \
-                about to start the daemon again; see docs/operations.md.
+                about to start the daemon again; with --gave-up UNIT (the unit's OnFailure= unit), when systemd \
+                gave up restarting it, unless [rules] on_give_up = keep. Under either, rules the operator \
+                manages ([rules] manage = false) are left alone; see docs/operations.md.
                 """)
 
         enum Format: String, ExpressibleByArgument, CaseIterable { case iptables, nft }
@@ -130,9 +133,15 @@ extension RedirectControl {
         @Option(name: .customLong("unless-restarting"), help: ArgumentHelp(
             "With --remove, under systemd: keep the rules if systemd will start UNIT again.", valueName: "UNIT"))
         var unlessRestarting: String?
+        @Option(name: .customLong("gave-up"), help: ArgumentHelp(
+            "With --remove, from UNIT's OnFailure= unit: systemd gave up on UNIT; remove unless [rules] on_give_up = keep.",
+            valueName: "UNIT"))
+        var gaveUp: String?
 
         func validate() throws {
             if unlessRestarting != nil && !remove { throw ValidationError("--unless-restarting goes with --remove") }
+            if gaveUp != nil && !remove { throw ValidationError("--gave-up goes with --remove") }
+            if gaveUp != nil && unlessRestarting != nil { throw ValidationError("--gave-up and --unless-restarting exclude each other") }
         }
 
         func run() throws {
@@ -163,35 +172,51 @@ extension RedirectControl {
         }
 
         private func removeRules() throws {
+            // Redirects are not needed to find the state file and [rules]; a file that cannot
+            // be read at all (the very config that made systemd give up) counts as the defaults.
+            let configuration = (try? options.resolve(requireRedirects: false)) ?? DaemonConfiguration()
+            let management = configuration.ruleManagement
+            let environment = { (name: String) in getenv(name).map { String(cString: $0) } }
+            if (unlessRestarting ?? gaveUp) != nil && !management.manage {
+                print("nfq-redirect rules left alone: [rules] manage = false, they are the operator's")
+                return
+            }
+            let installer = IptablesRuleInstaller()
             if let unit = unlessRestarting {
                 let decision = StopPostDecision.decide(
-                    pendingJob: SystemdJobs.pendingJobType(unit: unit),
-                    serviceResult: getenv("SERVICE_RESULT").map { String(cString: $0) })
+                    pendingJob: SystemdJobs.pendingJobType(unit: unit), serviceResult: environment("SERVICE_RESULT"),
+                    exitStatus: environment("EXIT_STATUS"), onGiveUp: management.onGiveUp)
                 guard decision.removeRules else {
                     print("nfq-redirect rules kept: \(decision.reason)")
                     return
                 }
                 print("nfq-redirect rules: removing, \(decision.reason)")
             }
+            if let unit = gaveUp {
+                let decision = GiveUpDecision.decide(
+                    unit: unit, unitState: SystemdJobs.activeState(unit: unit), result: environment("MONITOR_SERVICE_RESULT"),
+                    rulesPresent: (try? installer.anyInstalled()) ?? true, onGiveUp: management.onGiveUp)
+                print("nfq-redirect: \(decision.message)")
+                guard decision.removeRules else { return }
+            }
             do {
-                try IptablesRuleInstaller().remove()
+                try installer.remove()
             } catch {
                 throw ValidationError("removing rules failed: \(error)")
             }
-            print("nfq-redirect rules removed (iptables and ip6tables)")
-            let configuration = try? options.resolve()
+            if gaveUp == nil { print("nfq-redirect rules removed (iptables and ip6tables)") }
             // The getsockopt hook answers for the flows of those rules: it goes with them. A
             // host where it cannot exist has nothing to remove.
             if BPFGetsockoptHook.isBuiltIn {
                 do {
-                    let removed = try BPFGetsockoptHook.removeLeftovers(cgroupPath: configuration?.getsockopt.cgroup)
+                    let removed = try BPFGetsockoptHook.removeLeftovers(cgroupPath: configuration.getsockopt.cgroup)
                     if removed > 0 { print("nfq-redirect getsockopt hook removed (\(removed) BPF program\(removed == 1 ? "" : "s"))") }
                 } catch {
                     print("nfq-redirect getsockopt hook: nothing removed (\(error))")
                 }
             }
             // The saved flows belong to the rules just removed; a later start must not revive them.
-            if let stateFile = configuration?.stateFile {
+            if let stateFile = configuration.stateFile {
                 StateFile(path: stateFile).remove()
             }
         }

@@ -7,7 +7,27 @@ import Glibc
 struct RedirectDaemonCommand: ParsableCommand, Sendable {
     static let configuration = CommandConfiguration(
         commandName: "nfq-redirectd",
-        abstract: "Userspace REDIRECT + conntrack + SO_ORIGINAL_DST for transparent proxies, over NFQUEUE.")
+        abstract: "Userspace REDIRECT + conntrack + SO_ORIGINAL_DST for transparent proxies, over NFQUEUE.",
+        discussion: """
+            Redirects what the config file (/etc/nfq-redirect/nfq-redirect.toml under systemd) or \
+            --redirect / --redirect-local name, and nothing else: with no redirect it refuses to start. \
+            It installs its iptables and ip6tables rules in chains of its own (NFQR-PREROUTING, \
+            NFQR-OUTPUT, NFQR-REPLY), checks them once a second and puts back what a firewall reload \
+            removed ([rules] manage = false: the operator loads them, see nfq-redirect rules). Proxies ask \
+            for original destinations on the lookup socket, or through libnfq-redirect-preload.so.
+
+            Exit status: 0 after a stop; 1 when it could not start (no CAP_NET_ADMIN, a queue or the \
+            lookup socket taken, iptables missing); 2 for a bad flag or config, before the host is touched.
+
+            Signals: SIGTERM and SIGINT stop for good (rules removed, unless --keep-rules-on-exit); \
+            SIGUSR2 stops for a restart (rules kept, flow table saved); SIGHUP reloads the config.
+
+            Files: the lookup socket /run/nfq-redirect/lookup.sock; the saved flow table \
+            /var/lib/nfq-redirect/flows.state. Check a config with --check-config and a host with \
+            nfq-redirect doctor. More: operations.md in the doc directory (make install: \
+            PREFIX/share/doc/nfq-redirect/).
+            """,
+        version: DaemonVersion.current)
 
     @OptionGroup var options: RedirectOptions
 

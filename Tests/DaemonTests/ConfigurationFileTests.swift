@@ -19,12 +19,40 @@ final class ConfigurationFileTests: XCTestCase {
         }
     }
 
-    func testTheShippedExampleConfigurationLoadsAndValidates() throws {
+    private func shippedConfiguration() throws -> String {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../config/nfq-redirect.toml")
-        let text = try String(contentsOf: url, encoding: .utf8)
-        let configuration = try load(text)
+        return try String(contentsOf: url, encoding: .utf8)
+    }
+
+    /// Day one: the shipped file redirects nothing, and the daemon refuses it, saying why.
+    func testTheShippedConfigurationRedirectsNothingAndIsRefused() throws {
+        let configuration = try load(shippedConfiguration())
+        XCTAssertEqual(configuration.redirects, [])
+        XCTAssertThrowsError(try configuration.validate(source: "config/nfq-redirect.toml")) { error in
+            XCTAssertTrue("\(error)".contains("nothing to redirect"), "\(error)")
+        }
+        XCTAssertNoThrow(try configuration.validate(source: "config/nfq-redirect.toml", requireRedirects: false))
+        XCTAssertEqual(configuration.ruleManagement, RuleManagement())
+    }
+
+    /// Its commented-out examples, uncommented, are a valid configuration.
+    func testTheShippedExamplesValidateOnceUncommented() throws {
+        let keys = ["[[redirect]]", "proto ", "ports ", "to_port ", "scope ", "sources ", "destinations ", "families "]
+        let text = try shippedConfiguration().split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            keys.contains { line.hasPrefix("# " + $0) } ? String(line.dropFirst(2)) : String(line)
+        }.joined(separator: "\n")
+        var configuration = try load(text)
+        XCTAssertEqual(configuration.redirects.map(\.description), ["tcp:80,443:8080", "udp:53:5353", "tcp:9000:8090"])
+        configuration.redirects[0].sources = []  // the example prefixes are documentation ranges of both families
         XCTAssertNoThrow(try configuration.validate(source: "config/nfq-redirect.toml"))
-        XCTAssertFalse(configuration.redirects.isEmpty)
+    }
+
+    func testRulesSection() throws {
+        let configuration = try load("[rules]\nmanage = false\non_give_up = \"keep\"\n")
+        XCTAssertFalse(configuration.ruleManagement.manage)
+        XCTAssertEqual(configuration.ruleManagement.onGiveUp, .keep)
+        assertError("[rules]\non_give_up = \"later\"\n", location: "test.toml:2", field: "rules.on_give_up", contains: "remove or keep")
+        assertError("[rules]\nmanaged = true\n", location: "test.toml:2", field: "rules.managed", contains: "unknown key")
     }
 
     func testEveryFieldIsRead() throws {

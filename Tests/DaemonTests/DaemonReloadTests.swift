@@ -57,6 +57,43 @@ final class DaemonReloadTests: XCTestCase {
         XCTAssertEqual(installer.installed?.rules, try ["tcp:80,443:8080", "tcp:443:8080", "udp:53:5353"].map(rule))
     }
 
+    /// The once-a-second check: rules a firewall reload removed are put back and counted; the
+    /// next check finds them in place.
+    func testMissingRulesArePutBackAndCounted() throws {
+        let runtime = try startedRuntime(["tcp:80:8080"])
+        defer { runtime.stop(keepRules: false) }
+        let installs = installer.actions.count
+        runtime.checkRules()
+        XCTAssertEqual(installer.actions.count, installs, "nothing missing, nothing done")
+        installer.simulateFlush()
+        runtime.checkRules()
+        XCTAssertEqual(installer.actions.count, installs + 1)
+        XCTAssertEqual(installer.installed, runtime.configuration.ruleSet)
+        XCTAssertEqual(runtime.rulesRestored.load, 1)
+        runtime.checkRules()
+        XCTAssertEqual(runtime.rulesRestored.load, 1)
+        XCTAssertTrue(runtime.statistics().textLines.contains("nfqr_rules_restored_total 1"))
+        XCTAssertTrue(runtime.statistics().textLines.contains("nfqr_build_info{version=\"\(DaemonVersion.current)\"} 1"))
+    }
+
+    /// `[rules] manage = false`: the daemon never installs, replaces or removes; it only notices.
+    func testUnmanagedRulesAreNeverTouched() throws {
+        var unmanaged = try configuration(["tcp:80:8080"])
+        unmanaged.ruleManagement.manage = false
+        let runtime = try DaemonRuntime(
+            configuration: unmanaged, logger: Logger(label: "test"), installer: installer, addressSource: InMemoryAddressSource(),
+            queueFactory: { settings throws(KernelError) in try InMemoryPacketQueue(queueNumber: settings.queueNumber) })
+        try runtime.start()
+        runtime.checkRules()
+        XCTAssertEqual(runtime.rulesMissing.load, 1)
+        var reloaded = unmanaged
+        reloaded.redirects = try [rule("tcp:443:8080")]
+        try runtime.reload(reloaded)
+        runtime.stop(keepRules: false)
+        XCTAssertEqual(installer.actions, [])
+        XCTAssertEqual(runtime.rulesRestored.load, 0)
+    }
+
     func testRetiredRulesGoOnceNoFlowUsesThem() throws {
         let runtime = try startedRuntime(["tcp:80:8080"])
         defer { runtime.stop(keepRules: false) }

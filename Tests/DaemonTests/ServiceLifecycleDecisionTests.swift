@@ -18,6 +18,33 @@ final class ServiceLifecycleDecisionTests: XCTestCase {
         }
     }
 
+    /// RestartPreventExitStatus=2: a refused config is final, so ExecStopPost removes the rules
+    /// then (unless on_give_up = keep); any other exit status is restarted.
+    func testExitStatusTwoIsFinal() {
+        let removed = StopPostDecision.decide(pendingJob: nil, serviceResult: "exit-code", exitStatus: "2")
+        XCTAssertTrue(removed.removeRules)
+        XCTAssertTrue(removed.reason.contains("exit status 2"), removed.reason)
+        XCTAssertFalse(StopPostDecision.decide(pendingJob: nil, serviceResult: "exit-code", exitStatus: "2", onGiveUp: .keep).removeRules)
+        XCTAssertFalse(StopPostDecision.decide(pendingJob: nil, serviceResult: "exit-code", exitStatus: "1").removeRules)
+        XCTAssertFalse(StopPostDecision.decide(pendingJob: nil, serviceResult: "exit-code", exitStatus: nil).removeRules)
+        XCTAssertFalse(StopPostDecision.decide(pendingJob: "restart", serviceResult: "exit-code", exitStatus: "2").removeRules)
+    }
+
+    func testGivingUpRemovesTheRulesUnlessKeptOrRunningAgain() {
+        func decide(_ state: String?, present: Bool = true, keep: Bool = false) -> GiveUpDecision {
+            GiveUpDecision.decide(unit: "nfq-redirect.service", unitState: state, result: "start-limit-hit",
+                                  rulesPresent: present, onGiveUp: keep ? .keep : .remove)
+        }
+        let removed = decide("failed")
+        XCTAssertTrue(removed.removeRules)
+        XCTAssertEqual(removed.message, "nfq-redirect.service gave up (start-limit-hit); rules removed: traffic to redirected ports now passes unredirected")
+        XCTAssertTrue(decide(nil).removeRules)
+        XCTAssertFalse(decide("failed", keep: true).removeRules)
+        XCTAssertTrue(decide("failed", keep: true).message.contains("on_give_up = keep"))
+        XCTAssertFalse(decide("failed", present: false).removeRules)
+        for running in ["active", "activating", "reloading"] { XCTAssertFalse(decide(running).removeRules, running) }
+    }
+
     func testWithoutAJobTheResultDecides() {
         XCTAssertTrue(StopPostDecision.decide(pendingJob: nil, serviceResult: "success").removeRules)
         XCTAssertTrue(StopPostDecision.decide(pendingJob: nil, serviceResult: nil).removeRules)

@@ -44,6 +44,7 @@ class Harness:
         os.environ[RUN_MARKER] = tag
         self.run_dir = tempfile.mkdtemp(prefix=f"{tag}.")
         os.chmod(self.run_dir, 0o711)  # a peer of another uid reaches the lookup socket, to be refused
+        self.unprivileged_dir = None
         self.topology = Topology(tag)
         self.programs = Programs(self.run_dir)
         if mode == "daemon":
@@ -60,6 +61,8 @@ class Harness:
         return "SO_ORIGINAL_DST" if proto == "tcp" else "conntrack"
 
     def set_up(self):
+        if self.mode == "daemon":
+            self.stage_unprivileged()
         self.topology.create()
         servers = self.programs.start("servers", self.topology.server, [
             PYTHON, os.path.join(HERE, "servers.py"),
@@ -76,6 +79,25 @@ class Harness:
         self.start_udp_connected()
         if self.mode == "daemon":
             self.start_example_proxy()
+
+    # What the tests run as uid 65534 (ask.py and its modules, the nfq-redirect CLI), copied into
+    # the run directory: the checkout may sit in a directory only root can enter (a clone in a
+    # `mktemp -d`, mode 0700), where that uid could neither read the script nor run the binary.
+    UNPRIVILEGED_FILES = ("ask.py", "endpoints.py", "origdst.py")
+
+    def stage_unprivileged(self):
+        self.unprivileged_dir = os.path.join(self.run_dir, "unprivileged")
+        os.mkdir(self.unprivileged_dir)
+        os.chmod(self.unprivileged_dir, 0o755)
+        for name in self.UNPRIVILEGED_FILES:
+            shutil.copy(os.path.join(HERE, name), self.unprivileged_dir)
+            os.chmod(os.path.join(self.unprivileged_dir, name), 0o644)
+        shutil.copy(self.redirect.cli, self.unprivileged_dir)
+        os.chmod(os.path.join(self.unprivileged_dir, "nfq-redirect"), 0o755)
+
+    def unprivileged(self, name):
+        """The world-readable copy of `name` (a file of UNPRIVILEGED_FILES, or nfq-redirect)."""
+        return os.path.join(self.unprivileged_dir, name)
 
     def check_plain_forwarding(self, timeout=10.0):
         """Before any redirect, C reaches S's remote addresses through R (and neighbours resolve)."""

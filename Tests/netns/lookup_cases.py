@@ -26,15 +26,20 @@ def router_address(v6):
 
 
 def ask(env, *arguments, as_nobody=False):
+    """ask.py in R; as uid 65534 its world-readable copy, from a directory that uid may enter."""
+    if as_nobody:
+        argv = [*NOBODY, PYTHON, env.unprivileged("ask.py"), env.redirect.socket_path, *arguments]
+        return run_command(argv, ns=env.topology.router, cwd=env.unprivileged_dir).strip()
     argv = [PYTHON, os.path.join(HERE, "ask.py"), env.redirect.socket_path, *arguments]
-    return run_command((NOBODY if as_nobody else []) + argv, ns=env.topology.router).strip()
+    return run_command(argv, ns=env.topology.router).strip()
 
 
 def cli(env, *arguments, as_nobody=False, socket_path=None):
     """Runs `nfq-redirect ARGS --socket ...` in R; returns (exit status, stdout, stderr)."""
-    binary = os.path.join(os.path.dirname(env.redirect.binary), "nfq-redirect")
+    binary = env.unprivileged("nfq-redirect") if as_nobody else os.path.join(os.path.dirname(env.redirect.binary), "nfq-redirect")
     argv = (NOBODY if as_nobody else []) + [binary, *arguments, "--socket", socket_path or env.redirect.socket_path]
-    done = subprocess.run(in_namespace(env.topology.router, argv), capture_output=True, text=True, timeout=15)
+    done = subprocess.run(in_namespace(env.topology.router, argv), capture_output=True, text=True, timeout=15,
+                          cwd=env.unprivileged_dir if as_nobody else None)
     return done.returncode, done.stdout, done.stderr
 
 

@@ -14,11 +14,11 @@ def in_namespace(ns, argv):
     return ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
 
 
-def run_command(argv, ns=None, input=None, timeout=15, check=True):
+def run_command(argv, ns=None, input=None, timeout=15, check=True, cwd=None):
     """Runs to completion (killed after `timeout` s); returns stdout. Raises CommandFailed."""
     full = in_namespace(ns, argv)
     try:
-        done = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise CommandFailed(f"`{' '.join(full)}` did not finish within {timeout} s") from None
     if check and done.returncode != 0:

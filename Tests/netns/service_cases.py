@@ -15,8 +15,10 @@ Every test leaves the daemon running with its standard command line (harness.py)
 import ctypes
 import os
 import re
+import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -24,7 +26,7 @@ import urllib.request
 from endpoints import connect_from_own_port, format_endpoint, socket_endpoint
 from harness import TestFailure, expect, expect_equal
 from origdst import LookupClient
-from processes import run_command
+from processes import in_namespace, run_command
 from redirectors import TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, ruleset
 from topology import (CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4,
                       ROUTER_CLIENT_SIDE_V6, ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6)
@@ -35,6 +37,9 @@ PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
 WAIT_ALL_THREADS = 0x40000000  # __WALL: waitpid for a thread that is not a child process
 METRICS_PORT = 9109
 RESTART_BUDGET = 3.0  # seconds from the old daemon's exit to the new one answering lookups
+REPAIR_BUDGET = 1.5   # seconds from a firewall flush to the daemon's rules back (1 s check + restore)
+SHIPPED_CONFIG = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                              "config", "nfq-redirect.toml"))
 
 
 class InNamespace:
@@ -444,6 +449,9 @@ def reload_semantics(env):
             f"first = {env.redirect.queue}", f"first = {env.redirect.queue + 10}"), "reload refused")
         expect("queue settings" in needs_restart, "a queue change refused: it needs a restart", needs_restart)
         expect_equal("rules after refused reloads", rules, our_rules(env))
+        stats = cli(env, "stats", "--socket", env.redirect.socket_path).splitlines()
+        expect('nfqr_reloads_total{result="refused"} 2' in stats and 'nfqr_reloads_total{result="applied"} 1' in stats,
+               "nfqr_reloads_total: 1 applied, 2 refused", [line for line in stats if "reloads" in line])
         expect(daemon.running(), "the daemon still running after refused reloads", "it exited")
         expect_redirected(env, port=443)
         flow.round_trip(b"still\n")
@@ -528,6 +536,258 @@ def sandboxed_like_the_unit(env):
         expect(not hook_attached(env), "no hook attached after a sandboxed stop for good", "still attached")
     finally:
         back_to_standard(env)
+
+
+# --- day one: the shipped config, rules that stay put, giving up ---------------------------------
+
+def run_in_router(env, argv, environment=None):
+    """Runs `argv` in R to completion; returns (exit status, stdout, stderr)."""
+    full = in_namespace(env.topology.router, argv)
+    done = subprocess.run(full, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **(environment or {})})
+    return done.returncode, done.stdout, done.stderr
+
+
+def shipped_config_redirects_nothing(env):
+    """config/nfq-redirect.toml as shipped: the daemon and its check (the unit's ExecStartPre)
+    refuse it with one line and exit status 2 (not restarted by the unit), nothing on the host
+    changes, and traffic to the example ports passes unredirected."""
+    stop_daemon(env, signal.SIGTERM)
+    try:
+        expect_equal("rules before", [], our_rules(env))
+        said = []
+        for extra in ([], ["--check-config"]):
+            status, out, err = run_in_router(env, [env.redirect.binary, "--config", SHIPPED_CONFIG, *extra])
+            lines = [line for line in err.splitlines() if line.strip()]
+            expect(status == 2 and len(lines) == 1 and "nothing to redirect" in lines[0] and not out.strip(),
+                   f"`nfq-redirectd --config <shipped> {' '.join(extra)}`: exit 2, one line 'nothing to redirect'",
+                   (status, out, err))
+            said.append(lines[0])
+        expect_equal("rules after starting with the shipped config", [], our_rules(env))
+        expect_not_redirected(env, port=80)
+        expect_not_redirected(env, v6=True, port=443)
+    finally:
+        back_to_standard(env)
+    return said[0].split(": ", 1)[-1][:70]
+
+
+def flush_rules(env, how):
+    if how == "nft":
+        run_command(["nft", "flush", "ruleset"], ns=env.topology.router)
+        return
+    for tool in ("iptables", "ip6tables"):
+        for table in ("raw", "mangle"):
+            run_command([tool, "-w", "-t", table, "-F"], ns=env.topology.router)
+
+
+def wait_for_rules(env, rules, budget):
+    """Seconds until R's rules of the daemon are `rules` again; fails after `budget` * 2."""
+    began = time.monotonic()
+    while our_rules(env) != rules:
+        expect(time.monotonic() - began < budget * 2, f"the daemon's rules back within {budget} s",
+               our_rules(env))
+        time.sleep(0.02)
+    return time.monotonic() - began
+
+
+def rules_stay_put(env):
+    """A firewall reload removes the daemon's rules under traffic (`iptables -t raw -F` and
+    `-t mangle -F` in both families, then `nft flush ruleset`): within a second they are back,
+    counted and logged once per event; an established flow carries on; new connections are
+    redirected again."""
+    stop_daemon(env, signal.SIGUSR2)
+    daemon = start_daemon(env)  # its own log: the restore lines below are this run's
+    flow = EchoFlow(env, False)
+    results, stop = [], threading.Event()
+
+    def traffic():
+        with InNamespace(env.topology.client):
+            while not stop.is_set():
+                try:
+                    with connect_from_own_port(REMOTE_V4, 443, timeout=3) as sock:
+                        sock.sendall(b"ID\n")
+                        results.append(sock.recv(200).decode().split()[3:4])
+                except OSError as error:
+                    results.append([f"error {error}"])
+                time.sleep(0.01)
+
+    worker = threading.Thread(target=traffic, daemon=True)
+    worker.start()
+    try:
+        flow.round_trip(b"before the flush\n")
+        rules = our_rules(env)
+        ways = ["iptables -F"] + (["nft"] if shutil.which("nft") else [])
+        repairs = []
+        for index, how in enumerate(ways):
+            time.sleep(0.5)
+            flush_rules(env, how)
+            expect(our_rules(env) != rules, f"rules gone after {how}", "unchanged")
+            repairs.append(wait_for_rules(env, rules, REPAIR_BUDGET))
+            expect(repairs[-1] <= REPAIR_BUDGET, f"rules back within {REPAIR_BUDGET} s of {how}", f"{repairs[-1]:.2f} s")
+            daemon.wait_for_log(lambda log: log.count("firewall rules restored") >= index + 1, 5,
+                                "'firewall rules restored' line")
+            flow.round_trip(f"after {how}\n".encode())
+            expect_equal(f"lookup of the established flow after {how}", f"OK {REMOTE_V4} 80", flow.lookup(env))
+            expect_redirected(env)
+            expect_redirected(env, v6=True)
+        time.sleep(1.2)  # a later check finds everything in place: no further line
+        restored_lines = [line for line in log_of(daemon).splitlines() if "firewall rules restored" in line]
+        expect_equal("'firewall rules restored' lines, one per event", len(ways), len(restored_lines))
+        stats = cli(env, "stats", "--socket", env.redirect.socket_path)
+        expect(f"nfqr_rules_restored_total {len(ways)}" in stats,
+               f"nfqr_rules_restored_total {len(ways)} in `nfq-redirect stats`",
+               [line for line in stats.splitlines() if "rules" in line])
+    finally:
+        stop.set()
+        worker.join(10)
+        flow.close()
+        back_to_standard(env)
+    routed = sum(1 for peer in results if peer and peer[0].startswith(f"{ROUTER_SERVER_SIDE_V4}:"))
+    return (f"repaired in {', '.join(f'{t:.2f}' for t in repairs)} s ({', '.join(ways)}); "
+            f"{routed} of {len(results)} connections during the test redirected")
+
+
+def rules_not_managed(env):
+    """[rules] manage = false: the daemon installs nothing and only warns (rate-limited) while
+    the rules are missing; the operator loads what `nfq-redirect rules` prints and traffic is
+    redirected; the unit's ExecStopPost and a stop for good leave those rules alone."""
+    path = os.path.join(env.run_dir, "unmanaged.toml")
+    stop_daemon(env, signal.SIGTERM)
+    try:
+        with open(path, "w") as config:
+            config.write(env.redirect.config() + "[rules]\nmanage = false\n")
+        argv = env.redirect.argv()
+        argv[argv.index("--config") + 1] = path
+        daemon = start_daemon(env, argv=argv)
+        expect_equal("rules installed by a daemon with manage = false", [], our_rules(env))
+        daemon.wait_for_log(lambda log: "firewall rules missing" in log, 3, "'firewall rules missing' warning")
+        time.sleep(2.5)
+        warnings = log_of(daemon).count("firewall rules missing")
+        expect_equal("'firewall rules missing' warnings in 3.5 s (at most one a minute)", 1, warnings)
+        expect_not_redirected(env)
+
+        sections = {}  # `# iptables-restore --noflush` / `# ip6tables-restore --noflush`, then its input
+        for line in cli(env, "rules", *argv[1:]).splitlines(keepends=True):
+            if line.startswith("# "):
+                restore = line.split()[1]
+                sections[restore] = ""
+            else:
+                sections[restore] += line
+        expect_equal("sections printed by `nfq-redirect rules`", ["ip6tables-restore", "iptables-restore"], sorted(sections))
+        for restore, section in sections.items():
+            run_command([restore, "--noflush"], ns=env.topology.router, input=section)
+        rules = our_rules(env)
+        expect(rules != [], "rules loaded from `nfq-redirect rules`", "none")
+        expect_redirected(env)
+        expect_redirected(env, v6=True)
+        expect_equal("exit status after SIGTERM", 0, stop_daemon(env, signal.SIGTERM))
+        expect_equal("the operator's rules after a stop for good of an unmanaging daemon", rules, our_rules(env))
+        output = cli(env, "rules", "--remove", "--unless-restarting", "nfq-redirect.service", "--config", path,
+                     environment={"SERVICE_RESULT": "success"})
+        expect("left alone" in output, "ExecStopPost: 'left alone'", output)
+        expect_equal("the operator's rules after ExecStopPost", rules, our_rules(env))
+        cli(env, "rules", "--remove")
+        expect_equal("rules after `nfq-redirect rules --remove` by hand", [], our_rules(env))
+    finally:
+        back_to_standard(env)
+    return "1 warning, operator's rules redirect and survive the stop"
+
+
+def give_up_removes_rules(env):
+    """systemd's side, step by step as the unit runs it (no systemd as PID 1 here): the daemon
+    (--keep-rules-on-exit) crashes; ExecStopPost keeps the rules for the restart; the restart's
+    ExecStartPre refuses the now-broken config (exit 2) until the start limit is hit; the
+    OnFailure= unit then removes the rules with one line, and traffic passes unredirected.
+    A daemon that exits 2 itself gets its rules removed by ExecStopPost at once. With
+    [rules] on_give_up = "keep" the rules stay (fail-closed)."""
+    broken = os.path.join(env.run_dir, "broken.toml")
+    keep = os.path.join(env.run_dir, "keep.toml")
+    stop_daemon(env, signal.SIGUSR2)
+    argv = env.redirect.argv(["--keep-rules-on-exit"])
+    options = argv[1:]
+    try:
+        start_daemon(env, argv=argv)
+        rules = our_rules(env)
+        expect_equal("status of a crashed daemon", -signal.SIGKILL, stop_daemon(env, signal.SIGKILL))
+        output = cli(env, "rules", "--remove", "--unless-restarting", "nfq-redirect.service", *options,
+                     environment={"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"})
+        expect("rules kept" in output, "ExecStopPost after a crash: 'rules kept' (Restart= comes)", output)
+        with open(broken, "w") as config:
+            config.write(env.redirect.config() + "[[redirect]]\nproto = \"sctp\"\n")
+        status, _, err = run_in_router(env, [env.redirect.binary, "--config", broken, "--check-config"])
+        expect(status == 2 and "sctp" in err, "ExecStartPre on the broken config: exit 2 naming the field", (status, err))
+        output = cli(env, "rules", "--remove", "--unless-restarting", "nfq-redirect.service", "--config", broken,
+                     environment={"SERVICE_RESULT": "exit-code"})
+        expect("rules kept" in output, "ExecStopPost after a failed ExecStartPre: kept (Restart= tries again)", output)
+        expect_equal("rules while systemd still restarts", rules, our_rules(env))
+        expect_equal("fail-closed meanwhile: a new connection waits", "timeout",
+                     env.client("tcp-probe", format_endpoint(REMOTE_V4, 80), 1.5)["result"])
+
+        output = cli(env, "rules", "--remove", "--gave-up", "nfq-redirect.service", "--config", broken,
+                     environment={"MONITOR_SERVICE_RESULT": "start-limit-hit"})
+        lines = output.strip().splitlines()
+        expect(len(lines) == 1 and "gave up (start-limit-hit)" in lines[0] and "passes unredirected" in lines[0],
+               "OnFailure=: one line 'gave up (start-limit-hit); rules removed: ... passes unredirected'", output)
+        expect_equal("rules after the OnFailure= unit", [], our_rules(env))
+        expect_not_redirected(env)
+        expect_not_redirected(env, v6=True)
+        said = lines[0]
+        output = cli(env, "rules", "--remove", "--gave-up", "nfq-redirect.service", "--config", broken,
+                     environment={"MONITOR_SERVICE_RESULT": "exit-code"})
+        expect("none of its rules are in place" in output, "OnFailure= with nothing left: says so", output)
+
+        # The daemon itself exits 2 (RestartPreventExitStatus=2): ExecStopPost removes at once.
+        start_daemon(env, argv=argv)
+        stop_daemon(env, signal.SIGKILL)
+        output = cli(env, "rules", "--remove", "--unless-restarting", "nfq-redirect.service", *options,
+                     environment={"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "2"})
+        expect("exit status 2" in output and "rules removed" in output, "ExecStopPost after exit status 2: removed",
+               output)
+        expect_equal("rules after exit status 2", [], our_rules(env))
+
+        # Fail-closed even then: on_give_up = "keep".
+        with open(keep, "w") as config:
+            config.write(env.redirect.config() + "[rules]\non_give_up = \"keep\"\n")
+        keep_argv = list(argv)
+        keep_argv[keep_argv.index("--config") + 1] = keep
+        start_daemon(env, argv=keep_argv)
+        stop_daemon(env, signal.SIGKILL)
+        output = cli(env, "rules", "--remove", "--gave-up", "nfq-redirect.service", *keep_argv[1:],
+                     environment={"MONITOR_SERVICE_RESULT": "start-limit-hit"})
+        expect("rules kept" in output and "on_give_up = keep" in output, "on_give_up = keep: 'rules kept'", output)
+        expect_equal("rules kept by on_give_up = keep", rules, our_rules(env))
+        expect_equal("fail-closed after giving up: a new connection waits", "timeout",
+                     env.client("tcp-probe", format_endpoint(REMOTE_V4, 80), 1.5)["result"])
+        cli(env, "rules", "--remove")
+    finally:
+        back_to_standard(env)
+    return said.split(": ", 1)[-1]
+
+
+def doctor(env):
+    """`nfq-redirect doctor` with the daemon's own flags: all ok while it runs (exit 0); after a
+    SIGKILL, FAIL for the unbound queues behind rules still in place and for the lookup socket
+    (exit 1); after a firewall flush too, the rules are reported missing."""
+    argv = [env.redirect.cli, "doctor", *env.redirect.argv()[1:]]
+    status, out, err = run_in_router(env, argv)
+    levels = {line.split()[1].rstrip(":"): line.split()[0] for line in out.splitlines() if len(line.split()) > 1}
+    expect(status == 0 and all(levels.get(check) == "ok" for check in ("config", "firewall", "rules", "queues", "lookup"))
+           and "FAIL" not in out, "doctor with the daemon running: config, tools, rules, queues, socket ok; exit 0",
+           (status, out, err))
+    try:
+        stop_daemon(env, signal.SIGKILL)
+        status, out, _ = run_in_router(env, argv)
+        queues = next((line for line in out.splitlines() if " queues:" in line), "")
+        expect(status == 1 and queues.startswith("FAIL") and "fail-closed" in queues
+               and any(line.startswith("FAIL  lookup socket") for line in out.splitlines()),
+               "doctor after SIGKILL: FAIL queues (rules in place, fail-closed), FAIL lookup socket; exit 1", out)
+        flush_rules(env, "iptables -F")
+        status, out, _ = run_in_router(env, argv)
+        expect(status == 1 and any(line.startswith("warn  rules: not installed") for line in out.splitlines()),
+               "doctor after a flush with no daemon: 'warn rules: not installed'", out)
+    finally:
+        back_to_standard(env)
+    return queues.split(": ", 1)[-1][:90]
 
 
 # --- sd_notify, watchdog, metrics ----------------------------------------------------------------
@@ -674,6 +934,17 @@ def metrics_families(env):
     zero = [series for series in MUST_HAVE_COUNTED if samples[series] <= 0]
     expect_equal("series still zero after redirected traffic and lookups", [], zero)
     expect_equal("nfqr_flows_limit", 262144.0, samples["nfqr_flows_limit"])
+    # contrib/: every name the alert rules and the dashboard use is one this daemon serves.
+    served = {name + suffix for name in typed for suffix in ("", "_bucket", "_sum", "_count")}
+    contrib = os.path.join(os.path.dirname(SHIPPED_CONFIG), "..", "contrib")
+    used = set()
+    for path in ("prometheus/alerts.yml", "grafana/nfq-redirect.json"):
+        with open(os.path.join(contrib, path)) as file:
+            used |= set(re.findall(r"\bnfqr_[a-z0-9_]+", file.read()))
+    expect_equal("names in contrib/ alerts and dashboard not on /metrics", [], sorted(used - served))
+    version = run_command([env.redirect.binary, "--version"]).strip()
+    expect_equal(f'nfqr_build_info{{version="{version}"}} (the version `nfq-redirectd --version` prints)', 1.0,
+                 samples.get(f'nfqr_build_info{{version="{version}"}}'))
     expect_equal("histogram +Inf bucket = count", samples["nfqr_lookup_seconds_count"],
                  samples['nfqr_lookup_seconds_bucket{le="+Inf"}'])
 
@@ -868,6 +1139,16 @@ CASES = [
      signals_right_after_start, 90, DAEMON),
     ("the unit's sandbox (read-only fs, CAP_NET_ADMIN+NET_RAW+BPF+SYS_ADMIN only, no new privileges): rules, hook and "
      "redirects work", sandboxed_like_the_unit, 60, DAEMON),
+    ("the shipped config redirects nothing: exit status 2 and one line, nothing changed, traffic unredirected",
+     shipped_config_redirects_nothing, 60, DAEMON),
+    ("rules stay put: a firewall flush under traffic is repaired within a second, counted, logged once; "
+     "an established flow carries on", rules_stay_put, 90, DAEMON),
+    ("[rules] manage = false: nothing installed, one warning, the operator's rules redirect and are left alone",
+     rules_not_managed, 60, DAEMON),
+    ("giving up (systemd's steps: crash, ExecStartPre exit 2, start limit, OnFailure=): rules removed, traffic "
+     "passes; on_give_up = keep stays fail-closed", give_up_removes_rules, 90, DAEMON),
+    ("nfq-redirect doctor: all ok while the daemon runs; unbound queues, dead socket and missing rules "
+     "reported after a SIGKILL and a flush", doctor, 60, DAEMON),
     ("sd_notify (fake NOTIFY_SOCKET): READY/STATUS, WATCHDOG withheld while a thread hangs, "
      "RELOADING, STOPPING; /metrics", notify_protocol_and_watchdog, 90, DAEMON),
 ]

@@ -22,6 +22,7 @@ from redirectors import ruleset
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 BIN_DIR = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "debug"))
 DAEMON = os.path.join(BIN_DIR, "nfq-redirectd")
+SHIPPED_CONFIG = os.path.join(REPO, "config", "nfq-redirect.toml")
 NAMESPACE = f"nfqse-{os.getpid()}"
 HIDE_SBIN = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
              'mount -t tmpfs tmpfs /usr/sbin && exec "$@"', "hide-sbin"]
@@ -51,6 +52,8 @@ def cases(run_dir):
         ("a reversed port range", [], ["--redirect", "tcp:90-80:8080"], {}, ["90-80"]),
         ("a malformed mark", [], ["--redirect", "tcp:80:8080", "--exclude-mark", "0xZZ"], {}, ["0xZZ"]),
         ("no redirect at all", [], [], {}, ["redirect"]),
+        # The config as shipped: its examples are commented out, so nothing is redirected.
+        ("the shipped config (nothing to redirect)", [], ["--config", SHIPPED_CONFIG], {}, ["nothing to redirect"]),
         ("a config key misspelt, with its line", [], ["--config", bad_config], {},
          [f"{bad_config}:7", "to_prot"]),
         ("a missing config file", [], ["--config", os.path.join(run_dir, "absent.toml")], {}, ["absent.toml"]),

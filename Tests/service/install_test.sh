@@ -27,8 +27,11 @@ expected="/etc/nfq-redirect/nfq-redirect.toml
 /usr/include/nfq_redirect.h
 /usr/lib/libnfq-redirect-client.a
 /usr/lib/libnfq-redirect-preload.so
+/usr/lib/systemd/system/nfq-redirect-gave-up.service
 /usr/lib/systemd/system/nfq-redirect.service
 /usr/sbin/nfq-redirectd
+/usr/share/doc/nfq-redirect/CHANGELOG.md
+/usr/share/doc/nfq-redirect/LICENSE
 /usr/share/doc/nfq-redirect/lookup-protocol.md
 /usr/share/doc/nfq-redirect/nfq-redirect.toml
 /usr/share/doc/nfq-redirect/operations.md
@@ -38,19 +41,25 @@ expected="/etc/nfq-redirect/nfq-redirect.toml
 install_into_root() { make --no-print-directory install DESTDIR="$root" PREFIX=/usr; }
 uninstall_from_root() { make --no-print-directory uninstall DESTDIR="$root" PREFIX=/usr; }
 file_list_is_expected() { diff <(echo "$expected") <(files); }
-no_placeholders_left() { ! grep -n '@[A-Z]*@' "$root/usr/lib/systemd/system/nfq-redirect.service"; }
+no_placeholders_left() { ! grep -n '@[A-Z]*@' "$root"/usr/lib/systemd/system/nfq-redirect*.service; }
 unit_names_installed_paths() {
-    grep -qx 'ExecStart=/usr/sbin/nfq-redirectd --config /etc/nfq-redirect/nfq-redirect.toml --keep-rules-on-exit' \
-        "$root/usr/lib/systemd/system/nfq-redirect.service"
+    local unit="$root/usr/lib/systemd/system/nfq-redirect.service"
+    grep -qx 'ExecStart=/usr/sbin/nfq-redirectd --config /etc/nfq-redirect/nfq-redirect.toml --keep-rules-on-exit' "$unit" &&
+    grep -qx 'ExecStartPre=/usr/sbin/nfq-redirectd --config /etc/nfq-redirect/nfq-redirect.toml --check-config' "$unit" &&
+    grep -qx 'RestartPreventExitStatus=2' "$unit" && grep -qx 'OnFailure=nfq-redirect-gave-up.service' "$unit" &&
+    grep -qx 'ExecStart=/usr/bin/nfq-redirect rules --remove --gave-up nfq-redirect.service --config /etc/nfq-redirect/nfq-redirect.toml' \
+        "$root/usr/lib/systemd/system/nfq-redirect-gave-up.service"
 }
 # systemd-analyze checks that every Exec path exists and every man: page opens, so the copy it
 # verifies points into the DESTDIR; nothing else in it changes.
 unit_verifies() {
     local dir output status
     dir="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-unit.XXXXXX")"
-    sed -e "s|/usr/sbin/nfq|$root/usr/sbin/nfq|g" -e "s|/usr/bin/nfq|$root/usr/bin/nfq|g" \
-        "$root/usr/lib/systemd/system/nfq-redirect.service" >"$dir/nfq-redirect.service"
-    output="$(MANPATH="$root/usr/share/man" systemd-analyze verify "$dir/nfq-redirect.service" 2>&1)"; status=$?
+    for unit in nfq-redirect.service nfq-redirect-gave-up.service; do
+        sed -e "s|/usr/sbin/nfq|$root/usr/sbin/nfq|g" -e "s|/usr/bin/nfq|$root/usr/bin/nfq|g" \
+            "$root/usr/lib/systemd/system/$unit" >"$dir/$unit"
+    done
+    output="$(MANPATH="$root/usr/share/man" systemd-analyze verify "$dir/nfq-redirect.service" "$dir/nfq-redirect-gave-up.service" 2>&1)"; status=$?
     rm -rf "$dir"
     echo "$output"
     [ "$status" = 0 ] && [ -z "$output" ]
@@ -65,11 +74,30 @@ unit_sandbox_scores_well() {
     [ "$status" = 0 ]
 }
 programs_run() {
-    "$root/usr/bin/nfq-redirect" --help | grep -q 'rules' &&
-    "$root/usr/sbin/nfq-redirectd" --config "$root/etc/nfq-redirect/nfq-redirect.toml" --check-config | grep -q 'tcp'
+    "$root/usr/bin/nfq-redirect" --help | grep -q 'rules'
+}
+# Both print the one version, the CHANGELOG's newest heading, and exit 0.
+versions_agree() {
+    local daemon cli changelog
+    daemon="$("$root/usr/sbin/nfq-redirectd" --version)" && cli="$("$root/usr/bin/nfq-redirect" --version)" || return 1
+    changelog="$(grep -m1 '^## \[' CHANGELOG.md | sed 's/^## \[\([^]]*\)\].*/\1/')"
+    echo "nfq-redirectd $daemon, nfq-redirect $cli, CHANGELOG.md $changelog"
+    [ -n "$daemon" ] && [ "$daemon" = "$cli" ] && [ "$daemon" = "$changelog" ]
+}
+# The shipped config redirects nothing: the check (the unit's ExecStartPre) refuses it with one
+# line and exit status 2, which the unit does not restart.
+installed_config_redirects_nothing() {
+    local output status
+    output="$("$root/usr/sbin/nfq-redirectd" --config "$root/etc/nfq-redirect/nfq-redirect.toml" --check-config 2>&1)"; status=$?
+    echo "$output"
+    [ "$status" = 2 ] && [ "$(wc -l <<<"$output")" = 1 ] && grep -q 'nothing to redirect' <<<"$output"
 }
 preload_has_no_swift_runtime() { ! ldd "$root/usr/lib/libnfq-redirect-preload.so" | grep -i swift; }
-man_pages_open() { MANPATH="$root/usr/share/man" man -P cat nfq-redirectd | grep -q -- '--keep-rules-on-exit'; }
+man_pages_open() {
+    local page
+    page="$(MANPATH="$root/usr/share/man" man -P cat nfq-redirectd)" &&
+    grep -q -- '--keep-rules-on-exit' <<<"$page" && grep -q 'Exit status: 0' <<<"$page" && grep -q 'Signals:' <<<"$page"
+}
 changed_config_kept_on_reinstall() {
     echo "# changed by the operator" >>"$root/etc/nfq-redirect/nfq-redirect.toml"
     local output
@@ -87,12 +115,14 @@ uninstall_of_unchanged_leaves_nothing() {
 check "make install DESTDIR PREFIX=/usr" install_into_root
 check "installed files are exactly the expected list" file_list_is_expected
 check "unit: no @placeholder@ left" no_placeholders_left
-check "unit: ExecStart names the installed daemon and config" unit_names_installed_paths
+check "units: ExecStart/ExecStartPre/OnFailure name the installed programs and config; exit 2 not restarted" unit_names_installed_paths
 check "unit: systemd-analyze verify is silent and succeeds" unit_verifies
 check "unit: systemd-analyze security exposure at most 2.5" unit_sandbox_scores_well
-check "installed programs run; the installed config validates" programs_run
+check "installed programs run" programs_run
+check "--version: daemon, CLI and CHANGELOG.md agree" versions_agree
+check "the installed config redirects nothing: --check-config says so in one line, exit status 2" installed_config_redirects_nothing
 check "installed preload library does not load the Swift runtime" preload_has_no_swift_runtime
-check "man nfq-redirectd opens the installed page" man_pages_open
+check "man nfq-redirectd opens the installed page: options, exit status, signals" man_pages_open
 check "a changed config is kept by make install" changed_config_kept_on_reinstall
 check "make uninstall removes everything but the changed config" uninstall_keeps_only_the_changed_config
 rm -f "$root/etc/nfq-redirect/nfq-redirect.toml"

@@ -80,7 +80,7 @@ private struct TOMLReader {
     }
 
     mutating func read(_ root: TOMLTable, into c: inout DaemonConfiguration) throws(ConfigurationError) {
-        try checkKeys(root, "", allowed: ["queue", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics", "getsockopt"])
+        try checkKeys(root, "", allowed: ["queue", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics", "rules", "getsockopt"])
         if let queue = try table(root, "queue", "queue") {
             try checkKeys(queue, "queue", allowed: ["first", "count", "max_length", "receive_buffer", "fail_open", "gso", "busy_poll"])
             if let v = try int(queue, "first", "queue.first", in: 0...65000) { c.queues.first = UInt16(v) }
@@ -168,6 +168,14 @@ private struct TOMLReader {
         if let metrics = try table(root, "metrics", "metrics") {
             try checkKeys(metrics, "metrics", allowed: ["listen"])
             if let v = try string(metrics, "listen", "metrics.listen") { c.metrics.listen = v.isEmpty ? nil : v }
+        }
+        if let rules = try table(root, "rules", "rules") {
+            try checkKeys(rules, "rules", allowed: ["manage", "on_give_up"])
+            if let v = try bool(rules, "manage", "rules.manage") { c.ruleManagement.manage = v }
+            if let v = try string(rules, "on_give_up", "rules.on_give_up") {
+                guard let value = RuleManagement.OnGiveUp(rawValue: v) else { throw error("rules.on_give_up", "'\(v)' is not remove or keep") }
+                c.ruleManagement.onGiveUp = value
+            }
         }
     }
 

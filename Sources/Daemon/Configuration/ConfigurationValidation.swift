@@ -2,13 +2,16 @@ import RedirectCore
 
 extension DaemonConfiguration {
     /// Checks what no single field can: the whole configuration must make sense before the
-    /// daemon touches the host.
-    public func validate(source: String) throws(ConfigurationError) {
+    /// daemon touches the host. `requireRedirects` false is for the commands that only need
+    /// the rest of the file (`nfq-redirect rules --remove` finds the state file in it).
+    public func validate(source: String, requireRedirects: Bool = true) throws(ConfigurationError) {
         func fail(_ field: String, _ problem: String) -> ConfigurationError {
             ConfigurationError(location: source, field: field, problem: problem)
         }
-        guard !redirects.isEmpty else {
-            throw fail("redirect", "no redirects configured (give --redirect, --redirect-local or [[redirect]] entries)")
+        // The shipped config redirects nothing: starting it must not quietly do nothing, nor
+        // anything the operator did not ask for.
+        guard !redirects.isEmpty || !requireRedirects else {
+            throw fail("redirect", "nothing to redirect: add a [[redirect]] to the config file (the shipped one has only commented-out examples) or give --redirect / --redirect-local")
         }
         guard Int(queues.first) + 2 * Int(queues.count) - 1 <= Int(UInt16.max) else {
             throw fail("queue", "queues \(queues.first) to \(Int(queues.first) + 2 * Int(queues.count) - 1) exceed 65535")

@@ -82,6 +82,8 @@ public struct DaemonConfiguration: Equatable, Sendable {
     public var metrics = Metrics()
     /// Keep our iptables rules when exiting so a restart loses nothing (see docs/operations.md).
     public var keepRulesOnExit: Bool = false
+    /// `[rules]`: installed and kept in place by the daemon, or loaded by the operator.
+    public var ruleManagement = RuleManagement()
 
     public init() {}
 }

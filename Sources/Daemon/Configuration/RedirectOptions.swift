@@ -67,8 +67,9 @@ public struct RedirectOptions: ParsableArguments, Sendable {
 
     public init() {}
 
-    /// The config file (if any) with these flags applied over it, validated.
-    public func resolve() throws(ConfigurationError) -> DaemonConfiguration {
+    /// The config file (if any) with these flags applied over it, validated (without
+    /// `requireRedirects`, a configuration that redirects nothing passes too).
+    public func resolve(requireRedirects: Bool = true) throws(ConfigurationError) -> DaemonConfiguration {
         var configuration = DaemonConfiguration()
         if let config {
             configuration = try DaemonConfiguration.load(path: config)
@@ -92,7 +93,7 @@ public struct RedirectOptions: ParsableArguments, Sendable {
         overrides.getsockoptHook = noGetsockoptHook ? false : nil
         overrides.getsockoptCgroup = getsockoptCgroup
         try overrides.apply(to: &configuration)
-        try configuration.validate(source: config ?? "command line")
+        try configuration.validate(source: config ?? "command line", requireRedirects: requireRedirects)
         return configuration
     }
 }

@@ -41,7 +41,3 @@ final class DaemonBackend: LookupBackend, @unchecked Sendable {
 
     func drainEvents() -> [FlowEvent] { table.drainEvents() }
 }
-
-public enum DaemonVersion {
-    public static let current = "0.1.0"
-}

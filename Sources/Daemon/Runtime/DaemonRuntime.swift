@@ -24,6 +24,15 @@ final class DaemonRuntime: @unchecked Sendable {
     private(set) var lookupServer: LookupServer?
     let addressChanges = AtomicCounter()
     let restoredFlows = AtomicCounter()
+    /// Times the once-a-second check found rules missing and put them back.
+    let rulesRestored = AtomicCounter()
+    /// 1 while the last check found rules missing that are still missing (not managed, or
+    /// the repair failed).
+    let rulesMissing = AtomicGauge()
+    /// SIGHUP reloads applied and refused (the running configuration kept).
+    let reloadsApplied = AtomicCounter()
+    let reloadsRefused = AtomicCounter()
+    private let rulesLog: RateLimitedLog
     let lookupLatency = LatencyHistogram()
     /// Rules a reload took away that established flows still use: the kernel keeps queueing
     /// their packets (the datapath's policy no longer creates flows for them) until the last
@@ -46,6 +55,7 @@ final class DaemonRuntime: @unchecked Sendable {
     ) throws(StartupError) {
         self.configuration = configuration
         self.logger = logger
+        self.rulesLog = RateLimitedLog(logger: logger, interval: 60)
         self.installer = installer
         self.addressSource = addressSource
         self.queueFactory = queueFactory
@@ -63,6 +73,10 @@ final class DaemonRuntime: @unchecked Sendable {
     }
 
     var ruleSet: RuleSetConfiguration { configuration.ruleSet }
+
+    /// `[rules] manage`: false when the operator loads the rules; the daemon then never
+    /// installs, replaces or removes them.
+    private var managesRules: Bool { configuration.ruleManagement.manage }
 
     /// Checks what can be checked without changing the host.
     func preflight() throws(StartupError) {
@@ -94,7 +108,8 @@ final class DaemonRuntime: @unchecked Sendable {
             throw error
         }
         do {
-            try installer.install(ruleSet)
+            // Not managed: the operator loads them; the first check, a second from now, warns.
+            if managesRules { try installer.install(ruleSet) }
         } catch {
             stopWorkers()
             stopGetsockoptHook(keep: false)
@@ -225,6 +240,7 @@ final class DaemonRuntime: @unchecked Sendable {
     /// mapping. What only a restart can change is refused with the reason.
     func reload(_ new: DaemonConfiguration) throws(StartupError) {
         var needsRestart: [String] = []
+        if new.ruleManagement.manage != configuration.ruleManagement.manage { needsRestart.append("rules.manage") }
         if new.queues != configuration.queues { needsRestart.append("queue settings") }
         if new.lookup != configuration.lookup { needsRestart.append("lookup socket settings") }
         if new.tableLimit != configuration.tableLimit { needsRestart.append("table.limit") }
@@ -239,7 +255,7 @@ final class DaemonRuntime: @unchecked Sendable {
             let stillRetired = (configuration.redirects + retired).filter { !new.redirects.contains($0) }
             do {
                 try new.ruleSet.validate()
-                try installer.install(Self.kernelRuleSet(new, retired: stillRetired))
+                if managesRules { try installer.install(Self.kernelRuleSet(new, retired: stillRetired)) }
             } catch {
                 throw StartupError("installing the new rules: \(error)")
             }
@@ -259,7 +275,7 @@ final class DaemonRuntime: @unchecked Sendable {
     /// Stops queueing for retired rules once no tracked flow uses them any more.
     private func dropUnusedRetiredRules() {
         retiredRules.withLock { retired in
-            guard !retired.isEmpty else { return }
+            guard !retired.isEmpty, managesRules else { return }
             let flows = table.records(now: clock())
             let used = retired.filter { rule in flows.contains { rule.carries($0) } }
             guard used.count < retired.count else { return }
@@ -297,6 +313,7 @@ final class DaemonRuntime: @unchecked Sendable {
     }
 
     private func removeRules() {
+        guard managesRules else { return }
         do {
             try installer.remove()
         } catch {
@@ -318,6 +335,43 @@ final class DaemonRuntime: @unchecked Sendable {
         _ = table.sweep(now: clock(), budget: max(4096, configuration.tableLimit / 64))
         sweeps += 1
         if sweeps % 10 == 0 { dropUnusedRetiredRules() }
+    }
+
+    /// Once a second: are the daemon's chains and jumps still in the kernel? A firewall reload
+    /// (`iptables -t raw -F`, `nft flush ruleset`, a restore of a saved ruleset) takes them
+    /// away and with them every redirect. Managed, they are put back at once, counted and
+    /// logged once per event; not managed, a warning (at most once a minute) says they are
+    /// missing. Under the lock every rule change takes, so it never races a reload.
+    func checkRules() {
+        retiredRules.withLock { retired in
+            let wanted = Self.kernelRuleSet(configuration, retired: retired)
+            let missing: [String]
+            do {
+                missing = try installer.missing(wanted, orNftTable: !managesRules)
+            } catch {
+                rulesLog.warning("checking the firewall rules failed: \(error)")
+                return
+            }
+            guard !missing.isEmpty else {
+                rulesMissing.set(0)
+                return
+            }
+            let what = missing.count <= 3 ? missing.joined(separator: ", ") : "\(missing.prefix(2).joined(separator: ", ")) and \(missing.count - 2) more"
+            guard managesRules else {
+                rulesMissing.set(1)
+                rulesLog.warning("firewall rules missing (\(what)) and [rules] manage = false: nothing is redirected until you load them (`nfq-redirect rules` prints them)")
+                return
+            }
+            do {
+                try installer.install(wanted)
+                rulesRestored.add(1)
+                rulesMissing.set(0)
+                logger.warning("firewall rules restored: \(what) had been removed (a firewall reload?)")
+            } catch {
+                rulesMissing.set(1)
+                rulesLog.warning("firewall rules missing (\(what)) and putting them back failed: \(error); trying again every second")
+            }
+        }
     }
 
     /// Progress of every datapath thread, to tell a hung one from an idle one.
@@ -368,6 +422,7 @@ final class DaemonRuntime: @unchecked Sendable {
         var report = DaemonStatistics()
         let engines = workers.map(\.engine.counters)
         func sum(_ value: (EngineCounters) -> AtomicCounter) -> UInt64 { engines.reduce(0) { $0 + value($1).load } }
+        report.gauge("nfqr_build_info", 1, labels: [("version", DaemonVersion.current)], help: "Always 1; the daemon's version as a label.")
         report.counter("nfqr_packets_total", sum(\.packets), help: "Packets received from the kernel's queues.")
         report.counter("nfqr_bytes_total", sum(\.bytes), help: "Bytes of packets received from the kernel's queues.")
         report.counter("nfqr_verdicts_total", sum(\.accepted), labels: [("verdict", "accept")], help: "Verdicts by kind.")
@@ -445,6 +500,10 @@ final class DaemonRuntime: @unchecked Sendable {
         report.counter("nfqr_getsockopt_answers_total", nativeAnswers.removed.load, labels: [("change", "removed")], help: "Answers written to or removed from the getsockopt hook's map.")
         report.counter("nfqr_getsockopt_answer_errors_total", nativeAnswers.failed.load, help: "Writes to the getsockopt hook's map that failed (the flow is still answered by the lookup socket).")
         report.counter("nfqr_interface_address_changes_total", addressChanges.load, help: "Interface address snapshots applied.")
+        report.counter("nfqr_rules_restored_total", rulesRestored.load, help: "Times the daemon's firewall rules were found missing (a firewall reload) and put back.")
+        report.counter("nfqr_reloads_total", reloadsApplied.load, labels: [("result", "applied")], help: "Configuration reloads (SIGHUP), by result.")
+        report.counter("nfqr_reloads_total", reloadsRefused.load, labels: [("result", "refused")], help: "Configuration reloads (SIGHUP), by result.")
+        report.gauge("nfqr_rules_missing", UInt64(max(0, rulesMissing.load)), help: "1 while the daemon's firewall rules are missing and not put back ([rules] manage = false, or the repair failed).")
         if let lookup = lookupServer?.counters {
             report.counter("nfqr_lookup_requests_total", lookup.requests.load, help: "Lookup socket requests.")
             for (label, count) in lookup.answers {

@@ -13,6 +13,16 @@ public enum SystemdJobs {
         return jobType(unit: unit, listing: outcome.output)
     }
 
+    /// `systemctl is-active UNIT`: active, activating, failed, inactive, ...; nil when systemd
+    /// cannot be asked.
+    public static func activeState(unit: String) -> String? {
+        guard let systemctl = try? ProgramRunner.locate("systemctl"),
+            let outcome = try? ProgramRunner.run(systemctl, ["is-active", unit])
+        else { return nil }
+        let state = outcome.output.split(separator: "\n").first.map(String.init) ?? ""
+        return state.isEmpty || state.contains(" ") ? nil : state
+    }
+
     /// Parses `systemctl list-jobs --no-legend` lines: `JOB UNIT TYPE STATE`.
     public static func jobType(unit: String, listing: String) -> String? {
         for line in listing.split(separator: "\n") {

@@ -6,7 +6,8 @@ import RedirectCore
 final class RateLimitedLog: Sendable {
     private let logger: Logger
     private let interval: Int
-    private let state = Locked<(last: Int, suppressed: Int)>((last: Int.min, suppressed: 0))
+    /// `last` is nil before the first line: `now - Int.min` used to overflow and trap there.
+    private let state = Locked<(last: Int?, suppressed: Int)>((last: nil, suppressed: 0))
 
     init(logger: Logger, interval: Int) {
         self.logger = logger
@@ -16,7 +17,7 @@ final class RateLimitedLog: Sendable {
     func warning(_ message: @autoclosure () -> String) {
         let now = monotonicSeconds()
         let suppressed: Int? = state.withLock { state in
-            if now - state.last < interval {
+            if let last = state.last, now - last < interval {
                 state.suppressed += 1
                 return nil
             }

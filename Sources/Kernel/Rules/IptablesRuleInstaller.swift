@@ -14,6 +14,12 @@ public final class IptablesRuleInstaller: RuleInstaller {
         family == .ipv4 ? ("iptables", "iptables-restore") : ("ip6tables", "ip6tables-restore")
     }
 
+    /// iptables-save / ip6tables-save, for reading the rules back (the once-a-second check).
+    /// Looked up only there: installing and removing never need it.
+    private static func save(_ family: AddressFamily) throws(KernelError) -> String {
+        try ProgramRunner.locate(family == .ipv4 ? "iptables-save" : "ip6tables-save")
+    }
+
     private func tools(_ family: AddressFamily) throws(KernelError) -> Tools {
         let names = Self.names(family)
         return Tools(command: try ProgramRunner.locate(names.command), restore: try ProgramRunner.locate(names.restore))
@@ -39,6 +45,49 @@ public final class IptablesRuleInstaller: RuleInstaller {
                 try remove(tools)
             }
         }
+    }
+
+    /// One `iptables-save -t raw` and one `-t mangle` per family the rules cover: a few
+    /// milliseconds, no lock taken (a concurrent iptables-restore commits atomically).
+    public func missing(_ configuration: RuleSetConfiguration, orNftTable: Bool) throws(KernelError) -> [String] {
+        var missing: [String] = []
+        for family in AddressFamily.allCases {
+            guard let ruleSet = try RuleGenerator.iptables(configuration, family: family) else { continue }
+            let save = try Self.save(family)
+            var saved = ""
+            for table in ["raw", "mangle"] {
+                let outcome = try ProgramRunner.run(save, ["-t", table])
+                guard outcome.status == 0 else {
+                    throw .programFailed(command: "\(save) -t \(table)", status: outcome.status, output: outcome.output)
+                }
+                saved += outcome.output
+            }
+            missing += IptablesRuleCheck.missing(ruleSet, saved: saved)
+        }
+        if !missing.isEmpty, orNftTable, let nft = try? ProgramRunner.locate("nft"),
+            let listed = try? ProgramRunner.run(nft, ["list", "table", "inet", "nfq_redirect"]), listed.status == 0 {
+            return []
+        }
+        return missing
+    }
+
+    /// Whether any chain of the daemon's is in the kernel, in either family (true when a family's
+    /// iptables is there but its iptables-save is not: it cannot tell).
+    public func anyInstalled() throws(KernelError) -> Bool {
+        let ours = ChainJump.all.map { ":\($0.chain) " }
+        for family in AddressFamily.allCases {
+            guard let save = try? Self.save(family) else {
+                if (try? tools(family)) != nil { return true }  // cannot look: assume they may be there
+                continue
+            }
+            for table in ["raw", "mangle"] {
+                let outcome = try ProgramRunner.run(save, ["-t", table])
+                if outcome.status == 0, outcome.output.split(separator: "\n").contains(where: { line in ours.contains { line.hasPrefix($0) } }) {
+                    return true
+                }
+            }
+        }
+        return false
     }
 
     public func remove() throws(KernelError) {

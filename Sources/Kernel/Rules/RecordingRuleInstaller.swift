@@ -7,7 +7,7 @@ public final class RecordingRuleInstaller: RuleInstaller, Sendable {
         case remove
     }
 
-    private let state = Locked<(actions: [Action], failure: KernelError?)>(([], nil))
+    private let state = Locked<(actions: [Action], failure: KernelError?, flushed: Bool)>(([], nil, false))
 
     public init() {}
 
@@ -40,10 +40,23 @@ public final class RecordingRuleInstaller: RuleInstaller, Sendable {
         try record(.remove)
     }
 
+    /// As if a firewall reload removed the rules: `missing` reports them until the next install.
+    public func simulateFlush() {
+        state.withLock { $0.flushed = true }
+    }
+
+    public func missing(_ configuration: RuleSetConfiguration, orNftTable: Bool) throws(KernelError) -> [String] {
+        try state.withLock { state throws(KernelError) -> [String] in
+            if let failure = state.failure { throw failure }
+            return state.flushed || state.actions.last != .install(configuration) ? ["recorded rules"] : []
+        }
+    }
+
     private func record(_ action: Action) throws(KernelError) {
         let failure = state.withLock { state -> KernelError? in
             if let failure = state.failure { return failure }
             state.actions.append(action)
+            state.flushed = false
             return nil
         }
         if let failure { throw failure }

@@ -11,4 +11,9 @@ public protocol RuleInstaller: AnyObject {
     func install(_ configuration: RuleSetConfiguration) throws(KernelError)
     /// Removes every jump, rule and chain of the daemon's, in both families.
     func remove() throws(KernelError)
+    /// What of `configuration`'s rules is not in the kernel (one phrase each; empty: all in
+    /// place). Cheap enough for once a second. With `orNftTable`, an nftables table
+    /// `inet nfq_redirect` (what `nfq-redirect rules --format nft` prints, loaded by the
+    /// operator) counts as the rules being there.
+    func missing(_ configuration: RuleSetConfiguration, orNftTable: Bool) throws(KernelError) -> [String]
 }
