@@ -6,7 +6,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <mntent.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +210,145 @@ static bool is_owned(uint32_t id, uint64_t cookie, owned_program *found)
     found->program_id = id;
     found->max_entries = max_entries;
     return true;
+}
+
+static int attached_ids(int cgroup_fd, uint32_t ids[MAX_ATTACHED], uint32_t *count);
+
+/* The owner cookie of an attached nfqr_origdst program, or false for any other program. */
+static bool owner_of(uint32_t id, uint64_t *cookie)
+{
+    int program_fd = bpf_prog_get_fd_by_id(id);
+    if (program_fd < 0)
+        return false;
+    uint32_t map_ids[MAX_MAPS] = { 0 };
+    struct bpf_prog_info info;
+    memset(&info, 0, sizeof(info));
+    info.nr_map_ids = MAX_MAPS;
+    info.map_ids = (uint64_t)(uintptr_t)map_ids;
+    uint32_t info_len = sizeof(info);
+    bool found = false;
+    if (bpf_obj_get_info_by_fd(program_fd, &info, &info_len) == 0
+        && strncmp(info.name, NFQR_ORIGDST_PROGRAM_NAME, sizeof(info.name)) == 0) {
+        for (uint32_t index = 0; index < info.nr_map_ids && index < MAX_MAPS && !found; index++) {
+            int map_fd = bpf_map_get_fd_by_id(map_ids[index]);
+            if (map_fd < 0)
+                continue;
+            struct bpf_map_info map_info;
+            memset(&map_info, 0, sizeof(map_info));
+            uint32_t map_info_len = sizeof(map_info);
+            size_t name_len;
+            uint32_t key = 0;
+            if (bpf_obj_get_info_by_fd(map_fd, &map_info, &map_info_len) == 0
+                && map_info.type == BPF_MAP_TYPE_ARRAY && map_info.value_size == sizeof(uint64_t)
+                && (name_len = strnlen(map_info.name, sizeof(map_info.name))) >= 7
+                && strcmp(map_info.name + name_len - 7, ".rodata") == 0)
+                found = bpf_map_lookup_elem(map_fd, &key, cookie) == 0;
+            close(map_fd);
+        }
+    }
+    close(program_fd);
+    return found;
+}
+
+/* ---- which namespaces exist ------------------------------------------------------------- */
+
+typedef struct cookie_probe {
+    int namespace_fd;
+    uint64_t cookie;
+    int result;
+} cookie_probe;
+
+/* On a thread of its own: setns changes only the calling thread's namespace, and the thread
+ * ends right after, so the daemon's own threads never leave their namespace. */
+static void *probe_cookie(void *argument)
+{
+    cookie_probe *probe = argument;
+    probe->result = setns(probe->namespace_fd, CLONE_NEWNET) == 0 ? nfqr_netns_cookie(&probe->cookie) : -errno;
+    return NULL;
+}
+
+#define MAX_NAMESPACES 4096
+
+typedef struct live_namespaces {
+    uint32_t count;
+    dev_t devices[MAX_NAMESPACES];
+    ino_t inodes[MAX_NAMESPACES];
+    uint64_t cookies[MAX_NAMESPACES];
+} live_namespaces;
+
+static void add_namespace(live_namespaces *live, const char *path)
+{
+    struct stat status;
+    if (live->count == MAX_NAMESPACES || stat(path, &status) != 0)
+        return;
+    for (uint32_t index = 0; index < live->count; index++)
+        if (live->devices[index] == status.st_dev && live->inodes[index] == status.st_ino)
+            return;
+    cookie_probe probe = { open(path, O_RDONLY | O_CLOEXEC), 0, -1 };
+    if (probe.namespace_fd < 0)
+        return;
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, probe_cookie, &probe) == 0)
+        pthread_join(thread, NULL);
+    close(probe.namespace_fd);
+    if (probe.result != 0)
+        return;
+    live->devices[live->count] = status.st_dev;
+    live->inodes[live->count] = status.st_ino;
+    live->cookies[live->count++] = probe.cookie;
+}
+
+static void add_namespaces_of(live_namespaces *live, const char *directory, const char *suffix)
+{
+    DIR *listing = opendir(directory);
+    if (!listing)
+        return;
+    struct dirent *entry;
+    char path[512];
+    while ((entry = readdir(listing))) {
+        if (entry->d_name[0] == '.' || (suffix && (entry->d_name[0] < '0' || entry->d_name[0] > '9')))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s%s", directory, entry->d_name, suffix ? suffix : "");
+        add_namespace(live, path);
+    }
+    closedir(listing);
+}
+
+int nfqr_native_answers_remove_orphans(int cgroup_fd, char *why, size_t why_len)
+{
+    uint32_t ids[MAX_ATTACHED], count = 0;
+    int result = attached_ids(cgroup_fd, ids, &count);
+    if (result != 0) {
+        explain(why, why_len, "asking the cgroup for its getsockopt programs failed: %s", strerror(-result));
+        return result;
+    }
+    live_namespaces *live = NULL;
+    int removed = 0;
+    for (uint32_t index = 0; index < count; index++) {
+        uint64_t owner;
+        if (!owner_of(ids[index], &owner))
+            continue;
+        if (!live) {   /* only when there is something to check */
+            live = calloc(1, sizeof(*live));
+            if (!live)
+                return -ENOMEM;
+            add_namespaces_of(live, "/proc", "/ns/net");
+            add_namespaces_of(live, "/run/netns", NULL);
+        }
+        bool alive = false;
+        for (uint32_t known = 0; known < live->count && !alive; known++)
+            alive = live->cookies[known] == owner;
+        if (alive || live->count == 0)   /* no namespace seen at all: /proc hidden, check nothing */
+            continue;
+        int program_fd = bpf_prog_get_fd_by_id(ids[index]);
+        if (program_fd >= 0) {
+            if (bpf_prog_detach2(program_fd, cgroup_fd, BPF_CGROUP_GETSOCKOPT) == 0)
+                removed++;
+            close(program_fd);
+        }
+    }
+    free(live);
+    return removed;
 }
 
 /* Ids of the getsockopt programs attached to the cgroup itself (not inherited ones). */

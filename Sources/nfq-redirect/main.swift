@@ -210,6 +210,7 @@ extension RedirectControl {
             if BPFGetsockoptHook.isBuiltIn {
                 do {
                     let removed = try BPFGetsockoptHook.removeLeftovers(cgroupPath: configuration.getsockopt.cgroup)
+                        + BPFGetsockoptHook.removeOrphans(cgroupPath: configuration.getsockopt.cgroup)
                     if removed > 0 { print("nfq-redirect getsockopt hook removed (\(removed) BPF program\(removed == 1 ? "" : "s"))") }
                 } catch {
                     print("nfq-redirect getsockopt hook: nothing removed (\(error))")

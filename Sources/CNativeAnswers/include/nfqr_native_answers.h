@@ -100,6 +100,12 @@ int nfqr_native_answers_detach(nfqr_native_answers *answers);
 /// `netns_cookie` (clean-up after a crash). Returns how many were detached.
 int nfqr_native_answers_remove_owned(int cgroup_fd, uint64_t netns_cookie, char *why, size_t why_len);
 
+/// Detaches every program of this daemon's kind attached to `cgroup_fd` whose namespace no
+/// longer exists (its daemon was killed and the namespace deleted: nothing else would ever
+/// take it off). A namespace exists while a process lives in it or /run/netns names it.
+/// Returns how many were detached.
+int nfqr_native_answers_remove_orphans(int cgroup_fd, char *why, size_t why_len);
+
 /// Counts this daemon's kind of program attached to `cgroup_fd` for `netns_cookie`.
 int nfqr_native_answers_count_owned(int cgroup_fd, uint64_t netns_cookie);
 

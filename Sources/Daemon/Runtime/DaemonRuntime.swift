@@ -140,6 +140,9 @@ final class DaemonRuntime: @unchecked Sendable {
             logger.warning("getsockopt hook unavailable: this binary was built without the BPF program (build with make); proxies get answers from the lookup socket or the preload library")
             return
         }
+        if let orphans = try? BPFGetsockoptHook.removeOrphans(cgroupPath: settings.cgroup), orphans > 0 {
+            logger.info("getsockopt hook: detached \(orphans) program\(orphans == 1 ? "" : "s") whose network namespace is gone")
+        }
         do {
             let started = try BPFGetsockoptHook.start(cgroupPath: settings.cgroup, capacity: configuration.tableLimit)
             hook = started

@@ -62,6 +62,18 @@ public final class BPFGetsockoptHook: NativeAnswerMap, @unchecked Sendable {
         return Int(result)
     }
 
+    /// Detaches programs whose namespace is gone (a daemon killed, then its namespace deleted),
+    /// which nothing else would ever take off. Returns how many.
+    @discardableResult
+    public static func removeOrphans(cgroupPath: String?) throws(KernelError) -> Int {
+        let (fd, _) = try openCgroup(cgroupPath)
+        defer { close(fd) }
+        var why = [CChar](repeating: 0, count: 512)
+        let result = nfqr_native_answers_remove_orphans(fd, &why, why.count)
+        guard result >= 0 else { throw .invalidConfiguration(String(cString: why)) }
+        return Int(result)
+    }
+
     /// How many programs of this namespace's daemon are attached to `cgroupPath`.
     public static func attachedCount(cgroupPath: String?) throws(KernelError) -> Int {
         let cookie = try currentNetnsCookie()
