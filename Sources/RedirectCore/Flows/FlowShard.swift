@@ -27,9 +27,13 @@ struct FlowShard: ~Copyable {
     init(
         number: Int, slabCapacity: Int, tombstoneCapacity: Int, eventCapacity: Int,
         hasher: FlowHasher, configuration: FlowTableConfiguration, occupancy: FlowOccupancy,
-        observer: (any RedirectedFlowObserver)? = nil
+        observer: (any RedirectedFlowObserver)? = nil, sharedRegion: SharedFlowFile.ShardRegion? = nil
     ) {
-        slab = FlowSlab(capacity: UInt32(slabCapacity))
+        if let sharedRegion {
+            slab = FlowSlab(capacity: UInt32(slabCapacity), sharedSlots: sharedRegion.slots, dirtyWord: sharedRegion.dirtyWord)
+        } else {
+            slab = FlowSlab(capacity: UInt32(slabCapacity))
+        }
         // At most 3/4 full: linear-probing lookups stay short even when the shard is full.
         let indexCapacity = slabCapacity + (slabCapacity + 2) / 3 + 1
         originalIndex = FlowIndex(capacity: indexCapacity)
@@ -124,7 +128,20 @@ struct FlowShard: ~Copyable {
     /// Accounts a packet of a live flow and moves its state; `.restart` when it opens a new connection on the tuple.
     /// `sequence` is the span of an original-direction TCP segment (nil for replies, which the
     /// local proxy's kernel sends and nobody on the network can forge).
+    ///
+    /// Every in-place write to a slot happens in here, between the slab's `beginWrite` and
+    /// `endWrite` (see FlowSlab: a crash mid-update leaves the slot marked dirty).
+    @inline(__always)
     private mutating func apply(
+        _ slot: UInt32, direction: PacketMetadata.Direction, tcpFlags: TCPFlags, sequence: TCPSequenceSpan?,
+        length: Int, now: UInt32
+    ) -> PacketEffect {
+        slab.beginWrite(slot)
+        defer { slab.endWrite(slot) }
+        return update(slot, direction: direction, tcpFlags: tcpFlags, sequence: sequence, length: length, now: now)
+    }
+
+    private mutating func update(
         _ slot: UInt32, direction: PacketMetadata.Direction, tcpFlags: TCPFlags, sequence: TCPSequenceSpan?,
         length: Int, now: UInt32
     ) -> PacketEffect {
