@@ -8,10 +8,13 @@ import Synchronization
 ///
 /// The slots live either in private memory or in a shard's region of a shared table file
 /// (`SharedFlowFile`), which outlives the process. Either way every write to a slot is
-/// bracketed by the dirty-slot protocol (`beginWrite`/`endWrite`): the slot's number is stored
-/// in the shard's control word before the first byte of the slot changes and cleared after the
-/// last, so a process killed at any instant leaves at most one slot per shard half-written,
-/// and that slot is named. Only the shard's lock holder writes, so one word per shard suffices.
+/// bracketed by the dirty-slot protocol (`beginWrite`/`endWrite`) on the shard's control block:
+/// the slot's current bytes are copied to the block's undo copy, then the slot's number is
+/// stored in its dirty word, then the slot is written, then the dirty word is cleared. A
+/// process killed at any instant leaves at most one slot per shard half-written, that slot is
+/// named, and its last whole version is in the undo copy (while the dirty word is clear the
+/// undo copy may be torn, and no slot is). Only the shard's lock holder writes, so one control
+/// block per shard suffices; writes never nest.
 ///
 /// Why unsafe: the packet path updates a flow in place (counters, state, expiry) through a
 /// stable address, with no copy-on-write check, reference counting or allocation. Slot numbers
@@ -20,6 +23,8 @@ struct FlowSlab: ~Copyable {
     private let slots: UnsafeMutablePointer<FlowSlot>
     /// The shard's dirty-slot word (`FlowSlab.clean` when no slot is being written).
     private let dirty: UnsafeMutablePointer<Atomic<UInt32>>
+    /// The last whole version of the dirty slot.
+    private let undo: UnsafeMutableRawPointer
     /// Whether `slots` and `dirty` are owned (private memory) or belong to a shared mapping.
     private let ownsMemory: Bool
     let capacity: UInt32
@@ -29,26 +34,32 @@ struct FlowSlab: ~Copyable {
     private static let endOfList = UInt32.max
     /// The dirty word's value while no slot is being written.
     static let clean = UInt32.max
+    /// A control block: the dirty word, then (at `undoOffset`) the undo copy of one slot.
+    static let controlLength = 128
+    static let undoOffset = 32
 
     init(capacity: UInt32) {
         precondition(capacity >= 1 && capacity < FlowSlab.endOfList, "slab capacity out of range")
         self.capacity = capacity
         slots = .allocate(capacity: Int(capacity))
-        // A cache line of its own, so shards never share one through their dirty words.
-        let word = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
-        dirty = word.bindMemory(to: Atomic<UInt32>.self, capacity: 1)
+        // Cache lines of its own, so shards never share one through their control blocks.
+        let control = UnsafeMutableRawPointer.allocate(byteCount: FlowSlab.controlLength, alignment: 64)
+        control.initializeMemory(as: UInt8.self, repeating: 0, count: FlowSlab.controlLength)
+        dirty = control.bindMemory(to: Atomic<UInt32>.self, capacity: 1)
         dirty.initialize(to: Atomic(FlowSlab.clean))
+        undo = control + FlowSlab.undoOffset
         ownsMemory = true
     }
 
-    /// A slab over `capacity` zero-filled slots and a control word in a shared mapping that
+    /// A slab over `capacity` zero-filled slots and a control block in a shared mapping that
     /// outlives this value (the caller keeps the mapping alive).
-    init(capacity: UInt32, sharedSlots: UnsafeMutableRawPointer, dirtyWord: UnsafeMutableRawPointer) {
+    init(capacity: UInt32, sharedSlots: UnsafeMutableRawPointer, control: UnsafeMutableRawPointer) {
         precondition(capacity >= 1 && capacity < FlowSlab.endOfList, "slab capacity out of range")
         self.capacity = capacity
         slots = sharedSlots.bindMemory(to: FlowSlot.self, capacity: Int(capacity))
-        dirty = dirtyWord.bindMemory(to: Atomic<UInt32>.self, capacity: 1)
+        dirty = control.bindMemory(to: Atomic<UInt32>.self, capacity: 1)
         dirty.pointee.store(FlowSlab.clean, ordering: .relaxed)
+        undo = control + FlowSlab.undoOffset
         ownsMemory = false
     }
 
@@ -66,10 +77,14 @@ struct FlowSlab: ~Copyable {
 
     // MARK: Dirty-slot protocol
 
-    /// Names `slot` as being written. The release fence keeps the store before every later
-    /// store to the slot (on x86 a compiler barrier only: TSO keeps stores in program order).
+    /// Saves `slot`'s bytes to the undo copy, then names it as being written. Each release
+    /// fence keeps the stores before it ahead of every store after it (on x86 a compiler
+    /// barrier only: TSO keeps stores in program order).
     @inline(__always)
     func beginWrite(_ slot: UInt32) {
+        assert(dirty.pointee.load(ordering: .relaxed) == FlowSlab.clean, "slot writes nest")
+        undo.copyMemory(from: slots + Int(slot), byteCount: MemoryLayout<FlowSlot>.stride)
+        atomicMemoryFence(ordering: .releasing)
         dirty.pointee.store(slot, ordering: .relaxed)
         atomicMemoryFence(ordering: .releasing)
         #if DEBUG

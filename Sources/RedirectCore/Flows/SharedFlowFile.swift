@@ -13,7 +13,8 @@ import Glibc
 ///     24   16  boot id (/proc/sys/kernel/random/boot_id): expiry times are CLOCK_MONOTONIC seconds
 ///     40   4   shard count
 ///     44   4   slots per shard
-///     48   8   offset of the control blocks (64 bytes per shard; word 0: the dirty slot)
+///     48   8   offset of the control blocks (128 bytes per shard: at 0 the dirty slot,
+///              UInt32.max when none; at 32 the undo copy, the dirty slot's last whole bytes)
 ///     56   8   offset of shard 0's slots
 ///     64   8   bytes from one shard's slots to the next's
 ///     72   8   file length
@@ -21,18 +22,19 @@ import Glibc
 ///
 /// Only the slots and the dirty words are shared: indexes, free lists and counters stay in
 /// private memory and are rebuilt from the slots when a table is adopted. Adoption never writes
-/// the old file: it reads the flows of every occupied slot that is not its shard's dirty slot
-/// and re-inserts them (`FlowTable.restore`) into a new table in a new file.
+/// the old file: it reads the flow of every occupied slot (for each shard's dirty slot, the
+/// undo copy: its last whole version) and re-inserts them (`FlowTable.restore`) into a new
+/// table in a new file. See FlowSlab for the write protocol and docs/reliability.md.
 public final class SharedFlowFile: @unchecked Sendable {
     public static let magic: [UInt8] = Array("NFQRTABL".utf8)
     public static let layoutVersion: UInt32 = 1
     static let headerLength = 4096
-    static let controlLength = 64
+    static let controlLength = FlowSlab.controlLength
 
     /// Where one shard's slots and dirty word live in the mapping.
     struct ShardRegion {
         let slots: UnsafeMutableRawPointer
-        let dirtyWord: UnsafeMutableRawPointer
+        let control: UnsafeMutableRawPointer
     }
 
     public private(set) var path: String
@@ -122,7 +124,7 @@ public final class SharedFlowFile: @unchecked Sendable {
         precondition(shard >= 0 && shard < shardCount)
         return ShardRegion(
             slots: base + slotsOffset + shard * shardStride,
-            dirtyWord: base + Self.headerLength + shard * Self.controlLength)
+            control: base + Self.headerLength + shard * Self.controlLength)
     }
 
     /// Where `slot` of `shard` starts in the file.
@@ -170,11 +172,11 @@ public final class SharedFlowFile: @unchecked Sendable {
     /// What adoption found in a table's bytes.
     public struct AdoptedTable: Sendable {
         public var records: [FlowRecord]
-        /// Occupied slots left out because their shard was writing them when the process died.
+        /// Slots a shard was writing when the process died, taken from their undo copies.
         public var dirtySlots: Int
     }
 
-    /// Decodes a table's bytes: every occupied slot but each shard's dirty one. Any field out of
+    /// Decodes a table's bytes: every occupied slot, each shard's dirty one from its undo copy. Any field out of
     /// range (a header that disagrees with itself, a dirty word beyond the slab, an occupied slot
     /// with an unknown protocol, state or flag) condemns the whole file: it is not one we wrote.
     static func records(in bytes: UnsafeRawBufferPointer, bootID: UInt128) throws(SharedFlowFileError) -> AdoptedTable {
@@ -199,16 +201,20 @@ public final class SharedFlowFile: @unchecked Sendable {
         var records: [FlowRecord] = []
         var dirtySlots = 0
         for shard in 0..<shards {
-            let dirty = u32(Int(controls) + shard * controlLength)
+            let control = Int(controls) + shard * controlLength
+            let dirty = u32(control)
             guard dirty == FlowSlab.clean || Int(dirty) < capacity else {
                 throw .invalidSlot(shard: shard, slot: Int(dirty), reason: "dirty word beyond the slab")
             }
             let start = Int(slots) + shard * Int(shardStride)
             for slot in 0..<capacity {
-                let offset = start + slot * stride
+                var offset = start + slot * stride
+                if UInt32(slot) == dirty {
+                    dirtySlots += 1
+                    offset = control + FlowSlab.undoOffset
+                }
                 let occupied = bytes[offset + FlowSlotFields.isOccupied]
                 guard occupied != 0 else { continue }
-                if UInt32(slot) == dirty { dirtySlots += 1; continue }
                 guard occupied == 1 else { throw .invalidSlot(shard: shard, slot: slot, reason: "occupancy byte \(occupied)") }
                 do throws(SlotDecodingError) {
                     records.append(try FlowSlotFields.record(at: offset, in: bytes))
@@ -220,10 +226,12 @@ public final class SharedFlowFile: @unchecked Sendable {
         return AdoptedTable(records: records, dirtySlots: dirtySlots)
     }
 
-    /// Every field's offset and size folded together: a changed `FlowSlot` changes it.
+    /// Every field's offset and the enums' cases (stored as case indexes) folded together: a
+    /// changed `FlowSlot`, `TransportProtocol` or `FlowState` changes it.
     static let slotSignature: UInt64 = {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for value in FlowSlotFields.offsets + [MemoryLayout<FlowSlot>.stride, MemoryLayout<IPAddress>.size] {
+        let enums = TransportProtocol.allCases.map { Int($0.rawValue) } + FlowState.allCases.map { Int($0.rawValue) }
+        for value in FlowSlotFields.offsets + [MemoryLayout<FlowSlot>.stride, MemoryLayout<IPAddress>.size] + enums {
             hash = (hash ^ UInt64(value)) &* 0x100_0000_01b3
         }
         return hash
@@ -265,17 +273,22 @@ enum FlowSlotFields {
         func address(_ field: Int) -> IPAddress {
             bytes.loadUnaligned(fromByteOffset: offset + field, as: IPAddress.self)
         }
-        let protoValue = bytes[offset + proto], stateValue = bytes[offset + state], flagValue = bytes[offset + flags]
-        guard let proto = TransportProtocol(rawValue: protoValue) else { throw SlotDecodingError(reason: "unknown protocol \(protoValue)") }
-        guard let state = FlowState(rawValue: stateValue) else { throw SlotDecodingError(reason: "unknown state \(stateValue)") }
+        let protoValue = bytes[offset + Self.proto]
+        let stateValue = bytes[offset + Self.state]
+        let flagValue = bytes[offset + Self.flags]
+        // An enum is stored as its case's index (declaration order), not its raw value.
+        let protocols = TransportProtocol.allCases, states = FlowState.allCases
+        guard Int(protoValue) < protocols.count else { throw SlotDecodingError(reason: "unknown protocol tag \(protoValue)") }
+        guard Int(stateValue) < states.count else { throw SlotDecodingError(reason: "unknown state tag \(stateValue)") }
+        let transport = protocols[Int(protoValue)], flowState = states[Int(stateValue)]
         guard flagValue & ~knownFlags == 0 else { throw SlotDecodingError(reason: "unknown flag bits \(flagValue)") }
         let slotFlags = FlowSlotFlags(rawValue: flagValue)
         let record = FlowRecord(
-            proto: proto, client: Endpoint(address(client), load(clientPort, UInt16.self)),
+            proto: transport, client: Endpoint(address(client), load(clientPort, UInt16.self)),
             originalDestination: Endpoint(address(originalDestination), load(originalDestinationPort, UInt16.self)),
             redirectTarget: slotFlags.contains(.redirected)
                 ? Endpoint(address(replySource), load(replySourcePort, UInt16.self)) : nil,
-            state: state, seenReply: slotFlags.contains(.seenReply), assured: slotFlags.contains(.assured),
+            state: flowState, seenReply: slotFlags.contains(.seenReply), assured: slotFlags.contains(.assured),
             created: load(created, UInt32.self), expires: load(expires, UInt32.self),
             originalPackets: load(originalPackets, UInt32.self), originalBytes: load(originalBytes, UInt64.self),
             replyPackets: load(replyPackets, UInt32.self), replyBytes: load(replyBytes, UInt64.self))

@@ -3,11 +3,13 @@ import XCTest
 @testable import RedirectCore
 
 /// The live table file (`SharedFlowFile`) as a crash leaves it: the process may die between any
-/// two stores, so the file is captured at every boundary of the dirty-slot protocol (before a
-/// slot's first store, after its last, after the dirty word is cleared) and, for the instant in
-/// the middle, with the slot torn (a random mix of its old and new bytes). Every capture is
-/// adopted as the next daemon would; the adopted flows must be exactly the ones whose slots were
-/// whole at that instant, and a table rebuilt from them must be consistent.
+/// two stores, so the file is captured at every boundary of the dirty-slot protocol (dirty word
+/// set, before the slot's first store; after its last; after the dirty word is cleared) and at
+/// the instants in between: the slot torn (a random mix of its old and new bytes) while the
+/// dirty word names it, and the undo copy torn while the dirty word is clear. Every capture is
+/// adopted as the next daemon would; the adopted flows must be exactly the last whole version
+/// of every flow (nothing half-written, nothing lost), and a table rebuilt from them must be
+/// consistent.
 final class LiveTableCrashTests: XCTestCase {
     private var directory = ""
     private let bootID: UInt128 = 0x1234_5678_9abc_def0_0fed_cba9_8765_4321
@@ -49,12 +51,15 @@ final class LiveTableCrashTests: XCTestCase {
         var table: FlowTable? = try makeTable(limit: 4096, shards: 16, seed: 1, path: path)
         var expected: [FlowRecord] = []
         for i in 0..<2000 {
-            let client = i % 2 == 0 ? Fixture.client(i) : Endpoint(IPAddress(high: 0x2001_0db8_0000_0000, low: UInt64(i)), 40000)
+            let v6 = i % 2 == 1
+            let client: Endpoint = v6 ? Endpoint(IPAddress(high: 0x2001_0db8_0000_0000, low: UInt64(i)), 40000) : Fixture.client(i)
             let proto: TransportProtocol = i % 3 == 0 ? .udp : .tcp
-            let tuple = FlowTuple(proto: proto, source: client, destination: i % 2 == 0 ? Fixture.server : Fixture.server6)
-            let target = i % 2 == 0 ? Fixture.proxy : Fixture.proxy6
-            table!.original(tuple, proto == .tcp ? .syn : [], now: 100, redirectTo: target)
-            table!.reply(FlowTuple(proto: proto, source: target, destination: client), proto == .tcp ? [.syn, .ack] : [], now: 100)
+            let tuple = FlowTuple(proto: proto, source: client, destination: v6 ? Fixture.server6 : Fixture.server)
+            let target: Endpoint = v6 ? Fixture.proxy6 : Fixture.proxy
+            let opening: TCPFlags = proto == .tcp ? .syn : []
+            let answer: TCPFlags = proto == .tcp ? [.syn, .ack] : []
+            table!.original(tuple, opening, now: 100, redirectTo: target)
+            table!.reply(FlowTuple(proto: proto, source: target, destination: client), answer, now: 100)
             if proto == .tcp { table!.original(tuple, .ack, now: 101, redirectTo: target) }
         }
         expected = table!.records(now: 101)
@@ -109,11 +114,12 @@ final class LiveTableCrashTests: XCTestCase {
         var bytes = table.sharedFile!.copyBytes()
         XCTAssertEqual(try adopt(bytes).records.count, 1)
         let slot0 = Int(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 56, as: UInt64.self) })
-        bytes[slot0 + FlowSlotFields.state] = 200
+        bytes[slot0 + FlowSlotFields.state] = 200   // no such case
         XCTAssertThrowsError(try adopt(bytes)) { error in
             guard case .invalidSlot(0, 0, _) = error as? SharedFlowFileError else { return XCTFail("\(error)") }
         }
-        // The same bytes in the shard's dirty slot are a write cut short: left out, not fatal.
+        // The same bytes in the shard's dirty slot are a write cut short: its undo copy (here the
+        // free slot it was before the flow was inserted) is taken instead, not fatal.
         bytes.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(0), toByteOffset: SharedFlowFile.headerLength, as: UInt32.self) }
         let adopted = try adopt(bytes)
         XCTAssertEqual(adopted.records, [])
@@ -126,9 +132,13 @@ final class LiveTableCrashTests: XCTestCase {
     private struct SlotKey: Hashable { let shard: Int; let slot: UInt32 }
 
     func testACrashAtEveryWriteBoundaryAdoptsOnlyWholeFlows() throws {
-        let universeClients: [Endpoint] = (0..<40).map { i in
-            i % 3 == 0 ? Endpoint(IPAddress(high: 0x2001_0db8_0000_0000, low: UInt64(10 + i % 7)), UInt16(40000 + i % 6))
-                : Endpoint(IPAddress(ipv4: 0x0A00_0000 | UInt32(10 + i % 7)), UInt16(40000 + i % 6))
+        var universeClients: [Endpoint] = []
+        for i in 0..<40 {
+            let host = 10 + i % 7
+            let port = UInt16(40000 + i % 6)
+            let address = i % 3 == 0
+                ? IPAddress(high: 0x2001_0db8_0000_0000, low: UInt64(host)) : IPAddress(ipv4: 0x0A00_0000 | UInt32(host))
+            universeClients.append(Endpoint(address, port))
         }
         let servers = [Endpoint(IPAddress(ipv4: 0x5DB8_D822), 80), Endpoint(IPAddress(ipv4: 0x5DB8_D823), 53),
                        Endpoint(IPAddress(high: 0x2001_0db8_ffff_0000, low: 0x80), 443)]
@@ -154,10 +164,9 @@ final class LiveTableCrashTests: XCTestCase {
                 guard bytes[FlowSlotFields.isOccupied] == 1 else { return nil }
                 return try? FlowSlotFields.record(at: 0, in: bytes)
             }
-            func check(_ bytes: [UInt8], excluding dirty: SlotKey?, _ what: String) {
+            func check(_ bytes: [UInt8], _ what: String) {
                 captures += 1
-                var expected = committed
-                if let dirty { expected[dirty] = nil }
+                let expected = committed
                 do {
                     let adopted = try adopt(bytes)
                     if Set(adopted.records) != Set(expected.values) || adopted.records.count != expected.count {
@@ -176,18 +185,28 @@ final class LiveTableCrashTests: XCTestCase {
                 }
             }
 
-            FlowSlab.writeHook = { phase, word, slot in
-                guard let shard = regions.firstIndex(where: { UnsafeRawPointer($0.dirtyWord) == word }) else { return }
+            var previousUndo: [Int: [UInt8]] = [:]   // per shard: the undo copy before this write
+            FlowSlab.writeHook = { phase, control, slot in
+                guard let shard = regions.firstIndex(where: { UnsafeRawPointer($0.control) == control }) else { return }
                 let key = SlotKey(shard: shard, slot: slot)
+                let undo = SharedFlowFile.headerLength + shard * SharedFlowFile.controlLength + FlowSlab.undoOffset
                 switch phase {
                 case .begun:
-                    // Dirty word stored, no byte of the slot changed yet.
+                    // Undo copy and dirty word stored, no byte of the slot changed yet.
                     before = file.copyBytes()
-                    check(before, excluding: key, "before writing \(key)")
+                    check(before, "before writing \(key)")
+                    // The instant before: the dirty word still clear, the undo copy half overwritten.
+                    if let previousUndo = previousUndo[shard] {
+                        var mixed = before
+                        mixed.withUnsafeMutableBytes { $0.storeBytes(of: FlowSlab.clean, toByteOffset: undo - FlowSlab.undoOffset, as: UInt32.self) }
+                        for byte in undo..<undo + stride where random.next() % 2 == 0 { mixed[byte] = previousUndo[byte - undo] }
+                        torn += 1
+                        check(mixed, "undo copy torn before writing \(key)")
+                    }
                 case .written:
                     // Every byte of the slot stored, dirty word not yet cleared...
                     let after = file.copyBytes()
-                    check(after, excluding: key, "after writing \(key)")
+                    check(after, "after writing \(key)")
                     // ...and the instant in between: any subset of the slot's stores landed.
                     let offset = file.byteOffset(shard: shard, slot: Int(slot))
                     if before.count == after.count, before[offset..<offset + stride] != after[offset..<offset + stride] {
@@ -195,17 +214,18 @@ final class LiveTableCrashTests: XCTestCase {
                         for _ in 0..<3 {
                             for byte in offset..<offset + stride where random.next() % 2 == 0 { mixed[byte] = before[byte] }
                             torn += 1
-                            check(mixed, excluding: key, "torn \(key)")
+                            check(mixed, "slot torn while writing \(key)")
                         }
                     }
+                    previousUndo[shard] = Array(after[undo..<undo + stride])
                 case .ended:
                     committed[key] = decodeLive(key)
-                    check(file.copyBytes(), excluding: nil, "after committing \(key)")
+                    check(file.copyBytes(), "after committing \(key)")
                 }
             }
 
             var now: UInt32 = 1000
-            for _ in 0..<700 {
+            for _ in 0..<2000 {
                 let client = universeClients[Int(random.next() % UInt64(universeClients.count))]
                 let server = servers[Int(random.next() % UInt64(servers.count))]
                 let target = targets[Int(random.next() % 2)]
@@ -231,7 +251,7 @@ final class LiveTableCrashTests: XCTestCase {
             XCTAssertEqual(table.invariantViolations(), [])
             XCTAssertEqual(failures, 0)
         }
-        print("live table crash test: \(captures) captures (\(torn) with a torn slot), \(adoptedFlows) flows adopted, \(dirtyLeftOut) dirty slots left out")
+        print("live table crash test: \(captures) captures (\(torn) with a torn slot or undo copy), \(adoptedFlows) flows adopted, \(dirtyLeftOut) from undo copies")
         XCTAssertGreaterThan(torn, 1000)
     }
     #endif
