@@ -179,7 +179,8 @@ extension RedirectControl {
                 throw ValidationError("removing rules failed: \(error)")
             }
             print("nfq-redirect rules removed (iptables and ip6tables)")
-            let configuration = try? options.resolve()
+            // Unvalidated: `rules --remove --socket PATH` names the files without naming redirects.
+            let configuration = try? options.resolveUnvalidated()
             // The getsockopt hook answers for the flows of those rules: it goes with them. A
             // host where it cannot exist has nothing to remove.
             if BPFGetsockoptHook.isBuiltIn {

@@ -135,6 +135,8 @@ def main():
     ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
     suite = {"main": CASES, "robust": ROBUST_CASES, "soak": SOAK_CASES, "service": SERVICE_CASES}[args.suite]
     cases_run = [(name, test, seconds) for name, test, seconds, modes in suite if args.mode in modes]
+    if os.environ.get("NFQR_CASES"):  # development: only the cases whose name contains this text
+        cases_run = [case for case in cases_run if os.environ["NFQR_CASES"] in case[0]]
     left_out = [name for name, _, _, modes in suite if args.mode not in modes]
     print(f"nfq-redirect netns suite {args.suite}, mode {args.mode}: {len(cases_run) + 1} tests"
           + (f" (daemon binaries from {bin_dir})" if args.mode == "daemon" else ""))

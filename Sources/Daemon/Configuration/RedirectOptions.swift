@@ -72,6 +72,14 @@ public struct RedirectOptions: ParsableArguments, Sendable {
 
     /// The config file (if any) with these flags applied over it, validated.
     public func resolve() throws(ConfigurationError) -> DaemonConfiguration {
+        let configuration = try resolveUnvalidated()
+        try configuration.validate(source: config ?? "command line")
+        return configuration
+    }
+
+    /// The configuration without the checks a daemon needs (no redirect is required): for
+    /// `rules --remove`, which only needs to know which files to clean up.
+    public func resolveUnvalidated() throws(ConfigurationError) -> DaemonConfiguration {
         var configuration = DaemonConfiguration()
         if let config {
             configuration = try DaemonConfiguration.load(path: config)
@@ -96,7 +104,6 @@ public struct RedirectOptions: ParsableArguments, Sendable {
         overrides.getsockoptHook = noGetsockoptHook ? false : nil
         overrides.getsockoptCgroup = getsockoptCgroup
         try overrides.apply(to: &configuration)
-        try configuration.validate(source: config ?? "command line")
         return configuration
     }
 }
