@@ -333,6 +333,8 @@ def systemd_stop_post(env):
         expect_equal("rules after ExecStopPost following a clean stop", [], our_rules(env))
         expect(not os.path.exists(env.redirect.state_file), "the saved table discarded with the rules",
                f"{env.redirect.state_file} exists")
+        expect(not os.path.exists(live_table(env)), "the live table discarded with the rules",
+               f"{live_table(env)} exists")
         expect_not_redirected(env)
     finally:
         back_to_standard(env)

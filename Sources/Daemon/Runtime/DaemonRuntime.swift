@@ -62,7 +62,7 @@ final class DaemonRuntime: @unchecked Sendable {
         }
         var sharedFile: SharedFlowFile?
         if let path = configuration.liveTablePath {
-            (sharedFile, liveTableRecords) = try Self.openLiveTable(
+            (sharedFile, liveTableRecords) = Self.openLiveTable(
                 path: path, tableConfiguration: tableConfiguration, bootID: bootID, logger: logger)
         }
         do {
@@ -341,10 +341,11 @@ final class DaemonRuntime: @unchecked Sendable {
     /// Reads the previous process's live table at `path` (if any) and makes the new one beside it
     /// (`path.new`, renamed over `path` once the flows are in: see `adoptLiveTable`). A table
     /// that cannot be trusted is set aside as `path.corrupt`; a directory others may write to,
-    /// or a file that cannot be made, leaves the table in private memory (one warning).
+    /// a file another live daemon holds, or a file that cannot be made, leaves the table in
+    /// private memory (one warning).
     private static func openLiveTable(
         path: String, tableConfiguration: FlowTableConfiguration, bootID: UInt128, logger: Logger
-    ) throws(StartupError) -> (SharedFlowFile?, SharedFlowFile.AdoptedTable?) {
+    ) -> (SharedFlowFile?, SharedFlowFile.AdoptedTable?) {
         let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         if !directory.isEmpty { mkdir(directory, 0o700) }
         var info = stat()
@@ -359,7 +360,10 @@ final class DaemonRuntime: @unchecked Sendable {
             adopted = try SharedFlowFile.adopt(path: path, bootID: bootID)
         } catch .missing {
         } catch .inUse {
-            throw StartupError("\(path): \(SharedFlowFileError.inUse); is nfq-redirectd already running here?")
+            // Another daemon (another network namespace, same directory) lives on that file:
+            // never touch it. This one runs without a live table.
+            logger.warning("live table off: \(path) is held by another running nfq-redirectd (give each daemon its own --table-file or runtime directory); a crash loses the flow table")
+            return (nil, nil)
         } catch {
             let aside = path + ".corrupt"
             rename(path, aside)

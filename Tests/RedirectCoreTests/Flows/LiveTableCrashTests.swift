@@ -82,6 +82,18 @@ final class LiveTableCrashTests: XCTestCase {
         }
     }
 
+    /// The file adds a header and a control block per shard to the slabs: still <= 128 bytes a flow.
+    func testBytesPerFlowAtOneMillionFlowsWithTheLiveTable() throws {
+        let limit = 1 << 20
+        let table = try makeTable(limit: limit, shards: 64, seed: 3, path: directory + "/flows.table")
+        let bytesPerFlow = Double(table.storageBytes) / Double(limit)
+        var info = stat()
+        XCTAssertEqual(stat(directory + "/flows.table", &info), 0)
+        print("live table: file \(info.st_size) bytes, storage \(table.storageBytes) bytes for \(limit) flows = \(bytesPerFlow) bytes/flow")
+        XCTAssertLessThanOrEqual(bytesPerFlow, 128)
+        XCTAssertEqual(info.st_mode & 0o777, 0o600)
+    }
+
     func testATableOthersCouldWriteOrFromAnotherBootIsRefused() throws {
         let path = directory + "/flows.table"
         do { _ = try makeTable(limit: 1024, shards: 1, seed: 1, path: path) }
