@@ -571,6 +571,33 @@ def kills_during_churn(env, kills=20):
             flow.close()
 
 
+def untrusted_live_table(env):
+    """A live table others could have written (mode 0644) or with a torn header is not believed:
+    one log line, set aside as .corrupt, a clean start that redirects."""
+    outcomes = []
+    for name, spoil in (("mode 0644", lambda path: os.chmod(path, 0o644)),
+                        ("bad magic", lambda path: open(path, "r+b").write(b"\0" * 8))):
+        flow = EchoFlow(env, False)
+        try:
+            flow.round_trip(b"x\n")
+            expect_equal("status of a SIGKILLed daemon", -signal.SIGKILL, stop_daemon(env, signal.SIGKILL))
+        finally:
+            flow.close()
+        path = live_table(env)
+        spoil(path)
+        daemon = start_daemon(env)
+        line = next((line for line in log_of(daemon).splitlines() if "live table at" in line), None)
+        expect(line is not None and f"{path}.corrupt" in line and "not used" in line,
+               f"a log line: live table at ... not used (why); moved to ....corrupt ({name})", log_of(daemon))
+        expect(os.path.exists(f"{path}.corrupt"), "the untrusted table kept aside", "missing")
+        os.unlink(f"{path}.corrupt")
+        expect(adopted_line(daemon) is None, f"nothing adopted from a table with {name}", log_of(daemon))
+        expect_equal("mode of the new live table", "0o600", oct(os.stat(path).st_mode & 0o777))
+        expect_redirected(env)
+        outcomes.append(line.split("(", 1)[-1].split(");")[0][:60])
+    return "; ".join(outcomes)
+
+
 # --- reload --------------------------------------------------------------------------------------
 
 def reload_configuration(env, ports, extra=""):
@@ -1036,6 +1063,8 @@ CASES = [
     ("20 SIGKILLs at random instants during connection churn: no established flow breaks, every new one completes",
      kills_during_churn, 180, DAEMON),
     ("corrupt state file: a clear log line, set aside, clean start", corrupt_state_file, 60, DAEMON),
+    ("untrusted live table (mode 0644, bad magic): a clear log line, set aside, clean start",
+     untrusted_live_table, 60, DAEMON),
     ("getsockopt hook: the proxy's own SO_ORIGINAL_DST answers before, during and after a restart; "
      "stop for good and rules --remove detach it", getsockopt_hook_across_restart, 90, DAEMON),
     ("getsockopt hook: two daemons in two namespaces each answer only their own flows",

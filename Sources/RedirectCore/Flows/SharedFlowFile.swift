@@ -160,7 +160,7 @@ public final class SharedFlowFile: @unchecked Sendable {
         guard fstat(fd, &info) == 0 else { throw .system("stat \(path)", errno) }
         guard info.st_mode & S_IFMT == S_IFREG else { throw .unsafe("not a regular file") }
         guard info.st_uid == geteuid() else { throw .unsafe("owned by uid \(info.st_uid), not \(geteuid())") }
-        guard info.st_mode & 0o077 == 0 else { throw .unsafe("mode \(String(info.st_mode & 0o777, radix: 8)): others may write it") }
+        guard info.st_mode & 0o077 == 0 else { throw .unsafe("mode \(String(info.st_mode & 0o777, radix: 8)): open to group or others") }
         let length = Int(info.st_size)
         guard length >= headerLength else { throw .truncated(length: length) }
         let mapped = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0)
