@@ -385,8 +385,11 @@ final class DaemonRuntime: @unchecked Sendable {
         if let adopted = liveTableRecords, let path = configuration.liveTablePath {
             let restored = table.restore(adopted.records, now: clock())
             restoredFlows.add(UInt64(restored))
-            let torn = adopted.dirtySlots > 0 ? "; \(adopted.dirtySlots) being written when it stopped left out" : ""
-            logger.info("adopted \(restored) of \(adopted.records.count) flows from the live table \(path)\(torn)")
+            var notes: [String] = []
+            if adopted.dirtySlots > 0 { notes.append("\(adopted.dirtySlots) being written when it stopped, taken from their undo copies") }
+            if restored < adopted.records.count { notes.append("the others were restored from the state file, expired or clashed") }
+            let note = notes.isEmpty ? "" : " (\(notes.joined(separator: "; ")))"
+            logger.info("adopted \(restored) of \(adopted.records.count) flows from the live table \(path)\(note)")
         }
         liveTableRecords = nil
         if let file = table.sharedFile, let path = configuration.liveTablePath, file.path != path {
