@@ -220,6 +220,10 @@ extension RedirectControl {
             if let stateFile = configuration.stateFile {
                 StateFile(path: stateFile).remove()
             }
+            // So is the live table (a daemon started later must not adopt those flows).
+            if let table = configuration.liveTablePath {
+                unlink(table)
+            }
         }
     }
 

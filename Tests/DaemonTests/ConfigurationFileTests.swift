@@ -222,6 +222,29 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertNil(configuration.stateFile)
     }
 
+    func testTheLiveTableSitsBesideTheLookupSocketUnlessNamedOrOff() throws {
+        var configuration = DaemonConfiguration()
+        XCTAssertEqual(configuration.liveTablePath, "/run/nfq-redirect/flows.table")
+        configuration.lookup.socketPath = "/tmp/x/lookup.sock"
+        XCTAssertEqual(configuration.liveTablePath, "/tmp/x/flows.table")
+        configuration = try load("[state]\ntable = \"/run/a/t\"\n")
+        XCTAssertEqual(configuration.liveTablePath, "/run/a/t")
+        configuration = try load("[state]\ntable = \"\"\n")
+        XCTAssertNil(configuration.liveTablePath)
+        XCTAssertThrowsError(try load("[state]\ntable = \"relative\"\n"))
+        var overrides = CommandLineOverrides()
+        overrides.tableFile = .some("/run/b/t")
+        try overrides.apply(to: &configuration)
+        XCTAssertEqual(configuration.liveTablePath, "/run/b/t")
+        overrides.tableFile = .some("")
+        try overrides.apply(to: &configuration)
+        XCTAssertNil(configuration.liveTablePath)
+        overrides.tableFile = .some(nil)   // --no-state
+        configuration = DaemonConfiguration()
+        try overrides.apply(to: &configuration)
+        XCTAssertNil(configuration.liveTablePath)
+    }
+
     func testBadFlagsGiveOneClearProblem() {
         for (flag, expected) in [("tcp:80", "PROTO:PORTS:TOPORT"), ("sctp:80:8080", "unknown protocol 'sctp'"), ("tcp:0:8080", "out of range"), ("tcp:80:99999", "target port")] {
             var configuration = DaemonConfiguration()

@@ -21,6 +21,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 from endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
 from origdst import LookupClient, OriginUnknown, conntrack_original_dst, kernel_tcp_original_dst
@@ -28,6 +29,7 @@ from origdst import LookupClient, OriginUnknown, conntrack_original_dst, kernel_
 CHUNK = 256 * 1024
 IDLE_TIMEOUT = 60.0
 UPSTREAM_TIMEOUT = 5.0
+RESTART_PATIENCE = 5.0  # seconds a lookup waits for a restarting daemon
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 lacks the name
 
 log_lock = threading.Lock()
@@ -58,11 +60,23 @@ class Origins:
         return self._not_self(conntrack_original_dst("udp", client, local), local), "conntrack"
 
     def _ask_daemon(self, proto, client, local):
-        try:
-            with LookupClient(self.socket_path) as lookup:
-                return lookup.lookup(proto, client, local)
-        except OSError as error:
-            raise OriginUnknown(f"lookup socket: {error}") from None
+        # A daemon killed and started again (the service suite's crash cases) leaves the socket
+        # refusing, missing or closing for a moment: ask again for up to RESTART_PATIENCE seconds,
+        # as a proxy meant to ride out a daemon restart does.
+        deadline = time.monotonic() + RESTART_PATIENCE
+        while True:
+            try:
+                with LookupClient(self.socket_path) as lookup:
+                    return lookup.lookup(proto, client, local)
+            except (ConnectionRefusedError, FileNotFoundError, ConnectionResetError, BrokenPipeError) as error:
+                if time.monotonic() >= deadline:
+                    raise OriginUnknown(f"lookup socket: {error}") from None
+            except OriginUnknown as error:
+                if "closed before answering" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            except OSError as error:
+                raise OriginUnknown(f"lookup socket: {error}") from None
+            time.sleep(0.05)
 
     @staticmethod
     def _not_self(original, local):

@@ -147,7 +147,7 @@ def main():
     ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
     suite = {"main": CASES, "robust": ROBUST_CASES, "soak": SOAK_CASES, "service": SERVICE_CASES}[args.suite]
     cases_run = [(name, test, seconds) for name, test, seconds, modes in suite if args.mode in modes]
-    only = os.environ.get("NFQR_ONLY")  # a substring of case names: run just those (while working on them)
+    only = os.environ.get("NFQR_ONLY") or os.environ.get("NFQR_CASES")  # a substring of case names: run just those (development)
     if only:
         cases_run = [case for case in cases_run if only in case[0]]
     left_out = [name for name, _, _, modes in suite if args.mode not in modes]

@@ -13,7 +13,9 @@ Every test leaves the daemon running with its standard command line (harness.py)
 """
 
 import ctypes
+import hashlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -278,6 +280,7 @@ def stop_for_good(env):
     expect_equal("rules of the daemon left in R", [], our_rules(env))
     expect(not os.path.exists(env.redirect.state_file), "no saved flow table after a stop for good",
            f"{env.redirect.state_file} exists")
+    expect(not os.path.exists(live_table(env)), "no live table file after a stop for good", f"{live_table(env)} exists")
     expect_not_redirected(env, v6=False)
     expect_not_redirected(env, v6=True)
     start_daemon(env)
@@ -335,6 +338,8 @@ def systemd_stop_post(env):
         expect_equal("rules after ExecStopPost following a clean stop", [], our_rules(env))
         expect(not os.path.exists(env.redirect.state_file), "the saved table discarded with the rules",
                f"{env.redirect.state_file} exists")
+        expect(not os.path.exists(live_table(env)), "the live table discarded with the rules",
+               f"{live_table(env)} exists")
         expect_not_redirected(env)
     finally:
         back_to_standard(env)
@@ -357,8 +362,10 @@ def killed_fail_closed(env):
     expect_redirected(env)  # starting again recovers
 
     stop_daemon(env, signal.SIGKILL)
-    output = cli(env, "rules", "--remove")
+    expect(os.path.exists(live_table(env)), "the live table file kept by a SIGKILL", "missing")
+    output = cli(env, "rules", "--remove", "--socket", env.redirect.socket_path)
     expect("rules removed" in output, "'rules removed'", output)
+    expect(not os.path.exists(live_table(env)), "the live table removed by rules --remove", f"{live_table(env)} exists")
     expect_equal("rules after `nfq-redirect rules --remove`", [], our_rules(env))
     expect_not_redirected(env)
     start_daemon(env)
@@ -400,6 +407,205 @@ def corrupt_state_file(env):
     os.unlink(f"{path}.corrupt")
     expect_redirected(env)
     return line.split(": ", 1)[-1][:90]
+
+
+# --- crash: the live table ------------------------------------------------------------------------
+
+def live_table(env):
+    """The daemon's live table file: flows.table beside the lookup socket (the default)."""
+    return os.path.join(os.path.dirname(env.redirect.socket_path), "flows.table")
+
+
+class Transfer(threading.Thread):
+    """Echo traffic on one TCP flow until told to stop: random chunks, each read back whole;
+    the sha256 of everything sent and everything received are compared at the end."""
+
+    def __init__(self, flow, seed):
+        super().__init__(daemon=True)
+        self.flow = flow
+        self.random = random.Random(seed)
+        self.halt = threading.Event()
+        self.sent = hashlib.sha256()
+        self.received = hashlib.sha256()
+        self.bytes = 0
+        self.error = None
+
+    def run(self):
+        try:
+            while not self.halt.is_set():
+                chunk = self.random.randbytes(self.random.randint(1, 4096))
+                self.flow.send(chunk)
+                self.sent.update(chunk)
+                self.received.update(self.flow.read(len(chunk)))
+                self.bytes += len(chunk)
+                time.sleep(0.01)
+        except Exception as error:  # a reset, a timeout, a closed flow: the flow broke
+            self.error = f"{type(error).__name__}: {error}"
+
+    def finish(self):
+        """Stops the traffic; returns why the flow broke, or None when it carried every byte."""
+        self.halt.set()
+        self.join(30)
+        if self.is_alive():
+            return "still running after 30 s"
+        if self.error:
+            return self.error
+        if self.sent.digest() != self.received.digest():
+            return f"echo differs from what was sent ({self.bytes} bytes)"
+        return None
+
+
+def broken_transfers(transfers):
+    problems = []
+    for transfer in transfers:
+        problem = transfer.finish()
+        if problem:
+            problems.append(f"{format_endpoint(*transfer.flow.client)}: {problem}")
+    return problems
+
+
+def adopted_line(daemon):
+    return re.search(r"adopted (\d+) of (\d+) flows from the live table", log_of(daemon))
+
+
+def killed_keeps_flows(env):
+    """SIGKILL while 100 redirected TCP transfers (v4 and v6) run and 4 UDP flows are open, then
+    started again at once: the new daemon adopts the live table; every transfer carries on byte
+    for byte (no reset), the UDP flows answer, and the lookups answer as before the kill."""
+    flows, udp, transfers = [], [], []
+    try:
+        flows = [EchoFlow(env, v6=i % 2 == 1) for i in range(100)]
+        udp = [UdpFlow(env, v6=i % 2 == 1) for i in range(4)]
+        for flow in udp:
+            flow.exchange("before")
+        originals = {flow.client: flow.lookup(env) for flow in flows + udp}
+        for flow in flows + udp:
+            expect_equal(f"lookup of {format_endpoint(*flow.client)} before", f"OK {flow.target[0]} {flow.target[1]}",
+                         originals[flow.client])
+        transfers = [Transfer(flow, seed) for seed, flow in enumerate(flows)]
+        for transfer in transfers:
+            transfer.start()
+        time.sleep(1.0)
+        expect(os.path.exists(live_table(env)), "the live table file", "missing")
+        mode = os.stat(live_table(env)).st_mode & 0o777
+        expect_equal("live table file mode", "0o600", oct(mode))
+
+        expect_equal("status of a SIGKILLed daemon", -signal.SIGKILL, stop_daemon(env, signal.SIGKILL))
+        killed = time.monotonic()
+        at_kill = [transfer.bytes for transfer in transfers]
+        daemon = start_daemon(env)
+        gap = time.monotonic() - killed
+        expect(gap < RESTART_BUDGET, f"answering lookups again within {RESTART_BUDGET} s", f"{gap:.2f} s")
+        time.sleep(3.0)
+        for flow in udp:
+            flow.exchange("after")
+        for flow in flows + udp:
+            expect_equal(f"lookup of {format_endpoint(*flow.client)} after the kill", originals[flow.client],
+                         flow.lookup(env))
+        stalled = [transfer for transfer, before in zip(transfers, at_kill) if transfer.bytes <= before]
+        problems = broken_transfers(transfers)
+        expect(not problems, "every transfer carried on after the kill", "; ".join(problems[:5]))
+        expect(not stalled, "every transfer moved data after the restart", f"{len(stalled)} stalled")
+        adopted = adopted_line(daemon)
+        expect(adopted and int(adopted.group(1)) >= 104, "'adopted N of M flows from the live table' with N >= 104",
+               adopted.group(0) if adopted else log_of(daemon))
+        moved = sum(transfer.bytes for transfer in transfers)
+        return f"down {gap:.2f} s, {adopted.group(1)} flows adopted, 100 transfers intact ({moved >> 10} KiB echoed)"
+    finally:
+        for transfer in transfers:
+            transfer.halt.set()
+        for flow in flows + udp:
+            flow.close()
+
+
+def kills_during_churn(env, kills=20):
+    """SIGKILL at random instants while new connections open every few ms and 20 transfers run;
+    started again each time: no established flow breaks, every new connection completes."""
+    long_lived, transfers, churners = [], [], []
+    halt = threading.Event()
+    counts = {"opened": 0, "failed": 0}
+    failures = []
+    lock = threading.Lock()
+
+    def churn(v6):
+        while not halt.is_set():
+            try:
+                flow = EchoFlow(env, v6)
+                try:
+                    flow.round_trip(b"churn\n")
+                finally:
+                    flow.close()
+                with lock:
+                    counts["opened"] += 1
+            except Exception as error:
+                with lock:
+                    counts["failed"] += 1
+                    failures.append(f"{type(error).__name__}: {error}")
+            time.sleep(0.003)
+
+    try:
+        long_lived = [EchoFlow(env, v6=i % 2 == 1) for i in range(20)]
+        transfers = [Transfer(flow, seed) for seed, flow in enumerate(long_lived)]
+        churners = [threading.Thread(target=churn, args=(i % 2 == 1,), daemon=True) for i in range(4)]
+        for thread in transfers + churners:
+            thread.start()
+        rng = random.Random(11)
+        gaps = []
+        adopted = []
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.1, 0.8))
+            expect_equal("status of a SIGKILLed daemon", -signal.SIGKILL, stop_daemon(env, signal.SIGKILL))
+            killed = time.monotonic()
+            daemon = start_daemon(env)
+            gaps.append(time.monotonic() - killed)
+            line = adopted_line(daemon)
+            adopted.append(int(line.group(1)) if line else 0)
+        time.sleep(2.0)
+        halt.set()
+        for thread in churners:
+            thread.join(40)
+        problems = broken_transfers(transfers)
+        expect(not problems, f"every long-lived transfer intact across {kills} kills", "; ".join(problems[:5]))
+        expect(counts["failed"] == 0 and counts["opened"] > 0, "every churned connection completed",
+               f"{counts['failed']} failed of {counts['opened'] + counts['failed']}: {failures[:3]}")
+        for flow in long_lived:
+            expect_equal(f"lookup of {format_endpoint(*flow.client)} after {kills} kills",
+                         f"OK {flow.target[0]} {flow.target[1]}", flow.lookup(env))
+        return (f"{kills} kills, down {min(gaps):.2f}-{max(gaps):.2f} s, {counts['opened']} connections churned, "
+                f"{min(adopted)}-{max(adopted)} flows adopted per start, 20 transfers intact")
+    finally:
+        halt.set()
+        for transfer in transfers:
+            transfer.halt.set()
+        for flow in long_lived:
+            flow.close()
+
+
+def untrusted_live_table(env):
+    """A live table others could have written (mode 0644) or with a torn header is not believed:
+    one log line, set aside as .corrupt, a clean start that redirects."""
+    outcomes = []
+    for name, spoil in (("mode 0644", lambda path: os.chmod(path, 0o644)),
+                        ("bad magic", lambda path: open(path, "r+b").write(b"\0" * 8))):
+        flow = EchoFlow(env, False)
+        try:
+            flow.round_trip(b"x\n")
+            expect_equal("status of a SIGKILLed daemon", -signal.SIGKILL, stop_daemon(env, signal.SIGKILL))
+        finally:
+            flow.close()
+        path = live_table(env)
+        spoil(path)
+        daemon = start_daemon(env)
+        line = next((line for line in log_of(daemon).splitlines() if "live table at" in line), None)
+        expect(line is not None and f"{path}.corrupt" in line and "not used" in line,
+               f"a log line: live table at ... not used (why); moved to ....corrupt ({name})", log_of(daemon))
+        expect(os.path.exists(f"{path}.corrupt"), "the untrusted table kept aside", "missing")
+        os.unlink(f"{path}.corrupt")
+        expect(adopted_line(daemon) is None, f"nothing adopted from a table with {name}", log_of(daemon))
+        expect_equal("mode of the new live table", "0o600", oct(os.stat(path).st_mode & 0o777))
+        expect_redirected(env)
+        outcomes.append(line.split("(", 1)[-1].split(");")[0][:60])
+    return "; ".join(outcomes)
 
 
 # --- reload --------------------------------------------------------------------------------------
@@ -1128,7 +1334,13 @@ CASES = [
     ("SIGKILL, fail-closed: redirected ports wait, ICMP errors pass; start again recovers; rules --remove cleans up",
      killed_fail_closed, 60, DAEMON),
     ("SIGKILL, fail-open: redirected ports pass unredirected; start again recovers", killed_fail_open, 60, DAEMON),
+    ("SIGKILL with 100 TCP transfers (v4+v6) and 4 UDP flows, started again at once: the live table is adopted, "
+     "every transfer intact, lookups answer", killed_keeps_flows, 120, DAEMON),
+    ("20 SIGKILLs at random instants during connection churn: no established flow breaks, every new one completes",
+     kills_during_churn, 180, DAEMON),
     ("corrupt state file: a clear log line, set aside, clean start", corrupt_state_file, 60, DAEMON),
+    ("untrusted live table (mode 0644, bad magic): a clear log line, set aside, clean start",
+     untrusted_live_table, 60, DAEMON),
     ("getsockopt hook: the proxy's own SO_ORIGINAL_DST answers before, during and after a restart; "
      "stop for good and rules --remove detach it", getsockopt_hook_across_restart, 90, DAEMON),
     ("getsockopt hook: two daemons in two namespaces each answer only their own flows",

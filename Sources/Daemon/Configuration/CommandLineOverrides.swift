@@ -15,6 +15,8 @@ public struct CommandLineOverrides: Sendable {
     public var excludeUIDs: [UInt32] = []
     /// `.some(nil)` turns state keeping off.
     public var stateFile: String??
+    /// `.some(nil)` keeps the live table in private memory only.
+    public var tableFile: String??
     public var failOpen: Bool?
     public var keepRulesOnExit: Bool?
     public var tableLimit: Int?
@@ -69,6 +71,9 @@ public struct CommandLineOverrides: Sendable {
         }
         if !excludeUIDs.isEmpty { c.exclusions.uids = excludeUIDs }
         if let stateFile { c.stateFile = stateFile }
+        if let tableFile {
+            c.liveTable = tableFile.map { $0.isEmpty ? .off : .path($0) } ?? .off
+        }
         if let failOpen { c.queues.failOpen = failOpen }
         if let keepRulesOnExit { c.keepRulesOnExit = keepRulesOnExit }
         if let tableLimit {
@@ -127,6 +132,7 @@ extension DaemonConfiguration {
         lines.append("table limit \(tableLimit)")
         lines.append(getsockopt.enabled ? "getsockopt hook on \(getsockopt.cgroup ?? "the cgroup v2 root")" : "getsockopt hook off")
         lines.append("state file \(stateFile ?? "none")")
+        lines.append("live table \(liveTablePath ?? "none (private memory)")")
         if !exclusions.marks.isEmpty { lines.append("exclude marks \(exclusions.marks.map(\.description).joined(separator: ","))") }
         if !exclusions.uids.isEmpty { lines.append("exclude uids \(exclusions.uids.map(String.init).joined(separator: ","))") }
         if let listen = metrics.listen { lines.append("metrics on \(listen)") }

@@ -149,8 +149,12 @@ private struct TOMLReader {
             }
         }
         if let state = try table(root, "state", "state") {
-            try checkKeys(state, "state", allowed: ["file", "keep_rules_on_exit"])
+            try checkKeys(state, "state", allowed: ["file", "table", "keep_rules_on_exit"])
             if let v = try string(state, "file", "state.file") { c.stateFile = v.isEmpty ? nil : v }
+            if let v = try string(state, "table", "state.table") {
+                guard v.isEmpty || v.hasPrefix("/") else { throw error("state.table", "must be an absolute path (or empty for none)") }
+                c.liveTable = v.isEmpty ? .off : .path(v)
+            }
             if let v = try bool(state, "keep_rules_on_exit", "state.keep_rules_on_exit") { c.keepRulesOnExit = v }
         }
         if let hook = try table(root, "getsockopt", "getsockopt") {

@@ -78,6 +78,9 @@ public struct DaemonConfiguration: Equatable, Sendable {
     public var timeouts = FlowTimeouts()
     /// Where the flow table is saved on exit and restored from on start (nil: not kept).
     public var stateFile: String? = "/var/lib/nfq-redirect/flows.state"
+    /// Where the live flow table is kept: a file on tmpfs mapped shared, so the flows outlive
+    /// a crash of the process (see docs/reliability.md).
+    public var liveTable: LiveTable = .besideLookupSocket
     public var logLevel: String = "info"
     public var metrics = Metrics()
     /// Keep our iptables rules when exiting so a restart loses nothing (see docs/operations.md).
@@ -86,4 +89,23 @@ public struct DaemonConfiguration: Equatable, Sendable {
     public var ruleManagement = RuleManagement()
 
     public init() {}
+
+    public enum LiveTable: Hashable, Sendable {
+        /// `flows.table` in the lookup socket's directory (the runtime directory).
+        case besideLookupSocket
+        case path(String)
+        case off
+    }
+
+    /// The live table's file, or nil when the table lives in private memory only.
+    public var liveTablePath: String? {
+        switch liveTable {
+        case .off: return nil
+        case .path(let path): return path
+        case .besideLookupSocket:
+            let socket = lookup.socketPath
+            guard let slash = socket.lastIndex(of: "/") else { return "flows.table" }
+            return String(socket[..<slash]) + "/flows.table"
+        }
+    }
 }

@@ -38,7 +38,10 @@ public struct RedirectOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("state-file"), help: "Where the flow table is saved on exit and restored on start.")
     public var stateFile: String?
 
-    @Flag(name: .customLong("no-state"), help: "Do not save or restore the flow table.")
+    @Option(name: .customLong("table-file"), help: "The live flow table's file on tmpfs, which outlives a crash (default: flows.table beside the lookup socket; empty: none).")
+    public var tableFile: String?
+
+    @Flag(name: .customLong("no-state"), help: "Do not save or restore the flow table, nor keep it in a live table file.")
     public var noState = false
 
     @Flag(name: .customLong("fail-open"), help: "While the daemon is away or behind, let new traffic pass unredirected.")
@@ -85,6 +88,7 @@ public struct RedirectOptions: ParsableArguments, Sendable {
         overrides.excludeMarks = excludeMark
         overrides.excludeUIDs = excludeUID
         overrides.stateFile = noState ? .some(nil) : stateFile.map { .some($0) }
+        overrides.tableFile = noState ? .some(nil) : tableFile.map { .some($0) }
         overrides.failOpen = failOpen ? true : nil
         overrides.keepRulesOnExit = keepRulesOnExit ? true : nil
         overrides.tableLimit = tableLimit
@@ -95,5 +99,11 @@ public struct RedirectOptions: ParsableArguments, Sendable {
         try overrides.apply(to: &configuration)
         try configuration.validate(source: config ?? "command line", requireRedirects: requireRedirects)
         return configuration
+    }
+
+    /// The configuration without the checks a daemon needs (no redirect is required): for
+    /// `rules --remove`, which only needs to know which files to clean up.
+    public func resolveUnvalidated() throws(ConfigurationError) -> DaemonConfiguration {
+        try resolve(requireRedirects: false)
     }
 }

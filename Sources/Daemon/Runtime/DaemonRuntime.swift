@@ -44,6 +44,8 @@ final class DaemonRuntime: @unchecked Sendable {
     private(set) var getsockoptHook: GetsockoptHookStatus = .off
     private var hook: BPFGetsockoptHook?
     private var sweeps = 0
+    /// Flows read from the previous process's live table, restored by `start()`.
+    private var liveTableRecords: SharedFlowFile.AdoptedTable?
 
     init(
         configuration: DaemonConfiguration, logger: Logger,
@@ -59,13 +61,22 @@ final class DaemonRuntime: @unchecked Sendable {
         self.installer = installer
         self.addressSource = addressSource
         self.queueFactory = queueFactory
+        // Events (new / destroyed flows) feed the lookup service's EVENTS stream, which
+        // drains them every 100 ms; 16384 undrained ones cover a burst of 160k flows/s.
+        let tableConfiguration = FlowTableConfiguration(
+            limit: configuration.tableLimit, timeouts: configuration.timeouts, eventCapacity: 16384)
         do {
-            // Events (new / destroyed flows) feed the lookup service's EVENTS stream, which
-            // drains them every 100 ms; 16384 undrained ones cover a burst of 160k flows/s.
-            table = try FlowTable(
-                configuration: FlowTableConfiguration(
-                    limit: configuration.tableLimit, timeouts: configuration.timeouts, eventCapacity: 16384),
-                observer: nativeAnswers)
+            try tableConfiguration.validate()
+        } catch {
+            throw StartupError("table: \(error)")
+        }
+        var sharedFile: SharedFlowFile?
+        if let path = configuration.liveTablePath {
+            (sharedFile, liveTableRecords) = Self.openLiveTable(
+                path: path, tableConfiguration: tableConfiguration, bootID: bootID, logger: logger)
+        }
+        do {
+            table = try FlowTable(configuration: tableConfiguration, observer: nativeAnswers, sharedFile: sharedFile)
         } catch {
             throw StartupError("table: \(error)")
         }
@@ -248,6 +259,7 @@ final class DaemonRuntime: @unchecked Sendable {
         if new.lookup != configuration.lookup { needsRestart.append("lookup socket settings") }
         if new.tableLimit != configuration.tableLimit { needsRestart.append("table.limit") }
         if new.timeouts != configuration.timeouts { needsRestart.append("timeouts") }
+        if new.liveTablePath != configuration.liveTablePath { needsRestart.append("state.table") }
         if new.metrics != configuration.metrics { needsRestart.append("metrics listener") }
         if new.getsockopt != configuration.getsockopt { needsRestart.append("getsockopt hook settings") }
         guard needsRestart.isEmpty else {
@@ -306,8 +318,9 @@ final class DaemonRuntime: @unchecked Sendable {
         addressThread = nil
         if keepRules {
             saveState()
-        } else if let path = configuration.stateFile {
-            StateFile(path: path).remove()
+        } else {
+            if let path = configuration.stateFile { StateFile(path: path).remove() }
+            table.sharedFile?.removeFile()
         }
         // After the workers: no flow changes any more. Kept for a restart, like the rules.
         stopGetsockoptHook(keep: keepRules)
@@ -382,7 +395,71 @@ final class DaemonRuntime: @unchecked Sendable {
 
     // MARK: State
 
+    /// Reads the previous process's live table at `path` (if any) and makes the new one beside it
+    /// (`path.new`, renamed over `path` once the flows are in: see `adoptLiveTable`). A table
+    /// that cannot be trusted is set aside as `path.corrupt`; a directory others may write to,
+    /// a file another live daemon holds, or a file that cannot be made, leaves the table in
+    /// private memory (one warning).
+    private static func openLiveTable(
+        path: String, tableConfiguration: FlowTableConfiguration, bootID: UInt128, logger: Logger
+    ) -> (SharedFlowFile?, SharedFlowFile.AdoptedTable?) {
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        if !directory.isEmpty { mkdir(directory, 0o700) }
+        var info = stat()
+        guard lstat(directory.isEmpty ? "/" : directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR,
+              info.st_uid == geteuid(), info.st_mode & 0o022 == 0
+        else {
+            logger.warning("live table off: \(directory) is not a directory of uid \(geteuid()) closed to others' writes; a crash loses the flow table")
+            return (nil, nil)
+        }
+        var adopted: SharedFlowFile.AdoptedTable?
+        do {
+            adopted = try SharedFlowFile.adopt(path: path, bootID: bootID)
+        } catch .missing {
+        } catch .inUse {
+            // Another daemon (another network namespace, same directory) lives on that file:
+            // never touch it. This one runs without a live table.
+            logger.warning("live table off: \(path) is held by another running nfq-redirectd (give each daemon its own --table-file or runtime directory); a crash loses the flow table")
+            return (nil, nil)
+        } catch {
+            let aside = path + ".corrupt"
+            rename(path, aside)
+            logger.warning("live table at \(path) not used (\(error)); moved to \(aside)")
+        }
+        do {
+            let file = try SharedFlowFile.create(path: path + ".new", configuration: tableConfiguration, bootID: bootID)
+            return (file, adopted)
+        } catch {
+            logger.warning("live table off: \(error); a crash loses the flow table")
+            return (nil, adopted)
+        }
+    }
+
+    /// Takes in the flows of the previous process's live table (after the state file's, which
+    /// a planned restart wrote and which wins where both hold a tuple), then gives the new
+    /// table the canonical name: until this rename a crash leaves the old table in place.
+    private func adoptLiveTable() {
+        if let adopted = liveTableRecords, let path = configuration.liveTablePath {
+            let restored = table.restore(adopted.records, now: clock())
+            restoredFlows.add(UInt64(restored))
+            var notes: [String] = []
+            if adopted.dirtySlots > 0 { notes.append("\(adopted.dirtySlots) being written when it stopped, taken from their undo copies") }
+            if restored < adopted.records.count { notes.append("the others were restored from the state file, expired or clashed") }
+            let note = notes.isEmpty ? "" : " (\(notes.joined(separator: "; ")))"
+            logger.info("adopted \(restored) of \(adopted.records.count) flows from the live table \(path)\(note)")
+        }
+        liveTableRecords = nil
+        if let file = table.sharedFile, let path = configuration.liveTablePath, file.path != path {
+            do {
+                try file.rename(to: path)
+            } catch {
+                logger.error("live table: \(error)")
+            }
+        }
+    }
+
     private func restoreState() {
+        defer { adoptLiveTable() }
         guard let path = configuration.stateFile else { return }
         let file = StateFile(path: path)
         let bytes: [UInt8]

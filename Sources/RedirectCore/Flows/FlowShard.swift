@@ -27,9 +27,13 @@ struct FlowShard: ~Copyable {
     init(
         number: Int, slabCapacity: Int, tombstoneCapacity: Int, eventCapacity: Int,
         hasher: FlowHasher, configuration: FlowTableConfiguration, occupancy: FlowOccupancy,
-        observer: (any RedirectedFlowObserver)? = nil
+        observer: (any RedirectedFlowObserver)? = nil, sharedRegion: SharedFlowFile.ShardRegion? = nil
     ) {
-        slab = FlowSlab(capacity: UInt32(slabCapacity))
+        if let sharedRegion {
+            slab = FlowSlab(capacity: UInt32(slabCapacity), sharedSlots: sharedRegion.slots, control: sharedRegion.control)
+        } else {
+            slab = FlowSlab(capacity: UInt32(slabCapacity))
+        }
         // At most 3/4 full: linear-probing lookups stay short even when the shard is full.
         let indexCapacity = slabCapacity + (slabCapacity + 2) / 3 + 1
         originalIndex = FlowIndex(capacity: indexCapacity)
@@ -64,10 +68,15 @@ struct FlowShard: ~Copyable {
                 let flow = slab[slot]
                 let outcome: OriginalOutcome =
                     flow.flags.contains(.redirected) ? .rewriteDestination(flow.replySourceEndpoint) : .pass
-                guard apply(slot, direction: .original, tcpFlags: tcpFlags, sequence: sequence, length: length, now: now)
-                    == .restart
-                else { return outcome }
-                destroy(slot, reason: .replaced, now: now)
+                switch apply(slot, direction: .original, tcpFlags: tcpFlags, sequence: sequence, length: length, now: now) {
+                case .tracked:
+                    return outcome
+                case .closed:
+                    destroy(slot, reason: .closed, now: now)
+                    return outcome
+                case .restart:
+                    destroy(slot, reason: .replaced, now: now)
+                }
             }
         }
         if tuple.proto == .tcp && TCPStateMachine.Segment(flags: tcpFlags) != .syn {
@@ -95,7 +104,9 @@ struct FlowShard: ~Copyable {
         let outcome: ReplyOutcome =
             flow.flags.contains(.redirected) ? .rewriteSource(flow.originalDestinationEndpoint) : .pass
         // A restart needs an original-direction SYN, so `apply` never asks for one here.
-        _ = apply(slot, direction: .reply, tcpFlags: tcpFlags, sequence: nil, length: length, now: now)
+        if apply(slot, direction: .reply, tcpFlags: tcpFlags, sequence: nil, length: length, now: now) == .closed {
+            destroy(slot, reason: .closed, now: now)
+        }
         return outcome
     }
 
@@ -140,12 +151,26 @@ struct FlowShard: ~Copyable {
 
     // MARK: Flow life
 
-    private enum PacketEffect { case tracked, restart }
+    /// `.closed`: the packet ended the flow; the caller destroys it (after the slot's write).
+    private enum PacketEffect { case tracked, restart, closed }
 
     /// Accounts a packet of a live flow and moves its state; `.restart` when it opens a new connection on the tuple.
     /// `sequence` is the span of an original-direction TCP segment (nil for replies, which the
     /// local proxy's kernel sends and nobody on the network can forge).
+    ///
+    /// Every in-place write to a slot happens in here, between the slab's `beginWrite` and
+    /// `endWrite` (see FlowSlab: a crash mid-update leaves the slot marked dirty).
+    @inline(__always)
     private mutating func apply(
+        _ slot: UInt32, direction: PacketMetadata.Direction, tcpFlags: TCPFlags, sequence: TCPSequenceSpan?,
+        length: Int, now: UInt32
+    ) -> PacketEffect {
+        slab.beginWrite(slot)
+        defer { slab.endWrite(slot) }
+        return update(slot, direction: direction, tcpFlags: tcpFlags, sequence: sequence, length: length, now: now)
+    }
+
+    private mutating func update(
         _ slot: UInt32, direction: PacketMetadata.Direction, tcpFlags: TCPFlags, sequence: TCPSequenceSpan?,
         length: Int, now: UInt32
     ) -> PacketEffect {
@@ -194,8 +219,7 @@ struct FlowShard: ~Copyable {
         case .move(let new):
             if segment == .rst && !hadReply {
                 // Like the kernel: a reset before any reply ends the flow at once.
-                destroy(slot, reason: .closed, now: now)
-                return .tracked
+                return .closed
             }
             setState(slot, new)
             slab[slot].flags.remove(.ignoredSyn)

@@ -27,29 +27,46 @@ public final class FlowTable: Sendable {
     private let hasher: FlowHasher
     private let occupancy: FlowOccupancy
     private let sweepCursor = Locked(SweepCursor())
+    /// The mapping the slabs live in when the table is kept in a live table file.
+    public let sharedFile: SharedFlowFile?
 
     private struct SweepCursor {
         var shard = 0
         var slot: UInt32 = 0
     }
 
-    /// `observer` hears of every redirected flow that starts or ends (see `RedirectedFlowObserver`).
-    public init(
-        configuration: FlowTableConfiguration = FlowTableConfiguration(), observer: (any RedirectedFlowObserver)? = nil
-    ) throws(FlowTableConfigurationError) {
-        try configuration.validate()
-        self.configuration = configuration
+    /// Shards and slots per shard for `configuration` (which must be valid).
+    public static func shardLayout(for configuration: FlowTableConfiguration) -> (shards: Int, slabCapacity: Int) {
         let limit = configuration.limit
         let shardCount = max(1, min(configuration.shardCount, limit / FlowTableConfiguration.minimumShardShare))
-        self.shardCount = shardCount
-        hasher = FlowHasher(seed: configuration.seed ?? UInt64.random(in: .min ... .max))
-        occupancy = FlowOccupancy(limit: limit)
         // A shard's slab holds its even share plus six standard deviations of the binomial spread
         // of a keyed hash, so no shard fills up before the table does (the chance is about 1e-9
         // per shard); the limit itself is enforced table-wide by `occupancy`.
         let share = Double(limit) / Double(shardCount)
         let slack = 6 * share.squareRoot() + 8
         let slabCapacity = shardCount == 1 ? limit : min(limit, Int((share + slack).rounded(.up)))
+        return (shardCount, slabCapacity)
+    }
+
+    /// `observer` hears of every redirected flow that starts or ends (see `RedirectedFlowObserver`).
+    /// `sharedFile` (made by `SharedFlowFile.create` for this configuration, zero-filled) holds
+    /// the slabs instead of private memory, so the flows outlive the process.
+    public init(
+        configuration: FlowTableConfiguration = FlowTableConfiguration(), observer: (any RedirectedFlowObserver)? = nil,
+        sharedFile: SharedFlowFile? = nil
+    ) throws(FlowTableConfigurationError) {
+        try configuration.validate()
+        self.configuration = configuration
+        let limit = configuration.limit
+        let (shardCount, slabCapacity) = Self.shardLayout(for: configuration)
+        if let sharedFile {
+            precondition(sharedFile.shardCount == shardCount && sharedFile.slabCapacity == slabCapacity,
+                         "the live table file was made for another table size")
+        }
+        self.sharedFile = sharedFile
+        self.shardCount = shardCount
+        hasher = FlowHasher(seed: configuration.seed ?? UInt64.random(in: .min ... .max))
+        occupancy = FlowOccupancy(limit: limit)
         let tombstonesPerShard = (configuration.tombstoneCapacity + shardCount - 1) / shardCount
         let eventsPerShard = (configuration.eventCapacity + shardCount - 1) / shardCount
         let hasher = self.hasher, occupancy = self.occupancy
@@ -57,7 +74,7 @@ public final class FlowTable: Sendable {
             FlowShard(
                 number: number, slabCapacity: slabCapacity, tombstoneCapacity: tombstonesPerShard,
                 eventCapacity: eventsPerShard, hasher: hasher, configuration: configuration, occupancy: occupancy,
-                observer: observer)
+                observer: observer, sharedRegion: sharedFile?.region(number))
         }
     }
 
@@ -184,7 +201,7 @@ public final class FlowTable: Sendable {
 
     /// Bytes of preallocated storage: flow slabs, both indexes, tombstones and event rings.
     public var storageBytes: Int {
-        (0..<shardCount).reduce(0) { sum, index in sum + shards.withLock(index) { $0.byteCount } }
+        (0..<shardCount).reduce(sharedFile?.overheadBytes ?? 0) { sum, index in sum + shards.withLock(index) { $0.byteCount } }
     }
 
     // MARK: Events
