@@ -47,10 +47,22 @@ def check(what, ok, detail=""):
 
 
 def connect(path, timeout=5.0):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    sock.connect(path)
-    return sock
+    """A client of the lookup socket. With a timeout Python connects without blocking, and a
+    Unix socket then answers EAGAIN (not EINPROGRESS) while the listener's backlog is full:
+    the daemon has not accepted the previous ones yet. A blocking client would wait there, so
+    this one retries until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+            return sock
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def read_lines(sock, count):
