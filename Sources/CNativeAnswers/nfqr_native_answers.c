@@ -151,9 +151,10 @@ typedef struct owned_program {
     uint32_t max_entries;
 } owned_program;
 
-/* Whether attached program `id` is an nfqr_origdst of namespace `cookie`; on success the
- * descriptors of the program and its answers map are returned in `found`. */
-static bool is_owned(uint32_t id, uint64_t cookie, owned_program *found)
+/* Reads attached program `id`: true when it is an nfqr_origdst whose owner cookie could be
+ * read (into `owner`). With `kept`, the program's descriptor and its answers map's (with the
+ * map's size) are handed over too, and true also needs that map. */
+static bool inspect(uint32_t id, uint64_t *owner, owned_program *kept)
 {
     int program_fd = bpf_prog_get_fd_by_id(id);
     if (program_fd < 0)
@@ -171,7 +172,7 @@ static bool is_owned(uint32_t id, uint64_t cookie, owned_program *found)
     }
     int answers_fd = -1;
     uint32_t max_entries = 0;
-    bool owner_matches = false;
+    bool owner_read = false;
     for (uint32_t index = 0; index < info.nr_map_ids && index < MAX_MAPS; index++) {
         int map_fd = bpf_map_get_fd_by_id(map_ids[index]);
         if (map_fd < 0)
@@ -187,10 +188,9 @@ static bool is_owned(uint32_t id, uint64_t cookie, owned_program *found)
         if (map_info.type == BPF_MAP_TYPE_ARRAY && map_info.value_size == sizeof(uint64_t)
             && name_len >= 7 && strcmp(map_info.name + name_len - 7, ".rodata") == 0) {
             uint32_t key = 0;
-            uint64_t owner = 0;
-            owner_matches = bpf_map_lookup_elem(map_fd, &key, &owner) == 0 && owner == cookie;
+            owner_read = bpf_map_lookup_elem(map_fd, &key, owner) == 0;
             close(map_fd);
-        } else if (map_info.type == BPF_MAP_TYPE_HASH && strcmp(map_info.name, "nfqr_answers") == 0
+        } else if (kept && map_info.type == BPF_MAP_TYPE_HASH && strcmp(map_info.name, "nfqr_answers") == 0
                    && map_info.key_size == sizeof(struct nfqr_origdst_key)
                    && map_info.value_size == sizeof(struct nfqr_origdst_value) && answers_fd < 0) {
             answers_fd = map_fd;
@@ -199,56 +199,38 @@ static bool is_owned(uint32_t id, uint64_t cookie, owned_program *found)
             close(map_fd);
         }
     }
-    if (!owner_matches || answers_fd < 0) {
+    if (!owner_read || (kept && answers_fd < 0)) {
         if (answers_fd >= 0)
             close(answers_fd);
         close(program_fd);
         return false;
     }
-    found->program_fd = program_fd;
-    found->map_fd = answers_fd;
-    found->program_id = id;
-    found->max_entries = max_entries;
+    if (!kept) {
+        close(program_fd);
+        return true;
+    }
+    kept->program_fd = program_fd;
+    kept->map_fd = answers_fd;
+    kept->program_id = id;
+    kept->max_entries = max_entries;
     return true;
 }
 
-static int attached_ids(int cgroup_fd, uint32_t ids[MAX_ATTACHED], uint32_t *count);
-
-/* The owner cookie of an attached nfqr_origdst program, or false for any other program. */
-static bool owner_of(uint32_t id, uint64_t *cookie)
+/* Whether attached program `id` is an nfqr_origdst of namespace `cookie`; on success the
+ * descriptors of the program and its answers map are returned in `found`. */
+static bool is_owned(uint32_t id, uint64_t cookie, owned_program *found)
 {
-    int program_fd = bpf_prog_get_fd_by_id(id);
-    if (program_fd < 0)
+    uint64_t owner = 0;
+    if (!inspect(id, &owner, found))
         return false;
-    uint32_t map_ids[MAX_MAPS] = { 0 };
-    struct bpf_prog_info info;
-    memset(&info, 0, sizeof(info));
-    info.nr_map_ids = MAX_MAPS;
-    info.map_ids = (uint64_t)(uintptr_t)map_ids;
-    uint32_t info_len = sizeof(info);
-    bool found = false;
-    if (bpf_obj_get_info_by_fd(program_fd, &info, &info_len) == 0
-        && strncmp(info.name, NFQR_ORIGDST_PROGRAM_NAME, sizeof(info.name)) == 0) {
-        for (uint32_t index = 0; index < info.nr_map_ids && index < MAX_MAPS && !found; index++) {
-            int map_fd = bpf_map_get_fd_by_id(map_ids[index]);
-            if (map_fd < 0)
-                continue;
-            struct bpf_map_info map_info;
-            memset(&map_info, 0, sizeof(map_info));
-            uint32_t map_info_len = sizeof(map_info);
-            size_t name_len;
-            uint32_t key = 0;
-            if (bpf_obj_get_info_by_fd(map_fd, &map_info, &map_info_len) == 0
-                && map_info.type == BPF_MAP_TYPE_ARRAY && map_info.value_size == sizeof(uint64_t)
-                && (name_len = strnlen(map_info.name, sizeof(map_info.name))) >= 7
-                && strcmp(map_info.name + name_len - 7, ".rodata") == 0)
-                found = bpf_map_lookup_elem(map_fd, &key, cookie) == 0;
-            close(map_fd);
-        }
-    }
-    close(program_fd);
-    return found;
+    if (owner == cookie)
+        return true;
+    close(found->program_fd);
+    close(found->map_fd);
+    return false;
 }
+
+static int attached_ids(int cgroup_fd, uint32_t ids[MAX_ATTACHED], uint32_t *count);
 
 /* ---- which namespaces exist ------------------------------------------------------------- */
 
@@ -326,7 +308,7 @@ int nfqr_native_answers_remove_orphans(int cgroup_fd, char *why, size_t why_len)
     int removed = 0;
     for (uint32_t index = 0; index < count; index++) {
         uint64_t owner;
-        if (!owner_of(ids[index], &owner))
+        if (!inspect(ids[index], &owner, NULL))
             continue;
         if (!live) {   /* only when there is something to check */
             live = calloc(1, sizeof(*live));
