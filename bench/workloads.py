@@ -9,10 +9,10 @@ import json
 import time
 
 from accounting import PacketCount, flows_tracked, process_cpu_seconds, udp_delivered
-from endpoints import format_endpoint
+from harness.endpoints import format_endpoint
 from modes import BULK_PORT, HTTP_PORT, UDP_PORT
 from peers import WRK_SCRIPT
-from processes import run_command
+from harness.processes import run_command
 from stage import REMOTE_V4, REMOTE_V6
 
 REMOTE = {"v4": REMOTE_V4, "v6": REMOTE_V6}

@@ -23,8 +23,8 @@ import sys
 import threading
 import time
 
-from endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
-from origdst import LookupClient, OriginUnknown, conntrack_original_dst, kernel_tcp_original_dst
+from harness.endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
+from harness.origdst import LookupClient, OriginUnknown, conntrack_original_dst, kernel_tcp_original_dst
 
 CHUNK = 256 * 1024
 IDLE_TIMEOUT = 60.0

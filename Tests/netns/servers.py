@@ -19,7 +19,7 @@ import socket
 import sys
 import threading
 
-from endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
+from harness.endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
 
 CHUNK = 256 * 1024
 MAX_TRANSFER = 1 << 31

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from endpoints import format_endpoint, parse_endpoint, socket_endpoint
+from harness.endpoints import format_endpoint, parse_endpoint, socket_endpoint
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 

@@ -21,8 +21,7 @@ import socket
 import sys
 import threading
 
-import netns_path  # noqa: F401  (makes the netns modules importable)
-from endpoints import format_endpoint, socket_endpoint
+from harness.endpoints import format_endpoint, socket_endpoint
 
 HEADER_LIMIT = 8192
 IDLE_TIMEOUT = 20.0

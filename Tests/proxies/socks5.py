@@ -16,8 +16,7 @@ import struct
 import sys
 import threading
 
-import netns_path  # noqa: F401  (makes the netns modules importable)
-from endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
+from harness.endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
 
 VERSION = 5
 NO_AUTHENTICATION, NO_ACCEPTABLE_METHOD = 0, 0xFF
