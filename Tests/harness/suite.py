@@ -6,7 +6,9 @@ A stage has set_up(), tear_down(), log_tails(), and .topology, .programs, .redir
 .run_dir.
 """
 
+import os
 import signal
+import sys
 import time
 
 from harness.cleanup import NOTHING_LEFT_BEHIND, nothing_left_behind
@@ -16,6 +18,24 @@ from harness.redirectors import ruleset
 from harness.report import STOP_SIGNALS, Interrupted, TimedOut, on_stop_signal, with_time_limit
 
 SET_UP_TIMEOUT = 120
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def add_stage_arguments(parser, tag_prefix):
+    """The options every namespace suite takes: --tag, --queue, --daemon-log-level."""
+    parser.add_argument("--tag", default=f"{tag_prefix}-{os.getpid()}",
+                        help=f"unique per run; names the namespaces (default {tag_prefix}-<pid>)")
+    parser.add_argument("--queue", type=int, default=0, help="first NFQUEUE number for the daemon")
+    parser.add_argument("--daemon-log-level", help="passed to nfq-redirectd as --log-level")
+
+
+def stage_settings():
+    """(bin_dir, ready_timeout) from NFQR_BIN_DIR and NFQR_READY_TIMEOUT; exits 2 unless root."""
+    if os.geteuid() != 0:
+        print("run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
+        sys.exit(2)
+    return (os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "debug")),
+            float(os.environ.get("NFQR_READY_TIMEOUT", "15")))
 
 
 def catch_stop_signals():

@@ -39,21 +39,15 @@ from cases import CASES
 from robust_cases import ROBUST_CASES, SOAK_CASES
 from service_cases import CASES as SERVICE_CASES
 from harness.report import Report
-from harness.suite import catch_stop_signals, run_suite
+from harness.suite import add_stage_arguments, catch_stop_signals, run_suite, stage_settings
 from stage import Stage
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-
 
 def main():
     parser = argparse.ArgumentParser(description="nfq-redirect network-namespace suite (root only)")
     parser.add_argument("--mode", choices=("daemon", "kernel"), default="daemon",
                         help="daemon: nfq-redirectd redirects (default, CI); "
                              "kernel: the kernel's nat REDIRECT, the baseline")
-    parser.add_argument("--tag", default=f"nfqr-{os.getpid()}",
-                        help="unique per run; names the namespaces (default nfqr-<pid>)")
-    parser.add_argument("--queue", type=int, default=0, help="first NFQUEUE number for the daemon")
-    parser.add_argument("--daemon-log-level", help="passed to nfq-redirectd as --log-level")
+    add_stage_arguments(parser, "nfqr")
     parser.add_argument("--suite", choices=("main", "robust", "soak", "service"), default="main",
                         help="main: the redirect cases (default); robust: hostile packets, SYN flood, "
                              "queue overflow; soak: NFQR_SOAK_SECONDS of traffic and churn; service: restarts, "
@@ -62,12 +56,7 @@ def main():
                         help="run only the tests whose name contains TEXT (repeatable; any matches); "
                              "the clean-up check always runs")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
-        return 2
-
-    bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "debug"))
-    ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
+    bin_dir, ready_timeout = stage_settings()
     suite = {"main": CASES, "robust": ROBUST_CASES, "soak": SOAK_CASES, "service": SERVICE_CASES}[args.suite]
     cases_run = [(name, test, seconds) for name, test, seconds, modes in suite if args.mode in modes]
     only = os.environ.get("NFQR_ONLY") or os.environ.get("NFQR_CASES")  # a substring of case names: run just those (development)

@@ -4,13 +4,12 @@ The tests talk to it through `client(...)` (run client.py in a namespace), `prox
 (what a proxy logged about a client) and the fixed addresses in topology.py.
 """
 
-import json
 import os
 import shutil
 import tempfile
 import time
 
-from harness.checks import TestFailure, expect
+from harness.checks import TestFailure, expect, parse_json_answer
 from harness.cleanup import RUN_MARKER
 from harness.endpoints import format_endpoint
 from harness.processes import CommandFailed, Programs, run_command
@@ -127,13 +126,7 @@ class Stage:
         """Runs client.py in `ns` (default: the client namespace C) and returns its JSON answer."""
         argv = [PYTHON, os.path.join(HERE, "client.py"), action, *map(str, args)]
         output = run_command(argv, ns=ns or self.topology.client, timeout=timeout, check=False)
-        try:
-            answer = json.loads(output)
-        except ValueError:
-            raise TestFailure(f"client.py {action} printed no JSON: {output!r}") from None
-        if "error" in answer:
-            raise TestFailure(f"client.py {' '.join(map(str, (action, *args)))} failed: {answer['error']}")
-        return answer
+        return parse_json_answer(output, f"client.py {' '.join(map(str, (action, *args)))}")
 
     def proxy_line(self, proxy, client_endpoint, timeout=3.0):
         """The line `proxy` logged about the connection or datagram from `client_endpoint`."""

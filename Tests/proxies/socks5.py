@@ -16,6 +16,7 @@ import struct
 import sys
 import threading
 
+from harness import peers
 from harness.endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
 
 VERSION = 5
@@ -82,19 +83,7 @@ def reply(conn, code, bound=("0.0.0.0", 0)):
 
 
 def pump(source, sink):
-    try:
-        while True:
-            data = source.recv(CHUNK)
-            if not data:
-                break
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        try:
-            sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    peers.pump(source, sink, CHUNK)
 
 
 def handle(conn):

@@ -29,10 +29,9 @@ import sys
 
 from checks import tests_for
 from harness.report import Report
-from harness.suite import catch_stop_signals, run_suite
+from harness.suite import add_stage_arguments, catch_stop_signals, run_suite, stage_settings
 from stage import Stage
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 PROGRAMS = ("redsocks", "squid", "haproxy", "v2ray", "go", "strace", "ss")
 
 
@@ -48,17 +47,9 @@ def main():
                         help="daemon: nfq-redirectd redirects and its getsockopt hook answers, proxies "
                              "as shipped (default, CI); preload: the hook off, proxies run with the "
                              "preload library (CI); kernel: the kernel's nat REDIRECT, proxies as shipped")
-    parser.add_argument("--tag", default=f"nfqp-{os.getpid()}",
-                        help="unique per run; names the namespaces (default nfqp-<pid>)")
-    parser.add_argument("--queue", type=int, default=0, help="first NFQUEUE number for the daemon")
-    parser.add_argument("--daemon-log-level", help="passed to nfq-redirectd as --log-level")
+    add_stage_arguments(parser, "nfqp")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
-        return 2
-
-    bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "debug"))
-    ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
+    bin_dir, ready_timeout = stage_settings()
     host_rules_before = catch_stop_signals()
     stage = Stage(args.tag, args.mode, bin_dir, args.queue, args.daemon_log_level, ready_timeout)
     cases = [case for proxy in stage.proxies for case in tests_for(proxy, args.mode)]
