@@ -11,6 +11,8 @@
 # sets PYTHONPATH for the test harness (Tests/harness), which sets up the namespaces.
 # Leaves no namespace, rule or process behind: everything lives in the namespaces, which the
 # harness deletes with everything still running in them on exit, failure or Ctrl-C.
+# Run by hand too: the harness package is found through PYTHONPATH, as make sets it.
+export PYTHONPATH="${PYTHONPATH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/Tests}"
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

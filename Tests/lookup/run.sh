@@ -6,6 +6,8 @@
 #
 # Root only. The harness creates the namespaces and the run directory, runs the rest of this
 # script in them, removes everything afterwards and prints the summary line.
+# Run by hand too: the harness package is found through PYTHONPATH, as make sets it.
+export PYTHONPATH="${PYTHONPATH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/Tests}"
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)

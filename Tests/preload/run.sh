@@ -7,6 +7,8 @@
 # (make preload-test sets both, and PYTHONPATH for the harness.) The network-namespace part
 # needs root and runs in the harness's namespace (shape "single"); without root it is reported
 # as skipped.
+# Run by hand too: the harness package is found through PYTHONPATH, as make sets it.
+export PYTHONPATH="${PYTHONPATH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/Tests}"
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -16,6 +16,8 @@
 #
 # Root only. The harness creates the namespace (shape "single") and the run directory, runs the
 # rest of this script in them and removes everything afterwards.
+# Run by hand too: the harness package is found through PYTHONPATH, as make sets it.
+export PYTHONPATH="${PYTHONPATH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/Tests}"
 set -eu
 
 bin_dir=${NFQR_BIN_DIR:?set NFQR_BIN_DIR to the folder with nfq-redirectd}

@@ -5,6 +5,8 @@
 # namespace (shape "single"), removed afterwards with everything started in it.
 #
 #   make preload-bench [LOOKUP_BENCH_ARGS=CALLS]   (default 20000)
+# Run by hand too: the harness package is found through PYTHONPATH, as make sets it.
+export PYTHONPATH="${PYTHONPATH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/Tests}"
 set -eu
 
 lib=${NFQR_PRELOAD_LIB:?set NFQR_PRELOAD_LIB}
