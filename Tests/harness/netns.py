@@ -80,11 +80,8 @@ def run_child(command, env):
             pass
     for stop in STOP_SIGNALS:
         signal.signal(stop, forward)
-    while True:
-        try:
-            return child.wait()
-        except InterruptedError:
-            continue
+    status = child.wait()
+    return 128 - status if status < 0 else status  # killed by a signal: the shell's convention
 
 
 def environment(shape_topology, run_dir):
