@@ -11,7 +11,7 @@
 
 C dials the "remote" addresses 203.0.113.10 / 2001:db8:3::10, which exist nowhere: R's
 redirect (kernel or daemon) is the only reason a packet reaches a listener. R has no route
-out, so nothing can leave the two namespaces. The addresses are the netns suite's
+out, so nothing can leave the two namespaces. The addresses are the harness's
 documentation-range ones (Tests/harness/topology.py, shape "pair").
 """
 

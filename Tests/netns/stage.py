@@ -1,7 +1,7 @@
 """Sets the stage for the tests (namespaces, servers, redirector, proxies) and tears it down.
 
 The tests talk to it through `client(...)` (run client.py in a namespace), `proxy_line(...)`
-(what a proxy logged about a client) and the fixed addresses in topology.py.
+(what a proxy logged about a client) and the fixed addresses in harness/topology.py.
 """
 
 import os

@@ -1,6 +1,6 @@
 """Sets the stage (namespaces, origin server, redirector, proxies) and tears it down.
 
-The namespaces, process handling and addresses are the netns suite's (Tests/netns); this
+The namespaces, process handling and addresses are the test harness's (Tests/harness); this
 suite adds an HTTP origin in S, real proxies in R instead of the netns suite's own, and in
 preload mode starts those proxies with the preload library.
 """
