@@ -5,6 +5,12 @@ SWIFT        ?= swift
 PREFIX       ?= /usr/local
 DESTDIR      ?=
 RELEASE_DIR  := .build/release
+
+# The test harness (Tests/harness/) is a Python package: every suite, bench and the demo import
+# it as `harness.<module>`, found through this one search path (no sys.path edits).
+export PYTHONPATH := $(CURDIR)/Tests
+# Runs a suite that prints PASS/FAIL/SKIP lines and ends it with the one summary line.
+REPORT := /usr/bin/python3 -m harness.report
 DEBUG_DIR    := .build/debug
 BUILD_DIR    := $(RELEASE_DIR)
 
@@ -28,10 +34,10 @@ deps:
 
 include Sources/CPreload/preload.mk
 include mk/bpf.mk
-include mk/robust.mk
+include mk/reliability.mk
 include mk/lookup.mk
-include mk/svc.mk
-include mk/speed.mk
+include mk/service.mk
+include mk/bench.mk
 
 # `swift build -c release` builds the Swift programs; the preload library is plain C (no Swift
 # runtime in the proxies it is loaded into), built by the C compiler into the same folder.
@@ -50,7 +56,7 @@ netns-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) NFQR_DAEMON_ARGS="--queues 2 --busy-poll 200 --lookup-busy-poll 200" Tests/netns/run.sh --mode daemon
 	Tests/netns/run.sh --mode kernel --only related
-	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/startup_errors.py
+	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) $(REPORT) startup-errors -- Tests/netns/startup_errors.py
 
 proxies-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode daemon

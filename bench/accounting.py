@@ -9,7 +9,7 @@ import json
 import os
 import re
 
-from processes import CommandFailed, run_command
+from harness.processes import CommandFailed, run_command
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

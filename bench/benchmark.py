@@ -26,40 +26,21 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, "Tests", "netns"))  # processes, topology, redirectors, endpoints
 
-import workloads  # noqa: E402
-from accounting import cpu_shares, machine_cpu_ticks  # noqa: E402
-from figures import rows_for  # noqa: E402
-from modes import DaemonMode, FloorMode, KernelMode, reset_router  # noqa: E402
-from peers import Listeners, build_program  # noqa: E402
-from processes import CommandFailed, Programs  # noqa: E402
-from redirectors import ruleset  # noqa: E402
-from report import summarise, table, write_json  # noqa: E402
-from stage import Stage  # noqa: E402
+import workloads
+from accounting import cpu_shares, machine_cpu_ticks
+from figures import rows_for
+from modes import DaemonMode, FloorMode, KernelMode, reset_router
+from peers import Listeners, build_program
+from harness.processes import CommandFailed, Programs
+from harness.redirectors import ruleset
+from harness.report import STOP_SIGNALS, Interrupted, TimedOut, on_alarm, on_stop_signal
+from report import summarise, table, write_json
+from stage import Stage
 
 RUN_MARKER = "NFQR_BENCH_RUN"   # in the environment of every process the bench starts
 FIGURE_KEYS = ("bulk", "conn", "rr", "udp", "cpu", "flows")
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DAEMON_TIMEOUTS_CONFIG = "[timeouts]\n# Pre-filled flows are idle, unreplied UDP: keep them for the whole sample.\nudp_unreplied = 3600\n"
-
-
-class Interrupted(Exception):
-    pass
-
-
-class TimedOut(Exception):
-    pass
-
-
-def on_stop_signal(signum, frame):
-    for stop in STOP_SIGNALS:  # the clean-up that follows must not be cut short
-        signal.signal(stop, signal.SIG_IGN)
-    raise Interrupted(signal.Signals(signum).name)
-
-
-def on_alarm(signum, frame):
-    raise TimedOut()
 
 
 class Measurement:

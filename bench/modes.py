@@ -16,8 +16,8 @@ no rules and an empty conntrack table, so no sample inherits the previous one's 
 import os
 import re
 
-from processes import CommandFailed, run_command
-from redirectors import DaemonRedirect, ruleset
+from harness.processes import CommandFailed, run_command
+from harness.redirectors import DaemonRedirect, ruleset
 
 # Remote port the client dials -> local port of the listener in R.
 BULK_PORT, BULK_LISTEN_PORT = 5001, 5201       # iperf3

@@ -4,7 +4,7 @@ import os
 import time
 
 from modes import BULK_LISTEN_PORT, HTTP_LISTEN_PORT, UDP_LISTEN_PORT
-from processes import CommandFailed, run_command
+from harness.processes import CommandFailed, run_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WRK_SCRIPT = os.path.join(HERE, "wrk-report.lua")

@@ -9,10 +9,11 @@ import json
 import time
 
 from accounting import PacketCount, flows_tracked, process_cpu_seconds, udp_delivered
-from endpoints import format_endpoint
+from harness.checks import parse_json_answer
+from harness.endpoints import format_endpoint
 from modes import BULK_PORT, HTTP_PORT, UDP_PORT
 from peers import WRK_SCRIPT
-from processes import run_command
+from harness.processes import run_command
 from stage import REMOTE_V4, REMOTE_V6
 
 REMOTE = {"v4": REMOTE_V4, "v6": REMOTE_V6}
@@ -36,12 +37,7 @@ def bulk_tcp(bench, mode, variant):
                              ns=bench.stage.client, timeout=seconds + 30, check=False)
     finally:
         server.stop(timeout=5.0)   # the next sample's server needs the port
-    try:
-        report = json.loads(output)
-    except ValueError:
-        raise SampleFailed(f"iperf3 printed no JSON: {output[-300:]!r}") from None
-    if "error" in report:
-        raise SampleFailed(f"iperf3: {report['error']}")
+    report = parse_json_answer(output, "iperf3", SampleFailed)
     received = report["end"]["sum_received"]
     retransmits = report["end"].get("sum_sent", {}).get("retransmits")
     gbits = received["bits_per_second"] / 1e9

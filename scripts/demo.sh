@@ -7,42 +7,44 @@
 #                              Debian's v2ray on :8080, unmodified, nothing preloaded:
 #                              its own getsockopt(SO_ORIGINAL_DST) gets the answer
 #
-# Builds nothing: the binaries come from NFQR_BIN_DIR (default <repo>/.build/debug).
-# Leaves no namespace, rule or process behind (everything lives in the namespaces; a trap
-# stops what it started, by pid, and deletes them on exit, failure or Ctrl-C).
+# Builds nothing: the binaries come from NFQR_BIN_DIR (default <repo>/.build/debug); make demo
+# sets PYTHONPATH for the test harness (Tests/harness), which sets up the namespaces.
+# Leaves no namespace, rule or process behind: everything lives in the namespaces, which the
+# harness deletes with everything still running in them on exit, failure or Ctrl-C.
+# Run by hand too: the harness package is found through PYTHONPATH, as make sets it.
+export PYTHONPATH="${PYTHONPATH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/Tests}"
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin_dir="${NFQR_BIN_DIR:-$repo/.build/debug}"
 helpers="$repo/Tests/netns"
 python=/usr/bin/python3
-c="nfqr-demo-$$-c" r="nfqr-demo-$$-r" s="nfqr-demo-$$-s"
-work="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-demo.XXXXXX")"
-socket_path="$work/lookup.sock"
-pids=()
 
-if [ "$(id -u)" != 0 ]; then echo "demo: run me as root (I create network namespaces)" >&2; exit 2; fi
-for binary in nfq-redirectd nfq-redirect; do
-    [ -x "$bin_dir/$binary" ] || { echo "demo: no $bin_dir/$binary (build first, or set NFQR_BIN_DIR)" >&2; exit 2; }
-done
-
-cleanup() {
-    local pid ns
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
+if [ -z "${NFQR_RUN_DIR:-}" ]; then
+    if [ "$(id -u)" != 0 ]; then echo "demo: run me as root (I create network namespaces)" >&2; exit 2; fi
+    for binary in nfq-redirectd nfq-redirect; do
+        [ -x "$bin_dir/$binary" ] || { echo "demo: no $bin_dir/$binary (build first, or set NFQR_BIN_DIR)" >&2; exit 2; }
     done
-    for ns in "$c" "$r" "$s"; do ip netns del "$ns" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+    echo "Setting up three namespaces: client, router, server ..."
+    # The harness (Tests/harness, shape "three") creates them, runs the rest of this script in
+    # them, then stops what is left in them and deletes them, on failure and Ctrl-C too.
+    tag="nfqr-demo-$$"
+    "$python" -m harness.netns run --tag "$tag" --shape three -- "$0" "$@" || exit $?
+    for ns in "$tag-c" "$tag-r" "$tag-s"; do
+        [ ! -e "/run/netns/$ns" ] || { echo "demo: namespace $ns is still there" >&2; exit 1; }
+    done
+    echo "Cleaned up: no namespace, rule or process left behind."
+    exit 0
+fi
+
+c="$NFQR_NS_CLIENT" r="$NFQR_NS_ROUTER" s="$NFQR_NS_SERVER"
+work="$NFQR_RUN_DIR"
+socket_path="$work/lookup.sock"
 
 fail() { echo "demo: $1" >&2; [ -n "${2:-}" ] && sed 's/^/    /' "$2" >&2; exit 1; }
 
 # Starts a program in a namespace in the background; `ip netns exec` execs it, so $! is its pid.
-start() { local ns="$1" log="$2"; shift 2; ip netns exec "$ns" "$@" >"$log" 2>&1 & pids+=($!); }
+start() { local ns="$1" log="$2"; shift 2; ip netns exec "$ns" "$@" >"$log" 2>&1 & last=$!; }
 
 wait_for() {  # wait_for WHAT LOG PID COMMAND...: polls COMMAND for up to 15 s
     local what="$1" log="$2" pid="$3"; shift 3
@@ -54,28 +56,12 @@ wait_for() {  # wait_for WHAT LOG PID COMMAND...: polls COMMAND for up to 15 s
     fail "$what not ready within 15 s; its output:" "$log"
 }
 
-echo "Setting up three namespaces: client, router, server ..."
-for ns in "$c" "$r" "$s"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-ip -n "$r" link add "nfqd$$c" type veth peer name "nfqd$$cc" netns "$c"
-ip -n "$r" link add "nfqd$$s" type veth peer name "nfqd$$ss" netns "$s"
-ip -n "$c" addr add 192.0.2.2/24 dev "nfqd$$cc";    ip -n "$c" link set "nfqd$$cc" up
-ip -n "$r" addr add 192.0.2.1/24 dev "nfqd$$c";     ip -n "$r" link set "nfqd$$c" up
-ip -n "$r" addr add 198.51.100.1/24 dev "nfqd$$s";  ip -n "$r" link set "nfqd$$s" up
-ip -n "$s" addr add 198.51.100.2/24 dev "nfqd$$ss"; ip -n "$s" link set "nfqd$$ss" up
-ip -n "$s" addr add 203.0.113.10/32 dev lo
-ip -n "$c" route add default via 192.0.2.1
-ip -n "$r" route add 203.0.113.10/32 via 198.51.100.2
-ip -n "$s" route add 192.0.2.0/24 via 198.51.100.1
-ip netns exec "$r" sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
-
 start "$s" "$work/server.log" "$python" "$helpers/servers.py" --tcp-port 80
-wait_for "the server" "$work/server.log" "${pids[-1]}" grep -q ready "$work/server.log"
+wait_for "the server" "$work/server.log" "$last" grep -q ready "$work/server.log"
 
 start "$r" "$work/daemon.log" "$bin_dir/nfq-redirectd" --queue 0 --socket "$socket_path" \
     --state-file "$work/state" --redirect tcp:80,443:8080
-daemon=${pids[-1]}
-wait_for "nfq-redirectd" "$work/daemon.log" "$daemon" "$python" -c \
-    'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$socket_path"
+"$python" -m harness.netns wait-socket "$socket_path" --pid "$last" --log "$work/daemon.log" || exit 1
 echo "nfq-redirectd is running in the router (tcp 80,443 -> 8080)."
 echo "  $(ip netns exec "$r" "$bin_dir/nfq-redirect" hook 2>&1)"
 
@@ -90,13 +76,13 @@ cat >"$work/v2ray.json" <<JSON
  "outbounds": [{"protocol": "freedom", "settings": {}}]}
 JSON
 start "$r" "$work/proxy.log" v2ray -config "$work/v2ray.json"
-wait_for "v2ray" "$work/proxy.log" "${pids[-1]}" ip netns exec "$r" sh -c 'ss -Hltn "sport = :8080" | grep -q .'
+wait_for "v2ray" "$work/proxy.log" "$last" ip netns exec "$r" sh -c 'ss -Hltn "sport = :8080" | grep -q .'
 echo "Debian's v2ray listens on :8080 in the router, as shipped: no LD_PRELOAD, no lookup client."
 
 echo
-echo "The client connects to 203.0.113.10:80 ..."
+echo "The client connects to $NFQR_REMOTE_V4:80 ..."
 answer="$(timeout 10 ip netns exec "$c" bash -c \
-    'exec 3<>/dev/tcp/203.0.113.10/80 && echo ID >&3 && head -n1 <&3')" \
+    "exec 3<>/dev/tcp/$NFQR_REMOTE_V4/80 && echo ID >&3 && head -n1 <&3")" \
     || fail "the client's connection failed; the proxy and daemon said:" <(cat "$work/proxy.log" "$work/daemon.log")
 echo "  the server answered:  $answer"
 for _ in $(seq 50); do grep -q ' accepted ' "$work/access.log" 2>/dev/null && break; sleep 0.1; done
@@ -112,7 +98,3 @@ fi
 sed 's/^/  /' "$work/list.out"
 
 echo
-cleanup
-trap - EXIT
-for ns in "$c" "$r" "$s"; do [ ! -e "/run/netns/$ns" ] || fail "namespace $ns is still there"; done
-echo "Cleaned up: no namespace, rule or process left behind."

@@ -5,9 +5,9 @@
 # the repository root (`make -f Sources/CPreload/preload.mk preload-test`).
 #
 #   preload              $(BUILD_DIR)/libnfq-redirect-preload.so and libnfq-redirect-client.a
-#   preload-test         unit, LD_PRELOAD and (as root) network-namespace tests; last line "N passed, M failed"
+#   preload-test         unit, LD_PRELOAD and (as root) network-namespace tests; last line the
+#                        harness's summary "preload: N passed, M failed, K skipped (T s)"
 #   preload-netns-test   the root-only network-namespace tests alone
-#   preload-bench        lookup latency through the preload against the kernel's (root)
 #   preload-install      the libraries and nfq_redirect.h under $(DESTDIR)$(PREFIX)
 #   preload-clean
 #
@@ -22,6 +22,8 @@ PRELOAD_EXTRA_CFLAGS ?=
 NFQR_PRELOAD_DIR  := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 NFQR_PRELOAD_ROOT := $(patsubst %/,%,$(dir $(patsubst %/,%,$(dir $(NFQR_PRELOAD_DIR)))))
 NFQR_PRELOAD_TESTS := $(NFQR_PRELOAD_ROOT)/Tests/preload
+# The test harness package (Tests/harness), as the top Makefile sets it: for a run on its own.
+export PYTHONPATH := $(abspath $(NFQR_PRELOAD_ROOT)/Tests)
 
 PRELOAD_LIB    := $(BUILD_DIR)/libnfq-redirect-preload.so
 CLIENT_LIB     := $(BUILD_DIR)/libnfq-redirect-client.a
@@ -38,7 +40,7 @@ PRELOAD_SHARED_SOURCES := address_text.c lookup_protocol.c client_config.c daemo
 PRELOAD_SHARED_OBJECTS := $(PRELOAD_SHARED_SOURCES:%.c=$(PRELOAD_OBJDIR)/%.o)
 PRELOAD_HEADERS        := $(wildcard $(NFQR_PRELOAD_DIR)/*.h $(NFQR_PRELOAD_DIR)/include/*.h)
 
-.PHONY: preload preload-test preload-netns-test preload-bench preload-install preload-clean
+.PHONY: preload preload-test preload-netns-test preload-install preload-clean
 
 preload: $(PRELOAD_LIB) $(CLIENT_LIB)
 
@@ -58,7 +60,7 @@ $(CLIENT_LIB): $(PRELOAD_SHARED_OBJECTS) $(PRELOAD_OBJDIR)/libc_getsockopt.o
 # ---- tests --------------------------------------------------------------------------------------
 
 PRELOAD_TEST_PROGRAMS := $(PRELOAD_TESTDIR)/unit_tests $(PRELOAD_TESTDIR)/client_tests \
-                         $(PRELOAD_TESTDIR)/preload_tests $(PRELOAD_TESTDIR)/bench_lookup
+                         $(PRELOAD_TESTDIR)/preload_tests
 
 $(PRELOAD_TESTDIR)/unit_tests: $(NFQR_PRELOAD_TESTS)/unit_tests.c $(NFQR_PRELOAD_TESTS)/check.h $(CLIENT_LIB)
 	@mkdir -p $(@D)
@@ -75,10 +77,6 @@ $(PRELOAD_TESTDIR)/preload_tests: $(NFQR_PRELOAD_TESTS)/preload_tests.c $(NFQR_P
 	@mkdir -p $(@D)
 	$(CC) $(PRELOAD_TEST_CFLAGS) -o $@ $< -pthread
 
-$(PRELOAD_TESTDIR)/bench_lookup: $(NFQR_PRELOAD_TESTS)/bench_lookup.c
-	@mkdir -p $(@D)
-	$(CC) $(PRELOAD_TEST_CFLAGS) -o $@ $< -pthread
-
 preload-test: $(PRELOAD_LIB) $(CLIENT_LIB) $(PRELOAD_TEST_PROGRAMS)
 	NFQR_PRELOAD_LIB=$(abspath $(PRELOAD_LIB)) NFQR_TEST_BIN=$(abspath $(PRELOAD_TESTDIR)) \
 	    $(NFQR_PRELOAD_TESTS)/run.sh
@@ -86,10 +84,6 @@ preload-test: $(PRELOAD_LIB) $(CLIENT_LIB) $(PRELOAD_TEST_PROGRAMS)
 preload-netns-test: $(PRELOAD_LIB) $(PRELOAD_TEST_PROGRAMS)
 	NFQR_PRELOAD_LIB=$(abspath $(PRELOAD_LIB)) NFQR_TEST_BIN=$(abspath $(PRELOAD_TESTDIR)) \
 	    $(NFQR_PRELOAD_TESTS)/run.sh --netns-only
-
-preload-bench: $(PRELOAD_LIB) $(PRELOAD_TEST_PROGRAMS)
-	NFQR_PRELOAD_LIB=$(abspath $(PRELOAD_LIB)) NFQR_TEST_BIN=$(abspath $(PRELOAD_TESTDIR)) \
-	    $(NFQR_PRELOAD_TESTS)/bench.sh
 
 preload-install: $(PRELOAD_LIB) $(CLIENT_LIB)
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Hostile lookup clients against the real nfq-redirectd; run.sh runs this inside a throwaway
 network namespace R with the daemon already started (`--redirect tcp:9999:7778` for the
-client namespace's transfers to 198.18.0.1, received by a sink process of their own;
+client namespace's transfers to R's address (ROUTER_CLIENT_SIDE_V4), received by a sink process of their own;
 `--redirect-local tcp:9998:7777` for R's own connection to 127.0.0.2, the one the clients
 ask about; max_clients 1000, allow_users root).
 
@@ -13,7 +13,7 @@ is under attack: a thousand idle connections (the ones beyond max_clients get `E
 are closed), byte-at-a-time writers, oversized lines, binary garbage, half-closed connections,
 a client that never reads, a peer not on the allow list. Each attack's answers are checked,
 the good client must get every answer right with bounded latency, and the datapath must keep
-its speed. Prints one line per check and `N passed, N failed`.
+its speed. Prints one PASS or FAIL line per check; run.sh's reporter adds the summary line.
 """
 
 import os
@@ -24,6 +24,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from harness.topology import ROUTER_CLIENT_SIDE_V4
 
 MAX_CLIENTS = 1000
 EXPECTED = "OK 127.0.0.2 9998"   # where the held connection was going
@@ -95,7 +97,7 @@ UPLOAD = """
 import socket, sys, time
 payload = bytes(1 << 20)
 started = time.monotonic()
-with socket.create_connection(("198.18.0.1", 9999), timeout=30) as conn:
+with socket.create_connection((sys.argv[2], 9999), timeout=30) as conn:
     for _ in range(int(sys.argv[1]) // len(payload)):
         conn.sendall(payload)
     conn.shutdown(socket.SHUT_WR)
@@ -124,7 +126,7 @@ while True:
 
 def transfer_rate(client_namespace):
     """Mbit/s of one TCP upload of TRANSFER bytes from the client namespace, redirected by the daemon."""
-    done = subprocess.run(["ip", "netns", "exec", client_namespace, sys.executable, "-c", UPLOAD, str(TRANSFER)],
+    done = subprocess.run(["ip", "netns", "exec", client_namespace, sys.executable, "-c", UPLOAD, str(TRANSFER), ROUTER_CLIENT_SIDE_V4],
                           capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise OSError(f"redirected transfer failed: {done.stderr.strip()[-300:]}")
@@ -317,7 +319,6 @@ def main():
             data += sock.recv(65536)
         stats = dict(l.split(" ", 1) for l in data.decode().splitlines() if " " in l)
     print("daemon counters: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items()) if k.startswith("nfqr_lookup")))
-    print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
 

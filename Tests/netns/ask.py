@@ -12,8 +12,8 @@ On failure the answer line is `FAILED <why>`. Exit status 0 either way: the test
 import socket
 import sys
 
-from endpoints import family_of, parse_endpoint
-from origdst import LookupClient, OriginUnknown
+from harness.endpoints import family_of, parse_endpoint
+from harness.origdst import LookupClient, OriginUnknown
 
 
 def ask_line(path, request):

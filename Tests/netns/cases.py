@@ -1,18 +1,18 @@
-"""The tests of the netns suite. Each takes the Harness; a failure raises TestFailure.
+"""The tests of the netns suite. Each takes the Stage (stage.py); a failure raises TestFailure.
 
 A test may return a short note (a timing) that the runner prints after PASS.
 """
 
 import random
 
-from endpoints import format_endpoint, parse_endpoint
-from harness import expect, expect_equal
+from harness.endpoints import format_endpoint, parse_endpoint
+from harness.checks import expect, expect_equal
 from lookup_cases import CASES as LOOKUP_CASES
-from origdst import LookupClient
-from processes import run_command
-from redirectors import (LOCAL_PORT, TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, LOCAL_PROXY_PORT, UDP_REFUSED_PORT,
+from harness.origdst import LookupClient
+from harness.processes import run_command
+from harness.redirectors import (LOCAL_PORT, TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, LOCAL_PROXY_PORT, UDP_REFUSED_PORT,
                          UDP_CONNECTED_PORT, UDP_CLOSED_PORT, ruleset)
-from topology import (REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4, ROUTER_CLIENT_SIDE_V6,
+from harness.topology import (REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4, ROUTER_CLIENT_SIDE_V6,
                       ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6, FAR_CLIENT_V4, FAR_CLIENT_V6, NARROW_MTU)
 
 MiB = 1024 * 1024

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 
-from endpoints import connect_from_own_port, family_of, format_endpoint, parse_endpoint, socket_endpoint
+from harness.endpoints import connect_from_own_port, family_of, format_endpoint, parse_endpoint, socket_endpoint
 
 TIMEOUT = 20.0
 CHUNK = 256 * 1024

@@ -19,7 +19,7 @@ import sys
 from scapy.all import (ICMP, IP, IPv6, TCP, UDP, Ether, ICMPv6DestUnreach, ICMPv6PacketTooBig, IPv6ExtHdrDestOpt,
                        IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw, conf, sendp)
 
-from topology import CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6
+from harness.topology import CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6
 
 conf.verb = 0
 COPIES = 20   # of each category, with varying source ports

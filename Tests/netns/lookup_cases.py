@@ -8,11 +8,12 @@ import os
 import subprocess
 import time
 
-from endpoints import format_endpoint
-from harness import HERE, PYTHON, TestFailure, expect, expect_equal
-from processes import in_namespace, run_command
-from redirectors import EXAMPLE_PORT, EXAMPLE_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, UDP_TIMEOUT
-from topology import REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4, ROUTER_CLIENT_SIDE_V6
+from harness.endpoints import format_endpoint
+from harness.checks import TestFailure, expect, expect_equal
+from stage import HERE, PYTHON
+from harness.processes import in_namespace, run_command
+from harness.redirectors import EXAMPLE_PORT, EXAMPLE_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, UDP_TIMEOUT
+from harness.topology import REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4, ROUTER_CLIENT_SIDE_V6
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 

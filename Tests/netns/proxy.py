@@ -23,8 +23,9 @@ import sys
 import threading
 import time
 
-from endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
-from origdst import LookupClient, OriginUnknown, conntrack_original_dst, kernel_tcp_original_dst
+from harness import peers
+from harness.endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
+from harness.origdst import LookupClient, OriginUnknown, conntrack_original_dst, kernel_tcp_original_dst
 
 CHUNK = 256 * 1024
 IDLE_TIMEOUT = 60.0
@@ -99,19 +100,7 @@ def listening_socket(endpoint, kind):
 
 
 def pump(source, sink):
-    try:
-        while True:
-            data = source.recv(CHUNK)
-            if not data:
-                break
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        try:
-            sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    peers.pump(source, sink, CHUNK)
 
 
 class TcpProxy:
@@ -241,12 +230,7 @@ def main():
     else:
         server, kind = UdpRelay(origins, args.mark), socket.SOCK_DGRAM
     sockets = [listening_socket(endpoint, kind) for endpoint in args.listen]
-    threads = [threading.Thread(target=server.serve, args=(sock,), daemon=True) for sock in sockets]
-    for thread in threads:
-        thread.start()
-    print("ready", flush=True)
-    for thread in threads:
-        thread.join()
+    peers.serve_until_killed([(server.serve, (sock,)) for sock in sockets])
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ import signal
 import subprocess
 import time
 
-from endpoints import format_endpoint
-from harness import HERE, PYTHON, TestFailure, expect, expect_equal
+from harness.endpoints import format_endpoint
+from harness.checks import TestFailure, expect, expect_equal
+from stage import HERE, PYTHON
 from hostile import BLIND_RESET, CORPUS, COPIES, FORGED_ERRORS, SWALLOWED_V6
-from processes import in_namespace, run_command
-from topology import CLIENT_V4, REMOTE_V4, REMOTE_V6
+from harness.processes import in_namespace, run_command
+from harness.topology import CLIENT_V4, REMOTE_V4, REMOTE_V6
 
 FLOOD_SYNS = int(os.environ.get("NFQR_FLOOD_SYNS", "1000000"))
 FLOOD_TABLE_LIMIT = 65536

@@ -17,9 +17,9 @@ import hashlib
 import os
 import socket
 import sys
-import threading
 
-from endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
+from harness.peers import accept_forever, serve_until_killed, tcp_listener
+from harness.endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
 
 CHUNK = 256 * 1024
 MAX_TRANSFER = 1 << 31
@@ -85,22 +85,6 @@ def serve_tcp_connection(conn):
             print(f"tcp connection failed: {error}", flush=True)
 
 
-def tcp_listener(family, port):
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
-    sock.listen(256)
-    return sock
-
-
-def accept_forever(listener):
-    while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=serve_tcp_connection, args=(conn,), daemon=True).start()
-
-
 def echo_forever(sock, local):
     while True:
         payload, peer = sock.recvfrom(65535)
@@ -116,19 +100,14 @@ def main():
     workers = []
     for port in args.tcp_port:
         for family in (socket.AF_INET, socket.AF_INET6):
-            workers.append((accept_forever, (tcp_listener(family, port),)))
+            workers.append((accept_forever, (tcp_listener(family, port), serve_tcp_connection)))
     for text in args.udp:
         ip, port = parse_endpoint(text)
         sock = socket.socket(family_of(ip), socket.SOCK_DGRAM)
         sock.bind((ip, port))
         workers.append((echo_forever, (sock, format_endpoint(ip, port))))
 
-    threads = [threading.Thread(target=f, args=a, daemon=True) for f, a in workers]
-    for thread in threads:
-        thread.start()
-    print("ready", flush=True)
-    for thread in threads:
-        thread.join()
+    serve_until_killed(workers)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,13 @@ import threading
 import time
 import urllib.request
 
-from endpoints import connect_from_own_port, format_endpoint, socket_endpoint
-from harness import TestFailure, expect, expect_equal
-from origdst import LookupClient
-from processes import in_namespace, run_command
-from redirectors import TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, ruleset
-from topology import (CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4,
-                      ROUTER_CLIENT_SIDE_V6, ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6)
+from harness.endpoints import connect_from_own_port, format_endpoint, socket_endpoint
+from harness.checks import TestFailure, expect, expect_equal
+from harness.origdst import LookupClient
+from harness.processes import in_namespace, in_private_mounts, run_command
+from harness.redirectors import TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, ruleset
+from harness.topology import (CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4,
+                      ROUTER_CLIENT_SIDE_V6, ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6, Topology)
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
@@ -724,7 +724,7 @@ def sandboxed_like_the_unit(env):
               f"for m in {read_only}; do if mountpoint -q $m; then mount -o remount,bind,ro $m || exit 1; fi; done; "
               "if touch /var/nfqr-sandbox-probe 2>/dev/null; then echo 'sandbox: /var is writable'; exit 1; fi; "
               "exec setpriv --bounding-set -all,+net_admin,+net_raw,+bpf,+sys_admin --no-new-privs \"$@\"")
-    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sandbox", *env.redirect.argv()]
+    argv = [*in_private_mounts(script, "sandbox"), *env.redirect.argv()]
     stop_daemon(env, signal.SIGTERM)
     try:
         daemon = start_daemon(env, argv=argv)
@@ -1271,8 +1271,9 @@ def two_daemons_two_namespaces(env):
     """A second daemon in a namespace of its own: each answers for its own flows only (the key
     carries the namespace), a flow with the same socket pair in R that R's daemon did not
     redirect keeps the kernel's answer, and stopping one leaves the other's hook alone."""
-    twin = f"{env.topology.router}t"  # run.sh removes it too if this run is killed hard
-    run_command(["ip", "netns", "add", twin])
+    twin_topology = Topology(f"{env.tag}-twin", shape="single")  # the guard removes it if this run is killed hard
+    twin = twin_topology.router
+    twin_topology.create()
     sockets = []
     program = None
     try:
@@ -1319,7 +1320,7 @@ def two_daemons_two_namespaces(env):
             sock.close()
         if program and program.running():
             program.stop(sig=signal.SIGKILL, timeout=5.0)
-        run_command(["ip", "netns", "del", twin], check=False)
+        twin_topology.destroy()
 
 
 # --- the suite, in order -------------------------------------------------------------------------

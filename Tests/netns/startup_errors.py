@@ -7,7 +7,8 @@ exactly one line on stderr naming the problem, the namespace's iptables and ip6t
 rules unchanged, and no lookup socket left behind.
 
 Usage (root): startup_errors.py. Environment: NFQR_BIN_DIR (default <repo>/.build/debug).
-The last line is `N passed, N failed`; the exit status is non-zero on any failure.
+A PASS or FAIL line per case; make runs it under the harness's reporter (Tests/harness/report.py),
+whose summary line ends the output. The exit status is non-zero on any failure.
 """
 
 import os
@@ -16,16 +17,17 @@ import subprocess
 import sys
 import tempfile
 
-from processes import run_command
-from redirectors import ruleset
+from harness.processes import in_private_mounts, run_command
+from harness.redirectors import ruleset
+from harness.topology import Topology
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 BIN_DIR = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "debug"))
 DAEMON = os.path.join(BIN_DIR, "nfq-redirectd")
 SHIPPED_CONFIG = os.path.join(REPO, "config", "nfq-redirect.toml")
-NAMESPACE = f"nfqse-{os.getpid()}"
-HIDE_SBIN = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-             'mount -t tmpfs tmpfs /usr/sbin && exec "$@"', "hide-sbin"]
+TOPOLOGY = Topology(f"nfqse-{os.getpid()}", shape="single")
+NAMESPACE = TOPOLOGY.router
+HIDE_SBIN = in_private_mounts('mount -t tmpfs tmpfs /usr/sbin && exec "$@"', "hide-sbin")
 
 
 def hide_library(name):
@@ -34,8 +36,7 @@ def hide_library(name):
     found = subprocess.run(["ldd", DAEMON], capture_output=True, text=True).stdout
     path = next((line.split("=>")[1].split()[0] for line in found.splitlines()
                  if line.strip().startswith(name) and "=>" in line), f"/lib/x86_64-linux-gnu/{name}")
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            f'mount --bind /dev/null {path} && exec "$@"', "hide-library"]
+    return in_private_mounts(f'mount --bind /dev/null {path} && exec "$@"', "hide-library")
 
 
 def cases(run_dir):
@@ -103,8 +104,7 @@ def main():
     run_dir = tempfile.mkdtemp(prefix="nfqse-")
     passed = failed = 0
     try:
-        run_command(["ip", "netns", "add", NAMESPACE])
-        run_command(["ip", "link", "set", "lo", "up"], ns=NAMESPACE)
+        TOPOLOGY.create()
         rules_before = ruleset(NAMESPACE)
         table, common, socket = cases(run_dir)
         for name, prefix, arguments, environment, words in table:
@@ -122,13 +122,12 @@ def main():
                 passed += 1
                 print(f"PASS  start with {name}: one line, non-zero exit, nothing touched  [{said}]")
     finally:
-        subprocess.run(["ip", "netns", "del", NAMESPACE], capture_output=True)
+        TOPOLOGY.destroy()
         shutil.rmtree(run_dir, ignore_errors=True)
     leftover = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     if NAMESPACE in leftover:
         failed += 1
         print(f"FAIL  namespace {NAMESPACE} left behind")
-    print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
 

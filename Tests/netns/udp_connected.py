@@ -20,7 +20,8 @@ import sys
 import threading
 import time
 
-from endpoints import format_endpoint, parse_endpoint, socket_endpoint
+from harness.peers import serve_until_killed
+from harness.endpoints import format_endpoint, parse_endpoint, socket_endpoint
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
@@ -90,12 +91,7 @@ def main():
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((ip, port))
         sockets.append(sock)
-    threads = [threading.Thread(target=serve, args=(sock, args.wait), daemon=True) for sock in sockets]
-    for thread in threads:
-        thread.start()
-    print("ready", flush=True)
-    for thread in threads:
-        thread.join()
+    serve_until_killed([(serve, (sock, args.wait)) for sock in sockets])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 /*
- * Minimal checks for the preload tests: each CHECK counts one pass or one failure (printed
- * with its place); check_summary() prints "RESULT <passed> <failed>" for run.sh to add up.
+ * Minimal checks for the preload tests: each CHECK counts one pass or one failure (printed,
+ * indented, with its place); check_summary() prints "RESULT <passed> <failed>", which the
+ * harness's reporter (Tests/harness/report.py) adds up into the suite's summary line.
  */
 #ifndef NFQR_TEST_CHECK_H
 #define NFQR_TEST_CHECK_H
@@ -17,7 +18,7 @@ static atomic_int checks_passed, checks_failed;
             atomic_fetch_add(&checks_passed, 1);                                \
         } else {                                                                \
             atomic_fetch_add(&checks_failed, 1);                                \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #condition); \
+            fprintf(stderr, "  failed %s:%d: %s: ", __FILE__, __LINE__, #condition); \
             fprintf(stderr, __VA_ARGS__);                                       \
             fputc('\n', stderr);                                                \
         }                                                                       \
@@ -37,8 +38,7 @@ static atomic_int checks_passed, checks_failed;
 static inline int check_summary(const char *program)
 {
     int passed = atomic_load(&checks_passed), failed = atomic_load(&checks_failed);
-    printf("%s: %d passed, %d failed\n", program, passed, failed);
-    printf("RESULT %d %d\n", passed, failed);
+    printf("RESULT %d %d %s\n", passed, failed, program);
     return failed == 0 ? 0 : 1;
 }
 

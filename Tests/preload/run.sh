@@ -1,63 +1,69 @@
 #!/usr/bin/env bash
-# Runs the preload and client-library tests; the last line is "N passed, M failed".
+# Runs the preload and client-library tests under the harness's reporter, whose last line is
+# "preload: N passed, M failed, K skipped (T s)".
 #
 #   NFQR_PRELOAD_LIB=.../libnfq-redirect-preload.so NFQR_TEST_BIN=.../nfqr-preload-tests run.sh [--netns-only]
 #
-# (make -f Sources/CPreload/preload.mk preload-test sets both.) The network-namespace part
-# needs root; without it, it is reported as skipped. Every namespace is deleted on exit.
+# (make preload-test sets both, and PYTHONPATH for the harness.) The network-namespace part
+# needs root and runs in the harness's namespace (shape "single"); without root it is reported
+# as skipped.
+# Run by hand too: the harness package is found through PYTHONPATH, as make sets it.
+export PYTHONPATH="${PYTHONPATH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/Tests}"
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
 lib=${NFQR_PRELOAD_LIB:?set NFQR_PRELOAD_LIB}
 bin=${NFQR_TEST_BIN:?set NFQR_TEST_BIN}
 python=/usr/bin/python3
+
+# Runs one test program, whose "RESULT <passed> <failed>" line the reporter adds up; a program
+# that ends without one (a crash, a REQUIRE) is one failure.
+run() {
+    local output status
+    output=$(timeout 120 "$@" 2>&1)
+    status=$?
+    printf '%s\n' "$output"
+    printf '%s\n' "$output" | grep -q '^RESULT ' || echo "FAIL  $* ended with status $status and no result"
+}
+
+check() {   # check "description" command...
+    local what=$1
+    shift
+    if "$@"; then echo "PASS  $what"; else echo "FAIL  $what"; fi
+}
+
+# The namespace part: the harness runs this script again inside its namespace.
+if [ "${1:-}" = --in-namespace ]; then
+    socket_path=$2
+    # Kernel REDIRECT inside the namespace only; flow-label reflection so flowinfo is non-zero.
+    ip netns exec "$NFQR_NS_ROUTER" sh -ec '
+        sysctl -qw net.ipv6.flowlabel_reflect=1
+        iptables  -t nat -A OUTPUT -p tcp --dport 9999 -j REDIRECT --to-ports 7777
+        iptables  -t nat -A OUTPUT -p tcp --dport 9998 -j REDIRECT --to-ports 7778
+        ip6tables -t nat -A OUTPUT -p tcp --dport 9999 -j REDIRECT --to-ports 7777' \
+        || { echo "FAIL  namespace set-up"; exit 1; }
+    run ip netns exec "$NFQR_NS_ROUTER" env LD_PRELOAD="$lib" NFQ_REDIRECT_SOCKET="$socket_path" \
+        "$bin/preload_tests" --netns
+    run ip netns exec "$NFQR_NS_ROUTER" env LD_PRELOAD="$lib" NFQ_REDIRECT_SOCKET="$NFQR_RUN_DIR/absent.sock" \
+        "$bin/preload_tests" --netns-absent
+    exit 0
+fi
+if [ -z "${NFQR_REPORTER:-}" ]; then
+    exec env NFQR_REPORTER=1 "$python" -m harness.report preload -- "$0" "$@"
+fi
 netns_only=false
 [ "${1:-}" = --netns-only ] && netns_only=true
 
 work=$(mktemp -d /tmp/nfqr-preload-test.XXXXXX)
 socket_path=$work/lookup.sock
 daemon_pid=
-namespace=
 
 cleanup() {
-    [ -n "$namespace" ] && ip netns del "$namespace" 2>/dev/null
     [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-passed=0
-failed=0
-
-# Runs one test program; adds up its "RESULT <passed> <failed>" line (none: one failure).
-run() {
-    local output
-    output=$(timeout 120 "$@" 2>&1)
-    local status=$?
-    printf '%s\n' "$output" | grep -v '^RESULT '
-    local result
-    result=$(printf '%s\n' "$output" | grep '^RESULT ' | tail -1)
-    if [ -z "$result" ]; then
-        echo "FAIL: $* ended with status $status and no result"
-        failed=$((failed + 1))
-        return
-    fi
-    set -- $result
-    passed=$((passed + $2))
-    failed=$((failed + $3))
-}
-
-check() {   # check "description" command...
-    local what=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        echo "FAIL: $what"
-        failed=$((failed + 1))
-    fi
-}
 
 no_swift_runtime() { ! ldd "$lib" | grep -qi swift; }
 exports_only_getsockopt() {
@@ -72,32 +78,17 @@ start_daemon() {
         [ -S "$socket_path" ] && grep -q ready "$work/daemon.log" && return 0
         sleep 0.05
     done
-    echo "FAIL: fake daemon did not start"; cat "$work/daemon.log"
+    echo "FAIL  fake daemon did not start"; cat "$work/daemon.log"
     exit 1
 }
 
 run_netns() {
     if [ "$(id -u)" != 0 ]; then
-        echo "network-namespace tests skipped: not root"
+        echo "SKIP  network-namespace tests (not root)"
         return
     fi
-    namespace=nfqr-pl-$$-$RANDOM
-    ip netns add "$namespace" || { echo "FAIL: ip netns add"; failed=$((failed + 1)); return; }
-    # Kernel REDIRECT inside the namespace only; flow-label reflection so flowinfo is non-zero.
-    if ! ip netns exec "$namespace" sh -ec '
-            ip link set lo up
-            sysctl -qw net.ipv6.flowlabel_reflect=1
-            iptables  -t nat -A OUTPUT -p tcp --dport 9999 -j REDIRECT --to-ports 7777
-            iptables  -t nat -A OUTPUT -p tcp --dport 9998 -j REDIRECT --to-ports 7778
-            ip6tables -t nat -A OUTPUT -p tcp --dport 9999 -j REDIRECT --to-ports 7777'; then
-        echo "FAIL: namespace set-up"; failed=$((failed + 1)); return
-    fi
-    run ip netns exec "$namespace" env LD_PRELOAD="$lib" NFQ_REDIRECT_SOCKET="$socket_path" \
-        "$bin/preload_tests" --netns
-    run ip netns exec "$namespace" env LD_PRELOAD="$lib" NFQ_REDIRECT_SOCKET="$work/absent.sock" \
-        "$bin/preload_tests" --netns-absent
-    ip netns del "$namespace"
-    namespace=
+    "$python" -m harness.netns run --tag "nfqr-pl-$$" --shape single -- "$0" --in-namespace "$socket_path" \
+        || echo "FAIL  the network-namespace tests (harness exit status $?)"
 }
 
 start_daemon
@@ -124,6 +115,3 @@ if ! $netns_only; then
 fi
 
 run_netns
-
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]

@@ -9,11 +9,10 @@ import signal
 import socket
 import struct
 
-import netns_path  # noqa: F401  (makes the netns modules importable)
-from endpoints import format_endpoint
-from harness import expect, expect_equal
+from harness.endpoints import format_endpoint
+from harness.checks import expect, expect_equal
 from proxies import check_body
-from topology import REMOTE_V4, REMOTE_V6, ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6
+from harness.topology import REMOTE_V4, REMOTE_V6, ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6
 
 SO_ORIGINAL_DST = 0x50  # = IP6T_SO_ORIGINAL_DST; strace prints it as 0x50 at SOL_IP and SOL_IPV6
 

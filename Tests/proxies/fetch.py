@@ -21,8 +21,7 @@ import socket
 import sys
 import threading
 
-import netns_path  # noqa: F401  (makes the netns modules importable)
-from endpoints import bind_own_port, family_of, format_endpoint, parse_endpoint, socket_endpoint
+from harness.endpoints import bind_own_port, family_of, format_endpoint, parse_endpoint, socket_endpoint
 
 TIMEOUT = 15.0
 RESPONSE_LIMIT = 64 * 1024

@@ -19,10 +19,9 @@ import hashlib
 import random
 import socket
 import sys
-import threading
 
-import netns_path  # noqa: F401  (makes the netns modules importable)
-from endpoints import format_endpoint, socket_endpoint
+from harness.peers import accept_forever, serve_until_killed, tcp_listener
+from harness.endpoints import format_endpoint, socket_endpoint
 
 HEADER_LIMIT = 8192
 IDLE_TIMEOUT = 20.0
@@ -94,33 +93,12 @@ def serve(conn):
             print(f"connection failed: {error}", flush=True)
 
 
-def listener(family, port):
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
-    sock.listen(256)
-    return sock
-
-
-def accept_forever(sock):
-    while True:
-        conn, _ = sock.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, action="append", required=True)
     args = parser.parse_args()
-    sockets = [listener(family, port) for port in args.port for family in (socket.AF_INET, socket.AF_INET6)]
-    threads = [threading.Thread(target=accept_forever, args=(sock,), daemon=True) for sock in sockets]
-    for thread in threads:
-        thread.start()
-    print("ready", flush=True)
-    for thread in threads:
-        thread.join()
+    sockets = [tcp_listener(family, port) for port in args.port for family in (socket.AF_INET, socket.AF_INET6)]
+    serve_until_killed([(accept_forever, (sock, serve)) for sock in sockets])
 
 
 if __name__ == "__main__":

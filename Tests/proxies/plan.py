@@ -12,9 +12,8 @@ too), and nfq-redirectd with the hook off and the preload library in the proxies
 
 import os
 
-import netns_path  # noqa: F401  (makes the netns modules importable)
-from processes import CommandFailed, run_command
-from redirectors import DaemonRedirect
+from harness.processes import CommandFailed, run_command
+from harness.redirectors import DaemonRedirect
 
 
 class PortBlock:

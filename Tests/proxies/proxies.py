@@ -16,11 +16,10 @@ import os
 import shutil
 import tempfile
 
-import netns_path  # noqa: F401  (makes the netns modules importable)
-from endpoints import format_endpoint, parse_endpoint
-from harness import TestFailure
+from harness.endpoints import format_endpoint, parse_endpoint
+from harness.checks import TestFailure
 from plan import PORTS, PROXY_GROUP, SOCKS_ENDPOINT, SQUID_FORWARD_ENDPOINT
-from processes import run_command
+from harness.processes import run_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"

@@ -16,8 +16,8 @@ import struct
 import sys
 import threading
 
-import netns_path  # noqa: F401  (makes the netns modules importable)
-from endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
+from harness import peers
+from harness.endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
 
 VERSION = 5
 NO_AUTHENTICATION, NO_ACCEPTABLE_METHOD = 0, 0xFF
@@ -83,19 +83,7 @@ def reply(conn, code, bound=("0.0.0.0", 0)):
 
 
 def pump(source, sink):
-    try:
-        while True:
-            data = source.recv(CHUNK)
-            if not data:
-                break
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        try:
-            sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    peers.pump(source, sink, CHUNK)
 
 
 def handle(conn):

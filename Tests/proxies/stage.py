@@ -1,6 +1,6 @@
 """Sets the stage (namespaces, origin server, redirector, proxies) and tears it down.
 
-The namespaces, process handling and addresses are the netns suite's (Tests/netns); this
+The namespaces, process handling and addresses are the test harness's (Tests/harness); this
 suite adds an HTTP origin in S, real proxies in R instead of the netns suite's own, and in
 preload mode starts those proxies with the preload library.
 """
@@ -11,13 +11,13 @@ import shutil
 import tempfile
 import time
 
-import netns_path  # noqa: F401  (makes the netns modules importable)
-from endpoints import format_endpoint
-from harness import RUN_MARKER, TestFailure
+from harness.endpoints import format_endpoint
+from harness.checks import TestFailure
+from harness.cleanup import RUN_MARKER
 from plan import PORTS, DaemonRedirects, KernelRedirects
-from processes import CommandFailed, Program, Programs, run_command
+from harness.processes import CommandFailed, Program, Programs, run_command
 from proxies import all_proxies
-from topology import CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6, Topology
+from harness.topology import CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6, Topology
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"

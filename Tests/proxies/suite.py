@@ -19,23 +19,19 @@ and kernel mode the proxies run as shipped (in daemon mode the daemon's getsocko
 the kernel answer for its flows); in preload mode the hook is off and they run with
 LD_PRELOAD=libnfq-redirect-preload.so and NFQ_REDIRECT_SOCKET.
 
-Usage (root): suite.py [--mode daemon|preload|kernel]. The last line is `N passed, N failed`; the
-exit status is non-zero on any failure. Nothing is left behind: a final test asserts it.
+Usage (root): suite.py [--mode daemon|preload|kernel]. The last line is the harness's
+summary (`proxies (daemon): N passed, N failed, N skipped (T s)`); the exit status is non-zero on any failure. Nothing is left behind: a final test asserts it.
 """
 
 import argparse
 import os
-import signal
 import sys
 
-import netns_path  # noqa: F401  (makes the netns modules importable)
 from checks import tests_for
-from redirectors import ruleset
-from runner import (STOP_SIGNALS, Interrupted, Report, nothing_left_behind, on_stop_signal,
-                    set_up)
+from harness.report import Report
+from harness.suite import add_stage_arguments, catch_stop_signals, run_suite, stage_settings
 from stage import Stage
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 PROGRAMS = ("redsocks", "squid", "haproxy", "v2ray", "go", "strace", "ss")
 
 
@@ -51,57 +47,18 @@ def main():
                         help="daemon: nfq-redirectd redirects and its getsockopt hook answers, proxies "
                              "as shipped (default, CI); preload: the hook off, proxies run with the "
                              "preload library (CI); kernel: the kernel's nat REDIRECT, proxies as shipped")
-    parser.add_argument("--tag", default=f"nfqp-{os.getpid()}",
-                        help="unique per run; names the namespaces (default nfqp-<pid>)")
-    parser.add_argument("--queue", type=int, default=0, help="first NFQUEUE number for the daemon")
-    parser.add_argument("--daemon-log-level", help="passed to nfq-redirectd as --log-level")
+    add_stage_arguments(parser, "nfqp")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
-        return 2
-
-    bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "debug"))
-    ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
-    for stop in STOP_SIGNALS:  # set explicitly: a wrapper's background job starts with SIGINT ignored
-        signal.signal(stop, on_stop_signal)
-    host_rules_before = ruleset()
+    bin_dir, ready_timeout = stage_settings()
+    host_rules_before = catch_stop_signals()
     stage = Stage(args.tag, args.mode, bin_dir, args.queue, args.daemon_log_level, ready_timeout)
     cases = [case for proxy in stage.proxies for case in tests_for(proxy, args.mode)]
     print(f"nfq-redirect proxies suite, mode {args.mode}: {len(cases) + 1} tests"
           + (f" (daemon and preload library from {bin_dir})" if args.mode != "kernel" else ""), flush=True)
-
-    report = Report()
-    interrupted = None
-    try:
-        missing = missing_programs()
-        if missing:
-            print(f"set-up failed: not installed: {', '.join(missing)} "
-                  "(Debian packages redsocks squid haproxy v2ray golang-go strace iproute2)", flush=True)
-            ready = False
-        else:
-            ready = set_up(stage)
-        for name, test, seconds in cases:
-            if ready:
-                report.run(name, seconds, test, stage)
-            else:
-                report.not_run(name, "set-up failed")
-        if report.failed:
-            print("program logs (last lines):\n" + stage.log_tails(), flush=True)
-    except Interrupted as error:
-        interrupted = error
-        print(f"\ninterrupted ({error}): cleaning up", flush=True)
-    finally:
-        signal.alarm(0)
-        for stop in STOP_SIGNALS:  # the clean-up is short and bounded: let it finish
-            signal.signal(stop, signal.SIG_IGN)
-        stage.tear_down()
-
-    if interrupted:  # never a silent skip: what did not run counts as failed
-        report.failed += len(cases) - report.passed - report.failed
-    report.run("nothing left behind: namespaces, veths, processes, run dir, host rules", 30,
-               nothing_left_behind, stage, host_rules_before)
-    print(f"{report.passed} passed, {report.failed} failed")
-    return 130 if interrupted else (1 if report.failed else 0)
+    missing = missing_programs()
+    cannot_start = (f"not installed: {', '.join(missing)} (Debian packages redsocks squid haproxy v2ray "
+                    "golang-go strace iproute2)") if missing else None
+    return run_suite(Report(f"proxies ({args.mode})"), stage, cases, host_rules_before, cannot_start)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@
   /metrics.
 
 Usage: contrib_test.py (promtool comes with Debian's prometheus package, `make deps`).
-The last line is `N passed, N failed`; the exit status is non-zero on any failure.
+A PASS or FAIL line per check; make runs it under the harness's reporter (Tests/harness/report.py),
+whose summary line ends the output. The exit status is non-zero on any failure.
 """
 
 import json
@@ -126,7 +127,6 @@ def main():
         else:
             passed += 1
             print(f"PASS  {name}  [{note}]")
-    print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
 

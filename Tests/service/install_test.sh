@@ -2,7 +2,8 @@
 # `make install` / `make uninstall` into a throwaway DESTDIR: the exact file list, programs that
 # run, a preload library without the Swift runtime, the unit accepted by `systemd-analyze
 # verify`, a changed config kept on reinstall and uninstall, nothing else left behind.
-# Last line: "N passed, M failed"; exit status non-zero on any failure.
+# Prints a PASS or FAIL line per check; make runs it under the harness's reporter (Tests/harness/report.py),
+# whose summary line ends the output. Exit status non-zero on any failure.
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
@@ -127,5 +128,4 @@ check "a changed config is kept by make install" changed_config_kept_on_reinstal
 check "make uninstall removes everything but the changed config" uninstall_keeps_only_the_changed_config
 rm -f "$root/etc/nfq-redirect/nfq-redirect.toml"
 check "install + uninstall of an unchanged config leaves no file" uninstall_of_unchanged_leaves_nothing
-echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -2,13 +2,13 @@
  * Latency of getsockopt(SO_ORIGINAL_DST): through the preload library against a lookup
  * responder, and the kernel's own on a kernel-redirected connection. bench.sh runs it.
  *
- *   bench_lookup responder PATH           answer every LOOKUP/LOOKUPFD line with a fixed OK
- *   bench_lookup preload CALLS THREADS    getsockopt via LD_PRELOAD (NFQ_REDIRECT_SOCKET=PATH)
- *   bench_lookup kernel CALLS THREADS     raw getsockopt on connections to 127.0.0.2:9999,
+ *   preload_lookup responder PATH           answer every LOOKUP/LOOKUPFD line with a fixed OK
+ *   preload_lookup preload CALLS THREADS    getsockopt via LD_PRELOAD (NFQ_REDIRECT_SOCKET=PATH)
+ *   preload_lookup kernel CALLS THREADS     raw getsockopt on connections to 127.0.0.2:9999,
  *                                         REDIRECTed by iptables to 7777 (run in a namespace)
- *   bench_lookup passthrough CALLS        an unrelated getsockopt (SO_TYPE): preload vs syscall
- *   bench_lookup connect-per-call CALLS   what a lookup costs with a new connection each time
- *   bench_lookup persistent CALLS         ... and on one kept connection (no library involved)
+ *   preload_lookup passthrough CALLS        an unrelated getsockopt (SO_TYPE): preload vs syscall
+ *   preload_lookup connect-per-call CALLS   what a lookup costs with a new connection each time
+ *   preload_lookup persistent CALLS         ... and on one kept connection (no library involved)
  *
  * Each thread has its own connection; latency is per call, percentiles over all threads.
  */
@@ -279,7 +279,7 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "responder") == 0)
         responder(argv[2]);
     if (argc < 3) {
-        fprintf(stderr, "usage: see the comment at the top of bench_lookup.c\n");
+        fprintf(stderr, "usage: see the comment at the top of preload_lookup.c\n");
         return 2;
     }
     int calls = atoi(argv[2]);

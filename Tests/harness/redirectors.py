@@ -10,7 +10,7 @@ import shlex
 import socket
 import time
 
-from processes import CommandFailed, run_command
+from harness.processes import CommandFailed, run_command
 
 # The redirect plan, shared by both redirectors, the proxies and the tests.
 TCP_PORTS = (80, 443)

@@ -1,4 +1,10 @@
-"""Three throwaway network namespaces joined by two veth pairs (drawn in runner.py).
+"""The namespaces of every suite, the bench and `make demo`, described once.
+
+    shape "single": R alone (loopback up), for tests that need only a private network stack
+    shape "pair":   C - R                  (the bench: R has no route out)
+    shape "three":  C - R - S              (`make demo`, the lookup suite)
+    shape "full":   C - R - S and the narrow path F - A - B - R (the netns and proxies suites;
+                    drawn in Tests/netns/runner.py)
 
 Only documentation address ranges are used (RFC 5737, RFC 3849). Everything lives inside
 the namespaces, so deleting them removes the links, addresses, routes and rules with them;
@@ -7,7 +13,7 @@ the host's own network configuration is never touched.
 
 import time
 
-from processes import CommandFailed, run_command
+from harness.processes import CommandFailed, run_command
 
 CLIENT_V4, CLIENT_V6 = "192.0.2.2", "2001:db8:1::2"
 ROUTER_CLIENT_SIDE_V4, ROUTER_CLIENT_SIDE_V6 = "192.0.2.1", "2001:db8:1::1"
@@ -26,10 +32,18 @@ A_NARROW_V4, A_NARROW_V6 = "203.0.113.70", "2001:db8:5::2"
 A_CLIENT_SIDE_V4, A_CLIENT_SIDE_V6 = "203.0.113.73", "2001:db8:6::1"
 FAR_CLIENT_V4, FAR_CLIENT_V6 = "203.0.113.74", "2001:db8:6::2"
 
+SHAPES = ("single", "pair", "three", "full")
+PYTHON = "/usr/bin/python3"
+NUDGE = ("import socket, sys; a = sys.argv[1]; "
+         "socket.socket(socket.AF_INET6 if ':' in a else socket.AF_INET, socket.SOCK_DGRAM).sendto(b'', (a, 9))")
+
 
 class Topology:
-    def __init__(self, tag):
-        """`tag` is unique per run (nfqr-<pid>); veth names are kept within 15 characters."""
+    def __init__(self, tag, shape="full"):
+        """`tag` is unique per run (e.g. nfqr-<pid>); veth names are kept within 15 characters."""
+        if shape not in SHAPES:
+            raise ValueError(f"unknown shape {shape!r} (one of {', '.join(SHAPES)})")
+        self.tag, self.shape = tag, shape
         self.client, self.router, self.server = f"{tag}-c", f"{tag}-r", f"{tag}-s"
         short = "nfqr" + "".join(ch for ch in tag if ch.isdigit())[-7:]
         self.client_link, self.router_client_link = f"{short}c", f"{short}rc"
@@ -42,13 +56,21 @@ class Topology:
 
     @property
     def namespaces(self):
-        return [self.client, self.router, self.server, self.far_client, self.router_a, self.router_b]
+        return {"single": [self.router],
+                "pair": [self.client, self.router],
+                "three": [self.client, self.router, self.server],
+                "full": [self.client, self.router, self.server, self.far_client, self.router_a,
+                         self.router_b]}[self.shape]
 
     @property
     def links(self):
-        return [self.client_link, self.router_client_link, self.router_server_link, self.server_link,
-                self.router_b_link, self.b_router_link, self.b_narrow_link, self.a_narrow_link,
-                self.a_client_link, self.far_client_link]
+        return {"single": [],
+                "pair": [self.client_link, self.router_client_link],
+                "three": [self.client_link, self.router_client_link, self.router_server_link,
+                          self.server_link],
+                "full": [self.client_link, self.router_client_link, self.router_server_link,
+                         self.server_link, self.router_b_link, self.b_router_link, self.b_narrow_link,
+                         self.a_narrow_link, self.a_client_link, self.far_client_link]}[self.shape]
 
     def create(self):
         for ns in self.namespaces:
@@ -57,15 +79,20 @@ class Topology:
             set_sysctl(ns, "net/ipv6/conf/all/accept_dad", 0)
             set_sysctl(ns, "net/ipv6/conf/default/accept_dad", 0)
             run_command(["ip", "-n", ns, "link", "set", "lo", "up"])
+        if self.shape == "single":
+            return
         # Each pair is created inside R with its peer born in C or S: never in the host's namespace.
         run_command(["ip", "-n", self.router, "link", "add", self.router_client_link, "type", "veth",
                      "peer", "name", self.client_link, "netns", self.client])
-        run_command(["ip", "-n", self.router, "link", "add", self.router_server_link, "type", "veth",
-                     "peer", "name", self.server_link, "netns", self.server])
-
         self._address(self.client, self.client_link, f"{CLIENT_V4}/24", f"{CLIENT_V6}/64")
         self._address(self.router, self.router_client_link,
                       f"{ROUTER_CLIENT_SIDE_V4}/24", f"{ROUTER_CLIENT_SIDE_V6}/64")
+        self._route(self.client, "default", ROUTER_CLIENT_SIDE_V4)
+        self._route(self.client, "default", ROUTER_CLIENT_SIDE_V6, v6=True)
+        if self.shape == "pair":
+            return
+        run_command(["ip", "-n", self.router, "link", "add", self.router_server_link, "type", "veth",
+                     "peer", "name", self.server_link, "netns", self.server])
         self._address(self.router, self.router_server_link,
                       f"{ROUTER_SERVER_SIDE_V4}/24", f"{ROUTER_SERVER_SIDE_V6}/64")
         self._address(self.server, self.server_link, f"{SERVER_V4}/24", f"{SERVER_V6}/64")
@@ -74,13 +101,12 @@ class Topology:
         set_sysctl(self.router, "net/ipv4/ip_forward", 1)
         set_sysctl(self.router, "net/ipv6/conf/all/forwarding", 1)
 
-        self._route(self.client, "default", ROUTER_CLIENT_SIDE_V4)
-        self._route(self.client, "default", ROUTER_CLIENT_SIDE_V6, v6=True)
         self._route(self.router, f"{REMOTE_V4}/32", SERVER_V4)
         self._route(self.router, f"{REMOTE_V6}/128", SERVER_V6, v6=True)
         self._route(self.server, "192.0.2.0/24", ROUTER_SERVER_SIDE_V4)
         self._route(self.server, "2001:db8:1::/64", ROUTER_SERVER_SIDE_V6, v6=True)
-        self._create_narrow_path()
+        if self.shape == "full":
+            self._create_narrow_path()
 
     def _create_narrow_path(self):
         """F - A - B - R, the A-B link 1280 bytes (the IPv6 minimum) both ways: R's replies to F
@@ -121,20 +147,25 @@ class Topology:
                 run_command(["ip", "netns", "del", ns], check=False)
 
     def wait_for_neighbours(self, timeout=10.0):
-        """Until every link peer is resolved (not INCOMPLETE/FAILED) in both families."""
+        """Until every link peer is resolved (not INCOMPLETE/FAILED) in both families; a datagram
+        to the discard port nudges the kernel into resolving a peer still missing."""
         pairs = [(self.client, self.client_link, ROUTER_CLIENT_SIDE_V4, ROUTER_CLIENT_SIDE_V6),
                  (self.router, self.router_client_link, CLIENT_V4, CLIENT_V6),
                  (self.router, self.router_server_link, SERVER_V4, SERVER_V6),
                  (self.server, self.server_link, ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6)]
+        pairs = [pair for pair in pairs if pair[0] in self.namespaces and pair[1] in self.links]
         deadline = time.monotonic() + timeout
-        missing = []
-        while time.monotonic() < deadline:
-            missing = [f"{peer} on {link} in {ns}" for ns, link, v4, v6 in pairs for peer in (v4, v6)
+        while True:
+            missing = [(ns, link, peer) for ns, link, v4, v6 in pairs for peer in (v4, v6)
                        if not neighbour_resolved(ns, link, peer)]
             if not missing:
                 return
+            if time.monotonic() > deadline:
+                raise CommandFailed("neighbours not resolved within {} s: {}".format(
+                    timeout, ", ".join(f"{peer} on {link} in {ns}" for ns, link, peer in missing)))
+            for ns, _, peer in missing:
+                run_command([PYTHON, "-c", NUDGE, peer], ns=ns)
             time.sleep(0.1)
-        raise CommandFailed(f"neighbours not resolved within {timeout} s: {', '.join(missing)}")
 
     def _address(self, ns, link, v4, v6):
         run_command(["ip", "-n", ns, "addr", "add", v4, "dev", link])

@@ -1,4 +1,4 @@
-# The service lane: install/uninstall, man pages, and the service tests (docs/operations.md).
+# The service: install/uninstall, man pages, and the service tests (docs/operations.md).
 #
 #   make install      binaries, systemd unit, config (an existing one is kept), preload and C
 #                     client libraries with their header, man pages, docs; PREFIX and DESTDIR aware
@@ -64,18 +64,18 @@ uninstall:
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/nfq-redirect $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 svc-install-test: release
-	Tests/service/install_test.sh
+	$(REPORT) install -- Tests/service/install_test.sh
 
 svc-netns-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon --suite service
 
 svc-demo-test: release
-	Tests/service/demo_test.sh
+	$(REPORT) demo -- Tests/service/demo_test.sh
 
 # contrib/: promtool checks and unit-tests the alert rules; the dashboard's JSON and the names
 # both use are checked against the metrics the daemon exports (no build needed).
 svc-contrib-test:
-	Tests/service/contrib_test.py
+	$(REPORT) contrib -- Tests/service/contrib_test.py
 
 svc-test: svc-install-test svc-netns-test svc-demo-test svc-contrib-test
 
@@ -83,4 +83,4 @@ deb:
 	scripts/build-deb.sh
 
 deb-test:
-	Tests/service/deb_test.sh
+	$(REPORT) deb -- Tests/service/deb_test.sh

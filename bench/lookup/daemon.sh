@@ -4,7 +4,7 @@
 # getsockopt(SO_ORIGINAL_DST) on connections the kernel's nat REDIRECT redirected, in one
 # throwaway network namespace, in one run, IPv4 and IPv6 (the getsockopt pair).
 #
-#   NFQR_BIN_DIR=.build/release NFQR_BENCH_BIN=<dir of lookup_bench> bench.sh [FLOWS CALLS THREADS]
+#   make lookup-bench [LOOKUP_BENCH_ARGS="FLOWS CALLS THREADS"]   (default 64 50000 4)
 #
 # First the kernel's getsockopt alone, before the daemon (and its cgroup/getsockopt program)
 # starts; then, with the daemon, the kernel's and the hook's in turn; then the lookup socket.
@@ -14,28 +14,23 @@
 # NFQR_BUSY_POLL_US=N polls for N microseconds before sleeping on both ends: the daemon's
 # lookup thread (--lookup-busy-poll) and the C client (NFQ_REDIRECT_BUSY_POLL_US).
 #
-# Root only. Leaves no namespace, rule, process or file behind.
+# Root only. The harness creates the namespace (shape "single") and the run directory, runs the
+# rest of this script in them and removes everything afterwards.
+# Run by hand too: the harness package is found through PYTHONPATH, as make sets it.
+export PYTHONPATH="${PYTHONPATH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/Tests}"
 set -eu
 
 bin_dir=${NFQR_BIN_DIR:?set NFQR_BIN_DIR to the folder with nfq-redirectd}
-bench=${NFQR_BENCH_BIN:?set NFQR_BENCH_BIN}/lookup_bench
+bench=${NFQR_BENCH_BIN:?set NFQR_BENCH_BIN}/daemon_lookup
 flows=${1:-64} calls=${2:-50000} threads=${3:-4} busy_poll=${NFQR_BUSY_POLL_US:-0}
-[ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (it uses a network namespace)"; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "daemon.sh: run as root (it uses a network namespace)"; exit 1; }
+if [ -z "${NFQR_RUN_DIR:-}" ]; then
+    exec /usr/bin/python3 -m harness.netns run --tag "nfqr-lkb-$$" --shape single -- "$0" "$@"
+fi
 
-work=$(mktemp -d /tmp/nfqr-lookup-bench.XXXXXX)
-namespace=nfqr-lk-bench-$$
-daemon=
-cleanup() {
-    if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true; fi
-    ip netns del "$namespace" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+work=$NFQR_RUN_DIR namespace=$NFQR_NS_ROUTER
 in_ns() { ip netns exec "$namespace" "$@"; }
-
-ip netns add "$namespace"
-in_ns ip link set lo up
-in_ns ip -6 addr add fd00:6e66::2/128 dev lo   # IPv6 flows dial it (lookup_bench's V6_TARGET)
+in_ns ip -6 addr add fd00:6e66::2/128 dev lo   # IPv6 flows dial it (daemon_lookup's V6_TARGET)
 in_ns iptables -t nat -A OUTPUT -p tcp -d 127.0.0.2 --dport 9998 -j REDIRECT --to-ports 7778
 in_ns ip6tables -t nat -A OUTPUT -p tcp -d fd00:6e66::2 --dport 9998 -j REDIRECT --to-ports 7778
 
@@ -56,9 +51,7 @@ ip netns exec "$namespace" "$bin_dir/nfq-redirectd" --socket "$work/lookup.sock"
     --redirect-local tcp:9999:7777 --lookup-busy-poll "$busy_poll" --log-level warning ${NFQR_DAEMON_ARGS:-} \
     >"$work/daemon.log" 2>&1 &
 daemon=$!   # `ip netns exec` execs the daemon, so this is its own pid
-accepts() { /usr/bin/python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1" 2>/dev/null; }
-for _ in $(seq 200); do accepts "$work/lookup.sock" && break; sleep 0.05; done
-accepts "$work/lookup.sock" || { echo "bench.sh: the daemon did not start:"; cat "$work/daemon.log"; exit 1; }
+/usr/bin/python3 -m harness.netns wait-socket "$work/lookup.sock" --pid "$daemon" --log "$work/daemon.log"
 
 # The daemon's own CPU time per request: what the lookup path costs it, apart from the
 # round trip's context switches and the client.
@@ -75,7 +68,7 @@ ticks_before=$(cpu_ticks) requests_before=$(requests)
 echo "== with the daemon${NFQR_DAEMON_ARGS:+ ($NFQR_DAEMON_ARGS)} (cgroup/getsockopt programs attached: $(hooks_attached))"
 in_ns env NFQ_REDIRECT_SOCKET="$work/lookup.sock" NFQ_REDIRECT_BUSY_POLL_US="$busy_poll" NFQR_BENCH_V6=1 \
     "$bench" "$flows" "$calls" "$threads"
-kill -0 "$daemon" || { echo "bench.sh: the daemon died:"; cat "$work/daemon.log"; exit 1; }
+kill -0 "$daemon" || { echo "daemon.sh: the daemon died:"; cat "$work/daemon.log"; exit 1; }
 ticks=$(( $(cpu_ticks) - ticks_before )) served=$(( $(requests) - requests_before - 1 ))
 awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$served" 'BEGIN {
     printf "daemon CPU: %.2f s for %d requests = %.2f us per request (lookup thread, all included)\n", t / hz, n, t / hz / n * 1e6 }'

@@ -1,4 +1,4 @@
-# Robustness lane: fuzzing, sanitizers, hostile packets, flood, queue overflow, soak.
+# Reliability: fuzzing, sanitizers, hostile packets, flood, queue overflow, soak.
 # docs/reliability.md has the commands, what each shows, and the last results.
 
 ROBUST_DEPS     := python3-scapy

@@ -1,43 +1,31 @@
 """Sets the stage for the tests (namespaces, servers, redirector, proxies) and tears it down.
 
 The tests talk to it through `client(...)` (run client.py in a namespace), `proxy_line(...)`
-(what a proxy logged about a client) and the fixed addresses in topology.py.
+(what a proxy logged about a client) and the fixed addresses in harness/topology.py.
 """
 
-import json
 import os
 import shutil
 import tempfile
 import time
 
-from endpoints import format_endpoint
-from processes import CommandFailed, Programs, run_command
-from redirectors import (DaemonRedirect, KernelRedirect, EXAMPLE_PORT, EXAMPLE_PROXY_PORT, LOCAL_PORT,
+from harness.checks import TestFailure, expect, parse_json_answer
+from harness.cleanup import RUN_MARKER
+from harness.endpoints import format_endpoint
+from harness.processes import CommandFailed, Programs, run_command
+from harness.redirectors import (DaemonRedirect, KernelRedirect, EXAMPLE_PORT, EXAMPLE_PROXY_PORT, LOCAL_PORT,
                          LOCAL_PROXY_PORT, TCP_PORTS, TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, EXCLUDE_MARK,
                          UDP_CONNECTED_PORT,
                          ruleset)
-from topology import REMOTE_V4, REMOTE_V6, Topology
+from harness.topology import REMOTE_V4, REMOTE_V6, Topology
+from harness.unprivileged import stage_unprivileged
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE_PROXY = os.path.join(HERE, "..", "..", "examples", "transparent_proxy.py")
 PYTHON = "/usr/bin/python3"
-RUN_MARKER = "NFQR_NETNS_RUN"  # in the environment of every process the suite starts
 
 
-class TestFailure(Exception):
-    pass
-
-
-def expect(condition, expected, got):
-    if not condition:
-        raise TestFailure(f"expected: {expected}\n     got: {got}")
-
-
-def expect_equal(what, expected, got):
-    expect(expected == got, f"{what} = {expected!r}", repr(got))
-
-
-class Harness:
+class Stage:
     def __init__(self, tag, mode, bin_dir, queue, log_level, ready_timeout):
         self.tag = tag
         self.mode = mode
@@ -80,20 +68,11 @@ class Harness:
         if self.mode == "daemon":
             self.start_example_proxy()
 
-    # What the tests run as uid 65534 (ask.py and its modules, the nfq-redirect CLI), copied into
-    # the run directory: the checkout may sit in a directory only root can enter (a clone in a
-    # `mktemp -d`, mode 0700), where that uid could neither read the script nor run the binary.
-    UNPRIVILEGED_FILES = ("ask.py", "endpoints.py", "origdst.py")
-
+    # What the tests run as uid 65534 (ask.py with the harness package, the nfq-redirect CLI),
+    # copied world-readable into the run directory (harness/unprivileged.py says why).
     def stage_unprivileged(self):
-        self.unprivileged_dir = os.path.join(self.run_dir, "unprivileged")
-        os.mkdir(self.unprivileged_dir)
-        os.chmod(self.unprivileged_dir, 0o755)
-        for name in self.UNPRIVILEGED_FILES:
-            shutil.copy(os.path.join(HERE, name), self.unprivileged_dir)
-            os.chmod(os.path.join(self.unprivileged_dir, name), 0o644)
-        shutil.copy(self.redirect.cli, self.unprivileged_dir)
-        os.chmod(os.path.join(self.unprivileged_dir, "nfq-redirect"), 0o755)
+        self.unprivileged_dir = stage_unprivileged(self.run_dir, [os.path.join(HERE, "ask.py")],
+                                                   [self.redirect.cli])
 
     def unprivileged(self, name):
         """The world-readable copy of `name` (a file of UNPRIVILEGED_FILES, or nfq-redirect)."""
@@ -147,13 +126,7 @@ class Harness:
         """Runs client.py in `ns` (default: the client namespace C) and returns its JSON answer."""
         argv = [PYTHON, os.path.join(HERE, "client.py"), action, *map(str, args)]
         output = run_command(argv, ns=ns or self.topology.client, timeout=timeout, check=False)
-        try:
-            answer = json.loads(output)
-        except ValueError:
-            raise TestFailure(f"client.py {action} printed no JSON: {output!r}") from None
-        if "error" in answer:
-            raise TestFailure(f"client.py {' '.join(map(str, (action, *args)))} failed: {answer['error']}")
-        return answer
+        return parse_json_answer(output, f"client.py {' '.join(map(str, (action, *args)))}")
 
     def proxy_line(self, proxy, client_endpoint, timeout=3.0):
         """The line `proxy` logged about the connection or datagram from `client_endpoint`."""
@@ -177,23 +150,3 @@ class Harness:
         self.programs.stop_all()
         self.topology.destroy()
         shutil.rmtree(self.run_dir, ignore_errors=True)
-
-
-def processes_marked(tag):
-    """Pids (other than ours) whose environment carries this run's marker."""
-    needle = f"{RUN_MARKER}={tag}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as environ:
-                if needle in environ.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            pass
-    return found
-
-
-def host_links():
-    return run_command(["ip", "-o", "link", "show"])

@@ -14,6 +14,13 @@ def in_namespace(ns, argv):
     return ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
 
 
+def in_private_mounts(script, name):
+    """An argv prefix: a private mount namespace in which the shell `script` changes what it
+    needs (the host's mounts are untouched), then runs the command that follows with
+    `exec "$@"`; `name` is the script's $0, shown in errors."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, name]
+
+
 def run_command(argv, ns=None, input=None, timeout=15, check=True, cwd=None):
     """Runs to completion (killed after `timeout` s); returns stdout. Raises CommandFailed."""
     full = in_namespace(ns, argv)

@@ -4,8 +4,8 @@
  * 127.0.0.2:9999 -> 127.0.0.1:7777, the kernel's nat REDIRECT 127.0.0.2:9998 -> 127.0.0.1:7778)
  * and runs
  *
- *   lookup_bench FLOWS CALLS THREADS      (NFQ_REDIRECT_SOCKET names the daemon's socket)
- *   lookup_bench --kernel-only FLOWS CALLS (no daemon yet: the kernel's getsockopt alone)
+ *   daemon_lookup FLOWS CALLS THREADS      (NFQ_REDIRECT_SOCKET names the daemon's socket)
+ *   daemon_lookup --kernel-only FLOWS CALLS (no daemon yet: the kernel's getsockopt alone)
  *
  * With NFQR_BENCH_V6=1 the same pairs are also opened over IPv6: dialled to fd00:6e66::2
  * (an address bench.sh puts on lo), listened for on ::1.
@@ -70,7 +70,7 @@ static _Noreturn void die(const char *what)
 
 static _Noreturn void wrong(const char *what, const char *detail)
 {
-    fprintf(stderr, "lookup_bench: %s: %s\n", what, detail);
+    fprintf(stderr, "daemon_lookup: %s: %s\n", what, detail);
     exit(1);
 }
 
@@ -523,7 +523,7 @@ int main(int argc, char **argv)
         argv++;
     }
     if (argc != (kernel_only ? 3 : 4)) {
-        fprintf(stderr, "usage: lookup_bench FLOWS CALLS THREADS | --kernel-only FLOWS CALLS (see the comment at the top)\n");
+        fprintf(stderr, "usage: daemon_lookup FLOWS CALLS THREADS | --kernel-only FLOWS CALLS (see the comment at the top)\n");
         return 2;
     }
     int flow_count = atoi(argv[1]), calls = atoi(argv[2]), threads = kernel_only ? 1 : atoi(argv[3]);
