@@ -30,13 +30,14 @@ import sys
 
 import netns_path  # noqa: F401  (makes the netns modules importable)
 from checks import tests_for
+from recipes import RecipeStage, recipe_cases
 from redirectors import ruleset
 from runner import (STOP_SIGNALS, Interrupted, Report, nothing_left_behind, on_stop_signal,
                     set_up)
 from stage import Stage
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-PROGRAMS = ("redsocks", "squid", "haproxy", "v2ray", "go", "strace", "ss")
+PROGRAMS = ("redsocks", "squid", "haproxy", "v2ray", "go", "strace", "ss", "mitmdump", "socat")
 
 
 def missing_programs():
@@ -47,10 +48,11 @@ def missing_programs():
 
 def main():
     parser = argparse.ArgumentParser(description="real transparent proxies behind nfq-redirect (root only)")
-    parser.add_argument("--mode", choices=("daemon", "preload", "kernel"), default="daemon",
+    parser.add_argument("--mode", choices=("daemon", "preload", "kernel", "recipes"), default="daemon",
                         help="daemon: nfq-redirectd redirects and its getsockopt hook answers, proxies "
                              "as shipped (default, CI); preload: the hook off, proxies run with the "
-                             "preload library (CI); kernel: the kernel's nat REDIRECT, proxies as shipped")
+                             "preload library (CI); kernel: the kernel's nat REDIRECT, proxies as shipped; "
+                             "recipes: each recipe of docs/recipes.md run as written (CI)")
     parser.add_argument("--tag", default=f"nfqp-{os.getpid()}",
                         help="unique per run; names the namespaces (default nfqp-<pid>)")
     parser.add_argument("--queue", type=int, default=0, help="first NFQUEUE number for the daemon")
@@ -65,8 +67,12 @@ def main():
     for stop in STOP_SIGNALS:  # set explicitly: a wrapper's background job starts with SIGINT ignored
         signal.signal(stop, on_stop_signal)
     host_rules_before = ruleset()
-    stage = Stage(args.tag, args.mode, bin_dir, args.queue, args.daemon_log_level, ready_timeout)
-    cases = [case for proxy in stage.proxies for case in tests_for(proxy, args.mode)]
+    if args.mode == "recipes":
+        stage = RecipeStage(args.tag, bin_dir, args.queue, args.daemon_log_level, ready_timeout)
+        cases = recipe_cases()
+    else:
+        stage = Stage(args.tag, args.mode, bin_dir, args.queue, args.daemon_log_level, ready_timeout)
+        cases = [case for proxy in stage.proxies for case in tests_for(proxy, args.mode)]
     print(f"nfq-redirect proxies suite, mode {args.mode}: {len(cases) + 1} tests"
           + (f" (daemon and preload library from {bin_dir})" if args.mode != "kernel" else ""), flush=True)
 
@@ -76,7 +82,7 @@ def main():
         missing = missing_programs()
         if missing:
             print(f"set-up failed: not installed: {', '.join(missing)} "
-                  "(Debian packages redsocks squid haproxy v2ray golang-go strace iproute2)", flush=True)
+                  "(Debian packages redsocks squid haproxy v2ray golang-go strace iproute2 mitmproxy socat)", flush=True)
             ready = False
         else:
             ready = set_up(stage)
