@@ -83,7 +83,7 @@ class RecipeDaemon(DaemonRedirect):
 
 # --- the proxies, started from their recipe ------------------------------------------------------
 
-def start_squid(stage, files, daemon):
+def start_squid(stage, files, daemon, preload=None):
     directory = os.path.join(stage.run_dir, "squid")
     os.makedirs(directory, 0o750, exist_ok=True)
     shutil.chown(directory, PROXY_GROUP, PROXY_GROUP)
@@ -102,7 +102,8 @@ pinger_enable off
 shutdown_lifetime 0 seconds
 """
     config = stage.write_file("recipe-squid.conf", preamble + files["squid.conf"])
-    return stage.programs.start("squid", stage.topology.router, ["squid", "-N", "-f", config]), 3129
+    environment = [] if preload is None else ["env", f"LD_PRELOAD={preload[0]}", f"NFQ_REDIRECT_SOCKET={preload[1]}"]
+    return stage.programs.start("squid", stage.topology.router, [*environment, "squid", "-N", "-f", config]), 3129
 
 
 def start_haproxy(stage, files, daemon):
@@ -203,9 +204,47 @@ def recipe_test(name):
     return test
 
 
+def refused_preload_says_why(stage):
+    """The fallback the recipes warn about: squid with the preload library, its user `proxy`
+    refused by the lookup socket (mode 0600, root's), the getsockopt hook off. The library
+    must say so exactly once in squid's output however many connections squid asks about,
+    naming the socket and the fix."""
+    files = read_recipes()["squid"]
+    daemon = RecipeDaemon(stage.bin_dir, stage.run_dir, stage.queue, stage.log_level, stage.ready_timeout,
+                          "refused", files["nfq-redirect.toml"])
+    with open(daemon.config_path, "w", encoding="utf-8") as config:
+        config.write('[lookup]\nmode = "0600"\n\n' + files["nfq-redirect.toml"])
+    library = os.path.join(stage.run_dir, "libnfq-redirect-preload.so")
+    shutil.copy(os.path.join(stage.bin_dir, "libnfq-redirect-preload.so"), library)
+    os.chmod(library, 0o644)
+    squid = None
+    try:
+        daemon.start(stage.programs, stage.topology.router, name="nfq-redirectd-refused",
+                     argv=daemon.argv(extra=["--no-getsockopt-hook"]))
+        squid, port = start_squid(stage, files, daemon, preload=(library, daemon.socket_path))
+        stage.wait_listening(squid, port, timeout=60.0)
+        # Three connections at once (squid, told its own address, cannot relay them: no
+        # answer is awaited beyond the client's timeout).
+        target = format_endpoint(REMOTE_V4, first_port(files["nfq-redirect.toml"]))
+        stage.fetch("get-many", ",".join([target] * 3), check=False)
+        notice = "refused the connection: EACCES"
+        lines = [line for line in squid.log().splitlines() if notice in line]
+        expect_equal(f"lines in squid's output saying '{notice}' after 3 connections", 1, len(lines))
+        expect(daemon.socket_path in lines[0] and "usermod -aG" in lines[0],
+               "the line names the socket and the fix", lines[0])
+        return lines[0][:120] + "..."
+    finally:
+        if squid is not None:
+            squid.stop()
+        if daemon.program is not None:
+            daemon.program.stop()
+
+
 def recipe_cases():
     return [(f"recipe {name} (docs/recipes.md): a client's connection reaches its original destination "
-             "through the proxy", recipe_test(name), 120) for name in RECIPES]
+             "through the proxy", recipe_test(name), 120) for name in RECIPES] + [
+        ("preload: squid as `proxy`, refused by the lookup socket (EACCES), says why exactly once",
+         refused_preload_says_why, 120)]
 
 
 class RecipeStage(Stage):
