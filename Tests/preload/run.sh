@@ -148,6 +148,11 @@ PY
     "${as_user[@]}" env LD_PRELOAD="$notice_lib" NFQ_REDIRECT_SOCKET="$sock" "$proxy" 3 2>"$out"
     expect_lines "EACCES: said once for 3 calls" "$out" "refused the connection: EACCES" 1
     expect_lines "EACCES: the line names the socket, its owner and the fix" "$out" "socket $sock refused the connection: EACCES (permission denied); the socket is owned by uid [0-9]*, group gid [0-9]*, mode 0[0-7]*\..*usermod -aG" 1
+    # stderr /dev/null (a daemonised proxy): the notice goes to syslog instead, once. Needs a
+    # mount namespace to point /dev/log at the test's own socket: root only.
+    if [ "$(id -u)" = 0 ]; then
+        run unshare --mount --propagation private "$python" "$here/syslog_notice.py" "$notice_lib" "$proxy" "$sock"
+    fi
     stop_notice_daemon
     rm -rf "$notice_dir"
     notice_dir=
