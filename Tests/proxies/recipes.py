@@ -148,7 +148,11 @@ def ask_by_hand(stage, files, daemon, answer):
     command = replace(command, "192.0.2.2 40000", f"{client_ip} {client_port}")
     reply = run_command(["sh", "-c", command], ns=stage.topology.router, timeout=10).strip()
     expect_equal(f"the recipe's socat lookup for {answer['local']}", f"OK {REMOTE_V4} 9000", reply)
-    return f"socat: {reply}"
+    program = replace(files["python"], DEFAULT_SOCKET, daemon.socket_path)
+    program = replace(program, "192.0.2.2 40000", f"{client_ip} {client_port}")
+    printed = run_command([PYTHON, "-c", program], ns=stage.topology.router, timeout=10).strip()
+    expect_equal(f"the recipe's Python lookup for {answer['local']}", f"OK {REMOTE_V4} 9000", printed)
+    return f"socat and Python: {reply}"
 
 
 # name -> (start, families, extra check after the fetch)
