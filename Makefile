@@ -17,7 +17,7 @@ BUILD_DIR    := $(RELEASE_DIR)
 # Debian packages: build dependencies, then what the tests and the demo run.
 BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev libbpf-dev bpftool
 RUN_DEPS     := iptables iproute2 kmod procps
-TEST_DEPS    := python3 python3-scapy socat conntrack systemd man-db strace redsocks squid haproxy v2ray golang-go
+TEST_DEPS    := python3 python3-scapy socat conntrack systemd man-db strace redsocks squid haproxy v2ray golang-go mitmproxy
 
 .PHONY: all deps build release test unit-test preload-test netns-test proxies-test demo clean
 
@@ -61,6 +61,7 @@ netns-test: release
 proxies-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode daemon
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode preload
+	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode recipes
 
 test: deps release unit-test preload-test netns-test proxies-test lookup-test robust-test svc-test
 

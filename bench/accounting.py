@@ -49,7 +49,13 @@ def daemon_statistics(control, socket_path):
         document = json.loads(text)
     except (CommandFailed, OSError, ValueError):
         return None
-    return document if isinstance(document, dict) else None
+    if not isinstance(document, dict):
+        return None
+    # {"metrics": [{"name", "labels", "value"}, ...]}: series without labels as plain keys.
+    for metric in document.get("metrics", []):
+        if isinstance(metric, dict) and not metric.get("labels") and "value" in metric:
+            document.setdefault(metric["name"], metric["value"])
+    return document
 
 
 def find_number(document, names):

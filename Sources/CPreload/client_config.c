@@ -43,6 +43,18 @@ __attribute__((constructor)) static void nfqr_load_settings(void)
     nfqr_settings.busy_poll_us = number_from(getenv("NFQ_REDIRECT_BUSY_POLL_US"), MAXIMUM_BUSY_POLL_US, 0);
     const char *mode = getenv("NFQ_REDIRECT_LOOKUP");
     nfqr_settings.preload_uses_lookupfd = mode != NULL && strcmp(mode, "fd") == 0;
+    const char *debug = getenv("NFQ_REDIRECT_DEBUG");
+    nfqr_settings.debug = debug != NULL && *debug != '\0' && strcmp(debug, "0") != 0;
+    /* systemd names the stream it gave as stderr, so that its output is known to be read. */
+    const char *journal = getenv("JOURNAL_STREAM");
+    if (journal != NULL) {
+        char *end;
+        nfqr_settings.journal_device = strtoull(journal, &end, 10);
+        if (*end == ':') {
+            nfqr_settings.journal_inode = strtoull(end + 1, &end, 10);
+            nfqr_settings.has_journal_stream = *end == '\0';
+        }
+    }
     nfqr_settings.address.sun_family = AF_UNIX;
     size_t length = strlen(path);
     if (length >= sizeof nfqr_settings.address.sun_path) {

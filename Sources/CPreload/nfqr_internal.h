@@ -69,6 +69,9 @@ typedef struct nfqr_config {
     int timeout_ms;
     int busy_poll_us;          /* NFQ_REDIRECT_BUSY_POLL_US: poll this long for an answer before sleeping */
     bool preload_uses_lookupfd;  /* NFQ_REDIRECT_LOOKUP=fd: the preload asks with LOOKUPFD */
+    bool debug;                  /* NFQ_REDIRECT_DEBUG=1: the preload says why each call went where */
+    bool has_journal_stream;     /* JOURNAL_STREAM=<dev>:<inode> was set (stderr is systemd's journal) */
+    unsigned long long journal_device, journal_inode;
 } nfqr_config;
 
 /* Filled once by a load-time constructor; read-only afterwards. */
@@ -112,6 +115,23 @@ NFQR_HIDDEN nfqr_answer nfqr_lookup_tuple(int protocol, const nfqr_endpoint *cli
 
 /* LOOKUPFD with fd attached; want_v4 is the family the answer must have. */
 NFQR_HIDDEN nfqr_answer nfqr_lookup_descriptor(int fd, bool want_v4, nfqr_endpoint *original);
+
+/* ---- what the preload library says (preload_diagnostics.c) ------------------------------ */
+
+/* Why a getsockopt(SO_ORIGINAL_DST) went to the kernel, or that the daemon answered it. */
+typedef enum nfqr_route {
+    NFQR_ROUTE_DAEMON,          /* answered from the daemon */
+    NFQR_ROUTE_SHORT_BUFFER,    /* *optlen shorter than the address: the kernel's EINVAL/ENOPROTOOPT */
+    NFQR_ROUTE_NOT_TCP,         /* not a connected TCP socket of the level's family */
+    NFQR_ROUTE_DAEMON_SAID_NO   /* the daemon did not answer OK (answer, errno say why) */
+} nfqr_route;
+
+/* Called by the preload for each SO_ORIGINAL_DST call it sees (view may be NULL before the
+ * socket was inspected); error is errno after the lookup. Says once per process, when the
+ * daemon's socket refused it (EACCES/EPERM on connect, ERR DENIED), why and how to fix it;
+ * with NFQ_REDIRECT_DEBUG=1 says where every call went. Async-signal-safe, errno kept. */
+NFQR_HIDDEN void nfqr_preload_report(int fd, int level, nfqr_route route, const nfqr_socket *view,
+                                     nfqr_answer answer, int error);
 
 /* ---- answers as socket addresses (kernel_sockaddr.c) ------------------------------------- */
 

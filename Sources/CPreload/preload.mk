@@ -48,8 +48,10 @@ $(PRELOAD_OBJDIR)/%.o: $(NFQR_PRELOAD_DIR)/%.c $(PRELOAD_HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(PRELOAD_CFLAGS) -c $< -o $@
 
-$(PRELOAD_LIB): $(PRELOAD_SHARED_OBJECTS) $(PRELOAD_OBJDIR)/preload_getsockopt.o $(NFQR_PRELOAD_DIR)/preload.map
-	$(CC) -shared -o $@ $(PRELOAD_SHARED_OBJECTS) $(PRELOAD_OBJDIR)/preload_getsockopt.o \
+PRELOAD_ONLY_OBJECTS := $(PRELOAD_OBJDIR)/preload_getsockopt.o $(PRELOAD_OBJDIR)/preload_diagnostics.o
+
+$(PRELOAD_LIB): $(PRELOAD_SHARED_OBJECTS) $(PRELOAD_ONLY_OBJECTS) $(NFQR_PRELOAD_DIR)/preload.map
+	$(CC) -shared -o $@ $(PRELOAD_SHARED_OBJECTS) $(PRELOAD_ONLY_OBJECTS) \
 	    -Wl,--version-script=$(NFQR_PRELOAD_DIR)/preload.map -Wl,--no-undefined -Wl,-z,relro,-z,now \
 	    -ldl -pthread
 
@@ -60,7 +62,7 @@ $(CLIENT_LIB): $(PRELOAD_SHARED_OBJECTS) $(PRELOAD_OBJDIR)/libc_getsockopt.o
 # ---- tests --------------------------------------------------------------------------------------
 
 PRELOAD_TEST_PROGRAMS := $(PRELOAD_TESTDIR)/unit_tests $(PRELOAD_TESTDIR)/client_tests \
-                         $(PRELOAD_TESTDIR)/preload_tests
+                         $(PRELOAD_TESTDIR)/preload_tests $(PRELOAD_TESTDIR)/fallback_notice
 
 $(PRELOAD_TESTDIR)/unit_tests: $(NFQR_PRELOAD_TESTS)/unit_tests.c $(NFQR_PRELOAD_TESTS)/check.h $(CLIENT_LIB)
 	@mkdir -p $(@D)
@@ -76,6 +78,10 @@ $(PRELOAD_TESTDIR)/preload_tests: $(NFQR_PRELOAD_TESTS)/preload_tests.c $(NFQR_P
                                   $(NFQR_PRELOAD_TESTS)/fake_daemon_control.h
 	@mkdir -p $(@D)
 	$(CC) $(PRELOAD_TEST_CFLAGS) -o $@ $< -pthread
+
+$(PRELOAD_TESTDIR)/fallback_notice: $(NFQR_PRELOAD_TESTS)/fallback_notice.c
+	@mkdir -p $(@D)
+	$(CC) $(PRELOAD_TEST_CFLAGS) -o $@ $<
 
 preload-test: $(PRELOAD_LIB) $(CLIENT_LIB) $(PRELOAD_TEST_PROGRAMS)
 	NFQR_PRELOAD_LIB=$(abspath $(PRELOAD_LIB)) NFQR_TEST_BIN=$(abspath $(PRELOAD_TESTDIR)) \

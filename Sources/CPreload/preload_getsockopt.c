@@ -59,27 +59,33 @@ __attribute__((constructor)) static void nfqr_resolve_getsockopt(void)
     (void)nfqr_real_getsockopt();
 }
 
-/* Writes the daemon's answer into value and returns true, or returns false for the kernel. */
+/* Writes the daemon's answer into value and returns true, or returns false for the kernel.
+ * Reports where each call went (nfqr_preload_report: silent unless refused or debugging). */
 static bool answered_by_daemon(int fd, int level, void *value, socklen_t length)
 {
     /* The kernel checks the length after the protocol: leave a short buffer to it, so that
      * UDP still gets ENOPROTOOPT and TCP EINVAL. A negative int length is short too. */
     int size = level == SOL_IP ? (int)sizeof(struct sockaddr_in) : (int)sizeof(struct sockaddr_in6);
-    if ((int)length < size)
+    if ((int)length < size) {
+        nfqr_preload_report(fd, level, NFQR_ROUTE_SHORT_BUFFER, NULL, NFQR_BAD_SOCKET, 0);
         return false;
+    }
 
     nfqr_socket socket_view;
-    if (nfqr_inspect_socket(fd, &socket_view) != NFQR_FOUND || socket_view.protocol != IPPROTO_TCP)
+    if (nfqr_inspect_socket(fd, &socket_view) != NFQR_FOUND || socket_view.protocol != IPPROTO_TCP ||
+        (level == SOL_IP ? !socket_view.local.is_v4 : socket_view.family != AF_INET6)) {
+        nfqr_preload_report(fd, level, NFQR_ROUTE_NOT_TCP, NULL, NFQR_BAD_SOCKET, 0);
         return false;
-    if (level == SOL_IP ? !socket_view.local.is_v4 : socket_view.family != AF_INET6)
-        return false;
+    }
 
     nfqr_endpoint original;
     nfqr_answer answer = nfqr_settings.preload_uses_lookupfd
         ? nfqr_lookup_descriptor(fd, socket_view.local.is_v4, &original)
         : nfqr_lookup_tuple(IPPROTO_TCP, &socket_view.peer, &socket_view.local, &original);
-    if (answer != NFQR_FOUND)
+    if (answer != NFQR_FOUND) {
+        nfqr_preload_report(fd, level, NFQR_ROUTE_DAEMON_SAID_NO, &socket_view, answer, errno);
         return false;
+    }
 
     struct sockaddr_storage address;
     if (level == SOL_IP) {
@@ -90,6 +96,8 @@ static bool answered_by_daemon(int fd, int level, void *value, socklen_t length)
         nfqr_shape_original(AF_INET6, &original, flowinfo, scope_id, &address);
     }
     memcpy(value, &address, (size_t)size);
+    if (nfqr_settings.debug)
+        nfqr_preload_report(fd, level, NFQR_ROUTE_DAEMON, &socket_view, NFQR_FOUND, 0);
     return true;
 }
 

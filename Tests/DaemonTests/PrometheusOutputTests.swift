@@ -1,4 +1,5 @@
 @testable import Daemon
+import Foundation
 import XCTest
 
 /// The metrics endpoint's text format (Prometheus exposition format 0.0.4), checked line by
@@ -89,6 +90,10 @@ final class PrometheusOutputTests: XCTestCase {
     func testTextAndJSONStatisticsCarryHistogramSummaries() {
         let report = sample(10, flows: 1)
         XCTAssertTrue(report.textLines.contains("nfqr_lookup_seconds_count 4"))
-        XCTAssertTrue(report.jsonLine.contains("\"nfqr_lookup_seconds_count\":4"))
+        let document = try? JSONSerialization.jsonObject(with: Data(report.jsonLine.utf8)) as? [String: Any]
+        let metrics = document?["metrics"] as? [[String: Any]] ?? []
+        let histogram = metrics.first { $0["name"] as? String == "nfqr_lookup_seconds" }
+        XCTAssertEqual(histogram?["type"] as? String, "histogram")
+        XCTAssertEqual(histogram?["count"] as? Int, 4)
     }
 }

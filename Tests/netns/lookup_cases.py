@@ -3,8 +3,10 @@ example proxy and by hand, a peer not on the allow list, expired flows, and the
 `nfq-redirect` CLI (list, stats, events, version, and its errors).
 """
 
+import datetime
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -135,7 +137,13 @@ def cli_list_and_stats(env):
     expect(status == 0 and any(line.startswith("nfqr_lookup_requests_total ") for line in stats.splitlines()),
            "`nfq-redirect stats` shows nfqr_lookup_requests_total", stats[-400:] + err)
     status, stats_json, err = cli(env, "stats", "--json")
-    expect(status == 0 and isinstance(json.loads(stats_json), dict), "`stats --json` is one JSON object", stats_json)
+    document = json.loads(stats_json)
+    metrics = document.get("metrics", []) if isinstance(document, dict) else []
+    lookups = [metric for metric in metrics if metric.get("name") == "nfqr_lookups_total"]
+    expect(status == 0 and metrics and all("{" not in metric["name"] and isinstance(metric.get("labels"), dict)
+                                           for metric in metrics)
+           and lookups and all(set(metric["labels"]) == {"answer"} for metric in lookups),
+           "`stats --json`: one object, each series {name, labels, value}, labels as fields", stats_json[:600])
     status, version, err = cli(env, "version")
     expect(status == 0 and version.startswith("OK nfq-redirect "), "`nfq-redirect version`", version + err)
 
@@ -147,6 +155,7 @@ def cli_events(env):
                                   [binary, "events", "--json", "--socket", env.redirect.socket_path])
     try:
         time.sleep(0.3)
+        connected_at = time.time()
         connection = env.client("tcp-id", format_endpoint(REMOTE_V6, 443))
         client_ip, client_port = connection["local"].rsplit(":", 1)
         client = {"ip": client_ip.strip("[]"), "port": int(client_port)}
@@ -158,9 +167,22 @@ def cli_events(env):
                 except ValueError:
                     continue
                 if event.get("event") == "new" and event.get("client") == client:
+                    seen.append(event)
                     return event["original"] == {"ip": REMOTE_V6, "port": 443}
             return False
+        seen = []
         follower.wait_for_log(new_event_seen, 5, f"a 'new' event for {connection['local']}")
+        seen_at = time.time()
+        # Its wall-clock time: RFC 3339, UTC, within a second of the host's clock.
+        stamp = seen[-1].get("timestamp", "")
+        expect(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp) is not None,
+               "the event's timestamp is RFC 3339 UTC with microseconds", seen[-1])
+        when = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+        expect(connected_at - 1 <= when.timestamp() <= seen_at + 1,
+               "the event's wall-clock time is within a second of the host's clock between connecting and seeing it",
+               (stamp, connected_at, seen_at))
+        expect(isinstance(seen[-1].get("time"), int), "the table's monotonic `time` is kept", seen[-1])
+        return f"timestamp {stamp}: {when.timestamp() - connected_at:+.3f} s from connecting"
     finally:
         follower.stop()
 

@@ -23,8 +23,19 @@ BURST = 3000
 # --- what the daemon and R's kernel count --------------------------------------------------------
 
 def daemon_stats(env):
-    return json.loads(run_command([env.redirect.cli, "stats", "--json", "--socket", env.redirect.socket_path],
-                                  ns=env.topology.router))
+    """`stats --json` as {series: value}, a series named as in the text form without quotes
+    (`nfqr_drops_total{reason=table_full}`); histograms as `<name>_count`."""
+    document = json.loads(run_command([env.redirect.cli, "stats", "--json", "--socket", env.redirect.socket_path],
+                                      ns=env.topology.router))
+    flat = {}
+    for metric in document["metrics"]:
+        labels = ",".join(f"{key}={value}" for key, value in metric["labels"].items())
+        series = metric["name"] + (f"{{{labels}}}" if labels else "")
+        if metric["type"] == "histogram":
+            flat[f"{series}_count"] = metric["count"]
+        else:
+            flat[series] = metric["value"]
+    return flat
 
 
 def daemon_flows(env):

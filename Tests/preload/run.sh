@@ -59,6 +59,8 @@ socket_path=$work/lookup.sock
 daemon_pid=
 
 cleanup() {
+    [ -n "${notice_daemon_pid:-}" ] && kill "$notice_daemon_pid" 2>/dev/null
+    [ -n "${notice_dir:-}" ] && rm -rf "$notice_dir"
     [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
     rm -rf "$work"
 }
@@ -80,6 +82,85 @@ start_daemon() {
     done
     echo "FAIL  fake daemon did not start"; cat "$work/daemon.log"
     exit 1
+}
+
+# The preload library says once per process why it fell back when the daemon's socket refused
+# it (EACCES on connect; ERR DENIED), says nothing for ordinary fallbacks, and says every
+# fallback with NFQ_REDIRECT_DEBUG=1. The stand-in proxy asks 3 times; stderr is a file.
+notice_daemon_pid=
+notice_dir=
+stop_notice_daemon() {
+    [ -n "$notice_daemon_pid" ] && kill "$notice_daemon_pid" 2>/dev/null && wait "$notice_daemon_pid" 2>/dev/null
+    notice_daemon_pid=
+}
+lines_matching() { grep -c -- "$2" "$1" 2>/dev/null || true; }
+expect_lines() {   # expect_lines "description" FILE PATTERN COUNT
+    local count
+    count=$(lines_matching "$2" "$3")
+    if [ "$count" = "$4" ]; then
+        echo "PASS  $1"
+    else
+        echo "FAIL  $1: $count lines matching '$3', expected $4; stderr was:"
+        cat "$2"
+    fi
+}
+run_fallback_notice() {
+    # A directory another user can enter (the checkout and $work may be root's alone).
+    notice_dir=$(mktemp -d /tmp/nfqr-preload-notice.XXXXXX)
+    chmod 0755 "$notice_dir"
+    cp "$lib" "$bin/fallback_notice" "$notice_dir/"
+    local notice_lib=$notice_dir/$(basename "$lib") proxy=$notice_dir/fallback_notice
+    local sock=$notice_dir/lookup.sock out=$notice_dir/stderr
+    "$python" "$here/fake_daemon.py" "$sock" >"$notice_dir/daemon.log" 2>&1 &
+    notice_daemon_pid=$!
+    for _ in $(seq 100); do
+        [ -S "$sock" ] && grep -q ready "$notice_dir/daemon.log" && break
+        sleep 0.05
+    done
+
+    # ERR DENIED: the allow list.
+    "$python" - "$sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"SCRIPT err DENIED\n"); s.recv(16)
+PY
+    env LD_PRELOAD="$notice_lib" NFQ_REDIRECT_SOCKET="$sock" "$proxy" 3 2>"$out"
+    expect_lines "ERR DENIED: said once for 3 calls" "$out" "answered ERR DENIED" 1
+    expect_lines "ERR DENIED: the line names the socket and the fix" "$out" "socket $sock answered ERR DENIED.*Fix: add this program's user to the socket's group" 1
+    env LD_PRELOAD="$notice_lib" NFQ_REDIRECT_SOCKET="$sock" NFQ_REDIRECT_DEBUG=1 "$proxy" 3 2>"$out"
+    expect_lines "NFQ_REDIRECT_DEBUG=1: each of 3 fallbacks said, with the tuple" "$out" "SO_ORIGINAL_DST) tcp 127.0.0.1:[0-9]* -> 127.0.0.1:[0-9]*: the daemon at $sock: denied; to the kernel" 3
+
+    # Ordinary fallbacks (the daemon has no such flow; no daemon at all) stay quiet.
+    "$python" - "$sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"SCRIPT err NOTFOUND\n"); s.recv(16)
+PY
+    env LD_PRELOAD="$notice_lib" NFQ_REDIRECT_SOCKET="$sock" "$proxy" 3 2>"$out"
+    expect_lines "ERR NOTFOUND: nothing said" "$out" "nfq-redirect-preload" 0
+    env LD_PRELOAD="$notice_lib" NFQ_REDIRECT_SOCKET="$notice_dir/absent.sock" "$proxy" 3 2>"$out"
+    expect_lines "no daemon: nothing said" "$out" "nfq-redirect-preload" 0
+    env LD_PRELOAD="$notice_lib" NFQ_REDIRECT_SOCKET="$notice_dir/absent.sock" NFQ_REDIRECT_DEBUG=1 "$proxy" 2 2>"$out"
+    expect_lines "no daemon, NFQ_REDIRECT_DEBUG=1: why, twice" "$out" "daemon unavailable, ENOENT" 2
+
+    # EACCES: the socket is there, the user may not connect (root's, mode 0600; as root the
+    # stand-in proxy runs as nobody, as another user it runs as itself with mode 0000).
+    local as_user=()
+    if [ "$(id -u)" = 0 ]; then
+        chmod 0600 "$sock"
+        as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+    else
+        chmod 0000 "$sock"
+    fi
+    "${as_user[@]}" env LD_PRELOAD="$notice_lib" NFQ_REDIRECT_SOCKET="$sock" "$proxy" 3 2>"$out"
+    expect_lines "EACCES: said once for 3 calls" "$out" "refused the connection: EACCES" 1
+    expect_lines "EACCES: the line names the socket, its owner and the fix" "$out" "socket $sock refused the connection: EACCES (permission denied); the socket is owned by uid [0-9]*, group gid [0-9]*, mode 0[0-7]*\..*usermod -aG" 1
+    # stderr /dev/null (a daemonised proxy): the notice goes to syslog instead, once. Needs a
+    # mount namespace to point /dev/log at the test's own socket: root only.
+    if [ "$(id -u)" = 0 ]; then
+        run unshare --mount --propagation private "$python" "$here/syslog_notice.py" "$notice_lib" "$proxy" "$sock"
+    fi
+    stop_notice_daemon
+    rm -rf "$notice_dir"
+    notice_dir=
 }
 
 run_netns() {

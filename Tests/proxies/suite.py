@@ -30,9 +30,10 @@ import sys
 from checks import tests_for
 from harness.report import Report
 from harness.suite import add_stage_arguments, catch_stop_signals, run_suite, stage_settings
+from recipes import RecipeStage, recipe_cases
 from stage import Stage
 
-PROGRAMS = ("redsocks", "squid", "haproxy", "v2ray", "go", "strace", "ss")
+PROGRAMS = ("redsocks", "squid", "haproxy", "v2ray", "go", "strace", "ss", "mitmdump", "socat")
 
 
 def missing_programs():
@@ -43,21 +44,26 @@ def missing_programs():
 
 def main():
     parser = argparse.ArgumentParser(description="real transparent proxies behind nfq-redirect (root only)")
-    parser.add_argument("--mode", choices=("daemon", "preload", "kernel"), default="daemon",
+    parser.add_argument("--mode", choices=("daemon", "preload", "kernel", "recipes"), default="daemon",
                         help="daemon: nfq-redirectd redirects and its getsockopt hook answers, proxies "
                              "as shipped (default, CI); preload: the hook off, proxies run with the "
-                             "preload library (CI); kernel: the kernel's nat REDIRECT, proxies as shipped")
+                             "preload library (CI); kernel: the kernel's nat REDIRECT, proxies as shipped; "
+                             "recipes: each recipe of docs/recipes.md run as written (CI)")
     add_stage_arguments(parser, "nfqp")
     args = parser.parse_args()
     bin_dir, ready_timeout = stage_settings()
     host_rules_before = catch_stop_signals()
-    stage = Stage(args.tag, args.mode, bin_dir, args.queue, args.daemon_log_level, ready_timeout)
-    cases = [case for proxy in stage.proxies for case in tests_for(proxy, args.mode)]
+    if args.mode == "recipes":
+        stage = RecipeStage(args.tag, bin_dir, args.queue, args.daemon_log_level, ready_timeout)
+        cases = recipe_cases()
+    else:
+        stage = Stage(args.tag, args.mode, bin_dir, args.queue, args.daemon_log_level, ready_timeout)
+        cases = [case for proxy in stage.proxies for case in tests_for(proxy, args.mode)]
     print(f"nfq-redirect proxies suite, mode {args.mode}: {len(cases) + 1} tests"
           + (f" (daemon and preload library from {bin_dir})" if args.mode != "kernel" else ""), flush=True)
     missing = missing_programs()
     cannot_start = (f"not installed: {', '.join(missing)} (Debian packages redsocks squid haproxy v2ray "
-                    "golang-go strace iproute2)") if missing else None
+                    "golang-go strace iproute2 mitmproxy socat)") if missing else None
     return run_suite(Report(f"proxies ({args.mode})"), stage, cases, host_rules_before, cannot_start)
 
 

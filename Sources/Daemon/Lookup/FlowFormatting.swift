@@ -10,17 +10,22 @@ enum FlowFormatting {
         }
     }
 
-    static func line(for event: FlowEvent, format: LookupRequest.OutputFormat) -> String {
+    /// An event as `EVENTS` sends it. `timestamp` is its wall-clock time (see `WallClock`):
+    /// text lines start with it in RFC 3339; JSON carries it as `"timestamp"` beside `"time"`,
+    /// the table's own clock (whole seconds of CLOCK_MONOTONIC).
+    static func line(for event: FlowEvent, timestamp: Int64, format: LookupRequest.OutputFormat) -> String {
         let (kind, reason): (String, String?) = switch event.kind {
         case .created: ("new", nil)
         case .destroyed(let why): ("destroy", why.description)
         }
+        let wallClock = WallClock.rfc3339(nanosecondsSinceEpoch: timestamp)
         switch format {
         case .text:
-            return "[\(kind.uppercased())\(reason.map { " \($0)" } ?? "")] \(text(event.record, now: event.time))"
+            return "\(wallClock) [\(kind.uppercased())\(reason.map { " \($0)" } ?? "")] \(text(event.record, now: event.time))"
         case .json:
             let reasonField = reason.map { ",\"reason\":\"\($0)\"" } ?? ""
-            return "{\"event\":\"\(kind)\"\(reasonField),\"time\":\(event.time)," + jsonFields(event.record, now: event.time) + "}"
+            return "{\"event\":\"\(kind)\"\(reasonField),\"timestamp\":\"\(wallClock)\",\"time\":\(event.time),"
+                + jsonFields(event.record, now: event.time) + "}"
         }
     }
 

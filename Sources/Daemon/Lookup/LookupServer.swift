@@ -334,10 +334,14 @@ public final class LookupServer: @unchecked Sendable {
     }
 
     private func deliver(_ events: [FlowEvent]) {
-        guard !events.isEmpty else { return }
+        guard !events.isEmpty, subscriberCount > 0 else { return }
+        let collected = WallClock.Reading.now()
+        let timestamps = events.map { WallClock.estimate(monotonicSecond: $0.time, collectedAt: collected) }
         for connection in connections.values {
             guard let format = connection.subscribedEvents else { continue }
-            for event in events { connection.queue(FlowFormatting.line(for: event, format: format) + "\n") }
+            for (event, timestamp) in zip(events, timestamps) {
+                connection.queue(FlowFormatting.line(for: event, timestamp: timestamp, format: format) + "\n")
+            }
             if connection.output.count - connection.outputOffset > LookupConnection.outputLimit {
                 counters.droppedSlowClients.add(1)
                 disconnect(connection)
