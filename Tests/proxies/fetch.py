@@ -60,7 +60,10 @@ def get(endpoint, connected=None):
                 sock.connect((ip, port))
             finally:
                 if connected is not None:
-                    connected.wait(TIMEOUT)
+                    # The first to connect waits for the last, whose own connect may take up to
+                    # TIMEOUT after its thread started: waiting only TIMEOUT broke the barrier
+                    # under load while every connection was still on its way.
+                    connected.wait(2 * TIMEOUT)
             local = format_endpoint(*socket_endpoint(sock.getsockname()))
             sock.sendall(request(endpoint))
             status, body = read_response(sock)
