@@ -1,3 +1,5 @@
+import CNFQShim
+import CNetfilterQueue
 import Glibc
 
 /// What an inherited descriptor is, read from the kernel (SO_DOMAIN, SO_TYPE, SO_PROTOCOL,
