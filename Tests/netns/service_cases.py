@@ -5,7 +5,9 @@ unit runs it), a stop for good leaves R as it was, SIGKILL is fail-closed or fai
 configured and `nfq-redirect rules --remove` cleans up by hand, a corrupt state file gives a
 clean start, SIGHUP reloads (new rules for new flows, old flows kept, atomic rule swap, broken
 configs refused), the sd_notify protocol against a fake NOTIFY_SOCKET, the watchdog withheld
-while a datapath thread is hung, and the Prometheus endpoint.
+while a datapath thread is hung, and the Prometheus endpoint. Under a fake service manager
+(service_manager.py: descriptor store, Restart=on-failure, WatchdogSec): packets wait in the
+kernel's queue while a killed or hung daemon is away, and its successor adopts the sockets.
 
 Long-lived connections are made by this process itself: a socket created while the thread
 is inside the client namespace C stays there, so the flows outlive any daemon restart.
@@ -1310,9 +1312,16 @@ def notify_protocol_and_watchdog(env):
         daemon = start_daemon(env, argv=env.redirect.argv(["--metrics", f"127.0.0.1:{METRICS_PORT}"]),
                               environment={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "4000000"})
         notify.collect(3.2)
-        first = notify.messages[0][1] if notify.messages else ""
-        expect(first.startswith("READY=1\nSTATUS=redirecting: tcp:80,443:8080"),
-               "READY=1 and a STATUS line first", repr(first))
+        # The queue sockets and the lookup listener go to the descriptor store before READY=1
+        # (service_manager.py keeps them; this socket only reads the text).
+        texts = [text for _, text in notify.messages]
+        stored = [text for text in texts if text.startswith("FDSTORE=1")]
+        expect(len(stored) >= 3 and "FDSTORE=1\nFDNAME=lookup" in stored
+               and all(re.fullmatch(r"FDSTORE=1\nFDNAME=(nfqueue-\d+|lookup)", text) for text in stored),
+               "FDSTORE=1 + FDNAME for each queue and the lookup listener", stored)
+        first = texts[len(stored)] if len(texts) > len(stored) else ""
+        expect(texts[:len(stored)] == stored and first.startswith("READY=1\nSTATUS=redirecting: tcp:80,443:8080"),
+               "the descriptors first, then READY=1 and a STATUS line", texts[:len(stored) + 1])
         pings = notify.since(0).count("WATCHDOG=1")
         expect(pings >= 2, "a WATCHDOG=1 ping a second while the datapath is healthy", notify.messages)
 
