@@ -1223,6 +1223,56 @@ def fd_store_keeps_packets(env):
         back_to_standard(env)
 
 
+def fd_store_refuses_wrong_descriptors(env):
+    """A stored descriptor that is not what its name says is closed with one log line, removed
+    from the store (FDSTOREREMOVE), and the normal path runs: a NETLINK_ROUTE socket passed as
+    a queue's, a listener bound elsewhere passed as the lookup socket."""
+    stop_daemon(env, signal.SIGUSR2)
+    manager = None
+    impostors = []
+    try:
+        manager, daemon = managed_daemon(env, "fdcheck", restart_sec=0.2)
+        stored = manager.stored_names()
+        queues = [name for name in stored if name.startswith("nfqueue-")]
+        expect(len(queues) >= 2, "two stored queues (original and reply)", stored)
+        wrong_queue, kept_queue = queues[-1], queues[0]
+        route = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        elsewhere = os.path.join(env.run_dir, "elsewhere.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(elsewhere)
+        listener.listen(4)
+        impostors = [route, listener]
+        manager.replace(wrong_queue, route.fileno())
+        manager.replace("lookup", listener.fileno())
+        os.kill(daemon.pid, signal.SIGKILL)
+        successor = manager.wait_next_start(daemon.pid)
+        log = log_of(successor)
+        lines = [
+            f"stored descriptor {wrong_queue} not used (a netlink socket of protocol 0, not NETLINK_NETFILTER): "
+            "closed, starting it afresh",
+            f"stored descriptor lookup not used (bound to {elsewhere}, not {env.redirect.socket_path}): "
+            "closed, starting it afresh",
+            f"NFQUEUE {kept_queue.split('-')[1]}: adopted the bound socket from the descriptor store",
+        ]
+        for line in lines:
+            expect_equal(f"log lines '{line[:40]}...'", 1, log.count(line))
+        removed = [text for _, pid, text in manager.events if pid == successor.pid and text.startswith("FDSTOREREMOVE")]
+        expect_equal("stored descriptors removed by the successor", sorted([f"FDSTOREREMOVE {wrong_queue}",
+                                                                              "FDSTOREREMOVE lookup"]), sorted(removed))
+        expect_equal("the store after the successor started", stored, manager.stored_names())
+        for v6 in (False, True):
+            expect_redirected(env, v6=v6)
+        answer = new_echo_flow(env, False, b"after the refusals\n")
+        expect(answer.startswith("OK "), "a lookup through the freshly bound lookup socket", answer)
+        return f"{wrong_queue} and lookup refused with one line each, bound afresh; {kept_queue} adopted; redirects work"
+    finally:
+        for sock in impostors:
+            sock.close()
+        if manager:
+            manager.close()
+        back_to_standard(env)
+
+
 def watchdog_restarts_hung_daemon(env):
     """WatchdogSec=: SIGSTOP the daemon while transfers run; the manager's watchdog fires
     (SIGABRT + SIGCONT, SIGKILL after TimeoutAbortSec), starts it again with the stored
@@ -1630,6 +1680,8 @@ CASES = [
     ("descriptor store (fake service manager): SIGKILL, restart held 1 s: packets and connections wait in the "
      "queue, the successor adopts queues, listener and table; v4+v6 transfers intact, no reset", fd_store_keeps_packets,
      120, DAEMON),
+    ("descriptor store: a queue's name on a NETLINK_ROUTE socket and a listener bound elsewhere are refused with one "
+     "line each, removed from the store, bound afresh", fd_store_refuses_wrong_descriptors, 60, DAEMON),
     ("watchdog (fake service manager): SIGSTOP under traffic, SIGABRT + SIGCONT after WatchdogSec, restarted with "
      "the stored descriptors; every transfer intact", watchdog_restarts_hung_daemon, 120, DAEMON),
     ("sd_notify (fake NOTIFY_SOCKET): READY/STATUS, WATCHDOG withheld while a thread hangs, "

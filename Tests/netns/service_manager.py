@@ -132,6 +132,16 @@ class FakeServiceManager:
         with self.lock:
             return sorted(name for name, _ in self.store)
 
+    def replace(self, name, fd):
+        """Puts (a duplicate of) `fd` in the store under `name`, closing what was stored there:
+        a descriptor a broken or hostile manager might pass."""
+        with self.lock:
+            for entry in [entry for entry in self.store if entry[0] == name]:
+                os.close(entry[1])
+                self.store.remove(entry)
+            self.store.insert(0, [name, os.dup(fd)])
+            self.log(f"test replaced stored {name}")
+
     def log(self, what, pid=0):
         self.events.append((time.monotonic(), pid, what))
         self.changed.notify_all()
@@ -243,6 +253,9 @@ class FakeServiceManager:
                 os.close(stored[1])
                 self.store.remove(stored)
             self.log(f"FDSTOREREMOVE {name}", pid)
+            for fd in fds:
+                os.close(fd)
+            return
         if fields.get("FDSTORE") == "1":
             name = fields.get("FDNAME", "stored")
             for fd in fds:
@@ -259,7 +272,7 @@ class FakeServiceManager:
             return
         for fd in fds:       # descriptors with any other message are not kept
             os.close(fd)
-        if fields and "WATCHDOG" not in fields:
+        if fields and "WATCHDOG" not in fields and "READY" not in fields:
             self.log(text.replace("\n", " "), pid)
 
     def check_store_locked(self):
