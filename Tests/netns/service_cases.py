@@ -1066,15 +1066,18 @@ def managed_daemon(env, name, extra=(), **settings):
     return manager, manager.start()
 
 
+TRANSFERS = 100   # echo transfers through an outage, v4 and v6 alternating
+
+
 def outage_with_flows(env, manager, daemon, interrupt, label):
-    """Shared by the fd store and watchdog tests: transfers (v4+v6) and UDP flows through the
+    """Shared by the fd store and watchdog tests: 100 transfers (v4+v6) and 4 UDP flows through the
     managed daemon; `interrupt(daemon)` takes it away; while it is away new connections and
     lookups are started; the successor must adopt the queues, the listener and the table and
     every flow must complete. Returns (figures, successor)."""
     flows, udp, transfers, attempts = [], [], [], []
     try:
-        flows = [EchoFlow(env, v6=i % 2 == 1) for i in range(20)]
-        udp = [UdpFlow(env, v6=i % 2 == 1) for i in range(2)]
+        flows = [EchoFlow(env, v6=i % 2 == 1) for i in range(TRANSFERS)]
+        udp = [UdpFlow(env, v6=i % 2 == 1) for i in range(4)]
         for flow in udp:
             flow.exchange("before")
         originals = {flow.client: flow.lookup(env) for flow in flows + udp}
@@ -1141,7 +1144,7 @@ def outage_with_flows(env, manager, daemon, interrupt, label):
         expect("adopted the listening socket from the descriptor store" in log, "the lookup listener adopted",
                log[-2000:])
         adopted = adopted_line(successor)
-        expect(adopted and int(adopted.group(1)) >= 20, "the live table adopted (every TCP flow: >= 20)",
+        expect(adopted and int(adopted.group(1)) >= TRANSFERS, f"the live table adopted (every TCP flow: >= {TRANSFERS})",
                adopted.group(0) if adopted else log[-2000:])
         after = kernel_queues(env)
         for queue in queues:
@@ -1155,7 +1158,7 @@ def outage_with_flows(env, manager, daemon, interrupt, label):
         connect_times = [attempt.finished - attempt.started for attempt in attempts[:2]]
         figures = (f"away {ready_at - gone_at:.2f} s to the successor's READY, first echo {progress_at - gone_at:.2f} s "
                    f"after, {waiting if waiting is not None else '?'} packets held in the queue, new connections "
-                   f"took {max(connect_times):.2f} s, {adopted.group(0)}, 20 transfers intact "
+                   f"took {max(connect_times):.2f} s, {adopted.group(0)}, {TRANSFERS} transfers intact "
                    f"({sum(t.bytes for t in transfers) >> 10} KiB)")
         return figures, successor
     finally:
@@ -1297,8 +1300,9 @@ def watchdog_restarts_hung_daemon(env):
                "TimeoutAbortSec)", status)
         fired_at = next(at for at, pid, text in manager.events if pid == daemon.pid and text.startswith("watchdog timeout"))
         died_at = next(at for at, pid, text in manager.events if pid == daemon.pid and text.startswith("exited"))
+        report = "crash report in its log" if "crashed" in log_of(daemon) else "no crash report in its log"
         return (f"{figures}; watchdog fired {fired_at - stopped[0]:.2f} s after SIGSTOP, the daemon died of "
-                f"{signal.Signals(-status).name} {died_at - fired_at:.2f} s after the SIGABRT")
+                f"{signal.Signals(-status).name} {died_at - fired_at:.2f} s after the SIGABRT ({report})")
     finally:
         if manager:
             manager.close()

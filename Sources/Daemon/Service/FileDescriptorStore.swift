@@ -125,6 +125,18 @@ final class FileDescriptorStore: @unchecked Sendable {
         if !alreadyClosed { close(descriptor) }
         remove(name)
         logger.warning("stored descriptor \(name) not used (\(reason)): closed, starting it afresh")
+        if let queue = Self.queueNumber(in: name) { awaitUnbound(queue) }
+    }
+
+    /// A refused socket may still hold its queue (bound, but not as its name said) until the
+    /// manager has acted on FDSTOREREMOVE: a fresh BIND before that is EBUSY. Waits up to a
+    /// second for the kernel to show the queue unbound (another program's binding stays: then
+    /// the fresh BIND fails as it would have).
+    private func awaitUnbound(_ queue: UInt16) {
+        for _ in 0..<100 {
+            guard let bound = try? NetfilterQueueKernelStatistics.read(), bound.contains(where: { $0.queueNumber == queue }) else { return }
+            usleep(10_000)
+        }
     }
 
     /// After start: offered descriptors nobody took are closed and removed.
