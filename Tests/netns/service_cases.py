@@ -1276,6 +1276,43 @@ def fd_store_refuses_wrong_descriptors(env):
         back_to_standard(env)
 
 
+def fd_store_follows_queue_changes(env):
+    """The configuration's queues changed between two starts (a restart with a new config):
+    stored queues it no longer has are closed and removed from the store, so they unbind; the
+    new ones are bound afresh and stored; the listener is adopted."""
+    stop_daemon(env, signal.SIGUSR2)
+    manager = None
+    try:
+        manager, daemon = managed_daemon(env, "fdqueues", restart_sec=0.2)
+        old = sorted(int(name.split("-")[1]) for name in manager.stored_names() if name.startswith("nfqueue-"))
+        argv = list(manager.argv)
+        at = argv.index("--queue") + 1
+        argv[at] = str(int(argv[at]) + 20)
+        manager.argv = argv
+        os.kill(daemon.pid, signal.SIGKILL)
+        successor = manager.wait_next_start(daemon.pid)
+        new = sorted(queue + 20 for queue in old)
+        log = log_of(successor)
+        for queue in old:
+            expect_equal(f"log line for the stored nfqueue-{queue}", 1,
+                         log.count(f"stored descriptor nfqueue-{queue} closed: not wanted by this configuration"))
+        expect("adopted the listening socket from the descriptor store" in log, "the listener adopted", log[-1500:])
+        expect_equal("the store after the change", sorted([f"nfqueue-{queue}" for queue in new] + ["lookup"]),
+                     manager.stored_names())
+        deadline = time.monotonic() + 5
+        while any(queue in kernel_queues(env) for queue in old) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        bound = kernel_queues(env)
+        expect_equal("queues bound in the kernel after the change", new, sorted(queue for queue in bound if queue in old + new))
+        expect_redirected(env)
+        expect_redirected(env, v6=True)
+        return f"queues {old} closed and removed from the store, {new} bound and stored, listener adopted"
+    finally:
+        if manager:
+            manager.close()
+        back_to_standard(env)
+
+
 def watchdog_restarts_hung_daemon(env):
     """WatchdogSec=: SIGSTOP the daemon while transfers run; the manager's watchdog fires
     (SIGABRT + SIGCONT, SIGKILL after TimeoutAbortSec), starts it again with the stored
@@ -1686,6 +1723,8 @@ CASES = [
      120, DAEMON),
     ("descriptor store: a queue's name on a NETLINK_ROUTE socket and a listener bound elsewhere are refused with one "
      "line each, removed from the store, bound afresh", fd_store_refuses_wrong_descriptors, 60, DAEMON),
+    ("descriptor store: queues the new configuration does not have are closed, removed from the store and unbound",
+     fd_store_follows_queue_changes, 60, DAEMON),
     ("watchdog (fake service manager): SIGSTOP under traffic, SIGABRT + SIGCONT after WatchdogSec, restarted with "
      "the stored descriptors; every transfer intact", watchdog_restarts_hung_daemon, 120, DAEMON),
     ("sd_notify (fake NOTIFY_SOCKET): READY/STATUS, WATCHDOG withheld while a thread hangs, "
