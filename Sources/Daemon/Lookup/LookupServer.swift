@@ -66,11 +66,11 @@ public final class LookupServer: @unchecked Sendable {
         thread = startThread(name: "nfqr-lookup") { [self] in serve() }
     }
 
-    /// Stops serving, closes every client and removes the socket file.
-    /// The listening socket, for the service manager's descriptor store (-1 before `start`).
+    /// The listening socket, for the service manager's descriptor store (nil before `start`).
     public var listeningDescriptor: Int32? { listenFD >= 0 ? listenFD : nil }
 
-    /// `removeSocketFile: false` leaves the file for a successor adopting the listener.
+    /// Stops serving, closes every client and removes the socket file (`removeSocketFile:
+    /// false` leaves it for a successor adopting the listener from the descriptor store).
     public func stop(removeSocketFile: Bool = true) {
         guard let thread else { return }
         var one: UInt64 = 1

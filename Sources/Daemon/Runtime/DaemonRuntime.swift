@@ -218,7 +218,7 @@ final class DaemonRuntime: @unchecked Sendable {
         }
     }
 
-    /// The queues' sockets and the lookup listener, for the descriptor store.
+    /// The queues the datapath threads read (their sockets go to the descriptor store).
     var queues: [any PacketQueue] { workers.map(\.queue) }
 
     private func startLookup() throws(StartupError) {
