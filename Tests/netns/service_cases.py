@@ -1320,7 +1320,7 @@ def watchdog_restarts_hung_daemon(env):
     stop_daemon(env, signal.SIGUSR2)
     manager = None
     try:
-        manager, daemon = managed_daemon(env, "watchdog", watchdog_sec=2.0, timeout_abort_sec=2.0, restart_sec=0.2)
+        manager, daemon = managed_daemon(env, "watchdog", watchdog_sec=3.0, timeout_abort_sec=2.0, restart_sec=0.2)
 
         stopped = []
 
