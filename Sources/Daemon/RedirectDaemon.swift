@@ -42,13 +42,16 @@ public enum RedirectDaemon {
         }
         let logger = Logger(label: "nfq-redirectd")
         let notifier = SystemdNotifier(environment: ProcessEnvironment.all())
+        let descriptorStore = FileDescriptorStore(environment: ProcessEnvironment.all(), notifier: notifier, logger: logger)
 
         let runtime: DaemonRuntime
         do {
             try Preflight.requireNetAdmin()
-            runtime = try DaemonRuntime(configuration: configuration, logger: logger)
+            runtime = try DaemonRuntime(configuration: configuration, logger: logger, descriptorStore: descriptorStore)
             try runtime.preflight()
             try runtime.start()
+            descriptorStore.discardUnclaimed()
+            descriptorStore.keep(runtime.storableDescriptors)
         } catch {
             logger.critical("\(error)")
             return 1
@@ -61,6 +64,7 @@ public enum RedirectDaemon {
             } catch {
                 logger.critical("metrics listener \(listen): \(error)")
                 runtime.stop(keepRules: false)
+                descriptorStore.empty()
                 return 1
             }
         }
@@ -94,6 +98,7 @@ public enum RedirectDaemon {
         }
         metrics?.shutdown()
         runtime.stop(keepRules: keepRules)
+        if !keepRules { descriptorStore.empty() }
         logger.info("stopped")
         return 0
     }

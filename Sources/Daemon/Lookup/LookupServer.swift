@@ -17,6 +17,9 @@ public final class LookupServer: @unchecked Sendable {
         public var idleTimeoutSeconds: Int
         /// How long to keep asking for requests (epoll without sleeping) before sleeping.
         public var busyPoll: Duration = .zero
+        /// A listening socket at `path` kept by the service manager (checked by
+        /// `FileDescriptorStore.takeListener`): served as it is, not bound again.
+        public var adoptedListener: Int32? = nil
     }
 
     private let settings: Settings
@@ -63,8 +66,12 @@ public final class LookupServer: @unchecked Sendable {
         thread = startThread(name: "nfqr-lookup") { [self] in serve() }
     }
 
-    /// Stops serving, closes every client and removes the socket file.
-    public func stop() {
+    /// The listening socket, for the service manager's descriptor store (nil before `start`).
+    public var listeningDescriptor: Int32? { listenFD >= 0 ? listenFD : nil }
+
+    /// Stops serving, closes every client and removes the socket file (`removeSocketFile:
+    /// false` leaves it for a successor adopting the listener from the descriptor store).
+    public func stop(removeSocketFile: Bool = true) {
         guard let thread else { return }
         var one: UInt64 = 1
         _ = write(wakeFD, &one, 8)
@@ -76,7 +83,7 @@ public final class LookupServer: @unchecked Sendable {
         close(epollFD)
         close(wakeFD)
         close(reserveFD)
-        unlink(settings.path)
+        if removeSocketFile { unlink(settings.path) }
     }
 
     /// Every client holds a descriptor: lift the soft limit (often 1024) to cover max_clients.
@@ -90,6 +97,15 @@ public final class LookupServer: @unchecked Sendable {
     }
 
     private func bindSocket() throws(LookupServerError) {
+        if let adopted = settings.adoptedListener {
+            // Connections that arrived while nobody listened wait in its backlog.
+            _ = fcntl(adopted, F_SETFL, fcntl(adopted, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(adopted, F_SETFD, FD_CLOEXEC)
+            listenFD = adopted
+            logger.info("lookup socket \(settings.path): adopted the listening socket from the descriptor store")
+            try setOwnership()
+            return
+        }
         let directory = String(settings.path[..<(settings.path.lastIndex(of: "/") ?? settings.path.startIndex)])
         if !directory.isEmpty { mkdir(directory, 0o755) }
         listenFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -100,11 +116,15 @@ public final class LookupServer: @unchecked Sendable {
             bind(listenFD, address, length)
         }
         guard bound == 0 else { throw .system("bind \(settings.path)", errno) }
+        try setOwnership()
+        guard listen(listenFD, 512) == 0 else { throw .system("listen", errno) }
+    }
+
+    private func setOwnership() throws(LookupServerError) {
         if let group = settings.group, chown(settings.path, uid_t.max, group) != 0 {
             throw .system("chown \(settings.path)", errno)
         }
         guard chmod(settings.path, settings.mode) == 0 else { throw .system("chmod \(settings.path)", errno) }
-        guard listen(listenFD, 512) == 0 else { throw .system("listen", errno) }
     }
 
     private static let readable = UInt32(NFQR_EPOLLIN)

@@ -46,10 +46,13 @@ final class DaemonRuntime: @unchecked Sendable {
     private var sweeps = 0
     /// Flows read from the previous process's live table, restored by `start()`.
     private var liveTableRecords: SharedFlowFile.AdoptedTable?
+    /// The service manager's descriptor store: queue sockets and the lookup listener kept
+    /// across a crash or restart (nil: bind afresh every start).
+    let descriptorStore: FileDescriptorStore?
 
     init(
         configuration: DaemonConfiguration, logger: Logger,
-        installer: any RuleInstaller = IptablesRuleInstaller(),
+        installer: any RuleInstaller = IptablesRuleInstaller(), descriptorStore: FileDescriptorStore? = nil,
         addressSource: any InterfaceAddressSource = RtnetlinkAddressSource(),
         queueFactory: @escaping (NetfilterQueueConfiguration) throws(KernelError) -> any PacketQueue = { configuration throws(KernelError) in
             try NetfilterQueue(configuration: configuration)
@@ -61,6 +64,7 @@ final class DaemonRuntime: @unchecked Sendable {
         self.installer = installer
         self.addressSource = addressSource
         self.queueFactory = queueFactory
+        self.descriptorStore = descriptorStore
         // Events (new / destroyed flows) feed the lookup service's EVENTS stream, which
         // drains them every 100 ms; 16384 undrained ones cover a burst of 160k flows/s.
         let tableConfiguration = FlowTableConfiguration(
@@ -192,6 +196,7 @@ final class DaemonRuntime: @unchecked Sendable {
         let queues = configuration.queues
         let plan: [(UInt16, PacketMetadata.Direction)] =
             queues.originalQueues.map { ($0, .original) } + queues.replyQueues.map { ($0, .reply) }
+        descriptorStore?.prepare(wantedQueues: Set(plan.map(\.0)))
         for (number, direction) in plan {
             var queueConfiguration = NetfilterQueueConfiguration(queueNumber: number)
             queueConfiguration.maximumQueueLength = queues.maxLength
@@ -201,7 +206,7 @@ final class DaemonRuntime: @unchecked Sendable {
             queueConfiguration.busyPollMicroseconds = queues.busyPollMicroseconds
             let queue: any PacketQueue
             do {
-                queue = try queueFactory(queueConfiguration)
+                queue = try descriptorStore?.adoptQueue(queueConfiguration, logger: logger) ?? queueFactory(queueConfiguration)
             } catch {
                 throw StartupError("binding NFQUEUE \(number): \(error)")
             }
@@ -213,13 +218,17 @@ final class DaemonRuntime: @unchecked Sendable {
         }
     }
 
+    /// The queues the datapath threads read (their sockets go to the descriptor store).
+    var queues: [any PacketQueue] { workers.map(\.queue) }
+
     private func startLookup() throws(StartupError) {
         let (access, group) = try Preflight.resolveAccess(configuration.lookup)
         let settings = LookupServer.Settings(
             path: configuration.lookup.socketPath, mode: mode_t(configuration.lookup.socketMode), group: group,
             access: access, maxClients: configuration.lookup.maxClients,
             idleTimeoutSeconds: configuration.lookup.idleTimeoutSeconds,
-            busyPoll: .microseconds(configuration.lookup.busyPollMicroseconds))
+            busyPoll: .microseconds(configuration.lookup.busyPollMicroseconds),
+            adoptedListener: descriptorStore?.takeListener(path: configuration.lookup.socketPath))
         let backend = DaemonBackend(table: table, clock: clock, latency: lookupLatency) { [unowned self] in statistics() }
         let server = LookupServer(settings: settings, backend: backend, logger: logger)
         do {
@@ -324,7 +333,8 @@ final class DaemonRuntime: @unchecked Sendable {
         }
         // After the workers: no flow changes any more. Kept for a restart, like the rules.
         stopGetsockoptHook(keep: keepRules)
-        lookupServer?.stop()
+        // A stored listener stays where proxies find it, for the next start to adopt.
+        lookupServer?.stop(removeSocketFile: !(keepRules && descriptorStore?.isActive == true))
         lookupServer = nil
     }
 

@@ -24,6 +24,19 @@ final class NetlinkSocket {
         self.portID = mnl_socket_get_portid(handle)
     }
 
+    /// Takes over an open netlink socket (one a previous process bound and the service
+    /// manager kept): its port id is read back from the kernel. Closes `descriptor` on failure.
+    init(adopting descriptor: CInt) throws(KernelError) {
+        guard let handle = mnl_socket_fdopen(descriptor) else {
+            let error = Errno.current
+            close(descriptor)
+            throw .system(call: "getsockname(adopted netlink socket)", errno: error)
+        }
+        self.handle = handle
+        self.descriptor = descriptor
+        self.portID = mnl_socket_get_portid(handle)
+    }
+
     deinit { mnl_socket_close(handle) }
 
     /// Sends one datagram (which may hold several messages) to the kernel.

@@ -31,10 +31,25 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
 
     /// Opens a netlink socket, sizes its buffers and binds `configuration.queueNumber`.
     /// Throws `.netlink(..., EBUSY)` when another socket holds the queue, EPERM without CAP_NET_ADMIN.
-    public init(configuration: NetfilterQueueConfiguration) throws(KernelError) {
+    public convenience init(configuration: NetfilterQueueConfiguration) throws(KernelError) {
+        try self.init(configuration: configuration, adopting: nil)
+    }
+
+    /// With `adopting`, takes over a socket a previous process bound to the queue (kept by the
+    /// service manager; `AdoptedSocket.notAQueueSocket` checks its kind): no BIND (the binding
+    /// belongs to the socket; a second BIND is EBUSY), the copy mode, length and flags sent
+    /// again, packets the previous process took but never answered handed back (NF_REPEAT).
+    /// Throws, closing the descriptor, when the socket is not bound to this queue (EPERM, ENODEV).
+    public init(configuration: NetfilterQueueConfiguration, adopting: CInt?) throws(KernelError) {
         try configuration.validate()
         self.configuration = configuration
-        let socket = try NetlinkSocket(bus: NETLINK_NETFILTER)
+        let lastID = adopting == nil ? 0 : QueueBinding.lastPacketID(queue: configuration.queueNumber)
+        let socket: NetlinkSocket
+        if let adopting {
+            socket = try NetlinkSocket(adopting: adopting)
+        } else {
+            socket = try NetlinkSocket(bus: NETLINK_NETFILTER)
+        }
         self.socket = socket
         portID = socket.portID
         wakeUp = try WakeUpChannel()
@@ -55,8 +70,21 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
         receiveIovecs = .allocate(capacity: configuration.batchCapacity)
         receivedLengths = .allocate(capacity: configuration.batchCapacity)
         receivedFlags = .allocate(capacity: configuration.batchCapacity)
-        try QueueBinding.bind(socket: socket, configuration: configuration)
+        try QueueBinding.bind(socket: socket, configuration: configuration, alreadyBound: adopting != nil)
+        if adopting != nil {
+            // Best effort: a failure here leaves those packets to the senders' retransmissions.
+            orphansReleased = (try? QueueBinding.releaseOrphans(socket: socket, queue: configuration.queueNumber, upTo: lastID)) ?? false
+        } else {
+            orphansReleased = false
+        }
     }
+
+    /// Whether adoption found packets the previous process had taken and not answered (sent back
+    /// through the rules with NF_REPEAT).
+    public let orphansReleased: Bool
+
+    /// The netlink socket, for the service manager's descriptor store; owned by this queue.
+    public var descriptor: CInt { socket.descriptor }
 
     deinit {
         receiveIovecs.deallocate()

@@ -6,7 +6,9 @@ import Glibc
 /// The configuration exchange that binds a queue: BIND, copy mode, queue length and flags,
 /// sent in one datagram, each message acknowledged.
 enum QueueBinding {
-    static func bind(socket: NetlinkSocket, configuration: NetfilterQueueConfiguration) throws(KernelError) {
+    /// `alreadyBound`: the socket is one a previous process bound (adopted); only the copy
+    /// mode, length and flags are sent, which the kernel takes from the socket holding the queue.
+    static func bind(socket: NetlinkSocket, configuration: NetfilterQueueConfiguration, alreadyBound: Bool = false) throws(KernelError) {
         let queue = configuration.queueNumber
         let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 8)
         defer { bytes.deallocate() }
@@ -21,7 +23,9 @@ enum QueueBinding {
                 header.pointee.nlmsg_seq = sequence
                 offset += (Int(header.pointee.nlmsg_len) + 3) & ~3
             }
-            message(sequence: 1) { nfq_nlmsg_cfg_put_cmd($0, UInt16(AF_UNSPEC), UInt8(NFQNL_CFG_CMD_BIND.rawValue)) }
+            if !alreadyBound {
+                message(sequence: 1) { nfq_nlmsg_cfg_put_cmd($0, UInt16(AF_UNSPEC), UInt8(NFQNL_CFG_CMD_BIND.rawValue)) }
+            }
             message(sequence: 2) {
                 nfq_nlmsg_cfg_put_params($0, UInt8(NFQNL_COPY_PACKET.rawValue), Int32(configuration.copyRange))
             }
@@ -35,7 +39,46 @@ enum QueueBinding {
             }
         }
         try socket.send(UnsafeRawBufferPointer(rebasing: bytes[..<offset]), label: "sendto(NFQUEUE \(queue) configuration)")
-        try awaitAcknowledgements(socket: socket, configuration: configuration, count: 4)
+        try awaitAcknowledgements(socket: socket, configuration: configuration, first: alreadyBound ? 2 : 1, last: 4)
+    }
+
+    /// The last packet id the kernel gave out on `queue` (/proc's id_sequence), 0 if unknown.
+    static func lastPacketID(queue: UInt16) -> UInt32 {
+        ((try? NetfilterQueueKernelStatistics.read()) ?? []).first { $0.queueNumber == queue }?.idSequence ?? 0
+    }
+
+    /// After adopting a socket: every packet of the queue with an id up to `upTo` (read before
+    /// the configuration exchange, whose acknowledgement loop sent back the ones still waiting
+    /// in the socket) was taken by the previous process and never answered. One batch verdict
+    /// NF_REPEAT sends them through the rules again, queued anew for us. Returns whether there
+    /// were any (the kernel answers ENOENT when none is left).
+    static func releaseOrphans(socket: NetlinkSocket, queue: UInt16, upTo lastID: UInt32) throws(KernelError) -> Bool {
+        guard lastID > 0 else { return false }
+        var verdict = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        try withUnsafeMutableBytes(of: &verdict) { (bytes) throws(KernelError) in
+            VerdictWriter.encodeHeader(into: bytes, type: VerdictWriter.batchVerdictMessageType, queue: queue, verdict: UInt32(NF_REPEAT), id: lastID, payloadLength: nil)
+            // NLM_F_REQUEST | NLM_F_ACK, sequence 5
+            bytes.storeBytes(of: UInt16(1 | NLM_F_ACK), toByteOffset: 6, as: UInt16.self)
+            bytes.storeBytes(of: UInt32(5), toByteOffset: 8, as: UInt32.self)
+            try socket.send(UnsafeRawBufferPointer(bytes), label: "sendto(NFQUEUE \(queue) repeat orphans)")
+        }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            guard let result = try socket.receive(into: buffer, timeoutMilliseconds: 5000) else {
+                throw .unexpectedReply("no acknowledgement for NFQUEUE \(queue) orphan verdict within 5 s")
+            }
+            guard case .completed(let length) = result else { continue }
+            for message in NetlinkMessages(UnsafeRawBufferPointer(rebasing: buffer[..<length])) {
+                if let code = message.errorCode, message.sequence == 5 {
+                    if code == 0 { return true }
+                    if -code == ENOENT { return false }
+                    throw .netlink(request: "repeating orphaned packets of NFQUEUE \(queue)", errno: Errno(rawValue: -code))
+                } else if message.type == PacketMessageParser.packetMessageType {
+                    try repeatPacket(message, socket: socket, queue: queue)
+                }
+            }
+        }
     }
 
     private static func describe(_ sequence: UInt32, queue: UInt16) -> String {
@@ -50,17 +93,20 @@ enum QueueBinding {
     /// Reads until every configuration message is acknowledged. A packet can arrive between
     /// BIND and the copy-mode change: it is handed back with NF_REPEAT, so the kernel runs the
     /// rule again and queues it anew, now with its payload.
-    private static func awaitAcknowledgements(socket: NetlinkSocket, configuration: NetfilterQueueConfiguration, count: UInt32) throws(KernelError) {
+    private static func awaitAcknowledgements(
+        socket: NetlinkSocket, configuration: NetfilterQueueConfiguration, first: UInt32, last: UInt32
+    ) throws(KernelError) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: configuration.slotSize, alignment: 16)
         defer { buffer.deallocate() }
         var acknowledged: UInt32 = 0
+        let count = last - first + 1
         while acknowledged < count {
             guard let result = try socket.receive(into: buffer, timeoutMilliseconds: 5000) else {
                 throw .unexpectedReply("no acknowledgement for NFQUEUE \(configuration.queueNumber) configuration within 5 s")
             }
             guard case .completed(let length) = result else { continue }
             for message in NetlinkMessages(UnsafeRawBufferPointer(rebasing: buffer[..<length])) {
-                if let code = message.errorCode, (1...count).contains(message.sequence) {
+                if let code = message.errorCode, (first...last).contains(message.sequence) {
                     if code != 0 {
                         throw .netlink(request: describe(message.sequence, queue: configuration.queueNumber), errno: Errno(rawValue: -code))
                     }
