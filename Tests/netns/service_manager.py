@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 
-from processes import Program, in_namespace
+from harness.processes import Program, in_namespace
 
 SO_PASSCRED = 16
 SCM_CREDENTIALS = 2
