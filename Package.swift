@@ -4,7 +4,8 @@ import PackageDescription
 // Layers, innermost first (each may only import the ones above it):
 //   RedirectCore      pure Swift: packet views, checksums, flow table, policy, NAT engine, lookup codec
 //   CNetfilterQueue   system libraries libnetfilter_queue + libmnl, plus a tiny prefixed C shim
-//   Kernel            the kernel boundary (NFQUEUE sockets, rtnetlink addresses, iptables) behind protocols with fakes
+//   Kernel            the kernel boundary (NFQUEUE sockets, rtnetlink addresses, iptables) behind protocols
+//   KernelTesting     in-memory fakes of those protocols, for tests only (the daemon does not link it)
 //   Daemon            wiring: datapath threads, lookup server, config, metrics, state store, sd_notify
 //   nfq-redirectd / nfq-redirect   thin mains
 // The LD_PRELOAD library (Sources/CPreload) is plain C built by the Makefile, so no Swift runtime
@@ -53,6 +54,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Fakes of the kernel boundary (like swift-nio's NIOEmbedded): only test targets depend on it.
+        .target(name: "KernelTesting", dependencies: ["Kernel", "RedirectCore"]),
         .target(
             name: "Daemon",
             dependencies: [
@@ -85,8 +88,8 @@ let package = Package(
             name: "RedirectCoreTests",
             dependencies: ["RedirectCore", .product(name: "MallocInterposerSwift", package: "malloc-interposer")]
         ),
-        .testTarget(name: "KernelTests", dependencies: ["Kernel", "CNetfilterQueue", "CNFQShim"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "NFQRedirectClient"]),
+        .testTarget(name: "KernelTests", dependencies: ["Kernel", "KernelTesting", "CNetfilterQueue", "CNFQShim"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "KernelTesting", "NFQRedirectClient"]),
     ],
     swiftLanguageModes: [.v5]
 )

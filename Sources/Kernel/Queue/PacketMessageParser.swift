@@ -1,11 +1,11 @@
 import CNFQShim
 
 /// Turns received NFQUEUE datagrams into the batch's packets, counting what it cannot use.
-enum PacketMessageParser {
+package enum PacketMessageParser {
     /// NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_PACKET.
     static let packetMessageType: UInt16 = 3 << 8
     /// struct nfgenmsg, before the attributes.
-    static let familyHeaderLength = 4
+    package static let familyHeaderLength = 4
 
     /// Parses every message of one datagram. `truncated` is the datagram's MSG_TRUNC flag.
     static func parse(

@@ -15,9 +15,9 @@ import Glibc
 ///
 /// Why unsafe: headers and iovecs live in memory allocated once per queue so the verdict
 /// path allocates nothing; all offsets are computed from the constants below.
-final class VerdictWriter {
-    static let verdictMessageType: UInt16 = 3 << 8 | 1
-    static let batchVerdictMessageType: UInt16 = 3 << 8 | 3
+package final class VerdictWriter {
+    package static let verdictMessageType: UInt16 = 3 << 8 | 1
+    package static let batchVerdictMessageType: UInt16 = 3 << 8 | 3
     static let verdictHeaderLength = 32
     static let payloadAttributeHeaderLength = 4
     /// nla_len is 16 bits: 65535 - 4 bytes of attribute header.
@@ -34,7 +34,7 @@ final class VerdictWriter {
     /// Room for the verdicts of one batch of `batchCapacity` slots: a verdict per packet plus one
     /// per unparsed id, each list holding up to `batchCapacity` (a datagram may carry more
     /// messages than the batch has slots), plus the batch verdict.
-    init(batchCapacity: Int) {
+    package init(batchCapacity: Int) {
         capacity = 2 * batchCapacity
         headers = .allocate(byteCount: (capacity + 1) * Self.headerStride, alignment: 8)
         iovecs = .allocate(capacity: capacity * 3 + 1)
@@ -50,7 +50,7 @@ final class VerdictWriter {
 
     /// Writes the batch's verdicts and calls `send` with each datagram's iovecs (never more
     /// than `sendLimit` bytes unless one message alone is larger). Counts verdict kinds.
-    func write(
+    package func write(
         batch: PacketBatch, queueNumber: UInt16, unparsedPolicy: UnparsablePacketPolicy, useBatchVerdict: Bool,
         sendLimit: Int, counters: inout PacketQueueCounters,
         send: (UnsafeMutableBufferPointer<iovec>, Int) throws(KernelError) -> Void

@@ -46,36 +46,36 @@ enum Descriptor {
 }
 
 /// An eventfd another thread writes to, so a thread blocked in poll(2) wakes up.
-final class WakeUpChannel {
-    let descriptor: CInt
+package final class WakeUpChannel {
+    package let descriptor: CInt
 
-    init() throws(KernelError) {
+    package init() throws(KernelError) {
         descriptor = try syscallCompleting("eventfd") { nfqr_eventfd() }
     }
 
     deinit { close(descriptor) }
 
-    func signal() {
+    package func signal() {
         var one: UInt64 = 1
         // A full counter (EAGAIN) still leaves the descriptor readable: nothing to do.
         _ = write(descriptor, &one, MemoryLayout<UInt64>.size)
     }
 
     /// Clears pending signals.
-    func drain() {
+    package func drain() {
         var value: UInt64 = 0
         _ = read(descriptor, &value, MemoryLayout<UInt64>.size)
     }
 }
 
 /// What a wait for a readable descriptor came to.
-enum ReadinessWait {
+package enum ReadinessWait {
     case readable
     case wokenUp
     case timedOut
 
     /// Blocks until `fd` is readable, `wakeUp` is signalled, or `timeoutMilliseconds` pass (-1: no limit).
-    static func wait(for fd: CInt, wakeUp: WakeUpChannel?, timeoutMilliseconds: CInt) throws(KernelError) -> ReadinessWait {
+    package static func wait(for fd: CInt, wakeUp: WakeUpChannel?, timeoutMilliseconds: CInt) throws(KernelError) -> ReadinessWait {
         var fds = (
             pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
             pollfd(fd: wakeUp?.descriptor ?? -1, events: Int16(POLLIN), revents: 0)

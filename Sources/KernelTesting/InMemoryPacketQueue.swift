@@ -1,4 +1,5 @@
 import Glibc
+import Kernel
 import RedirectCore
 
 /// A packet queue in memory, for testing the datapath without a kernel.
@@ -16,6 +17,12 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
         public var verdict: Verdict
         /// The packet as it continues (rewritten or original); empty for a drop.
         public var bytes: [UInt8]
+
+        public init(id: UInt32, verdict: Verdict, bytes: [UInt8]) {
+            self.id = id
+            self.verdict = verdict
+            self.bytes = bytes
+        }
     }
 
     /// A packet waiting in the queue, as the kernel would describe it.

@@ -1,3 +1,4 @@
+import Kernel
 import RedirectCore
 
 /// Interface addresses held in memory, for tests: `setAddresses` changes them and wakes
