@@ -3,7 +3,8 @@ import PackageDescription
 
 // Layers, innermost first (each may only import the ones above it):
 //   RedirectCore      pure Swift: packet views, checksums, flow table, policy, NAT engine, lookup codec
-//   CNetfilterQueue   system libraries libnetfilter_queue + libmnl, plus a tiny prefixed C shim
+//   CNetfilterQueue   system libraries libnetfilter_queue + libmnl
+//   CNetlinkAttributes, CSystemCalls   small C shims: netlink attribute walks; libc calls Swift's Glibc lacks
 //   Kernel            the kernel boundary (NFQUEUE sockets, rtnetlink addresses, iptables) behind protocols
 //   KernelTesting     in-memory fakes of those protocols, for tests only (the daemon does not link it)
 //   Daemon            wiring: datapath threads, lookup server, config, metrics, state store, sd_notify
@@ -39,7 +40,10 @@ let package = Package(
             pkgConfig: "libnetfilter_queue",
             providers: [.apt(["libnetfilter-queue-dev", "libnfnetlink-dev", "libmnl-dev"])]
         ),
-        .target(name: "CNFQShim", path: "Sources/CNFQShim"),
+        // C shims by purpose, every symbol prefixed `nfqr_`: netlink attribute walks over
+        // kernel-filled buffers, and the libc calls the Glibc module does not export.
+        .target(name: "CNetlinkAttributes"),
+        .target(name: "CSystemCalls"),
         // The cgroup/getsockopt program (bpf/, compiled by `make bpf` with clang -target bpf
         // into generated/, embedded by bpftool's skeleton) and its libbpf loader.
         .target(
@@ -50,7 +54,7 @@ let package = Package(
         .target(
             name: "Kernel",
             dependencies: [
-                "RedirectCore", "CNetfilterQueue", "CNFQShim", "CNativeAnswers",
+                "RedirectCore", "CNetfilterQueue", "CNetlinkAttributes", "CSystemCalls", "CNativeAnswers",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -59,7 +63,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "RedirectCore", "Kernel", "NFQRedirectClient", "CNFQShim",
+                "RedirectCore", "Kernel", "NFQRedirectClient", "CSystemCalls",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -88,7 +92,7 @@ let package = Package(
             name: "RedirectCoreTests",
             dependencies: ["RedirectCore", .product(name: "MallocInterposerSwift", package: "malloc-interposer")]
         ),
-        .testTarget(name: "KernelTests", dependencies: ["Kernel", "KernelTesting", "CNetfilterQueue", "CNFQShim"]),
+        .testTarget(name: "KernelTests", dependencies: ["Kernel", "KernelTesting", "CNetfilterQueue", "CSystemCalls"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "KernelTesting", "NFQRedirectClient"]),
     ],
     swiftLanguageModes: [.v5]

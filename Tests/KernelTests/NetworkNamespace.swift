@@ -1,4 +1,4 @@
-import CNFQShim
+import CSystemCalls
 import Foundation
 import XCTest
 

@@ -1,4 +1,4 @@
-import CNFQShim
+import CSystemCalls
 import Glibc
 import Logging
 import NFQRedirectClient

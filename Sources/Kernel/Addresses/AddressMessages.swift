@@ -1,4 +1,4 @@
-import CNFQShim
+import CNetlinkAttributes
 import RedirectCore
 
 /// Reads rtnetlink address messages (RTM_NEWADDR in dumps and notifications).

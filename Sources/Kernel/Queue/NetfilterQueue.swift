@@ -1,4 +1,4 @@
-import CNFQShim
+import CSystemCalls
 import CNetfilterQueue
 import Glibc
 import RedirectCore

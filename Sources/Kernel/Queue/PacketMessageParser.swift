@@ -1,4 +1,4 @@
-import CNFQShim
+import CNetlinkAttributes
 
 /// Turns received NFQUEUE datagrams into the batch's packets, counting what it cannot use.
 package enum PacketMessageParser {

@@ -1,5 +1,5 @@
 import RedirectCore
-import CNFQShim
+import CNetlinkAttributes
 import CNetfilterQueue
 import Glibc
 

@@ -1,4 +1,4 @@
-import CNFQShim
+import CSystemCalls
 import Glibc
 
 /// Runs a program with posix_spawn from the calling thread (so it inherits that thread's

@@ -1,4 +1,4 @@
-import CNFQShim
+import CSystemCalls
 import Glibc
 
 /// Small descriptor helpers used at set-up time (socket options, files, wake-up channels).
