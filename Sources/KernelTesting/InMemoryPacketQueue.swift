@@ -277,9 +277,9 @@ struct DecodedVerdict {
             let length = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
             let type = bytes.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)
             guard length >= 4, offset + length <= bytes.count else { return nil }
-            if type == 2, length == 12 {
+            if type == NetfilterQueueWire.verdictHeaderAttribute, length == 12 {
                 header = (bytes.loadBigEndianUInt32(at: offset + 4), bytes.loadBigEndianUInt32(at: offset + 8))
-            } else if type == 10 {
+            } else if type == NetfilterQueueWire.payloadAttribute {
                 payload = Array(bytes[(offset + 4)..<(offset + length)])
             }
             offset += (length + 3) & ~3
@@ -287,8 +287,8 @@ struct DecodedVerdict {
         guard let (code, id) = header else { return nil }
         self.id = id
         switch code {
-        case 0: verdict = .drop
-        case 1: verdict = payload == nil ? .accept : .acceptModified
+        case NetfilterQueueWire.drop: verdict = .drop
+        case NetfilterQueueWire.accept: verdict = payload == nil ? .accept : .acceptModified
         default: return nil
         }
     }

@@ -2,8 +2,7 @@ import CNetlinkAttributes
 
 /// Turns received NFQUEUE datagrams into the batch's packets, counting what it cannot use.
 package enum PacketMessageParser {
-    /// NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_PACKET.
-    static let packetMessageType: UInt16 = 3 << 8
+    static let packetMessageType = NetfilterQueueWire.packetMessageType
     /// struct nfgenmsg, before the attributes.
     package static let familyHeaderLength = 4
 
