@@ -1,6 +1,7 @@
 import Glibc
 import Kernel
 import RedirectCore
+import SystemCalls
 
 /// A packet queue in memory, for testing the datapath without a kernel.
 ///
@@ -78,8 +79,8 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
         self.slotSize = slotSize
         self.unparsablePacketPolicy = unparsablePacketPolicy
         self.batchVerdicts = batchVerdicts
-        readable = try WakeUpChannel()
-        wakeUp = try WakeUpChannel()
+        readable = try kernelCall { () throws(SystemCallError) in try WakeUpChannel() }
+        wakeUp = try kernelCall { () throws(SystemCallError) in try WakeUpChannel() }
         writer = VerdictWriter(batchCapacity: batchCapacity)
     }
 
@@ -186,7 +187,9 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
                 return delivered
             }
             if delivered { return .received }
-            switch try ReadinessWait.wait(for: readable.descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds) {
+            switch try kernelCall({ () throws(SystemCallError) in
+                try ReadinessWait.wait(for: readable.descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds)
+            }) {
             case .readable: readable.drain()
             case .wokenUp: return .interrupted
             case .timedOut: return .timedOut

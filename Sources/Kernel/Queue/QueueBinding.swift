@@ -2,6 +2,7 @@ import RedirectCore
 import CNetlinkAttributes
 import CNetfilterQueue
 import Glibc
+import SystemCalls
 
 /// The configuration exchange that binds a queue: BIND, copy mode, queue length and flags,
 /// sent in one datagram, each message acknowledged.
