@@ -20,6 +20,8 @@ all: release
 # Test tools, too: nft flush ruleset (the firewall-flush service test); promtool (contrib/
 # alert rules).
 TEST_DEPS    += nftables prometheus
+# The C formatter `make lint` runs (mk/lint.mk; swift-format ships with the toolchain).
+TEST_DEPS    += clang-format
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (it installs Debian packages)"; exit 1; fi
@@ -32,6 +34,7 @@ include mk/robust.mk
 include mk/lookup.mk
 include mk/svc.mk
 include mk/speed.mk
+include mk/lint.mk
 
 # `swift build -c release` builds the Swift programs; the preload library is plain C (no Swift
 # runtime in the proxies it is loaded into), built by the C compiler into the same folder.
@@ -56,7 +59,7 @@ proxies-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode daemon
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode preload
 
-test: deps release unit-test preload-test netns-test proxies-test lookup-test robust-test svc-test
+test: deps lint release unit-test preload-test netns-test proxies-test lookup-test robust-test svc-test
 
 demo: deps release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) scripts/demo.sh
