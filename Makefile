@@ -49,16 +49,16 @@ unit-test: bpf
 
 # `swift test` as a user without privileges, as on a laptop: the root-only tests skip, the
 # rest must pass. Its own scratch folder owned by that user (the dependencies copied from
-# root's, so nothing is fetched); from a copy of the sources when the checkout lies where
-# that user cannot read it.
+# root's, so nothing is fetched); from a copy of the checkout (build folders left out) when
+# it lies where that user cannot read it, such as a 0700 directory.
 NONROOT_USER    ?= nobody
 NONROOT_DIR     ?= /var/tmp/nfq-redirect-unit-test-$(NONROOT_USER)
 unit-test-nonroot: bpf
 	@if [ "$$(id -u)" != 0 ]; then exec $(SWIFT) test --parallel; fi; \
 	set -e; [ -d .build/checkouts ] || $(SWIFT) package resolve; \
-	if runuser -u $(NONROOT_USER) -- test -r Package.swift; then package=$(CURDIR); else \
+	if runuser -u $(NONROOT_USER) -- test -r $(CURDIR)/Package.swift; then package=$(CURDIR); else \
 	    package=$(NONROOT_DIR)/package; rm -rf $$package; mkdir -p $$package; \
-	    cp -a Package.swift Package.resolved Sources Tests $$package/; chmod -R a+rX $$package; fi; \
+	    tar -c --exclude='./.build*' --exclude=./.git . | tar -x -C $$package; chmod -R a+rX $$package; fi; \
 	scratch=$$package/.build-nonroot; [ $$package = $(CURDIR) ] || scratch=$(NONROOT_DIR)/build; \
 	mkdir -p $$scratch $(NONROOT_DIR)/home; \
 	[ -e $$scratch/workspace-state.json ] || cp -a .build/checkouts .build/repositories .build/workspace-state.json $$scratch/; \
