@@ -19,13 +19,15 @@ BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev li
 RUN_DEPS     := iptables iproute2 kmod procps
 TEST_DEPS    := python3 python3-scapy socat conntrack systemd man-db strace redsocks squid haproxy v2ray golang-go mitmproxy
 
-.PHONY: all deps build release test unit-test preload-test netns-test proxies-test demo clean
+.PHONY: all deps build release test unit-test unit-test-nonroot preload-test netns-test proxies-test demo clean
 
 all: release
 
 # Test tools, too: nft flush ruleset (the firewall-flush service test); promtool (contrib/
 # alert rules).
 TEST_DEPS    += nftables prometheus
+# The C formatter `make lint` runs (mk/lint.mk; swift-format ships with the toolchain).
+TEST_DEPS    += clang-format
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (it installs Debian packages)"; exit 1; fi
@@ -38,6 +40,7 @@ include mk/reliability.mk
 include mk/lookup.mk
 include mk/service.mk
 include mk/bench.mk
+include mk/lint.mk
 
 # `swift build -c release` builds the Swift programs; the preload library is plain C (no Swift
 # runtime in the proxies it is loaded into), built by the C compiler into the same folder.
@@ -49,6 +52,25 @@ build: release
 
 unit-test: bpf
 	NFQR_ROOT_TESTS=1 $(SWIFT) test --parallel
+
+# `swift test` as a user without privileges, as on a laptop: the root-only tests skip, the
+# rest must pass. Its own scratch folder owned by that user (the dependencies copied from
+# root's, so nothing is fetched); from a copy of the checkout (build folders left out) when
+# it lies where that user cannot read it, such as a 0700 directory.
+NONROOT_USER    ?= nobody
+NONROOT_DIR     ?= /var/tmp/nfq-redirect-unit-test-$(NONROOT_USER)
+unit-test-nonroot: bpf
+	@if [ "$$(id -u)" != 0 ]; then exec $(SWIFT) test --parallel; fi; \
+	set -e; [ -d .build/checkouts ] || $(SWIFT) package resolve; \
+	if runuser -u $(NONROOT_USER) -- test -r $(CURDIR)/Package.swift; then package=$(CURDIR); else \
+	    package=$(NONROOT_DIR)/package; rm -rf $$package; mkdir -p $$package; \
+	    tar -c --exclude='./.build*' --exclude=./.git . | tar -x -C $$package; chmod -R a+rX $$package; fi; \
+	scratch=$$package/.build-nonroot; [ $$package = $(CURDIR) ] || scratch=$(NONROOT_DIR)/build; \
+	mkdir -p $$scratch $(NONROOT_DIR)/home; \
+	[ -e $$scratch/workspace-state.json ] || cp -a .build/checkouts .build/repositories .build/workspace-state.json $$scratch/; \
+	chown -R $(NONROOT_USER) $$scratch $(NONROOT_DIR)/home; \
+	cd $$package && runuser -u $(NONROOT_USER) -- env -u NFQR_ROOT_TESTS HOME=$(NONROOT_DIR)/home \
+	    $(SWIFT) test --parallel --scratch-path $$scratch
 
 # The suite in daemon mode (twice: plain, and several queues with busy polling), then its
 # related-traffic cases (ICMP errors) against the kernel's own REDIRECT, the baseline they copy.
@@ -63,7 +85,7 @@ proxies-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode preload
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode recipes
 
-test: deps release unit-test preload-test netns-test proxies-test lookup-test robust-test svc-test
+test: deps lint release unit-test unit-test-nonroot preload-test netns-test proxies-test lookup-test robust-test svc-test
 
 demo: deps release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) scripts/demo.sh

@@ -3,8 +3,11 @@ import PackageDescription
 
 // Layers, innermost first (each may only import the ones above it):
 //   RedirectCore      pure Swift: packet views, checksums, flow table, policy, NAT engine, lookup codec
-//   CNetfilterQueue   system libraries libnetfilter_queue + libmnl, plus a tiny prefixed C shim
-//   Kernel            the kernel boundary (NFQUEUE sockets, rtnetlink addresses, iptables) behind protocols with fakes
+//   CNetfilterQueue   system libraries libnetfilter_queue + libmnl
+//   CNetlinkAttributes, CSystemCalls   small C shims: netlink attribute walks; libc calls Swift's Glibc lacks
+//   SystemCalls       the one system-call layer (errno policy, descriptors, wake-ups, Unix socket addresses)
+//   Kernel            the kernel boundary (NFQUEUE sockets, rtnetlink addresses, iptables) behind protocols
+//   KernelTesting     in-memory fakes of those protocols, for tests only (the daemon does not link it)
 //   Daemon            wiring: datapath threads, lookup server, config, metrics, state store, sd_notify
 //   nfq-redirectd / nfq-redirect   thin mains
 // The LD_PRELOAD library (Sources/CPreload) is plain C built by the Makefile, so no Swift runtime
@@ -38,7 +41,13 @@ let package = Package(
             pkgConfig: "libnetfilter_queue",
             providers: [.apt(["libnetfilter-queue-dev", "libnfnetlink-dev", "libmnl-dev"])]
         ),
-        .target(name: "CNFQShim", path: "Sources/CNFQShim"),
+        // C shims by purpose, every symbol prefixed `nfqr_`: netlink attribute walks over
+        // kernel-filled buffers, and the libc calls the Glibc module does not export.
+        .target(name: "CNetlinkAttributes"),
+        .target(name: "CSystemCalls"),
+        // The one system-call layer (modelled on swift-nio's and swift-system's): every module's
+        // EINTR/EAGAIN policy, descriptor helpers, the eventfd wake-up, sockaddr_un and SCM_RIGHTS.
+        .target(name: "SystemCalls", dependencies: ["CSystemCalls"]),
         // The cgroup/getsockopt program (bpf/, compiled by `make bpf` with clang -target bpf
         // into generated/, embedded by bpftool's skeleton) and its libbpf loader.
         .target(
@@ -49,14 +58,16 @@ let package = Package(
         .target(
             name: "Kernel",
             dependencies: [
-                "RedirectCore", "CNetfilterQueue", "CNFQShim", "CNativeAnswers",
+                "RedirectCore", "SystemCalls", "CNetfilterQueue", "CNetlinkAttributes", "CSystemCalls", "CNativeAnswers",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Fakes of the kernel boundary (like swift-nio's NIOEmbedded): only test targets depend on it.
+        .target(name: "KernelTesting", dependencies: ["Kernel", "RedirectCore", "SystemCalls"]),
         .target(
             name: "Daemon",
             dependencies: [
-                "RedirectCore", "Kernel", "NFQRedirectClient", "CNFQShim",
+                "RedirectCore", "Kernel", "NFQRedirectClient", "SystemCalls", "CSystemCalls",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -69,7 +80,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .target(name: "NFQRedirectClient", dependencies: ["RedirectCore"]),
+        .target(name: "NFQRedirectClient", dependencies: ["RedirectCore", "SystemCalls"]),
         .executableTarget(
             name: "nfq-redirectd",
             dependencies: ["Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -85,8 +96,8 @@ let package = Package(
             name: "RedirectCoreTests",
             dependencies: ["RedirectCore", .product(name: "MallocInterposerSwift", package: "malloc-interposer")]
         ),
-        .testTarget(name: "KernelTests", dependencies: ["Kernel", "CNetfilterQueue", "CNFQShim"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "NFQRedirectClient"]),
+        .testTarget(name: "KernelTests", dependencies: ["Kernel", "KernelTesting", "SystemCalls", "CNetfilterQueue", "CSystemCalls"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "KernelTesting", "NFQRedirectClient", "SystemCalls"]),
     ],
     swiftLanguageModes: [.v5]
 )

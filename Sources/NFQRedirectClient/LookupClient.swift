@@ -1,5 +1,6 @@
 import Glibc
 import RedirectCore
+import SystemCalls
 
 /// A blocking client of the daemon's lookup socket, for proxies written in Swift and for the
 /// `nfq-redirect` CLI. One connection, many requests (the protocol answers in order).
@@ -43,19 +44,10 @@ public final class LookupClient {
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let fits = withUnsafeMutableBytes(of: &address.sun_path) { sunPath -> Bool in
-            let bytes = Array(socketPath.utf8)
-            guard bytes.count < sunPath.count else { return false }
-            sunPath.copyBytes(from: bytes)
-            return true
-        }
-        guard fits else { close(fd); throw .connectFailed(path: socketPath, code: ENAMETOOLONG) }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        if result != 0 {
+        // connect is not retried on EINTR: the connection goes on in the background.
+        let connected = UnixSocketAddress.withAddress(path: socketPath) { [fd] address, length in connect(fd, address, length) }
+        guard let connected else { close(fd); throw .connectFailed(path: socketPath, code: ENAMETOOLONG) }
+        if connected != 0 {
             let code = errno
             close(fd)
             switch code {
@@ -119,13 +111,14 @@ public final class LookupClient {
                 return line
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
-            let count = recv(fd, &chunk, chunk.count, 0)
-            if count == 0 { throw .connectionClosed }
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN { throw .timedOut }
-                throw .system("recv", errno)
+            let outcome: SyscallResult<Int>
+            do {
+                outcome = try syscall("recv") { recv(fd, &chunk, chunk.count, 0) }
+            } catch {
+                throw .system(error.call, error.errno.rawValue)
             }
+            guard case .completed(let count) = outcome else { throw .timedOut }  // SO_RCVTIMEO passed
+            if count == 0 { throw .connectionClosed }
             buffered.append(contentsOf: chunk[0..<count])
         }
     }
@@ -137,31 +130,16 @@ public final class LookupClient {
     }
 
     private func send(_ line: String, descriptor: Int32?) throws(Failure) {
-        var bytes = Array(line.utf8)
-        let sent: Int = bytes.withUnsafeMutableBytes { data in
-            var vector = iovec(iov_base: data.baseAddress, iov_len: data.count)
-            var message = msghdr()
-            return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                message.msg_iov = vectorPointer
-                message.msg_iovlen = 1
-                guard let descriptor else { return sendmsg(fd, &message, Int32(MSG_NOSIGNAL)) }
-                // One SCM_RIGHTS control message carrying one descriptor.
-                let controlLength = MemoryLayout<cmsghdr>.size + MemoryLayout<Int>.size
-                var control = [UInt8](repeating: 0, count: controlLength)
-                return control.withUnsafeMutableBytes { controlBytes in
-                    var header = cmsghdr()
-                    header.cmsg_len = MemoryLayout<cmsghdr>.size + MemoryLayout<Int32>.size
-                    header.cmsg_level = SOL_SOCKET
-                    header.cmsg_type = Int32(SCM_RIGHTS)
-                    controlBytes.storeBytes(of: header, as: cmsghdr.self)
-                    controlBytes.storeBytes(of: descriptor, toByteOffset: MemoryLayout<cmsghdr>.size, as: Int32.self)
-                    message.msg_control = controlBytes.baseAddress
-                    message.msg_controllen = controlLength
-                    return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
-                }
+        let bytes = Array(line.utf8)
+        let outcome: SyscallResult<Int>
+        do {
+            outcome = try syscall("sendmsg") {
+                bytes.withUnsafeBytes { UnixSocketAddress.send(fd, $0, descriptor: descriptor, flags: Int32(MSG_NOSIGNAL)) }
             }
+        } catch {
+            throw .system(error.call, error.errno.rawValue)
         }
-        if sent < 0 { throw errno == EAGAIN ? .timedOut : .system("sendmsg", errno) }
+        guard case .completed(let sent) = outcome else { throw .timedOut }  // SO_SNDTIMEO passed
         if sent != bytes.count { throw .connectionClosed }
     }
 }

@@ -1,6 +1,7 @@
 @testable import Daemon
 import Foundation
 import Kernel
+import KernelTesting
 import Logging
 import RedirectCore
 import XCTest

@@ -1,5 +1,6 @@
 import Glibc
 import Kernel
+import KernelTesting
 import RedirectCore
 import XCTest
 

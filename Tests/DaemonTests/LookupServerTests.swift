@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import NFQRedirectClient
 import RedirectCore
+import SystemCalls
 import XCTest
 
 /// The real LookupServer on a Unix socket, against a fixed table: pipelining, hostile framing,

@@ -7,16 +7,16 @@ import XCTest
 final class PrometheusOutputTests: XCTestCase {
     private func sample(_ requests: UInt64, flows: UInt64) -> DaemonStatistics {
         var report = DaemonStatistics()
-        report.counter("nfqr_packets_total", requests, help: "Packets received.")
-        report.counter("nfqr_verdicts_total", requests / 2, labels: [("verdict", "accept")], help: "Verdicts by kind.")
-        report.counter("nfqr_verdicts_total", requests / 4, labels: [("verdict", "drop")], help: "Verdicts by kind.")
-        report.gauge("nfqr_flows", flows, help: "Flows tracked now.")
+        report.counter("nfqr_packets_total", requests)
+        report.counter("nfqr_verdicts_total", requests / 2, labels: [("verdict", "accept")])
+        report.counter("nfqr_verdicts_total", requests / 4, labels: [("verdict", "drop")])
+        report.gauge("nfqr_flows", flows)
         let histogram = LatencyHistogram()
         histogram.record(nanoseconds: 800)
         histogram.record(nanoseconds: 3_000)
         histogram.record(.milliseconds(7))
         histogram.record(.seconds(3))
-        report.histogram("nfqr_lookup_seconds", histogram.snapshot, help: "Lookup latency.")
+        report.histogram("nfqr_lookup_seconds", histogram.snapshot)
         return report
     }
 
@@ -95,5 +95,26 @@ final class PrometheusOutputTests: XCTestCase {
         let histogram = metrics.first { $0["name"] as? String == "nfqr_lookup_seconds" }
         XCTAssertEqual(histogram?["type"] as? String, "histogram")
         XCTAssertEqual(histogram?["count"] as? Int, 4)
+    }
+}
+
+/// The metric table every report is checked against.
+final class MetricCatalogTests: XCTestCase {
+    func testEveryMetricIsNamedOnceWithHelpAndAPrometheusName() {
+        XCTAssertEqual(Set(MetricCatalog.all.map(\.name)).count, MetricCatalog.all.count, "a metric listed twice")
+        for metric in MetricCatalog.all {
+            XCTAssertTrue(metric.name.hasPrefix("nfqr_"), metric.name)
+            XCTAssertFalse(metric.help.isEmpty, metric.name)
+            XCTAssertEqual(metric.kind == .counter, metric.name.hasSuffix("_total"), "\(metric.name): counters, and only they, end in _total")
+            if metric.kind == .histogram { XCTAssertTrue(metric.name.hasSuffix("_seconds"), metric.name) }
+        }
+    }
+
+    func testAReportTakesItsTypeAndHelpFromTheTable() {
+        var report = DaemonStatistics()
+        report.counter("nfqr_drops_total", 3, labels: [("reason", "table_full")])
+        report.gauge("nfqr_flows", 2)
+        XCTAssertEqual(report.entries.map(\.help), [MetricCatalog.byName["nfqr_drops_total"]!.help, MetricCatalog.byName["nfqr_flows"]!.help])
+        XCTAssertEqual(report.entries.map(\.isCounter), [true, false])
     }
 }

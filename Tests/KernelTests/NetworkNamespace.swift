@@ -1,5 +1,6 @@
-import CNFQShim
+import CSystemCalls
 import Foundation
+import SystemCalls
 import XCTest
 
 @testable import Kernel

@@ -715,7 +715,7 @@ def status_field(pid, key):
 
 
 def sandboxed_like_the_unit(env):
-    """The restrictions of systemd/nfq-redirect.service that can be had without systemd: a
+    """The restrictions of systemd/nfq-redirect.service.in that can be had without systemd: a
     read-only file system but for the daemon's own directory (ProtectSystem=strict with
     RuntimeDirectory/StateDirectory), only CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_SYS_ADMIN
     (CapabilityBoundingSet), NoNewPrivileges. iptables-restore and the getsockopt hook must

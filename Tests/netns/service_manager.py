@@ -1,4 +1,4 @@
-"""A fake service manager: what systemd does for systemd/nfq-redirect.service, without systemd.
+"""A fake service manager: what systemd does for systemd/nfq-redirect.service.in, without systemd.
 
 PID 1 here is not systemd, and booting one in a namespace is not safe on the host, so the
 service suite emulates the parts of the manager the unit relies on:

@@ -1,8 +1,9 @@
-import CNFQShim
+import CSystemCalls
 import Glibc
 import Logging
 import NFQRedirectClient
 import RedirectCore
+import SystemCalls
 
 /// The lookup service on its Unix stream socket (docs/lookup-protocol.md): one thread, epoll,
 /// non-blocking sockets. It never touches the datapath's queues; it reads the shared flow table
@@ -28,7 +29,7 @@ public final class LookupServer: @unchecked Sendable {
     public let counters = LookupCounters()
     private var listenFD: Int32 = -1
     private var epollFD: Int32 = -1
-    private var wakeFD: Int32 = -1
+    private var wakeUp: WakeUpChannel?
     private var connections: [Int32: LookupConnection] = [:]
     private var subscriberCount = 0
     private var thread: pthread_t?
@@ -58,11 +59,16 @@ public final class LookupServer: @unchecked Sendable {
         raiseDescriptorLimit()
         try bindSocket()
         reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        epollFD = nfqr_epoll_create()
-        wakeFD = nfqr_eventfd()
-        guard epollFD >= 0, wakeFD >= 0 else { throw .system("epoll/eventfd", errno) }
+        let wakeUp: WakeUpChannel
+        do {
+            epollFD = try syscallCompleting("epoll_create1") { nfqr_epoll_create() }
+            wakeUp = try WakeUpChannel()
+        } catch {
+            throw .system(error.call, error.errno.rawValue)
+        }
+        self.wakeUp = wakeUp
         watch(listenFD, events: Self.readable)
-        watch(wakeFD, events: Self.readable)
+        watch(wakeUp.descriptor, events: Self.readable)
         thread = startThread(name: "nfqr-lookup") { [self] in serve() }
     }
 
@@ -73,15 +79,14 @@ public final class LookupServer: @unchecked Sendable {
     /// false` leaves it for a successor adopting the listener from the descriptor store).
     public func stop(removeSocketFile: Bool = true) {
         guard let thread else { return }
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
+        wakeUp?.signal()
         pthread_join(thread, nil)
         self.thread = nil
         for connection in connections.values { connection.closeAll() }
         connections.removeAll()
         close(listenFD)
         close(epollFD)
-        close(wakeFD)
+        wakeUp = nil
         close(reserveFD)
         if removeSocketFile { unlink(settings.path) }
     }
@@ -115,6 +120,7 @@ public final class LookupServer: @unchecked Sendable {
         let bound = UnixSocketAddress.withAddress(path: settings.path) { address, length in
             bind(listenFD, address, length)
         }
+        guard let bound else { throw .system("bind \(settings.path)", ENAMETOOLONG) }
         guard bound == 0 else { throw .system("bind \(settings.path)", errno) }
         try setOwnership()
         guard listen(listenFD, 512) == 0 else { throw .system("listen", errno) }
@@ -150,19 +156,29 @@ public final class LookupServer: @unchecked Sendable {
         var lastSweep = monotonicSeconds()
         var lastDrain = monotonicMilliseconds()
         var lastReady = ContinuousClock.now
+        let wakeFD = wakeUp?.descriptor ?? -1
         while true {
             // Busy polling: no sleep until `busyPoll` has passed without anything ready.
             let polling = settings.busyPoll > .zero && ContinuousClock.now - lastReady < settings.busyPoll
             // Events are drained from the table every 100 ms while someone follows them.
-            let ready = nfqr_epoll_wait(epollFD, &readyFDs, &readyEvents, 64, polling ? 0 : subscriberCount > 0 ? 100 : 1000)
-            if ready < 0 && errno != EINTR { logger.error("lookup: epoll_wait failed: \(String(cString: strerror(errno)))"); return }
+            let timeout: Int32 = polling ? 0 : subscriberCount > 0 ? 100 : 1000
+            let ready: Int32
+            do {
+                switch try syscall("epoll_wait", { nfqr_epoll_wait(epollFD, &readyFDs, &readyEvents, 64, timeout) }) {
+                case .completed(let count): ready = count
+                case .wouldBlock, .noBufferSpace: ready = 0
+                }
+            } catch {
+                logger.error("lookup: \(error)")
+                return
+            }
             if ready > 0 {
                 lastReady = ContinuousClock.now
             } else if polling {
                 sched_yield()   // let any runnable thread have this CPU, then ask again
             }
             now = monotonicSeconds()
-            for index in 0..<max(0, Int(ready)) {
+            for index in 0..<Int(ready) {
                 let fd = readyFDs[index]
                 if fd == wakeFD { return }
                 if fd == listenFD {
@@ -186,14 +202,20 @@ public final class LookupServer: @unchecked Sendable {
 
     private func acceptClients() {
         while true {
-            let fd = nfqr_accept_nonblocking(listenFD)
-            if fd < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN { return }
+            let fd: Int32
+            do {
+                switch try syscall("accept4", { nfqr_accept_nonblocking(listenFD) }) {
+                case .completed(let accepted): fd = accepted
+                case .wouldBlock: return
+                case .noBufferSpace:
+                    counters.acceptErrors.add(1)
+                    return
+                }
+            } catch {
                 counters.acceptErrors.add(1)
                 // Out of descriptors the pending connection would keep the listening socket
                 // readable and this loop spinning: spend the reserve to accept and refuse it.
-                guard errno == EMFILE || errno == ENFILE, reserveFD >= 0 else { return }
+                guard error.errno == .processDescriptorLimit || error.errno == .systemDescriptorLimit, reserveFD >= 0 else { return }
                 close(reserveFD)
                 let pending = nfqr_accept_nonblocking(listenFD)
                 if pending >= 0 { refuse(pending) }
@@ -248,18 +270,22 @@ public final class LookupServer: @unchecked Sendable {
     /// Reads what is there (with any passed descriptors) and answers every complete line.
     private func readAvailable(_ connection: LookupConnection) -> ReadOutcome {
         while true {
-            let count = UnixSocketAddress.receive(connection.fd, into: receiveBuffer, control: controlBuffer) { descriptor in
-                if connection.passedDescriptors.count < 16 {
-                    connection.passedDescriptors.append(descriptor)
-                } else {
-                    close(descriptor)
+            let outcome = try? syscall("recvmsg") {
+                UnixSocketAddress.receive(connection.fd, into: receiveBuffer, control: controlBuffer) { descriptor in
+                    if connection.passedDescriptors.count < 16 {
+                        connection.passedDescriptors.append(descriptor)
+                    } else {
+                        close(descriptor)
+                    }
                 }
             }
-            if count == 0 { return .endOfFile }
-            if count < 0 {
-                if errno == EINTR { continue }
-                return errno == EAGAIN ? .open : .drop
+            let count: Int
+            switch outcome {
+            case .completed(let received): count = received
+            case .wouldBlock: return .open
+            case .noBufferSpace, nil: return .drop
             }
+            if count == 0 { return .endOfFile }
             connection.lastActivity = now
             consume(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<count]), from: connection)
             if connection.output.count - connection.outputOffset > LookupConnection.outputLimit {
@@ -376,12 +402,16 @@ public final class LookupServer: @unchecked Sendable {
     private func flush(_ connection: LookupConnection) -> Bool {
         while connection.hasPendingOutput {
             connection.refillFromPendingLines()
-            let written = connection.output[connection.outputOffset...].withUnsafeBytes { bytes in
-                send(connection.fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            let outcome = try? syscall("send") {
+                connection.output[connection.outputOffset...].withUnsafeBytes { bytes in
+                    send(connection.fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+                }
             }
-            if written < 0 {
-                if errno == EINTR { continue }
-                return errno == EAGAIN
+            let written: Int
+            switch outcome {
+            case .completed(let sent): written = sent
+            case .wouldBlock: return true
+            case .noBufferSpace, nil: return false
             }
             connection.outputOffset += written
             if connection.outputOffset == connection.output.count {

@@ -1,4 +1,4 @@
-import CNFQShim
+import CSystemCalls
 import Glibc
 
 /// Who is on the other end of a Unix socket (SO_PEERCRED), and the groups they belong to.

@@ -17,7 +17,7 @@ final class DaemonRuntime: @unchecked Sendable {
     private let addressSource: any InterfaceAddressSource
     private let queueFactory: (NetfilterQueueConfiguration) throws(KernelError) -> any PacketQueue
     private let bootID = Preflight.bootID()
-    private var workers: [DatapathWorker] = []
+    private(set) var workers: [DatapathWorker] = []
     private var workerThreads: [pthread_t] = []
     private var addressMonitor: (any InterfaceAddressMonitor)?
     private var addressThread: pthread_t?
@@ -504,108 +504,6 @@ final class DaemonRuntime: @unchecked Sendable {
         } catch {
             logger.error("saving the flow table failed: \(error)")
         }
-    }
-
-    // MARK: Statistics
-
-    func statistics() -> DaemonStatistics {
-        var report = DaemonStatistics()
-        let engines = workers.map(\.engine.counters)
-        func sum(_ value: (EngineCounters) -> AtomicCounter) -> UInt64 { engines.reduce(0) { $0 + value($1).load } }
-        report.gauge("nfqr_build_info", 1, labels: [("version", DaemonVersion.current)], help: "Always 1; the daemon's version as a label.")
-        report.counter("nfqr_packets_total", sum(\.packets), help: "Packets received from the kernel's queues.")
-        report.counter("nfqr_bytes_total", sum(\.bytes), help: "Bytes of packets received from the kernel's queues.")
-        report.counter("nfqr_verdicts_total", sum(\.accepted), labels: [("verdict", "accept")], help: "Verdicts by kind.")
-        report.counter("nfqr_verdicts_total", sum(\.rewrittenOriginal) + sum(\.rewrittenReply) + sum(\.relatedTranslated), labels: [("verdict", "rewrite")], help: "Verdicts by kind.")
-        report.counter("nfqr_verdicts_total", sum(\.dropped), labels: [("verdict", "drop")], help: "Verdicts by kind.")
-        let byteCounters: [(String, KeyPath<DatapathWorker, AtomicCounter>)] =
-            [("accept", \.acceptedBytes), ("rewrite", \.rewrittenBytes), ("drop", \.droppedBytes)]
-        for (verdict, counter) in byteCounters {
-            report.counter("nfqr_verdict_bytes_total", workers.reduce(0) { $0 + $1[keyPath: counter].load }, labels: [("verdict", verdict)], help: "Bytes of packets by verdict.")
-        }
-        report.histogram("nfqr_datapath_batch_seconds", workers.reduce(LatencyHistogram.Snapshot.empty) { $0 + $1.batchLatency.snapshot },
-                         help: "Time from receiving a batch of packets to sending its verdicts.")
-        report.histogram("nfqr_lookup_seconds", lookupLatency.snapshot, help: "Time to answer a LOOKUP from the flow table.")
-        report.counter("nfqr_rewrites_total", sum(\.rewrittenOriginal), labels: [("direction", "original")], help: "Packets rewritten, by direction.")
-        report.counter("nfqr_rewrites_total", sum(\.rewrittenReply), labels: [("direction", "reply")], help: "Packets rewritten, by direction.")
-        let related: [(String, KeyPath<EngineCounters, AtomicCounter>)] =
-            [("translated", \.relatedTranslated), ("not_redirected", \.relatedNotRedirected), ("unmatched", \.relatedUnmatched)]
-        for (result, counter) in related {
-            report.counter("nfqr_icmp_errors_total", sum { $0[keyPath: counter] }, labels: [("result", result)],
-                           help: "ICMP/ICMPv6 errors quoting a TCP or UDP packet, by what they matched: translated for a redirected flow, passed otherwise.")
-        }
-        report.counter("nfqr_untracked_packets_total", sum(\.untracked), help: "Packets of flows the table does not know and would not create (e.g. TCP without SYN).")
-        report.counter("nfqr_drops_total", sum(\.refusedTableFull), labels: [("reason", "table_full")], help: "Dropped packets, by reason.")
-        report.counter("nfqr_drops_total", sum(\.refusedTupleInUse), labels: [("reason", "tuple_in_use")], help: "Dropped packets, by reason.")
-        report.counter("nfqr_drops_total", sum(\.noRedirectAddress), labels: [("reason", "no_redirect_address")], help: "Dropped packets, by reason.")
-        for (index, error) in PacketError.allCases.enumerated() {
-            let count = engines.reduce(0) { $0 + $1.packetErrors[index].load }
-            report.counter("nfqr_packet_errors_total", count, labels: [("reason", error.label), ("action", error.isPassUntouched ? "pass" : "drop")], help: "Packets not parsed, by reason.")
-        }
-        report.counter("nfqr_truncated_captures_total", workers.reduce(0) { $0 + $1.truncatedCaptures.load }, help: "Packets larger than what the kernel copied; passed unmodified.")
-        report.counter("nfqr_queue_receive_errors_total", workers.reduce(0) { $0 + $1.receiveErrors.load }, help: "Failed receives from the queue sockets.")
-        report.counter("nfqr_queue_send_errors_total", workers.reduce(0) { $0 + $1.sendErrors.load }, help: "Failed verdict sends.")
-        var queueTotals = PacketQueueCounters()
-        for worker in workers {
-            let counters = worker.queue.counters
-            queueTotals.noBufferSpace += counters.noBufferSpace
-            queueTotals.netlinkErrors += counters.netlinkErrors
-            queueTotals.parseErrors += counters.parseErrors
-            queueTotals.batches += counters.batches
-        }
-        report.counter("nfqr_queue_enobufs_total", queueTotals.noBufferSpace, help: "Receive buffer overruns (ENOBUFS): packets the kernel could not hand us.")
-        report.counter("nfqr_queue_netlink_errors_total", queueTotals.netlinkErrors, help: "Netlink error messages from the queue sockets.")
-        report.counter("nfqr_queue_message_errors_total", queueTotals.parseErrors, help: "Queue messages that could not be parsed.")
-        report.counter("nfqr_queue_batches_total", queueTotals.batches, help: "Receive batches.")
-        if let kernel = try? NetfilterQueueKernelStatistics.read() {
-            let ours = Set(configuration.queues.originalQueues).union(configuration.queues.replyQueues)
-            for queue in kernel where ours.contains(queue.queueNumber) {
-                let labels = [("queue", String(queue.queueNumber))]
-                report.gauge("nfqr_kernel_queue_length", UInt64(queue.queueTotal), labels: labels, help: "Packets waiting in the kernel's queue.")
-                report.counter("nfqr_kernel_queue_dropped_total", UInt64(queue.queueDropped), labels: labels, help: "Packets the kernel dropped because the queue was full.")
-                report.counter("nfqr_kernel_user_dropped_total", UInt64(queue.userDropped), labels: labels, help: "Packets the kernel could not send to us (socket buffer full).")
-            }
-        }
-        let flows = table.statistics
-        report.gauge("nfqr_flows", UInt64(table.count), help: "Flows tracked now.")
-        report.gauge("nfqr_flows_limit", UInt64(configuration.tableLimit), help: "Most flows tracked at once.")
-        for (state, count) in flows.byState.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-            report.gauge("nfqr_flows_by_state", UInt64(count), labels: [("state", state.description)], help: "Flows tracked now, by state.")
-        }
-        report.counter("nfqr_flows_created_total", flows.created, help: "Flows created.")
-        report.counter("nfqr_flows_restored_total", flows.restored, help: "Flows restored from the state file.")
-        for reason in FlowEndReason.allCases {
-            report.counter("nfqr_flows_destroyed_total", flows.destroyed(reason), labels: [("reason", reason.description)], help: "Flows destroyed, by reason.")
-        }
-        report.counter("nfqr_flows_invalid_packets_total", flows.invalid, help: "Packets of known TCP flows the state machine found invalid (still rewritten).")
-        report.counter("nfqr_flows_blind_resets_total", flows.blindResets, help: "Client resets far from the client's sequence numbers (forged): ignored.")
-        report.counter("nfqr_flows_ignored_total", flows.ignoredByPolicy, help: "First packets the policy did not redirect or track.")
-        report.counter("nfqr_flow_events_lost_total", flows.eventsLost, help: "Flow events overwritten before the lookup service drained them.")
-        report.counter("nfqr_flows_refused_total", flows.refusedTableFull, labels: [("reason", "table_full")], help: "New flows refused.")
-        report.counter("nfqr_flows_refused_total", flows.refusedTupleInUse, labels: [("reason", "tuple_in_use")], help: "New flows refused.")
-        for state in GetsockoptHookStatus.labels {
-            report.gauge("nfqr_getsockopt_hook", getsockoptHook.label == state ? 1 : 0, labels: [("state", state)], help: "Whether the kernel answers getsockopt(SO_ORIGINAL_DST) for redirected flows: on, off (configured), unavailable (the host refused).")
-        }
-        report.counter("nfqr_getsockopt_answers_total", nativeAnswers.written.load, labels: [("change", "written")], help: "Answers written to or removed from the getsockopt hook's map.")
-        report.counter("nfqr_getsockopt_answers_total", nativeAnswers.removed.load, labels: [("change", "removed")], help: "Answers written to or removed from the getsockopt hook's map.")
-        report.counter("nfqr_getsockopt_answer_errors_total", nativeAnswers.failed.load, help: "Writes to the getsockopt hook's map that failed (the flow is still answered by the lookup socket).")
-        report.counter("nfqr_interface_address_changes_total", addressChanges.load, help: "Interface address snapshots applied.")
-        report.counter("nfqr_rules_restored_total", rulesRestored.load, help: "Times the daemon's firewall rules were found missing (a firewall reload) and put back.")
-        report.counter("nfqr_reloads_total", reloadsApplied.load, labels: [("result", "applied")], help: "Configuration reloads (SIGHUP), by result.")
-        report.counter("nfqr_reloads_total", reloadsRefused.load, labels: [("result", "refused")], help: "Configuration reloads (SIGHUP), by result.")
-        report.gauge("nfqr_rules_missing", UInt64(max(0, rulesMissing.load)), help: "1 while the daemon's firewall rules are missing and not put back ([rules] manage = false, or the repair failed).")
-        if let lookup = lookupServer?.counters {
-            report.counter("nfqr_lookup_requests_total", lookup.requests.load, help: "Lookup socket requests.")
-            for (label, count) in lookup.answers {
-                report.counter("nfqr_lookups_total", count, labels: [("answer", label)], help: "Lookups by answer.")
-            }
-            report.counter("nfqr_lookup_denied_total", lookup.deniedPeers.load, help: "Lookup clients not on the allow list.")
-            report.counter("nfqr_lookup_rejected_total", lookup.rejectedTooMany.load, labels: [("reason", "too_many_clients")], help: "Lookup clients disconnected or refused.")
-            report.counter("nfqr_lookup_rejected_total", lookup.droppedSlowClients.load, labels: [("reason", "slow_reader")], help: "Lookup clients disconnected or refused.")
-            report.counter("nfqr_lookup_rejected_total", lookup.idleDisconnects.load, labels: [("reason", "idle")], help: "Lookup clients disconnected or refused.")
-            report.gauge("nfqr_lookup_clients", UInt64(max(0, lookup.clients.load)), help: "Lookup clients connected now.")
-        }
-        return report
     }
 }
 

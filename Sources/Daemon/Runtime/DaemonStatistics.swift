@@ -21,17 +21,22 @@ struct DaemonStatistics {
     var entries: [Entry] = []
     var histograms: [Histogram] = []
 
-    mutating func counter(_ name: String, _ value: UInt64, labels: [(String, String)] = [], help: String) {
-        entries.append(Entry(name: name, labels: labels, value: value, isCounter: true, help: help))
+    /// A counter of `MetricCatalog` (its help comes from there).
+    mutating func counter(_ name: String, _ value: UInt64, labels: [(String, String)] = []) {
+        let metric = MetricCatalog.metric(name, .counter, labels: labels)
+        entries.append(Entry(name: name, labels: labels, value: value, isCounter: true, help: metric.help))
     }
 
-    mutating func gauge(_ name: String, _ value: UInt64, labels: [(String, String)] = [], help: String) {
-        entries.append(Entry(name: name, labels: labels, value: value, isCounter: false, help: help))
+    /// A gauge of `MetricCatalog`.
+    mutating func gauge(_ name: String, _ value: UInt64, labels: [(String, String)] = []) {
+        let metric = MetricCatalog.metric(name, .gauge, labels: labels)
+        entries.append(Entry(name: name, labels: labels, value: value, isCounter: false, help: metric.help))
     }
 
-    /// A latency histogram, in seconds as Prometheus names them (`..._seconds`).
-    mutating func histogram(_ name: String, _ snapshot: LatencyHistogram.Snapshot, help: String) {
-        histograms.append(Histogram(name: name, help: help, snapshot: snapshot))
+    /// A latency histogram of `MetricCatalog`, in seconds as Prometheus names them (`..._seconds`).
+    mutating func histogram(_ name: String, _ snapshot: LatencyHistogram.Snapshot) {
+        let metric = MetricCatalog.metric(name, .histogram, labels: [])
+        histograms.append(Histogram(name: name, help: metric.help, snapshot: snapshot))
     }
 
     /// Histograms reduced to their count and sum (in nanoseconds), for `STATS`.

@@ -1,4 +1,5 @@
 import Glibc
+import SystemCalls
 
 /// Reads and writes the saved flow table. Writes go to a temporary file that is synced and
 /// renamed over the old one, so a crash mid-write leaves the previous state, never half a file.
@@ -31,8 +32,7 @@ public struct StateFile: Sendable {
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         var offset = 0
         while offset < bytes.count {
-            let count = bytes[offset...].withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
+            let count = retryingInterrupts { bytes[offset...].withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
             guard count > 0 else { throw .system("read \(path)", count < 0 ? errno : EIO) }
             offset += count
         }
@@ -47,8 +47,7 @@ public struct StateFile: Sendable {
         guard fd >= 0 else { throw .system("open \(temporary)", errno) }
         var offset = 0
         while offset < bytes.count {
-            let count = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
+            let count = retryingInterrupts { bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
             guard count > 0 else {
                 let code = errno
                 close(fd)

@@ -1,4 +1,4 @@
-import CNFQShim
+import CSystemCalls
 import Glibc
 
 /// Starts a named POSIX thread. The datapath and the lookup service run on threads of their

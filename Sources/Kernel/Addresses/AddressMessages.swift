@@ -1,5 +1,6 @@
-import CNFQShim
+import CNetlinkAttributes
 import RedirectCore
+import SystemCalls
 
 /// Reads rtnetlink address messages (RTM_NEWADDR in dumps and notifications).
 enum AddressMessages {

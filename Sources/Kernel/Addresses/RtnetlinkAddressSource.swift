@@ -1,6 +1,7 @@
 import CNetfilterQueue
 import Glibc
 import RedirectCore
+import SystemCalls
 
 /// Interface addresses from the kernel over rtnetlink (RTM_GETADDR dumps via libmnl), in
 /// the network namespace of the thread that calls it.
@@ -82,7 +83,7 @@ final class RtnetlinkAddressMonitor: InterfaceAddressMonitor, @unchecked Sendabl
     init() throws(KernelError) {
         notifications = try NetlinkSocket(bus: NETLINK_ROUTE, groups: UInt32(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
         dumps = try NetlinkSocket(bus: NETLINK_ROUTE)
-        wakeUp = try WakeUpChannel()
+        wakeUp = try kernelCall { () throws(SystemCallError) in try WakeUpChannel() }
         buffer = .allocate(byteCount: 32 * 1024, alignment: 8)
     }
 

@@ -1,6 +1,7 @@
 import CNativeAnswers
 import Glibc
 import RedirectCore
+import SystemCalls
 
 /// The cgroup/getsockopt program that makes the kernel itself answer
 /// getsockopt(SO_ORIGINAL_DST) for the daemon's flows, to every process with nothing

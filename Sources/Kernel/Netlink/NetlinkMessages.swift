@@ -1,13 +1,13 @@
 /// One netlink message inside a received datagram; a view, no copy.
-struct NetlinkMessage {
+package struct NetlinkMessage {
     static let headerLength = 16
 
-    var type: UInt16
+    package var type: UInt16
     var flags: UInt16
     var sequence: UInt32
     var portID: UInt32
     /// The bytes after the 16-byte header, up to nlmsg_len or the end of the datagram.
-    var payload: UnsafeRawBufferPointer
+    package var payload: UnsafeRawBufferPointer
     /// nlmsg_len ran past the datagram (it was cut short by a too small buffer).
     var isTruncated: Bool
 
@@ -28,15 +28,15 @@ let NLMSG_OVERRUN_TYPE = 4
 /// Walks the messages of one netlink datagram (netlink(7): each starts at a 4-byte
 /// aligned offset and carries its own length). A message whose length is impossible ends
 /// the walk: nothing after it can be located.
-struct NetlinkMessages: Sequence, IteratorProtocol {
+package struct NetlinkMessages: Sequence, IteratorProtocol {
     private let bytes: UnsafeRawBufferPointer
     private var offset = 0
 
-    init(_ bytes: UnsafeRawBufferPointer) {
+    package init(_ bytes: UnsafeRawBufferPointer) {
         self.bytes = bytes
     }
 
-    mutating func next() -> NetlinkMessage? {
+    package mutating func next() -> NetlinkMessage? {
         let remaining = bytes.count - offset
         guard remaining >= NetlinkMessage.headerLength, let base = bytes.baseAddress else { return nil }
         let start = base + offset

@@ -1,5 +1,6 @@
 import CNetfilterQueue
 import Glibc
+import SystemCalls
 
 /// A netlink socket opened and bound with libmnl, for set-up requests (queue
 /// configuration, address dumps) and as the descriptor the datapath reads.
@@ -54,7 +55,9 @@ final class NetlinkSocket {
             case .completed(let count): return .completed(count)
             case .noBufferSpace: return .noBufferSpace
             case .wouldBlock:
-                switch try ReadinessWait.wait(for: descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds) {
+                switch try kernelCall({ () throws(SystemCallError) in
+                    try ReadinessWait.wait(for: descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds)
+                }) {
                 case .readable: continue
                 case .wokenUp, .timedOut: return nil
                 }

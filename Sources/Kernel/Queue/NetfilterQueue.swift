@@ -1,7 +1,8 @@
-import CNFQShim
+import CSystemCalls
 import CNetfilterQueue
 import Glibc
 import RedirectCore
+import SystemCalls
 
 /// A kernel NFQUEUE bound over netlink (libmnl + libnetfilter_queue's nfq_nlmsg_* API).
 ///
@@ -52,18 +53,25 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
         }
         self.socket = socket
         portID = socket.portID
-        wakeUp = try WakeUpChannel()
-        effectiveReceiveBufferBytes = try Descriptor.setBufferSize(
-            socket.descriptor, bytes: configuration.receiveBufferBytes, force: SO_RCVBUFFORCE, plain: SO_RCVBUF,
-            label: "setsockopt(SO_RCVBUF)")
+        wakeUp = try kernelCall { () throws(SystemCallError) in try WakeUpChannel() }
+        effectiveReceiveBufferBytes = try kernelCall { () throws(SystemCallError) in
+            try Descriptor.setBufferSize(
+                socket.descriptor, bytes: configuration.receiveBufferBytes, force: SO_RCVBUFFORCE, plain: SO_RCVBUF,
+                label: "setsockopt(SO_RCVBUF)")
+        }
         // A batch of rewritten packets goes out in one datagram; netlink refuses a datagram
         // larger than the send buffer (EMSGSIZE), so size it for a full batch and split above it.
-        let grantedSendBuffer = try Descriptor.setBufferSize(
-            socket.descriptor, bytes: configuration.batchCapacity * (configuration.slotSize + 64), force: SO_SNDBUFFORCE,
-            plain: SO_SNDBUF, label: "setsockopt(SO_SNDBUF)")
+        let grantedSendBuffer = try kernelCall { () throws(SystemCallError) in
+            try Descriptor.setBufferSize(
+                socket.descriptor, bytes: configuration.batchCapacity * (configuration.slotSize + 64), force: SO_SNDBUFFORCE,
+                plain: SO_SNDBUF, label: "setsockopt(SO_SNDBUF)")
+        }
         sendLimit = max(grantedSendBuffer - 64, 4096)
         if configuration.suppressNoBufferErrors {
-            try Descriptor.setOption(socket.descriptor, level: SOL_NETLINK, name: NETLINK_NO_ENOBUFS, value: 1, label: "setsockopt(NETLINK_NO_ENOBUFS)")
+            try kernelCall { () throws(SystemCallError) in
+                try Descriptor.setOption(
+                    socket.descriptor, level: SOL_NETLINK, name: NETLINK_NO_ENOBUFS, value: 1, label: "setsockopt(NETLINK_NO_ENOBUFS)")
+            }
         }
         writer = VerdictWriter(batchCapacity: configuration.batchCapacity)
         busyPoll = .microseconds(configuration.busyPollMicroseconds)
@@ -139,7 +147,9 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
                         continue
                     }
                 }
-                switch try ReadinessWait.wait(for: socket.descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds) {
+                switch try kernelCall({ () throws(SystemCallError) in
+                    try ReadinessWait.wait(for: socket.descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds)
+                }) {
                 case .readable: continue
                 case .wokenUp: return .interrupted
                 case .timedOut: return .timedOut

@@ -1,3 +1,4 @@
+import SystemCalls
 /// One line of /proc/net/netfilter/nfnetlink_queue: the kernel's own view of a bound queue.
 public struct NetfilterQueueKernelStatistics: Equatable, Sendable {
     public var queueNumber: UInt16
@@ -38,7 +39,7 @@ public struct NetfilterQueueKernelStatistics: Equatable, Sendable {
     public static func read(path: String = defaultPath) throws(KernelError) -> [NetfilterQueueKernelStatistics] {
         let bytes: [UInt8]
         do {
-            bytes = try Descriptor.readFile(path)
+            bytes = try kernelCall { () throws(SystemCallError) in try Descriptor.readFile(path) }
         } catch .system(_, .noSuchFile) {
             return []
         }

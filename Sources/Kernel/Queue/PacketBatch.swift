@@ -18,7 +18,7 @@ public final class PacketBatch {
     let unparsedIDs: UnsafeMutablePointer<UInt32>
     var unparsedCount = 0
 
-    init(capacity: Int, slotSize: Int) {
+    package init(capacity: Int, slotSize: Int) {
         precondition(capacity > 0 && slotSize > 0)
         self.capacity = capacity
         self.slotSize = slotSize
@@ -49,12 +49,12 @@ public final class PacketBatch {
     }
 
     /// The receive buffer of slot `index`.
-    func slot(_ index: Int) -> UnsafeMutableRawBufferPointer {
+    package func slot(_ index: Int) -> UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(start: slots + index * slotSize, count: slotSize)
     }
 
     /// Appends a packet; false when the batch is full.
-    func append(_ packet: QueuedPacket) -> Bool {
+    package func append(_ packet: QueuedPacket) -> Bool {
         guard count < capacity else { return false }
         (packets + count).initialize(to: packet)
         count += 1
@@ -62,14 +62,14 @@ public final class PacketBatch {
     }
 
     /// Records the id of an unparsable packet message; false when there is no room.
-    func appendUnparsed(id: UInt32) -> Bool {
+    package func appendUnparsed(id: UInt32) -> Bool {
         guard unparsedCount < capacity else { return false }
         unparsedIDs[unparsedCount] = id
         unparsedCount += 1
         return true
     }
 
-    func removeAll() {
+    package func removeAll() {
         packets.deinitialize(count: count)
         count = 0
         unparsedCount = 0

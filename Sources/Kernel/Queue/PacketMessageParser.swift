@@ -1,11 +1,10 @@
-import CNFQShim
+import CNetlinkAttributes
 
 /// Turns received NFQUEUE datagrams into the batch's packets, counting what it cannot use.
-enum PacketMessageParser {
-    /// NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_PACKET.
-    static let packetMessageType: UInt16 = 3 << 8
+package enum PacketMessageParser {
+    static let packetMessageType = NetfilterQueueWire.packetMessageType
     /// struct nfgenmsg, before the attributes.
-    static let familyHeaderLength = 4
+    package static let familyHeaderLength = 4
 
     /// Parses every message of one datagram. `truncated` is the datagram's MSG_TRUNC flag.
     static func parse(

@@ -1,5 +1,5 @@
 /// A source of queued packets and the sink of their verdicts: the kernel's NFQUEUE
-/// (`NetfilterQueue`) or, in tests, `InMemoryPacketQueue`.
+/// (`NetfilterQueue`) or, in tests, `InMemoryPacketQueue` (KernelTesting).
 ///
 /// One thread drives a queue: `receive(into:timeoutMilliseconds:)` fills the batch, the
 /// engine decides each packet's verdict (rewriting payloads in place), and

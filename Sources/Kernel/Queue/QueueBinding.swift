@@ -1,7 +1,8 @@
 import RedirectCore
-import CNFQShim
+import CNetlinkAttributes
 import CNetfilterQueue
 import Glibc
+import SystemCalls
 
 /// The configuration exchange that binds a queue: BIND, copy mode, queue length and flags,
 /// sent in one datagram, each message acknowledged.

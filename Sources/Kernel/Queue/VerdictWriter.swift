@@ -15,16 +15,16 @@ import Glibc
 ///
 /// Why unsafe: headers and iovecs live in memory allocated once per queue so the verdict
 /// path allocates nothing; all offsets are computed from the constants below.
-final class VerdictWriter {
-    static let verdictMessageType: UInt16 = 3 << 8 | 1
-    static let batchVerdictMessageType: UInt16 = 3 << 8 | 3
+package final class VerdictWriter {
+    package static let verdictMessageType = NetfilterQueueWire.verdictMessageType
+    package static let batchVerdictMessageType = NetfilterQueueWire.batchVerdictMessageType
     static let verdictHeaderLength = 32
     static let payloadAttributeHeaderLength = 4
     /// nla_len is 16 bits: 65535 - 4 bytes of attribute header.
     static let maximumPayloadLength = 65531
     private static let headerStride = 40
-    private static let accept: UInt32 = 1  // NF_ACCEPT
-    private static let drop: UInt32 = 0  // NF_DROP
+    private static let accept = NetfilterQueueWire.accept
+    private static let drop = NetfilterQueueWire.drop
 
     let capacity: Int
     private let headers: UnsafeMutableRawPointer
@@ -34,7 +34,7 @@ final class VerdictWriter {
     /// Room for the verdicts of one batch of `batchCapacity` slots: a verdict per packet plus one
     /// per unparsed id, each list holding up to `batchCapacity` (a datagram may carry more
     /// messages than the batch has slots), plus the batch verdict.
-    init(batchCapacity: Int) {
+    package init(batchCapacity: Int) {
         capacity = 2 * batchCapacity
         headers = .allocate(byteCount: (capacity + 1) * Self.headerStride, alignment: 8)
         iovecs = .allocate(capacity: capacity * 3 + 1)
@@ -50,7 +50,7 @@ final class VerdictWriter {
 
     /// Writes the batch's verdicts and calls `send` with each datagram's iovecs (never more
     /// than `sendLimit` bytes unless one message alone is larger). Counts verdict kinds.
-    func write(
+    package func write(
         batch: PacketBatch, queueNumber: UInt16, unparsedPolicy: UnparsablePacketPolicy, useBatchVerdict: Bool,
         sendLimit: Int, counters: inout PacketQueueCounters,
         send: (UnsafeMutableBufferPointer<iovec>, Int) throws(KernelError) -> Void
@@ -144,21 +144,21 @@ final class VerdictWriter {
         // nlmsghdr, host order
         bytes.storeBytes(of: UInt32(messageLength), toByteOffset: 0, as: UInt32.self)
         bytes.storeBytes(of: type, toByteOffset: 4, as: UInt16.self)
-        bytes.storeBytes(of: 1 /* NLM_F_REQUEST */, toByteOffset: 6, as: UInt16.self)
+        bytes.storeBytes(of: NetfilterQueueWire.requestFlag, toByteOffset: 6, as: UInt16.self)
         bytes.storeBytes(of: 0, toByteOffset: 8, as: UInt32.self)
         bytes.storeBytes(of: 0, toByteOffset: 12, as: UInt32.self)
         // nfgenmsg: AF_UNSPEC, NFNETLINK_V0, queue number big-endian
         bytes.storeBytes(of: 0, toByteOffset: 16, as: UInt16.self)
         bytes.storeBigEndian(queue, at: 18)
-        // NFQA_VERDICT_HDR (type 2): verdict and id big-endian
+        // NFQA_VERDICT_HDR: verdict and id big-endian
         bytes.storeBytes(of: 12, toByteOffset: 20, as: UInt16.self)
-        bytes.storeBytes(of: 2, toByteOffset: 22, as: UInt16.self)
+        bytes.storeBytes(of: NetfilterQueueWire.verdictHeaderAttribute, toByteOffset: 22, as: UInt16.self)
         bytes.storeBigEndian(verdict, at: 24)
         bytes.storeBigEndian(id, at: 28)
         if let payloadLength {
-            // NFQA_PAYLOAD (type 10); nla_len counts the data without padding
+            // NFQA_PAYLOAD; nla_len counts the data without padding
             bytes.storeBytes(of: UInt16(truncatingIfNeeded: 4 + payloadLength), toByteOffset: 32, as: UInt16.self)
-            bytes.storeBytes(of: 10, toByteOffset: 34, as: UInt16.self)
+            bytes.storeBytes(of: NetfilterQueueWire.payloadAttribute, toByteOffset: 34, as: UInt16.self)
         }
     }
 }

@@ -1,5 +1,6 @@
-import CNFQShim
+import CSystemCalls
 import Glibc
+import SystemCalls
 
 /// Runs a program with posix_spawn from the calling thread (so it inherits that thread's
 /// network namespace), feeding it `input` and collecting stdout and stderr together.
@@ -86,19 +87,27 @@ public enum ProgramRunner {
             let count = inputFD >= 0 ? 2 : 1
             _ = try syscallCompleting("poll") { poll(&fds, nfds_t(count), -1) }
             if count == 2, fds[1].revents != 0 {
-                let sent = input[written...].withUnsafeBytes { write(inputFD, $0.baseAddress, $0.count) }
-                if sent > 0 { written += sent }
-                if sent < 0 && errno != EINTR && errno != EAGAIN || written == input.count {
-                    close(inputFD)  // EPIPE: the program stopped reading; its status will say why
+                let fd = inputFD
+                do {
+                    let sent = try SystemCalls.syscall("write(program input)") {
+                        input[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                    }
+                    if case .completed(let count) = sent { written += count }
+                } catch {
+                    written = input.count  // EPIPE: the program stopped reading; its status will say why
+                }
+                if written == input.count {
+                    close(inputFD)
                     inputFD = -1
                 }
             }
             if fds[0].revents != 0 {
-                let received = chunk.withUnsafeMutableBytes { read(outputFD, $0.baseAddress, $0.count) }
-                if received == 0 { return output }
-                if received > 0 { output += chunk[0..<received] }
-                if received < 0 && errno != EINTR && errno != EAGAIN {
-                    throw .system(call: "read(program output)", errno: .current)
+                let outcome = try syscall("read(program output)") {
+                    chunk.withUnsafeMutableBytes { read(outputFD, $0.baseAddress, $0.count) }
+                }
+                if case .completed(let received) = outcome {
+                    if received == 0 { return output }
+                    output += chunk[0..<received]
                 }
             }
         }

@@ -1,3 +1,6 @@
+// Errno is part of KernelError's public face: importers of Kernel get it without importing SystemCalls.
+@_exported import struct SystemCalls.Errno
+
 /// Everything the kernel boundary can fail with. Errors are for set-up and for faults the
 /// caller must act on; per-packet trouble (ENOBUFS, netlink errors, unparsable messages) is
 /// counted in `PacketQueueCounters` instead.

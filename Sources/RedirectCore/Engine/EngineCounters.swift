@@ -32,6 +32,7 @@ public final class EngineCounters: Sendable {
         switch refusal {
         case .tableFull: refusedTableFull
         case .tupleInUse: refusedTupleInUse
+        case .noRedirectAddress: noRedirectAddress
         }
     }
 

@@ -31,7 +31,6 @@ public final class RedirectEngine: Sendable {
         let tuple = FlowTuple(proto: packet.proto, source: packet.source, destination: packet.destination)
         switch metadata.direction {
         case .original:
-            var noAddress = false
             let outcome = table.handleOriginal(
                 tuple, tcpFlags: packet.tcpFlags, sequence: packet.proto == .tcp ? packet.tcpSequence : nil,
                 length: bytes.count, now: now
@@ -41,22 +40,13 @@ public final class RedirectEngine: Sendable {
                     guard let address = rules.addresses.redirectAddress(
                         hook: metadata.hook, inputInterface: metadata.inputInterface,
                         originalDestination: tuple.destination.address)
-                    else {
-                        noAddress = true
-                        return .ignore
-                    }
+                    else { return nil }  // refused: .noRedirectAddress
                     return .redirect(to: Endpoint(address, toPort))
                 case .trackOnly:
                     return .trackOnly
                 case .ignore:
                     return .ignore
                 }
-            }
-            if noAddress {
-                // The kernel's REDIRECT drops what it cannot send anywhere; so do we.
-                counters.noRedirectAddress.add(1)
-                counters.dropped.add(1)
-                return .drop
             }
             switch outcome {
             case .rewriteDestination(let target):
@@ -73,8 +63,8 @@ public final class RedirectEngine: Sendable {
                 counters.untracked.add(1)
                 return accept()
             case .refused(let refusal):
-                // Table full with nothing evictable, or the reply tuple already taken by
-                // another flow: the kernel drops such a packet too.
+                // Table full with nothing evictable, the reply tuple already taken by another
+                // flow, or no address to redirect to: the kernel drops such a packet too.
                 counters.refused(refusal).add(1)
                 counters.dropped.add(1)
                 return .drop

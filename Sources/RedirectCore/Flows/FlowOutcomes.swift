@@ -39,8 +39,17 @@ public enum FlowRefusal: UInt8, Hashable, Sendable, CustomStringConvertible {
     /// endpoint redirected to the same target), so replies could not be told apart. The kernel
     /// drops such a packet at conntrack confirmation too.
     case tupleInUse
+    /// The policy wants the flow redirected, but no address of the receiving interface can
+    /// be the redirect target: the kernel's REDIRECT drops such a packet too.
+    case noRedirectAddress
 
-    public var description: String { self == .tableFull ? "table full" : "reply tuple in use" }
+    public var description: String {
+        switch self {
+        case .tableFull: "table full"
+        case .tupleInUse: "reply tuple in use"
+        case .noRedirectAddress: "no redirect address"
+        }
+    }
 }
 
 /// The answer to "where was this connection really going?".

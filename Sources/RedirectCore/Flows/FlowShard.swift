@@ -58,7 +58,7 @@ struct FlowShard: ~Copyable {
 
     mutating func handleOriginal(
         _ tuple: FlowTuple, clientHash: UInt64, tcpFlags: TCPFlags, sequence: TCPSequenceSpan?, length: Int,
-        now: UInt32, decide: (FlowTuple) -> FlowDecision
+        now: UInt32, decide: (FlowTuple) -> FlowDecision?
     ) -> OriginalOutcome {
         let hash = hasher.tupleHash(clientHash: clientHash, other: tuple.destination)
         if let slot = findOriginal(tuple, hash: hash) {
@@ -288,11 +288,17 @@ struct FlowShard: ~Copyable {
 
     private mutating func create(
         _ tuple: FlowTuple, clientHash: UInt64, hash: UInt32, sequence: TCPSequenceSpan?, length: Int, now: UInt32,
-        decide: (FlowTuple) -> FlowDecision
+        decide: (FlowTuple) -> FlowDecision?
     ) -> OriginalOutcome {
         let replySource: Endpoint
         var flags: FlowSlotFlags = sequence == nil ? [] : [.clientSequenceKnown]
-        switch decide(tuple) {
+        guard let decision = decide(tuple) else {
+            // Counted with the flows the policy leaves alone (no flow is created), as before;
+            // the engine counts the drop by its reason.
+            counters.ignoredByPolicy &+= 1
+            return .refused(.noRedirectAddress)
+        }
+        switch decision {
         case .ignore:
             counters.ignoredByPolicy &+= 1
             return .untracked

@@ -90,11 +90,13 @@ public final class FlowTable: Sendable {
     ///
     /// `decide` is called only when no live flow has this tuple and the packet may start one
     /// (a lone TCP SYN, any UDP packet); it runs under the shard's lock, so it must be quick and
-    /// must not call back into the table. `sequence` (TCP) lets the table refuse blind resets;
+    /// must not call back into the table. It returns nil when the flow should be redirected but
+    /// there is nowhere to redirect it to: the packet is `.refused(.noRedirectAddress)`, no flow
+    /// is created. `sequence` (TCP) lets the table refuse blind resets;
     /// without it every reset is believed.
     public func handleOriginal(
         _ tuple: FlowTuple, tcpFlags: TCPFlags, sequence: TCPSequenceSpan? = nil, length: Int, now: UInt32,
-        decide: (FlowTuple) -> FlowDecision
+        decide: (FlowTuple) -> FlowDecision?
     ) -> OriginalOutcome {
         let clientHash = hasher.clientHash(proto: tuple.proto, client: tuple.source)
         return shards.withLock(shardIndex(clientHash)) {

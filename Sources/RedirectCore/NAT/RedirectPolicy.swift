@@ -1,14 +1,7 @@
 /// Decides, for the first packet of a flow, what the daemon does with it.
 public struct RedirectPolicy: Sendable {
-    public enum Decision: Equatable, Sendable {
-        /// Redirect to `toPort` on the redirect address (chosen by `RedirectAddressBook`).
-        case redirect(toPort: UInt16)
-        /// Track without redirecting: the flow went to a proxy port directly, so a lookup can
-        /// answer "not redirected" instead of "not found" (the classic self-connect loop).
-        case trackOnly
-        /// Not ours: pass untouched and do not track.
-        case ignore
-    }
+    /// `.redirect(to:)` names the port on the redirect address (chosen by `RedirectAddressBook`).
+    public typealias Decision = RedirectDecision<UInt16>
 
     public let rules: [RedirectRule]
     /// Every rule's target port, per protocol, so direct connections to a proxy are seen.
@@ -30,7 +23,7 @@ public struct RedirectPolicy: Sendable {
             && Self.matches(rule.sources, tuple.source.address)
             && Self.matches(rule.destinations, tuple.destination.address)
         {
-            return .redirect(toPort: rule.toPort)
+            return .redirect(to: rule.toPort)
         }
         if proxyPorts[tuple.proto]?.contains(tuple.destination.port) == true {
             return .trackOnly

@@ -1,3 +1,4 @@
+import Kernel
 import RedirectCore
 
 /// A rule installer that only records what it was asked to do, for tests of the daemon.

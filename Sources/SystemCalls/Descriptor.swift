@@ -1,16 +1,19 @@
-import CNFQShim
+import CSystemCalls
 import Glibc
 
 /// Small descriptor helpers used at set-up time (socket options, files, wake-up channels).
-enum Descriptor {
-    static func setOption(_ fd: CInt, level: CInt, name: CInt, value: CInt, label: @autoclosure () -> String) throws(KernelError) {
+///
+/// Why unsafe: socket options and poll(2) take C structs by pointer; the file reader reads
+/// into a raw chunk it allocates and frees itself.
+public enum Descriptor {
+    public static func setOption(_ fd: CInt, level: CInt, name: CInt, value: CInt, label: @autoclosure () -> String) throws(SystemCallError) {
         var value = value
         _ = try syscallCompleting(label()) {
             setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<CInt>.size))
         }
     }
 
-    static func option(_ fd: CInt, level: CInt, name: CInt, label: @autoclosure () -> String) throws(KernelError) -> CInt {
+    public static func option(_ fd: CInt, level: CInt, name: CInt, label: @autoclosure () -> String) throws(SystemCallError) -> CInt {
         var value: CInt = 0
         var length = socklen_t(MemoryLayout<CInt>.size)
         _ = try syscallCompleting(label()) { getsockopt(fd, level, name, &value, &length) }
@@ -20,7 +23,7 @@ enum Descriptor {
     /// Sets a socket buffer size, trying the privileged `force` option first (it ignores
     /// net.core.rmem_max / wmem_max), then the ordinary one. Returns the size the kernel
     /// reports back (it doubles the request for its own bookkeeping).
-    static func setBufferSize(_ fd: CInt, bytes: Int, force: CInt, plain: CInt, label: String) throws(KernelError) -> Int {
+    public static func setBufferSize(_ fd: CInt, bytes: Int, force: CInt, plain: CInt, label: String) throws(SystemCallError) -> Int {
         let value = CInt(clamping: bytes)
         do {
             try setOption(fd, level: SOL_SOCKET, name: force, value: value, label: label)
@@ -31,7 +34,7 @@ enum Descriptor {
     }
 
     /// Reads a whole (small) file, such as one under /proc.
-    static func readFile(_ path: String) throws(KernelError) -> [UInt8] {
+    public static func readFile(_ path: String) throws(SystemCallError) -> [UInt8] {
         let fd = try syscallCompleting("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { close(fd) }
         var contents: [UInt8] = []
@@ -45,43 +48,44 @@ enum Descriptor {
     }
 }
 
-/// An eventfd another thread writes to, so a thread blocked in poll(2) wakes up.
-final class WakeUpChannel {
-    let descriptor: CInt
+/// An eventfd another thread writes to, so a thread blocked in poll(2) or epoll_wait(2)
+/// wakes up: the one wake-up channel of the datapath, the address monitor and the lookup server.
+public final class WakeUpChannel {
+    public let descriptor: CInt
 
-    init() throws(KernelError) {
+    public init() throws(SystemCallError) {
         descriptor = try syscallCompleting("eventfd") { nfqr_eventfd() }
     }
 
     deinit { close(descriptor) }
 
-    func signal() {
+    public func signal() {
         var one: UInt64 = 1
         // A full counter (EAGAIN) still leaves the descriptor readable: nothing to do.
         _ = write(descriptor, &one, MemoryLayout<UInt64>.size)
     }
 
     /// Clears pending signals.
-    func drain() {
+    public func drain() {
         var value: UInt64 = 0
         _ = read(descriptor, &value, MemoryLayout<UInt64>.size)
     }
 }
 
 /// What a wait for a readable descriptor came to.
-enum ReadinessWait {
+public enum ReadinessWait {
     case readable
     case wokenUp
     case timedOut
 
     /// Blocks until `fd` is readable, `wakeUp` is signalled, or `timeoutMilliseconds` pass (-1: no limit).
-    static func wait(for fd: CInt, wakeUp: WakeUpChannel?, timeoutMilliseconds: CInt) throws(KernelError) -> ReadinessWait {
+    public static func wait(for fd: CInt, wakeUp: WakeUpChannel?, timeoutMilliseconds: CInt) throws(SystemCallError) -> ReadinessWait {
         var fds = (
             pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
             pollfd(fd: wakeUp?.descriptor ?? -1, events: Int16(POLLIN), revents: 0)
         )
         let count: nfds_t = wakeUp == nil ? 1 : 2
-        let ready = try withUnsafeMutableBytes(of: &fds) { (raw) throws(KernelError) -> CInt in
+        let ready = try withUnsafeMutableBytes(of: &fds) { (raw) throws(SystemCallError) -> CInt in
             let pointer = raw.baseAddress!.assumingMemoryBound(to: pollfd.self)
             return try syscallCompleting("poll") { poll(pointer, count, timeoutMilliseconds) }
         }

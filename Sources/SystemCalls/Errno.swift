@@ -7,12 +7,15 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public init(rawValue: CInt) { self.rawValue = rawValue }
 
     /// The calling thread's current `errno`.
-    static var current: Errno { Errno(rawValue: errno) }
+    public static var current: Errno { Errno(rawValue: errno) }
 
     public static let wouldBlock = Errno(rawValue: EAGAIN)
     public static let noBufferSpace = Errno(rawValue: ENOBUFS)
     public static let notPermitted = Errno(rawValue: EPERM)
     public static let noSuchFile = Errno(rawValue: ENOENT)
+    public static let interrupted = Errno(rawValue: EINTR)
+    public static let processDescriptorLimit = Errno(rawValue: EMFILE)
+    public static let systemDescriptorLimit = Errno(rawValue: ENFILE)
 
     /// `ENOBUFS (No buffer space available)`.
     public var description: String {
@@ -22,6 +25,8 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     private static func symbol(_ code: CInt) -> String? {
         switch code {
         case EPERM: "EPERM"
+        case EMFILE: "EMFILE"
+        case ENFILE: "ENFILE"
         case ENOENT: "ENOENT"
         case EINTR: "EINTR"
         case EBADF: "EBADF"

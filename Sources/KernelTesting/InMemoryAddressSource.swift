@@ -1,4 +1,6 @@
+import Kernel
 import RedirectCore
+import SystemCalls
 
 /// Interface addresses held in memory, for tests: `setAddresses` changes them and wakes
 /// every monitor with the new snapshot.
@@ -34,7 +36,7 @@ final class InMemoryAddressMonitor: InterfaceAddressMonitor, @unchecked Sendable
 
     init(initial: [InterfaceAddress]) throws(KernelError) {
         pending = Locked(([initial], false))
-        changed = try WakeUpChannel()
+        changed = try kernelCall { () throws(SystemCallError) in try WakeUpChannel() }
     }
 
     func publish(_ addresses: [InterfaceAddress]) {
@@ -57,7 +59,9 @@ final class InMemoryAddressMonitor: InterfaceAddressMonitor, @unchecked Sendable
                 return .some(latest)
             }
             if let next { return next }
-            _ = try ReadinessWait.wait(for: changed.descriptor, wakeUp: nil, timeoutMilliseconds: -1)
+            _ = try kernelCall { () throws(SystemCallError) in
+                try ReadinessWait.wait(for: changed.descriptor, wakeUp: nil, timeoutMilliseconds: -1)
+            }
             changed.drain()
         }
     }

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "nfqr_lookup.h"
+#include "nfqr_server.h"
 
 #include <pthread.h>
 #include <stddef.h>

@@ -1,7 +1,8 @@
-// What the lookup service needs from libc that the Glibc module does not export: epoll,
-// accept4 and SO_PEERCRED's struct ucred (GNU-only declarations).
-#ifndef NFQR_LOOKUP_H
-#define NFQR_LOOKUP_H
+// What a socket server thread (the lookup service's) needs from libc that the Glibc module
+// does not export: epoll, accept4, SO_PEERCRED's struct ucred (GNU-only declarations) and
+// pthread_setname_np.
+#ifndef NFQR_SERVER_H
+#define NFQR_SERVER_H
 
 #include <stdint.h>
 #include <pthread.h>

@@ -1,5 +1,7 @@
 import Glibc
+import Kernel
 import RedirectCore
+import SystemCalls
 
 /// A packet queue in memory, for testing the datapath without a kernel.
 ///
@@ -16,6 +18,12 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
         public var verdict: Verdict
         /// The packet as it continues (rewritten or original); empty for a drop.
         public var bytes: [UInt8]
+
+        public init(id: UInt32, verdict: Verdict, bytes: [UInt8]) {
+            self.id = id
+            self.verdict = verdict
+            self.bytes = bytes
+        }
     }
 
     /// A packet waiting in the queue, as the kernel would describe it.
@@ -71,8 +79,8 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
         self.slotSize = slotSize
         self.unparsablePacketPolicy = unparsablePacketPolicy
         self.batchVerdicts = batchVerdicts
-        readable = try WakeUpChannel()
-        wakeUp = try WakeUpChannel()
+        readable = try kernelCall { () throws(SystemCallError) in try WakeUpChannel() }
+        wakeUp = try kernelCall { () throws(SystemCallError) in try WakeUpChannel() }
         writer = VerdictWriter(batchCapacity: batchCapacity)
     }
 
@@ -179,7 +187,9 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
                 return delivered
             }
             if delivered { return .received }
-            switch try ReadinessWait.wait(for: readable.descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds) {
+            switch try kernelCall({ () throws(SystemCallError) in
+                try ReadinessWait.wait(for: readable.descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds)
+            }) {
             case .readable: readable.drain()
             case .wokenUp: return .interrupted
             case .timedOut: return .timedOut
@@ -270,9 +280,9 @@ struct DecodedVerdict {
             let length = Int(bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
             let type = bytes.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)
             guard length >= 4, offset + length <= bytes.count else { return nil }
-            if type == 2, length == 12 {
+            if type == NetfilterQueueWire.verdictHeaderAttribute, length == 12 {
                 header = (bytes.loadBigEndianUInt32(at: offset + 4), bytes.loadBigEndianUInt32(at: offset + 8))
-            } else if type == 10 {
+            } else if type == NetfilterQueueWire.payloadAttribute {
                 payload = Array(bytes[(offset + 4)..<(offset + length)])
             }
             offset += (length + 3) & ~3
@@ -280,8 +290,8 @@ struct DecodedVerdict {
         guard let (code, id) = header else { return nil }
         self.id = id
         switch code {
-        case 0: verdict = .drop
-        case 1: verdict = payload == nil ? .accept : .acceptModified
+        case NetfilterQueueWire.drop: verdict = .drop
+        case NetfilterQueueWire.accept: verdict = payload == nil ? .accept : .acceptModified
         default: return nil
         }
     }
