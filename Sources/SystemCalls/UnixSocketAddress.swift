@@ -71,22 +71,39 @@ public enum UnixSocketAddress {
     /// sendmsg of `data`, with `descriptor` (if any) as one SCM_RIGHTS control message.
     /// Returns sendmsg's result; errno is left as sendmsg set it.
     public static func send(_ fd: Int32, _ data: UnsafeRawBufferPointer, descriptor: Int32?, flags: Int32) -> Int {
+        send(fd, data, descriptors: descriptor.map { [$0] } ?? [], to: nil, addressLength: 0, flags: flags)
+    }
+
+    /// sendmsg of `data` to `address` (nil: the connected peer), with `descriptors` (if any)
+    /// as one SCM_RIGHTS control message, as sd_pid_notify_with_fds sends them. Returns
+    /// sendmsg's result; errno is left as sendmsg set it.
+    public static func send(
+        _ fd: Int32, _ data: UnsafeRawBufferPointer, descriptors: [Int32],
+        to address: UnsafePointer<sockaddr>?, addressLength: socklen_t, flags: Int32
+    ) -> Int {
         var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: data.baseAddress), iov_len: data.count)
         return withUnsafeMutablePointer(to: &vector) { vectorPointer in
             var message = msghdr()
+            message.msg_name = UnsafeMutableRawPointer(mutating: address)
+            message.msg_namelen = address == nil ? 0 : addressLength
             message.msg_iov = vectorPointer
             message.msg_iovlen = 1
-            guard let descriptor else { return sendmsg(fd, &message, flags) }
-            // One SCM_RIGHTS control message carrying one descriptor.
-            let controlLength = MemoryLayout<cmsghdr>.size + MemoryLayout<Int>.size
+            guard !descriptors.isEmpty else { return sendmsg(fd, &message, flags) }
+            // One SCM_RIGHTS control message carrying every descriptor, padded to CMSG_SPACE.
+            let dataLength = descriptors.count * MemoryLayout<Int32>.size
+            let alignment = MemoryLayout<Int>.size
+            let controlLength = MemoryLayout<cmsghdr>.size + (dataLength + alignment - 1) & ~(alignment - 1)
             var control = [UInt8](repeating: 0, count: controlLength)
             return control.withUnsafeMutableBytes { controlBytes in
                 var header = cmsghdr()
-                header.cmsg_len = MemoryLayout<cmsghdr>.size + MemoryLayout<Int32>.size
+                header.cmsg_len = MemoryLayout<cmsghdr>.size + dataLength
                 header.cmsg_level = SOL_SOCKET
                 header.cmsg_type = Int32(SCM_RIGHTS)
                 controlBytes.storeBytes(of: header, as: cmsghdr.self)
-                controlBytes.storeBytes(of: descriptor, toByteOffset: MemoryLayout<cmsghdr>.size, as: Int32.self)
+                for (index, descriptor) in descriptors.enumerated() {
+                    controlBytes.storeBytes(
+                        of: descriptor, toByteOffset: MemoryLayout<cmsghdr>.size + index * MemoryLayout<Int32>.size, as: Int32.self)
+                }
                 message.msg_control = controlBytes.baseAddress
                 message.msg_controllen = controlLength
                 return sendmsg(fd, &message, flags)

@@ -1,6 +1,7 @@
 @testable import Daemon
 import Glibc
 import Kernel
+import SystemCalls
 import Logging
 import XCTest
 

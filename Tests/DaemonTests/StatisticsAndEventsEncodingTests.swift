@@ -8,14 +8,14 @@ import XCTest
 final class StatisticsAndEventsEncodingTests: XCTestCase {
     private func sampleReport() -> DaemonStatistics {
         var report = DaemonStatistics()
-        report.gauge("nfqr_build_info", 1, labels: [("version", "1.2.3 \"quoted\"\\")], help: "Build.")
-        report.counter("nfqr_packets_total", 42, help: "Packets.")
-        report.counter("nfqr_packet_errors_total", 3, labels: [("reason", "truncated"), ("action", "drop")], help: "Errors.")
-        report.gauge("nfqr_flows", 7, help: "Flows.")
+        report.gauge("nfqr_build_info", 1, labels: [("version", "1.2.3 \"quoted\"\\")])
+        report.counter("nfqr_packets_total", 42)
+        report.counter("nfqr_packet_errors_total", 3, labels: [("reason", "truncated"), ("action", "drop")])
+        report.gauge("nfqr_flows", 7)
         let histogram = LatencyHistogram()
         histogram.record(nanoseconds: 800)
         histogram.record(.milliseconds(7))
-        report.histogram("nfqr_lookup_seconds", histogram.snapshot, help: "Lookup latency.")
+        report.histogram("nfqr_lookup_seconds", histogram.snapshot)
         return report
     }
 

@@ -1,4 +1,5 @@
 import Glibc
+import SystemCalls
 
 /// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET per state change
 /// (`READY=1`, `STATUS=...`, `WATCHDOG=1`, `RELOADING=1`, `STOPPING=1`; `FDSTORE=1` with the
@@ -32,53 +33,12 @@ public final class SystemdNotifier: @unchecked Sendable {
     @discardableResult
     public func notify(_ state: String, descriptors: [Int32] = []) -> Bool {
         guard let socketPath, fd >= 0 else { return false }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        var pathBytes = Array(socketPath.utf8)
-        // A leading '@' names an abstract socket: its first byte is NUL on the wire.
-        if pathBytes.first == UInt8(ascii: "@") { pathBytes[0] = 0 }
-        let length = withUnsafeMutableBytes(of: &address.sun_path) { sunPath -> Int in
-            guard pathBytes.count < sunPath.count else { return -1 }
-            sunPath.copyBytes(from: pathBytes)
-            return pathBytes.count
-        }
-        guard length >= 0 else { return false }
-        let addressLength = socklen_t(MemoryLayout<sa_family_t>.size + length)
-        var bytes = Array(state.utf8)
-        guard !descriptors.isEmpty else {
-            let sent = withUnsafePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL), $0, addressLength)
-                }
-            }
-            return sent == bytes.count
-        }
-        // sd_pid_notify_with_fds: the descriptors ride along as one SCM_RIGHTS message.
-        let headerLength = MemoryLayout<cmsghdr>.size
-        let dataLength = descriptors.count * MemoryLayout<Int32>.size
-        let control = UnsafeMutableRawBufferPointer.allocate(byteCount: headerLength + (dataLength + 7) & ~7, alignment: 8)
-        defer { control.deallocate() }
-        control.initializeMemory(as: UInt8.self, repeating: 0)
-        let header = control.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-        header.pointee.cmsg_len = headerLength + dataLength
-        header.pointee.cmsg_level = SOL_SOCKET
-        header.pointee.cmsg_type = Int32(SCM_RIGHTS)
-        for (index, descriptor) in descriptors.enumerated() {
-            control.storeBytes(of: descriptor, toByteOffset: headerLength + index * 4, as: Int32.self)
-        }
-        let sent = withUnsafeMutablePointer(to: &address) { pointer in
-            bytes.withUnsafeMutableBytes { payload in
-                var vector = iovec(iov_base: payload.baseAddress, iov_len: payload.count)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var message = msghdr()
-                    message.msg_name = UnsafeMutableRawPointer(pointer)
-                    message.msg_namelen = addressLength
-                    message.msg_iov = vectorPointer
-                    message.msg_iovlen = 1
-                    message.msg_control = control.baseAddress
-                    message.msg_controllen = control.count
-                    return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
-                }
+        let bytes = Array(state.utf8)
+        // A leading '@' names an abstract socket; the descriptors (sd_pid_notify_with_fds) ride
+        // along as one SCM_RIGHTS message.
+        let sent = UnixSocketAddress.withAddress(path: socketPath, abstractNames: true) { address, length in
+            bytes.withUnsafeBytes {
+                UnixSocketAddress.send(fd, $0, descriptors: descriptors, to: address, addressLength: length, flags: Int32(MSG_NOSIGNAL))
             }
         }
         return sent == bytes.count

@@ -1,4 +1,3 @@
-import CNFQShim
 import CNetfilterQueue
 import Glibc
 
