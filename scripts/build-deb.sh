@@ -74,5 +74,6 @@ sed -e "s|@VERSION@|$version|" -e "s|@ARCH@|$arch|" -e "s|@SIZE@|$size|" -e "s|@
 (cd "$stage" && find usr -type f -print0 | sort -z | xargs -0 md5sum) >"$stage/DEBIAN/md5sums"
 chmod 0644 "$stage/DEBIAN/md5sums" "$stage/DEBIAN/control"
 find "$stage" -newermt "@$SOURCE_DATE_EPOCH" -exec touch --no-dereference --date="@$SOURCE_DATE_EPOCH" {} +
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$out" >/dev/null
+# xz -6, Debian's default: 34 MB in 80 s here; DEB_COMPRESS="-Zxz -z1" (the test's): 40 MB in 13 s.
+dpkg-deb --root-owner-group ${DEB_COMPRESS:--Zxz -z6} --build "$stage" "$out" >/dev/null
 echo "$out"

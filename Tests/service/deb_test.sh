@@ -49,7 +49,8 @@ triplet="$(dpkg-architecture -qDEB_HOST_MULTIARCH)"
 deb=""
 builds() {
     local began=$SECONDS
-    deb="$(scripts/build-deb.sh | tail -n 1)" && [ -f "$deb" ] && echo "$deb in $((SECONDS - began)) s"
+    # The fastest xz: the contents are the same, the package 6 MB bigger, the test 70 s shorter.
+    deb="$(DEB_COMPRESS="-Zxz -z1" scripts/build-deb.sh | tail -n 1)" && [ -f "$deb" ] && echo "$deb in $((SECONDS - began)) s"
 }
 # No error and no warning; the overrides in packaging/deb/lintian-overrides say why each is one.
 lintian_clean() {

@@ -8,7 +8,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 root="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-install.XXXXXX")"
 log="$(mktemp "${TMPDIR:-/tmp}/nfqr-install-log.XXXXXX")"
-trap 'rm -rf "$root" "$log"' EXIT
+trap 'rm -rf "$root" "$log"; getent group "nfqr-install-$$" >/dev/null && groupdel "nfqr-install-$$"' EXIT
 passed=0 failed=0
 
 check() {  # check NAME COMMAND...: PASS when COMMAND succeeds
@@ -145,6 +145,25 @@ changed_config_kept_on_reinstall() {
 uninstall_keeps_only_the_changed_config() {
     uninstall_from_root && [ "$(files)" = "/etc/nfq-redirect/nfq-redirect.toml" ]
 }
+# Without DESTDIR, as root, make install creates the lookup clients' group (a throwaway name
+# here, and PREFIX/SYSCONFDIR in a temporary directory, so the host gets nothing else), says
+# so, and a second install finds it; uninstall keeps it and says so.
+test_group="nfqr-install-$$"
+group_created_without_destdir() {
+    local prefix output
+    [ "$(id -u)" = 0 ] || { echo "needs root"; return 1; }
+    prefix="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-prefix.XXXXXX")"
+    output="$(make --no-print-directory install PREFIX="$prefix" SYSCONFDIR="$prefix/etc" NFQR_GROUP="$test_group" &&
+              make --no-print-directory install PREFIX="$prefix" SYSCONFDIR="$prefix/etc" NFQR_GROUP="$test_group" &&
+              make --no-print-directory uninstall PREFIX="$prefix" SYSCONFDIR="$prefix/etc" NFQR_GROUP="$test_group")"
+    local status=$?
+    rm -rf "$prefix"
+    echo "$output" | grep -i group
+    [ "$status" = 0 ] && getent group "$test_group" && grep -q "created system group $test_group" <<<"$output" &&
+    grep -q "group $test_group exists" <<<"$output" && grep -q "kept group $test_group" <<<"$output" &&
+    [ "$(getent group "$test_group" | cut -d: -f3)" -lt 1000 ]   # a system group
+}
+
 uninstall_of_unchanged_leaves_nothing() {
     install_into_root && uninstall_from_root && [ -z "$(files)" ]
 }
@@ -166,5 +185,6 @@ check "a changed config is kept by make install" changed_config_kept_on_reinstal
 check "make uninstall removes everything but the changed config" uninstall_keeps_only_the_changed_config
 rm -f "$root/etc/nfq-redirect/nfq-redirect.toml"
 check "install + uninstall of an unchanged config leaves no file" uninstall_of_unchanged_leaves_nothing
+check "make install without DESTDIR, as root: creates the system group, finds it again, uninstall keeps it" group_created_without_destdir
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
