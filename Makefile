@@ -18,8 +18,8 @@ TEST_DEPS    := python3 python3-scapy socat conntrack systemd man-db strace reds
 all: release
 
 # Test tools, too: nft flush ruleset (the firewall-flush service test); promtool (contrib/
-# alert rules); lintian (the Debian package).
-TEST_DEPS    += nftables prometheus lintian
+# alert rules); lintian and dpkg-architecture (the Debian package).
+TEST_DEPS    += nftables prometheus lintian dpkg-dev
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (it installs Debian packages)"; exit 1; fi

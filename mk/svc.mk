@@ -62,7 +62,8 @@ $(MAN_OUTPUT)/%: man/% Sources/Daemon/Support/DaemonVersion.swift
 	sed 's/@VERSION@/$(NFQR_VERSION)/g' $< >$@
 
 man: $(MAN_PAGES)
-	@for page in $(MAN_PAGES); do \
+	@command -v groff >/dev/null && command -v man >/dev/null || { echo "man: no groff or man-db here: pages not checked"; exit 0; }; \
+	for page in $(MAN_PAGES); do \
 	    out="$$(LC_ALL=C.UTF-8 groff -ww -man -z "$$page" 2>&1; LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$$page" 2>&1 >/dev/null)"; \
 	    [ -z "$$out" ] || { echo "man: $$page:"; echo "$$out"; exit 1; }; \
 	done
