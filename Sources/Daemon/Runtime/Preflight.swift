@@ -81,11 +81,10 @@ extension DaemonConfiguration {
         do {
             _ = try Preflight.resolveAccess(lookup)
         } catch {
-            let text = error.description
-            let field = text.split(separator: ":", maxSplits: 1).first.map(String.init) ?? "lookup"
-            let problem = text.split(separator: ":", maxSplits: 1).dropFirst().first
-                .map { String($0.drop(while: { $0 == " " })) } ?? text
-            throw ConfigurationError(location: source, field: field, problem: problem)
+            // "lookup.group: no group named ..." -> field and problem.
+            let parts = error.description.split(separator: ":", maxSplits: 1).map { String($0.trimmingPrefix(" ")) }
+            let field = parts.count == 2 ? parts[0] : "lookup"
+            throw ConfigurationError(location: source, field: field, problem: parts.last ?? error.description)
         }
     }
 }
