@@ -158,11 +158,14 @@ start_daemon() {
     ip netns exec "$netns" setpriv --bounding-set "-all,$caps" --groups "$groups" \
         /usr/sbin/nfq-redirectd --config "$config" --no-state --no-getsockopt-hook >"$work/daemon.log" 2>&1 &
     daemon=$!
+    # Ready once it logs "started:" (after the socket's bind, chown, chmod and listen; the file
+    # alone appears at bind). 60 s: a loaded machine.
     local tries=0
-    until [ -S "$socket" ]; do
-        tries=$((tries + 1)); [ "$tries" -lt 300 ] && kill -0 "$daemon" 2>/dev/null || { cat "$work/daemon.log"; return 1; }
+    until grep -q 'started: ' "$work/daemon.log"; do
+        tries=$((tries + 1)); [ "$tries" -lt 1200 ] && kill -0 "$daemon" 2>/dev/null || { cat "$work/daemon.log"; return 1; }
         sleep 0.05
     done
+    [ -S "$socket" ]
 }
 socket_mode_and_group() { stat -c '%a %U %G' "$socket" | tee /dev/stderr | grep -qx '660 root nfq-redirect'; }
 # A proxy's connection redirected by the daemon; a user in the group asks for its original
