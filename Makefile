@@ -24,8 +24,8 @@ TEST_DEPS    := python3 python3-scapy socat conntrack systemd man-db strace reds
 all: release
 
 # Test tools, too: nft flush ruleset (the firewall-flush service test); promtool (contrib/
-# alert rules).
-TEST_DEPS    += nftables prometheus
+# alert rules); lintian and dpkg-architecture (the Debian package).
+TEST_DEPS    += nftables prometheus lintian dpkg-dev
 # The C formatter `make lint` runs (mk/lint.mk; swift-format ships with the toolchain).
 TEST_DEPS    += clang-format
 

@@ -40,6 +40,7 @@ LifecycleSignals.hold()
 do {
     let command = try RedirectDaemonCommand.parse()
     let configuration = try command.options.resolve()
+    try configuration.checkLookupNames(source: command.options.config ?? "command line")
     if command.checkConfig {
         print(configuration.summary)
         exit(0)

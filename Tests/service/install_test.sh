@@ -9,11 +9,12 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 root="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-install.XXXXXX")"
 log="$(mktemp "${TMPDIR:-/tmp}/nfqr-install-log.XXXXXX")"
-trap 'rm -rf "$root" "$log"' EXIT
+trap 'rm -rf "$root" "$log"; getent group "nfqr-install-$$" >/dev/null && groupdel "nfqr-install-$$"' EXIT
 passed=0 failed=0
 
 check() {  # check NAME COMMAND...: PASS when COMMAND succeeds
     local name="$1"; shift
+    : >"$log"
     if "$@" >>"$log" 2>&1; then
         passed=$((passed + 1)); echo "PASS  $name"
     else
@@ -31,13 +32,21 @@ expected="/etc/nfq-redirect/nfq-redirect.toml
 /usr/lib/systemd/system/nfq-redirect-gave-up.service
 /usr/lib/systemd/system/nfq-redirect.service
 /usr/sbin/nfq-redirectd
+/usr/share/bash-completion/completions/nfq-redirect
+/usr/share/bash-completion/completions/nfq-redirectd
 /usr/share/doc/nfq-redirect/CHANGELOG.md
 /usr/share/doc/nfq-redirect/LICENSE
 /usr/share/doc/nfq-redirect/lookup-protocol.md
 /usr/share/doc/nfq-redirect/nfq-redirect.toml
 /usr/share/doc/nfq-redirect/operations.md
+/usr/share/fish/vendor_completions.d/nfq-redirect.fish
+/usr/share/fish/vendor_completions.d/nfq-redirectd.fish
+/usr/share/man/man3/libnfq-redirect.3
+/usr/share/man/man5/nfq-redirect.toml.5
 /usr/share/man/man8/nfq-redirect.8
-/usr/share/man/man8/nfq-redirectd.8"
+/usr/share/man/man8/nfq-redirectd.8
+/usr/share/zsh/vendor-completions/_nfq-redirect
+/usr/share/zsh/vendor-completions/_nfq-redirectd"
 
 install_into_root() { make --no-print-directory install DESTDIR="$root" PREFIX=/usr; }
 uninstall_from_root() { make --no-print-directory uninstall DESTDIR="$root" PREFIX=/usr; }
@@ -95,9 +104,37 @@ installed_config_redirects_nothing() {
 }
 preload_has_no_swift_runtime() { ! ldd "$root/usr/lib/libnfq-redirect-preload.so" | grep -i swift; }
 man_pages_open() {
-    local page
-    page="$(MANPATH="$root/usr/share/man" man -P cat nfq-redirectd)" &&
-    grep -q -- '--keep-rules-on-exit' <<<"$page" && grep -q 'Exit status: 0' <<<"$page" && grep -q 'Signals:' <<<"$page"
+    local page text section
+    for page in 8:nfq-redirectd 8:nfq-redirect 5:nfq-redirect.toml 3:libnfq-redirect; do
+        text="$(MANPATH="$root/usr/share/man" MANWIDTH=100 man -P cat "${page%%:*}" "${page#*:}")" || return 1
+        # A file format has no exit status; a library's is its return value.
+        for section in NAME SYNOPSIS DESCRIPTION FILES "$([ "${page%%:*}" = 5 ] && echo NAME || echo 'EXIT STATUS|RETURN VALUE')" \
+                EXAMPLES 'SEE ALSO'; do
+            grep -qE "^($section)\$" <<<"$text" || { echo "${page#*:}(${page%%:*}) lacks $section"; return 1; }
+        done
+    done
+    text="$(MANPATH="$root/usr/share/man" man -P cat 8 nfq-redirectd)" &&
+    grep -q -- '--keep-rules-on-exit' <<<"$text" && grep -q '^SIGNALS' <<<"$text" && grep -q '^ENVIRONMENT' <<<"$text" &&
+    grep -q "nfq-redirect $(sed -n 's/.*static let current = "\(.*\)".*/\1/p' Sources/Daemon/Support/DaemonVersion.swift)" <<<"$text"
+}
+# argument-parser's scripts: the bash one loads and completes a subcommand; zsh's and fish's
+# name the program.
+completions_work() {
+    local words
+    words="$(bash -c 'source "$1" && complete -p nfq-redirect >&2 &&
+        COMP_WORDS=(nfq-redirect ru) COMP_CWORD=1 COMP_LINE="nfq-redirect ru" COMP_POINT=15 &&
+        func="$(complete -p nfq-redirect | sed -n "s/.*-F \([^ ]*\) .*/\1/p")" && "$func" nfq-redirect ru nfq-redirect &&
+        printf "%s\n" "${COMPREPLY[@]}"' bash "$root/usr/share/bash-completion/completions/nfq-redirect")" || return 1
+    echo "completes 'nfq-redirect ru' to: $words"
+    grep -qx rules <<<"$words" &&
+    grep -q '^#compdef nfq-redirectd' "$root/usr/share/zsh/vendor-completions/_nfq-redirectd" &&
+    grep -q "^complete -c 'nfq-redirect'" "$root/usr/share/fish/vendor_completions.d/nfq-redirect.fish"
+}
+# A DESTDIR install is a staging tree: it creates no group on the host, and says nothing of one.
+destdir_install_leaves_groups_alone() {
+    local before; before="$(getent group | md5sum)"
+    install_into_root | tee /dev/stderr | grep -qi 'group' && return 1
+    [ "$(getent group | md5sum)" = "$before" ]
 }
 changed_config_kept_on_reinstall() {
     echo "# changed by the operator" >>"$root/etc/nfq-redirect/nfq-redirect.toml"
@@ -109,6 +146,25 @@ changed_config_kept_on_reinstall() {
 uninstall_keeps_only_the_changed_config() {
     uninstall_from_root && [ "$(files)" = "/etc/nfq-redirect/nfq-redirect.toml" ]
 }
+# Without DESTDIR, as root, make install creates the lookup clients' group (a throwaway name
+# here, and PREFIX/SYSCONFDIR in a temporary directory, so the host gets nothing else), says
+# so, and a second install finds it; uninstall keeps it and says so.
+test_group="nfqr-install-$$"
+group_created_without_destdir() {
+    local prefix output
+    [ "$(id -u)" = 0 ] || { echo "needs root"; return 1; }
+    prefix="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-prefix.XXXXXX")"
+    output="$(make --no-print-directory install PREFIX="$prefix" SYSCONFDIR="$prefix/etc" NFQR_GROUP="$test_group" &&
+              make --no-print-directory install PREFIX="$prefix" SYSCONFDIR="$prefix/etc" NFQR_GROUP="$test_group" &&
+              make --no-print-directory uninstall PREFIX="$prefix" SYSCONFDIR="$prefix/etc" NFQR_GROUP="$test_group")"
+    local status=$?
+    rm -rf "$prefix"
+    echo "$output" | grep -i group
+    [ "$status" = 0 ] && getent group "$test_group" && grep -q "created system group $test_group" <<<"$output" &&
+    grep -q "group $test_group exists" <<<"$output" && grep -q "kept group $test_group" <<<"$output" &&
+    [ "$(getent group "$test_group" | cut -d: -f3)" -lt 1000 ]   # a system group
+}
+
 uninstall_of_unchanged_leaves_nothing() {
     install_into_root && uninstall_from_root && [ -z "$(files)" ]
 }
@@ -123,9 +179,12 @@ check "installed programs run" programs_run
 check "--version: daemon, CLI and CHANGELOG.md agree" versions_agree
 check "the installed config redirects nothing: --check-config says so in one line, exit status 2" installed_config_redirects_nothing
 check "installed preload library does not load the Swift runtime" preload_has_no_swift_runtime
-check "man nfq-redirectd opens the installed page: options, exit status, signals" man_pages_open
+check "man pages (8, 8, 5, 3) open with their sections and the version" man_pages_open
+check "completions: bash completes a subcommand; zsh and fish scripts installed" completions_work
+check "a DESTDIR install touches no group on the host" destdir_install_leaves_groups_alone
 check "a changed config is kept by make install" changed_config_kept_on_reinstall
 check "make uninstall removes everything but the changed config" uninstall_keeps_only_the_changed_config
 rm -f "$root/etc/nfq-redirect/nfq-redirect.toml"
 check "install + uninstall of an unchanged config leaves no file" uninstall_of_unchanged_leaves_nothing
+check "make install without DESTDIR, as root: creates the system group, finds it again, uninstall keeps it" group_created_without_destdir
 [ "$failed" = 0 ]

@@ -43,10 +43,16 @@ enum Preflight {
         }
         var socketGroup: gid_t?
         if let name = lookup.socketGroup {
-            guard let id = groupID(name) else { throw StartupError("lookup.group: no group named '\(name)'") }
+            guard let id = groupID(name) else { throw StartupError("lookup.group: \(missingGroup(name))") }
             socketGroup = id
         }
         return (LookupAccessPolicy(allowAll: lookup.allowAll, uids: uids, gids: gids), socketGroup)
+    }
+
+    /// The one line for a socket group the host lacks: the package and `make install` create
+    /// `nfq-redirect`, so its absence means an install that could not (a DESTDIR, not root).
+    static func missingGroup(_ name: String) -> String {
+        "no group named '\(name)' on this host (create it: groupadd --system \(name); or remove [lookup] group to leave the socket in root's group)"
     }
 
     private static func groupID(_ name: String) -> gid_t? {
@@ -62,5 +68,23 @@ enum Preflight {
         guard fgets(&buffer, 64, file) != nil else { return 0 }
         let hex = String(cString: buffer).filter(\.isHexDigit)
         return UInt128(hex, radix: 16) ?? 0
+    }
+}
+
+extension DaemonConfiguration {
+    /// The users and groups `[lookup]` names must exist on this host. Checked with the rest of
+    /// the configuration (`--check-config`, the unit's ExecStartPre, the start itself), so a
+    /// missing one is one line and exit status 2, before the host is touched, and the unit does
+    /// not restart it; not in `validate`, which `nfq-redirect rules --remove` also runs and must
+    /// pass on a host that lost the group.
+    public func checkLookupNames(source: String) throws(ConfigurationError) {
+        do {
+            _ = try Preflight.resolveAccess(lookup)
+        } catch {
+            // "lookup.group: no group named ..." -> field and problem.
+            let parts = error.description.split(separator: ":", maxSplits: 1).map { String($0.trimmingPrefix(" ")) }
+            let field = parts.count == 2 ? parts[0] : "lookup"
+            throw ConfigurationError(location: source, field: field, problem: parts.last ?? error.description)
+        }
     }
 }
