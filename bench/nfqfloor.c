@@ -39,7 +39,10 @@ struct queue_thread {
 
 static volatile sig_atomic_t stopping;
 
-static void on_signal(int signo) { (void)signo; stopping = 1; }
+static void on_signal(int signo) {
+    (void)signo;
+    stopping = 1;
+}
 
 static int send_config(struct mnl_socket *socket, uint16_t queue, uint8_t command, int with_params) {
     char buffer[MNL_SOCKET_BUFFER_SIZE];

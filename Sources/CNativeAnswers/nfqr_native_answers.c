@@ -40,8 +40,7 @@
 #define MAX_ATTACHED 64
 #define MAX_MAPS 8
 
-static void explain(char *why, size_t why_len, const char *format, ...)
-{
+static void explain(char *why, size_t why_len, const char *format, ...) {
     if (!why || why_len == 0)
         return;
     va_list arguments;
@@ -50,13 +49,9 @@ static void explain(char *why, size_t why_len, const char *format, ...)
     va_end(arguments);
 }
 
-bool nfqr_native_answers_built_in(void)
-{
-    return NFQR_HAVE_SKELETON;
-}
+bool nfqr_native_answers_built_in(void) { return NFQR_HAVE_SKELETON; }
 
-int nfqr_netns_cookie(uint64_t *cookie)
-{
+int nfqr_netns_cookie(uint64_t *cookie) {
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -68,8 +63,7 @@ int nfqr_netns_cookie(uint64_t *cookie)
 
 /* ---- the cgroup ------------------------------------------------------------------------- */
 
-static int find_cgroup2_mount(char *path, size_t path_len)
-{
+static int find_cgroup2_mount(char *path, size_t path_len) {
     FILE *mounts = setmntent("/proc/self/mounts", "re");
     if (!mounts)
         return -errno;
@@ -90,8 +84,7 @@ static int find_cgroup2_mount(char *path, size_t path_len)
 /* cgroup2 is one hierarchy: a new mount of it shows the same root. Made with the mount API
  * (fsopen/fsmount), it is never attached anywhere: no directory is needed, nothing is left
  * mounted, and the open root keeps the cgroup for as long as the descriptor lives. */
-static int open_private_cgroup2(char *used, size_t used_len, char *why, size_t why_len)
-{
+static int open_private_cgroup2(char *used, size_t used_len, char *why, size_t why_len) {
     int context = (int)syscall(SYS_fsopen, "cgroup2", FSOPEN_CLOEXEC);
     if (context < 0) {
         int error = errno;
@@ -100,8 +93,8 @@ static int open_private_cgroup2(char *used, size_t used_len, char *why, size_t w
     }
     int fd = -1, error = 0;
     int mount_fd = -1;
-    if (syscall(SYS_fsconfig, context, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0
-        || (mount_fd = (int)syscall(SYS_fsmount, context, FSMOUNT_CLOEXEC, 0)) < 0) {
+    if (syscall(SYS_fsconfig, context, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0 ||
+        (mount_fd = (int)syscall(SYS_fsmount, context, FSMOUNT_CLOEXEC, 0)) < 0) {
         error = errno;
         explain(why, why_len, "no cgroup v2 mount, and making one failed: %s", strerror(error));
     } else {
@@ -118,8 +111,7 @@ static int open_private_cgroup2(char *used, size_t used_len, char *why, size_t w
     return fd >= 0 ? fd : -error;
 }
 
-int nfqr_cgroup_open(const char *path, char *used, size_t used_len, char *why, size_t why_len)
-{
+int nfqr_cgroup_open(const char *path, char *used, size_t used_len, char *why, size_t why_len) {
     char found[4096];
     if (!path || !*path) {
         if (find_cgroup2_mount(found, sizeof(found)) != 0)
@@ -154,19 +146,18 @@ typedef struct owned_program {
 /* Reads attached program `id`: true when it is an nfqr_origdst whose owner cookie could be
  * read (into `owner`). With `kept`, the program's descriptor and its answers map's (with the
  * map's size) are handed over too, and true also needs that map. */
-static bool inspect(uint32_t id, uint64_t *owner, owned_program *kept)
-{
+static bool inspect(uint32_t id, uint64_t *owner, owned_program *kept) {
     int program_fd = bpf_prog_get_fd_by_id(id);
     if (program_fd < 0)
         return false;
-    uint32_t map_ids[MAX_MAPS] = { 0 };
+    uint32_t map_ids[MAX_MAPS] = {0};
     struct bpf_prog_info info;
     memset(&info, 0, sizeof(info));
     info.nr_map_ids = MAX_MAPS;
     info.map_ids = (uint64_t)(uintptr_t)map_ids;
     uint32_t info_len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(program_fd, &info, &info_len) != 0
-        || strncmp(info.name, NFQR_ORIGDST_PROGRAM_NAME, sizeof(info.name)) != 0) {
+    if (bpf_obj_get_info_by_fd(program_fd, &info, &info_len) != 0 ||
+        strncmp(info.name, NFQR_ORIGDST_PROGRAM_NAME, sizeof(info.name)) != 0) {
         close(program_fd);
         return false;
     }
@@ -185,14 +176,14 @@ static bool inspect(uint32_t id, uint64_t *owner, owned_program *kept)
             continue;
         }
         size_t name_len = strnlen(map_info.name, sizeof(map_info.name));
-        if (map_info.type == BPF_MAP_TYPE_ARRAY && map_info.value_size == sizeof(uint64_t)
-            && name_len >= 7 && strcmp(map_info.name + name_len - 7, ".rodata") == 0) {
+        if (map_info.type == BPF_MAP_TYPE_ARRAY && map_info.value_size == sizeof(uint64_t) && name_len >= 7 &&
+            strcmp(map_info.name + name_len - 7, ".rodata") == 0) {
             uint32_t key = 0;
             owner_read = bpf_map_lookup_elem(map_fd, &key, owner) == 0;
             close(map_fd);
-        } else if (kept && map_info.type == BPF_MAP_TYPE_HASH && strcmp(map_info.name, "nfqr_answers") == 0
-                   && map_info.key_size == sizeof(struct nfqr_origdst_key)
-                   && map_info.value_size == sizeof(struct nfqr_origdst_value) && answers_fd < 0) {
+        } else if (kept && map_info.type == BPF_MAP_TYPE_HASH && strcmp(map_info.name, "nfqr_answers") == 0 &&
+                   map_info.key_size == sizeof(struct nfqr_origdst_key) &&
+                   map_info.value_size == sizeof(struct nfqr_origdst_value) && answers_fd < 0) {
             answers_fd = map_fd;
             max_entries = map_info.max_entries;
         } else {
@@ -218,8 +209,7 @@ static bool inspect(uint32_t id, uint64_t *owner, owned_program *kept)
 
 /* Whether attached program `id` is an nfqr_origdst of namespace `cookie`; on success the
  * descriptors of the program and its answers map are returned in `found`. */
-static bool is_owned(uint32_t id, uint64_t cookie, owned_program *found)
-{
+static bool is_owned(uint32_t id, uint64_t cookie, owned_program *found) {
     uint64_t owner = 0;
     if (!inspect(id, &owner, found))
         return false;
@@ -242,8 +232,7 @@ typedef struct cookie_probe {
 
 /* On a thread of its own: setns changes only the calling thread's namespace, and the thread
  * ends right after, so the daemon's own threads never leave their namespace. */
-static void *probe_cookie(void *argument)
-{
+static void *probe_cookie(void *argument) {
     cookie_probe *probe = argument;
     probe->result = setns(probe->namespace_fd, CLONE_NEWNET) == 0 ? nfqr_netns_cookie(&probe->cookie) : -errno;
     return NULL;
@@ -258,15 +247,14 @@ typedef struct live_namespaces {
     uint64_t cookies[MAX_NAMESPACES];
 } live_namespaces;
 
-static void add_namespace(live_namespaces *live, const char *path)
-{
+static void add_namespace(live_namespaces *live, const char *path) {
     struct stat status;
     if (live->count == MAX_NAMESPACES || stat(path, &status) != 0)
         return;
     for (uint32_t index = 0; index < live->count; index++)
         if (live->devices[index] == status.st_dev && live->inodes[index] == status.st_ino)
             return;
-    cookie_probe probe = { open(path, O_RDONLY | O_CLOEXEC), 0, -1 };
+    cookie_probe probe = {open(path, O_RDONLY | O_CLOEXEC), 0, -1};
     if (probe.namespace_fd < 0)
         return;
     pthread_t thread;
@@ -280,8 +268,7 @@ static void add_namespace(live_namespaces *live, const char *path)
     live->cookies[live->count++] = probe.cookie;
 }
 
-static void add_namespaces_of(live_namespaces *live, const char *directory, const char *suffix)
-{
+static void add_namespaces_of(live_namespaces *live, const char *directory, const char *suffix) {
     DIR *listing = opendir(directory);
     if (!listing)
         return;
@@ -296,8 +283,7 @@ static void add_namespaces_of(live_namespaces *live, const char *directory, cons
     closedir(listing);
 }
 
-int nfqr_native_answers_remove_orphans(int cgroup_fd, char *why, size_t why_len)
-{
+int nfqr_native_answers_remove_orphans(int cgroup_fd, char *why, size_t why_len) {
     uint32_t ids[MAX_ATTACHED], count = 0;
     int result = attached_ids(cgroup_fd, ids, &count);
     if (result != 0) {
@@ -310,7 +296,7 @@ int nfqr_native_answers_remove_orphans(int cgroup_fd, char *why, size_t why_len)
         uint64_t owner;
         if (!inspect(ids[index], &owner, NULL))
             continue;
-        if (!live) {   /* only when there is something to check */
+        if (!live) { /* only when there is something to check */
             live = calloc(1, sizeof(*live));
             if (!live)
                 return -ENOMEM;
@@ -320,7 +306,7 @@ int nfqr_native_answers_remove_orphans(int cgroup_fd, char *why, size_t why_len)
         bool alive = false;
         for (uint32_t known = 0; known < live->count && !alive; known++)
             alive = live->cookies[known] == owner;
-        if (alive || live->count == 0)   /* no namespace seen at all: /proc hidden, check nothing */
+        if (alive || live->count == 0) /* no namespace seen at all: /proc hidden, check nothing */
             continue;
         int program_fd = bpf_prog_get_fd_by_id(ids[index]);
         if (program_fd >= 0) {
@@ -334,8 +320,7 @@ int nfqr_native_answers_remove_orphans(int cgroup_fd, char *why, size_t why_len)
 }
 
 /* Ids of the getsockopt programs attached to the cgroup itself (not inherited ones). */
-static int attached_ids(int cgroup_fd, uint32_t ids[MAX_ATTACHED], uint32_t *count)
-{
+static int attached_ids(int cgroup_fd, uint32_t ids[MAX_ATTACHED], uint32_t *count) {
     uint32_t attach_flags = 0;
     *count = MAX_ATTACHED;
     if (bpf_prog_query(cgroup_fd, BPF_CGROUP_GETSOCKOPT, 0, &attach_flags, ids, count) != 0)
@@ -343,8 +328,7 @@ static int attached_ids(int cgroup_fd, uint32_t ids[MAX_ATTACHED], uint32_t *cou
     return 0;
 }
 
-int nfqr_native_answers_count_owned(int cgroup_fd, uint64_t netns_cookie)
-{
+int nfqr_native_answers_count_owned(int cgroup_fd, uint64_t netns_cookie) {
     uint32_t ids[MAX_ATTACHED], count = 0;
     int result = attached_ids(cgroup_fd, ids, &count);
     if (result != 0)
@@ -361,8 +345,7 @@ int nfqr_native_answers_count_owned(int cgroup_fd, uint64_t netns_cookie)
     return owned;
 }
 
-int nfqr_native_answers_remove_owned(int cgroup_fd, uint64_t netns_cookie, char *why, size_t why_len)
-{
+int nfqr_native_answers_remove_owned(int cgroup_fd, uint64_t netns_cookie, char *why, size_t why_len) {
     uint32_t ids[MAX_ATTACHED], count = 0;
     int result = attached_ids(cgroup_fd, ids, &count);
     if (result != 0) {
@@ -392,8 +375,7 @@ int nfqr_native_answers_remove_owned(int cgroup_fd, uint64_t netns_cookie, char 
 /* libbpf's own messages: the last warning is kept for the one log line a failure gets. */
 static __thread char last_libbpf_message[256];
 
-static int keep_libbpf_message(enum libbpf_print_level level, const char *format, va_list arguments)
-{
+static int keep_libbpf_message(enum libbpf_print_level level, const char *format, va_list arguments) {
     if (level != LIBBPF_DEBUG) {
         vsnprintf(last_libbpf_message, sizeof(last_libbpf_message), format, arguments);
         size_t length = strlen(last_libbpf_message);
@@ -403,9 +385,8 @@ static int keep_libbpf_message(enum libbpf_print_level level, const char *format
     return 0;
 }
 
-static int load_and_attach(int cgroup_fd, uint64_t cookie, uint32_t max_entries, owned_program *loaded,
-                           char *why, size_t why_len)
-{
+static int load_and_attach(int cgroup_fd, uint64_t cookie, uint32_t max_entries, owned_program *loaded, char *why,
+                           size_t why_len) {
 #if NFQR_HAVE_SKELETON
     libbpf_set_print(keep_libbpf_message);
     last_libbpf_message[0] = 0;
@@ -447,15 +428,18 @@ static int load_and_attach(int cgroup_fd, uint64_t cookie, uint32_t max_entries,
     }
     return 0;
 #else
-    (void)cgroup_fd; (void)cookie; (void)max_entries; (void)loaded;
-    explain(why, why_len, "this binary was built without the BPF object (build with make, which runs clang -target bpf)");
+    (void)cgroup_fd;
+    (void)cookie;
+    (void)max_entries;
+    (void)loaded;
+    explain(why, why_len,
+            "this binary was built without the BPF object (build with make, which runs clang -target bpf)");
     return -ENOSYS;
 #endif
 }
 
-int nfqr_native_answers_start(int cgroup_fd, uint64_t netns_cookie, uint32_t max_entries,
-                              nfqr_native_answers *answers, char *why, size_t why_len)
-{
+int nfqr_native_answers_start(int cgroup_fd, uint64_t netns_cookie, uint32_t max_entries, nfqr_native_answers *answers,
+                              char *why, size_t why_len) {
     uint32_t ids[MAX_ATTACHED], count = 0;
     int result = attached_ids(cgroup_fd, ids, &count);
     if (result != 0) {
@@ -465,7 +449,7 @@ int nfqr_native_answers_start(int cgroup_fd, uint64_t netns_cookie, uint32_t max
     /* An earlier run's program with a map of the size asked for is adopted, answers and all.
      * One of another size (a changed table limit) is replaced: the new one is attached
      * first and filled by the caller, then the old one detached, so no moment is without. */
-    owned_program kept = { -1, -1, 0, 0 };
+    owned_program kept = {-1, -1, 0, 0};
     owned_program stale[MAX_ATTACHED];
     uint32_t stale_count = 0;
     for (uint32_t index = 0; index < count; index++) {
@@ -513,16 +497,14 @@ static __thread struct {
     struct nfqr_origdst_value values[NFQR_NATIVE_ANSWERS_BATCH_MAX];
 } held __attribute__((tls_model("initial-exec")));
 
-static int held_index(const struct nfqr_origdst_key *key)
-{
+static int held_index(const struct nfqr_origdst_key *key) {
     for (uint32_t index = 0; index < held.count; index++)
         if (memcmp(&held.keys[index], key, sizeof(*key)) == 0)
             return (int)index;
     return -1;
 }
 
-static int write_held(const nfqr_native_answers *answers)
-{
+static int write_held(const nfqr_native_answers *answers) {
     uint32_t count = held.count;
     if (count == 0)
         return 0;
@@ -541,21 +523,18 @@ static int write_held(const nfqr_native_answers *answers)
     return result;
 }
 
-void nfqr_native_answers_begin_batch(const nfqr_native_answers *answers)
-{
+void nfqr_native_answers_begin_batch(const nfqr_native_answers *answers) {
     held.answers = answers;
     held.count = 0;
 }
 
-int nfqr_native_answers_flush(const nfqr_native_answers *answers)
-{
+int nfqr_native_answers_flush(const nfqr_native_answers *answers) {
     int result = held.answers == answers ? write_held(answers) : 0;
     held.answers = NULL;
     return result;
 }
 
-void nfqr_native_answers_flushed(uint32_t index, struct nfqr_origdst_key *key, struct nfqr_origdst_value *value)
-{
+void nfqr_native_answers_flushed(uint32_t index, struct nfqr_origdst_key *key, struct nfqr_origdst_value *value) {
     if (index < held.count) {
         *key = held.keys[index];
         *value = held.values[index];
@@ -563,8 +542,7 @@ void nfqr_native_answers_flushed(uint32_t index, struct nfqr_origdst_key *key, s
 }
 
 int nfqr_native_answers_put(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key,
-                            const struct nfqr_origdst_value *value)
-{
+                            const struct nfqr_origdst_value *value) {
     if (held.answers == answers) {
         int index = held_index(key);
         if (index < 0 && held.count == NFQR_NATIVE_ANSWERS_BATCH_MAX) {
@@ -582,8 +560,7 @@ int nfqr_native_answers_put(const nfqr_native_answers *answers, const struct nfq
     return bpf_map_update_elem(answers->map_fd, key, value, BPF_ANY) == 0 ? 0 : -errno;
 }
 
-int nfqr_native_answers_delete(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key)
-{
+int nfqr_native_answers_delete(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key) {
     bool was_held = false;
     if (held.answers == answers) {
         int index = held_index(key);
@@ -601,19 +578,16 @@ int nfqr_native_answers_delete(const nfqr_native_answers *answers, const struct 
 }
 
 int nfqr_native_answers_get(const nfqr_native_answers *answers, const struct nfqr_origdst_key *key,
-                            struct nfqr_origdst_value *value)
-{
+                            struct nfqr_origdst_value *value) {
     return bpf_map_lookup_elem(answers->map_fd, key, value) == 0 ? 0 : -errno;
 }
 
 int nfqr_native_answers_next_key(const nfqr_native_answers *answers, const struct nfqr_origdst_key *previous,
-                                 struct nfqr_origdst_key *next)
-{
+                                 struct nfqr_origdst_key *next) {
     return bpf_map_get_next_key(answers->map_fd, previous, next) == 0 ? 0 : -errno;
 }
 
-static void close_all(nfqr_native_answers *answers)
-{
+static void close_all(nfqr_native_answers *answers) {
     if (answers->map_fd >= 0)
         close(answers->map_fd);
     if (answers->program_fd >= 0)
@@ -623,16 +597,12 @@ static void close_all(nfqr_native_answers *answers)
     answers->map_fd = answers->program_fd = answers->cgroup_fd = -1;
 }
 
-void nfqr_native_answers_release(nfqr_native_answers *answers)
-{
-    close_all(answers);
-}
+void nfqr_native_answers_release(nfqr_native_answers *answers) { close_all(answers); }
 
-int nfqr_native_answers_detach(nfqr_native_answers *answers)
-{
+int nfqr_native_answers_detach(nfqr_native_answers *answers) {
     int result = 0;
-    if (answers->program_fd >= 0 && answers->cgroup_fd >= 0
-        && bpf_prog_detach2(answers->program_fd, answers->cgroup_fd, BPF_CGROUP_GETSOCKOPT) != 0)
+    if (answers->program_fd >= 0 && answers->cgroup_fd >= 0 &&
+        bpf_prog_detach2(answers->program_fd, answers->cgroup_fd, BPF_CGROUP_GETSOCKOPT) != 0)
         result = -errno;
     close_all(answers);
     return result;

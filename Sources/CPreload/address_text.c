@@ -8,10 +8,9 @@
 
 #include "nfqr_internal.h"
 
-static const uint8_t v4_mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-static size_t format_decimal(unsigned value, char *out)
-{
+static size_t format_decimal(unsigned value, char *out) {
     char digits[5];
     size_t count = 0;
     do {
@@ -23,8 +22,7 @@ static size_t format_decimal(unsigned value, char *out)
     return count;
 }
 
-static size_t format_ipv4(const uint8_t addr[4], char *out)
-{
+static size_t format_ipv4(const uint8_t addr[4], char *out) {
     size_t length = 0;
     for (int i = 0; i < 4; i++) {
         if (i > 0)
@@ -34,8 +32,7 @@ static size_t format_ipv4(const uint8_t addr[4], char *out)
     return length;
 }
 
-static size_t format_hex_group(unsigned group, char *out)
-{
+static size_t format_hex_group(unsigned group, char *out) {
     static const char hex[] = "0123456789abcdef";
     size_t length = 0;
     bool started = false;
@@ -49,8 +46,7 @@ static size_t format_hex_group(unsigned group, char *out)
     return length;
 }
 
-static size_t format_ipv6(const uint8_t addr[16], char *out)
-{
+static size_t format_ipv6(const uint8_t addr[16], char *out) {
     unsigned groups[8];
     for (int i = 0; i < 8; i++)
         groups[i] = (unsigned)addr[2 * i] << 8 | addr[2 * i + 1];
@@ -86,14 +82,12 @@ static size_t format_ipv6(const uint8_t addr[16], char *out)
     return length;
 }
 
-size_t nfqr_format_address(const nfqr_endpoint *endpoint, char *out)
-{
+size_t nfqr_format_address(const nfqr_endpoint *endpoint, char *out) {
     return endpoint->is_v4 ? format_ipv4(endpoint->addr, out) : format_ipv6(endpoint->addr, out);
 }
 
 /* Dotted quad, each part 0..255 without leading zeros (inet_pton's rules). */
-static bool parse_ipv4(const char *text, size_t length, uint8_t out[4])
-{
+static bool parse_ipv4(const char *text, size_t length, uint8_t out[4]) {
     int part = 0;
     unsigned value = 0, digits = 0;
     for (size_t i = 0; i < length; i++) {
@@ -119,8 +113,7 @@ static bool parse_ipv4(const char *text, size_t length, uint8_t out[4])
     return true;
 }
 
-static int hex_value(char c)
-{
+static int hex_value(char c) {
     if (c >= '0' && c <= '9')
         return c - '0';
     if (c >= 'a' && c <= 'f')
@@ -131,11 +124,10 @@ static int hex_value(char c)
 }
 
 /* RFC 4291 2.2 text: hex groups of 1-4 digits, at most one "::", optionally a dotted-quad tail. */
-static bool parse_ipv6(const char *text, size_t length, uint8_t out[16])
-{
-    uint8_t bytes[16] = { 0 };
+static bool parse_ipv6(const char *text, size_t length, uint8_t out[16]) {
+    uint8_t bytes[16] = {0};
     size_t filled = 0, i = 0;
-    int gap = -1;   /* where "::" stands, as a byte offset */
+    int gap = -1; /* where "::" stands, as a byte offset */
     size_t group_start = 0;
     unsigned value = 0, digits = 0;
 
@@ -188,7 +180,7 @@ static bool parse_ipv6(const char *text, size_t length, uint8_t out[16])
     }
     if (gap >= 0) {
         if (filled == 16)
-            return false;   /* "::" must stand for at least one zero group */
+            return false; /* "::" must stand for at least one zero group */
         size_t tail = filled - (size_t)gap;
         memmove(bytes + 16 - tail, bytes + gap, tail);
         memset(bytes + gap, 0, 16 - tail - (size_t)gap);
@@ -200,9 +192,8 @@ static bool parse_ipv6(const char *text, size_t length, uint8_t out[16])
     return true;
 }
 
-bool nfqr_parse_address(const char *text, size_t length, nfqr_endpoint *out)
-{
-    nfqr_endpoint parsed = { .port = out->port };
+bool nfqr_parse_address(const char *text, size_t length, nfqr_endpoint *out) {
+    nfqr_endpoint parsed = {.port = out->port};
     if (memchr(text, ':', length) == NULL) {
         if (!parse_ipv4(text, length, parsed.addr))
             return false;
@@ -220,8 +211,7 @@ bool nfqr_parse_address(const char *text, size_t length, nfqr_endpoint *out)
     return true;
 }
 
-bool nfqr_parse_port(const char *text, size_t length, uint16_t *out)
-{
+bool nfqr_parse_port(const char *text, size_t length, uint16_t *out) {
     if (length == 0 || length > 5 || text[0] == '0')
         return false;
     unsigned value = 0;
@@ -236,9 +226,8 @@ bool nfqr_parse_port(const char *text, size_t length, uint16_t *out)
     return true;
 }
 
-bool nfqr_endpoint_from_sockaddr(const struct sockaddr *address, socklen_t length, nfqr_endpoint *out)
-{
-    nfqr_endpoint endpoint = { 0 };
+bool nfqr_endpoint_from_sockaddr(const struct sockaddr *address, socklen_t length, nfqr_endpoint *out) {
+    nfqr_endpoint endpoint = {0};
     if (address->sa_family == AF_INET && length >= sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)address;
         memcpy(endpoint.addr, &sin->sin_addr, 4);

@@ -14,11 +14,10 @@
 #define MAXIMUM_BUSY_POLL_US 100000
 
 /* Until the constructor has run (a lookup from another library's constructor), no daemon. */
-nfqr_config nfqr_settings = { .address_error = EAGAIN, .timeout_ms = DEFAULT_TIMEOUT_MS };
+nfqr_config nfqr_settings = {.address_error = EAGAIN, .timeout_ms = DEFAULT_TIMEOUT_MS};
 
 /* A whole decimal number from 0 up to `maximum`, or `fallback`. */
-static int number_from(const char *text, long maximum, int fallback)
-{
+static int number_from(const char *text, long maximum, int fallback) {
     if (text == NULL || *text == '\0')
         return fallback;
     long value = 0;
@@ -32,8 +31,7 @@ static int number_from(const char *text, long maximum, int fallback)
     return (int)value;
 }
 
-__attribute__((constructor)) static void nfqr_load_settings(void)
-{
+__attribute__((constructor)) static void nfqr_load_settings(void) {
     const char *path = getenv("NFQ_REDIRECT_SOCKET");
     if (path == NULL || *path == '\0')
         path = DEFAULT_SOCKET_PATH;

@@ -28,50 +28,47 @@
 #include "nfqr_internal.h"
 
 typedef struct thread_connection {
-    int fd;                       /* -1: none; written only under registry_lock */
-    volatile sig_atomic_t busy;   /* this thread is inside a lookup (or its exit clean-up) */
-    bool registered;              /* linked into the registry, exit destructor armed */
+    int fd; /* -1: none; written only under registry_lock */
+    volatile sig_atomic_t busy; /* this thread is inside a lookup (or its exit clean-up) */
+    bool registered; /* linked into the registry, exit destructor armed */
     struct thread_connection *previous, *next;
 } thread_connection;
 
 /* initial-exec: static TLS, so the first touch in a thread allocates nothing (signal-safe). */
-static __thread thread_connection this_thread __attribute__((tls_model("initial-exec"))) = { .fd = -1 };
+static __thread thread_connection this_thread __attribute__((tls_model("initial-exec"))) = {.fd = -1};
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static thread_connection *registry;
 static pthread_key_t thread_exit_key;
-static atomic_bool caching_enabled;   /* the exit key exists: a cached connection can be closed */
-static atomic_int owner_pid;          /* the process whose fork handlers keep the registry right */
+static atomic_bool caching_enabled; /* the exit key exists: a cached connection can be closed */
+static atomic_int owner_pid; /* the process whose fork handlers keep the registry right */
 
 /* ---- deadline ---------------------------------------------------------------------------- */
 
-static int64_t monotonic_ns(void)
-{
+static int64_t monotonic_ns(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 }
 
 /* Whole milliseconds left, rounded up so that poll never spins on a sub-millisecond rest. */
-static int remaining_ms(int64_t deadline)
-{
+static int remaining_ms(int64_t deadline) {
     int64_t left = deadline - monotonic_ns();
     return left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 }
 
 /* Waits for events on fd until the deadline; false with errno ETIMEDOUT (or poll's error). */
-static bool wait_for(int fd, short events, int64_t deadline)
-{
+static bool wait_for(int fd, short events, int64_t deadline) {
     for (;;) {
         int ms = remaining_ms(deadline);
         if (ms == 0) {
             errno = ETIMEDOUT;
             return false;
         }
-        struct pollfd entry = { .fd = fd, .events = events };
+        struct pollfd entry = {.fd = fd, .events = events};
         int ready = poll(&entry, 1, ms);
         if (ready > 0)
-            return true;   /* POLLERR/POLLHUP too: the next send/recv reports them */
+            return true; /* POLLERR/POLLHUP too: the next send/recv reports them */
         if (ready < 0 && errno != EINTR)
             return false;
     }
@@ -80,29 +77,26 @@ static bool wait_for(int fd, short events, int64_t deadline)
 /* With NFQ_REDIRECT_BUSY_POLL_US, asks for readiness without sleeping for that long first: on
  * a machine whose idle CPUs wake slowly, the sleeping thread's wake-up is most of a lookup's
  * round trip. sched_yield lets any runnable thread (the daemon's, on a busy CPU) go first. */
-static void poll_briefly_for(int fd, int64_t deadline)
-{
+static void poll_briefly_for(int fd, int64_t deadline) {
     if (nfqr_settings.busy_poll_us == 0)
         return;
     int64_t until = monotonic_ns() + (int64_t)nfqr_settings.busy_poll_us * 1000;
     if (until > deadline)
         until = deadline;
-    struct pollfd entry = { .fd = fd, .events = POLLIN };
+    struct pollfd entry = {.fd = fd, .events = POLLIN};
     while (poll(&entry, 1, 0) == 0 && monotonic_ns() < until)
         sched_yield();
 }
 
 /* ---- connect and exchange ------------------------------------------------------------------ */
 
-static void close_preserving_errno(int fd)
-{
+static void close_preserving_errno(int fd) {
     int saved = errno;
-    close(fd);   /* Linux releases the descriptor even when close reports EINTR: never retry */
+    close(fd); /* Linux releases the descriptor even when close reports EINTR: never retry */
     errno = saved;
 }
 
-static int connect_daemon(int64_t deadline)
-{
+static int connect_daemon(int64_t deadline) {
     if (nfqr_settings.address_length == 0) {
         errno = nfqr_settings.address_error;
         return -1;
@@ -123,12 +117,12 @@ static int connect_daemon(int64_t deadline)
                 errno = ETIMEDOUT;
                 break;
             }
-            struct timespec pause = { .tv_nsec = 1000000 };
+            struct timespec pause = {.tv_nsec = 1000000};
             nanosleep(&pause, NULL);
             continue;
         }
         if ((errno == EINPROGRESS || errno == EALREADY) && wait_for(fd, POLLOUT, deadline))
-            continue;   /* connect again: EISCONN when done, the real error otherwise */
+            continue; /* connect again: EISCONN when done, the real error otherwise */
         break;
     }
     close_preserving_errno(fd);
@@ -136,17 +130,16 @@ static int connect_daemon(int64_t deadline)
 }
 
 typedef enum exchange_status {
-    EXCHANGED,           /* one answer line read, nothing after it */
-    EXCHANGED_UNSYNCED,  /* answer read, but more bytes followed: the stream cannot be trusted */
-    PEER_GONE,           /* closed or reset before any answer byte: a stale cached connection */
-    FAILED,              /* errno says why */
+    EXCHANGED, /* one answer line read, nothing after it */
+    EXCHANGED_UNSYNCED, /* answer read, but more bytes followed: the stream cannot be trusted */
+    PEER_GONE, /* closed or reset before any answer byte: a stale cached connection */
+    FAILED, /* errno says why */
     ANSWER_TOO_LONG
 } exchange_status;
 
-static ssize_t send_part(int fd, const char *data, size_t length, int pass_fd)
-{
-    struct iovec part = { .iov_base = (void *)data, .iov_len = length };
-    struct msghdr message = { .msg_iov = &part, .msg_iovlen = 1 };
+static ssize_t send_part(int fd, const char *data, size_t length, int pass_fd) {
+    struct iovec part = {.iov_base = (void *)data, .iov_len = length};
+    struct msghdr message = {.msg_iov = &part, .msg_iovlen = 1};
     union {
         char buffer[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
@@ -161,12 +154,11 @@ static ssize_t send_part(int fd, const char *data, size_t length, int pass_fd)
         header->cmsg_len = CMSG_LEN(sizeof(int));
         memcpy(CMSG_DATA(header), &pass_fd, sizeof(int));
     }
-    return sendmsg(fd, &message, MSG_NOSIGNAL);   /* a vanished daemon must not raise SIGPIPE */
+    return sendmsg(fd, &message, MSG_NOSIGNAL); /* a vanished daemon must not raise SIGPIPE */
 }
 
-static exchange_status exchange(int fd, const char *request, size_t request_length, int pass_fd,
-                                int64_t deadline, char reply[NFQR_REPLY_MAX], size_t *reply_length)
-{
+static exchange_status exchange(int fd, const char *request, size_t request_length, int pass_fd, int64_t deadline,
+                                char reply[NFQR_REPLY_MAX], size_t *reply_length) {
     size_t sent = 0;
     while (sent < request_length) {
         /* The descriptor travels with the first byte that goes out. */
@@ -210,25 +202,20 @@ static exchange_status exchange(int fd, const char *request, size_t request_leng
     }
 }
 
-static nfqr_transfer transfer_of(exchange_status status)
-{
+static nfqr_transfer transfer_of(exchange_status status) {
     switch (status) {
     case EXCHANGED:
-    case EXCHANGED_UNSYNCED:
-        return NFQR_TRANSFER_OK;
-    case ANSWER_TOO_LONG:
-        return NFQR_TRANSFER_BAD_REPLY;
+    case EXCHANGED_UNSYNCED: return NFQR_TRANSFER_OK;
+    case ANSWER_TOO_LONG: return NFQR_TRANSFER_BAD_REPLY;
     case PEER_GONE:
-    case FAILED:
-        break;
+    case FAILED: break;
     }
     return NFQR_TRANSFER_UNAVAILABLE;
 }
 
 /* A connection for this call alone. */
 static nfqr_transfer transact_once(const char *request, size_t request_length, int pass_fd, int64_t deadline,
-                                   char reply[NFQR_REPLY_MAX], size_t *reply_length)
-{
+                                   char reply[NFQR_REPLY_MAX], size_t *reply_length) {
     int fd = connect_daemon(deadline);
     if (fd < 0)
         return NFQR_TRANSFER_UNAVAILABLE;
@@ -239,8 +226,7 @@ static nfqr_transfer transact_once(const char *request, size_t request_length, i
 
 /* ---- the per-thread cache ------------------------------------------------------------------ */
 
-static void link_this_thread(void)
-{
+static void link_this_thread(void) {
     this_thread.previous = NULL;
     this_thread.next = registry;
     if (registry != NULL)
@@ -248,8 +234,7 @@ static void link_this_thread(void)
     registry = &this_thread;
 }
 
-static void unlink_connection(thread_connection *connection)
-{
+static void unlink_connection(thread_connection *connection) {
     if (connection->previous != NULL)
         connection->previous->next = connection->next;
     else
@@ -260,8 +245,7 @@ static void unlink_connection(thread_connection *connection)
 }
 
 /* Makes fd this thread's cached connection; false if it cannot be (the caller closes it). */
-static bool adopt(int fd)
-{
+static bool adopt(int fd) {
     bool adopted = true;
     pthread_mutex_lock(&registry_lock);
     if (!this_thread.registered) {
@@ -279,20 +263,18 @@ static bool adopt(int fd)
     return adopted;
 }
 
-static void drop_cached(void)
-{
+static void drop_cached(void) {
     int saved = errno;
     pthread_mutex_lock(&registry_lock);
     if (this_thread.fd >= 0)
-        close(this_thread.fd);   /* under the lock, so a concurrent fork sees fd and table agree */
+        close(this_thread.fd); /* under the lock, so a concurrent fork sees fd and table agree */
     this_thread.fd = -1;
     pthread_mutex_unlock(&registry_lock);
     errno = saved;
 }
 
 static nfqr_transfer transact_cached(const char *request, size_t request_length, int pass_fd, int64_t deadline,
-                                     char reply[NFQR_REPLY_MAX], size_t *reply_length)
-{
+                                     char reply[NFQR_REPLY_MAX], size_t *reply_length) {
     /* A reused connection the daemon has since closed (restart, idle limit) earns one retry. */
     for (int attempt = 0; attempt < 2; attempt++) {
         bool reused = this_thread.fd >= 0;
@@ -317,9 +299,8 @@ static nfqr_transfer transact_cached(const char *request, size_t request_length,
     return NFQR_TRANSFER_UNAVAILABLE;
 }
 
-nfqr_transfer nfqr_transact(const char *request, size_t request_length, int pass_fd,
-                            char reply[NFQR_REPLY_MAX], size_t *reply_length)
-{
+nfqr_transfer nfqr_transact(const char *request, size_t request_length, int pass_fd, char reply[NFQR_REPLY_MAX],
+                            size_t *reply_length) {
     int64_t deadline = monotonic_ns() + (int64_t)nfqr_settings.timeout_ms * 1000000;
 
     /* Nested in a signal handler, or in a child forked without fork handlers (raw clone):
@@ -338,10 +319,9 @@ nfqr_transfer nfqr_transact(const char *request, size_t request_length, int pass
 
 /* ---- thread exit, fork, load and unload ------------------------------------------------------- */
 
-static void close_at_thread_exit(void *value)
-{
+static void close_at_thread_exit(void *value) {
     thread_connection *connection = value;
-    connection->busy = 1;   /* a signal handler now must not take registry_lock again */
+    connection->busy = 1; /* a signal handler now must not take registry_lock again */
     atomic_signal_fence(memory_order_seq_cst);
     pthread_mutex_lock(&registry_lock);
     unlink_connection(connection);
@@ -354,20 +334,13 @@ static void close_at_thread_exit(void *value)
     connection->busy = 0;
 }
 
-static void before_fork(void)
-{
-    pthread_mutex_lock(&registry_lock);
-}
+static void before_fork(void) { pthread_mutex_lock(&registry_lock); }
 
-static void after_fork_in_parent(void)
-{
-    pthread_mutex_unlock(&registry_lock);
-}
+static void after_fork_in_parent(void) { pthread_mutex_unlock(&registry_lock); }
 
 /* The child has copies of every thread's connection; only this thread lives on, and even its
  * connection is shared with the parent. Close them all: the child connects afresh. */
-static void after_fork_in_child(void)
-{
+static void after_fork_in_child(void) {
     for (thread_connection *connection = registry; connection != NULL; connection = connection->next) {
         if (connection->fd >= 0)
             close(connection->fd);
@@ -380,11 +353,10 @@ static void after_fork_in_child(void)
     pthread_mutex_unlock(&registry_lock);
 }
 
-__attribute__((constructor)) static void nfqr_prepare_connections(void)
-{
+__attribute__((constructor)) static void nfqr_prepare_connections(void) {
     atomic_store_explicit(&owner_pid, getpid(), memory_order_relaxed);
     if (pthread_key_create(&thread_exit_key, close_at_thread_exit) != 0)
-        return;   /* without a way to close them at thread exit, connections are not cached */
+        return; /* without a way to close them at thread exit, connections are not cached */
 #ifdef __GLIBC__
     /* glibc's pthread_setspecific allocates for keys past its first-level block of 32, and the
      * first lookup of each thread (maybe in a signal handler) calls it: cache only without that. */
@@ -401,8 +373,7 @@ __attribute__((constructor)) static void nfqr_prepare_connections(void)
 }
 
 /* Unloaded (dlclose of a plugin that linked the static library): no destructor may point here. */
-__attribute__((destructor)) static void nfqr_forget_connections(void)
-{
+__attribute__((destructor)) static void nfqr_forget_connections(void) {
     if (atomic_exchange_explicit(&caching_enabled, false, memory_order_acq_rel))
         pthread_key_delete(thread_exit_key);
 }

@@ -12,8 +12,7 @@
 /* include/net/ipv6.h IPV6_FLOWINFO_MASK: traffic class and flow label, network order. */
 #define FLOWINFO_MASK 0x0FFFFFFFu
 
-bool nfqr_needs_scope_id(const nfqr_endpoint *address)
-{
+bool nfqr_needs_scope_id(const nfqr_endpoint *address) {
     if (address->is_v4)
         return false;
     const uint8_t *a = address->addr;
@@ -24,8 +23,7 @@ bool nfqr_needs_scope_id(const nfqr_endpoint *address)
 }
 
 socklen_t nfqr_shape_original(int family, const nfqr_endpoint *original, uint32_t flowinfo, uint32_t scope_id,
-                              struct sockaddr_storage *out)
-{
+                              struct sockaddr_storage *out) {
     if (family == AF_INET) {
         struct sockaddr_in sin;
         memset(&sin, 0, sizeof sin);
@@ -52,8 +50,7 @@ socklen_t nfqr_shape_original(int family, const nfqr_endpoint *original, uint32_
     return sizeof sin6;
 }
 
-void nfqr_kernel_sin6_fields(int fd, const nfqr_endpoint *original, uint32_t *flowinfo, uint32_t *scope_id)
-{
+void nfqr_kernel_sin6_fields(int fd, const nfqr_endpoint *original, uint32_t *flowinfo, uint32_t *scope_id) {
     nfqr_getsockopt_fn real_getsockopt = nfqr_real_getsockopt();
 
     /* The kernel copies the socket's own flow label (np->flow_label), which is non-zero on an

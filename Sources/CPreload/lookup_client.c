@@ -7,8 +7,7 @@
 
 #include "nfqr_internal.h"
 
-const char *nfqr_answer_name(nfqr_answer answer)
-{
+const char *nfqr_answer_name(nfqr_answer answer) {
     switch (answer) {
     case NFQR_FOUND: return "found";
     case NFQR_NOT_REDIRECTED: return "not redirected";
@@ -23,14 +22,12 @@ const char *nfqr_answer_name(nfqr_answer answer)
     return "unknown answer";
 }
 
-static nfqr_answer bad_socket(int error)
-{
+static nfqr_answer bad_socket(int error) {
     errno = error;
     return NFQR_BAD_SOCKET;
 }
 
-nfqr_answer nfqr_inspect_socket(int fd, nfqr_socket *out)
-{
+nfqr_answer nfqr_inspect_socket(int fd, nfqr_socket *out) {
     struct sockaddr_storage address;
     socklen_t length = sizeof address;
     if (getsockname(fd, (struct sockaddr *)&address, &length) != 0)
@@ -55,17 +52,13 @@ nfqr_answer nfqr_inspect_socket(int fd, nfqr_socket *out)
 }
 
 /* One request, one answer line, parsed; a found answer must be of the asked family. */
-static nfqr_answer ask(const char *request, size_t length, int pass_fd, bool want_v4, nfqr_endpoint *original)
-{
+static nfqr_answer ask(const char *request, size_t length, int pass_fd, bool want_v4, nfqr_endpoint *original) {
     char reply[NFQR_REPLY_MAX];
     size_t reply_length = 0;
     switch (nfqr_transact(request, length, pass_fd, reply, &reply_length)) {
-    case NFQR_TRANSFER_OK:
-        break;
-    case NFQR_TRANSFER_UNAVAILABLE:
-        return NFQR_UNAVAILABLE;
-    case NFQR_TRANSFER_BAD_REPLY:
-        return NFQR_BAD_REPLY;
+    case NFQR_TRANSFER_OK: break;
+    case NFQR_TRANSFER_UNAVAILABLE: return NFQR_UNAVAILABLE;
+    case NFQR_TRANSFER_BAD_REPLY: return NFQR_BAD_REPLY;
     }
     nfqr_endpoint answer;
     nfqr_answer result = nfqr_parse_reply(reply, reply_length, &answer);
@@ -78,29 +71,25 @@ static nfqr_answer ask(const char *request, size_t length, int pass_fd, bool wan
 }
 
 nfqr_answer nfqr_lookup_tuple(int protocol, const nfqr_endpoint *client, const nfqr_endpoint *local,
-                              nfqr_endpoint *original)
-{
+                              nfqr_endpoint *original) {
     char request[NFQR_REQUEST_MAX];
     size_t length = nfqr_format_lookup(request, protocol, client, local);
     return ask(request, length, -1, local->is_v4, original);
 }
 
-nfqr_answer nfqr_lookup_descriptor(int fd, bool want_v4, nfqr_endpoint *original)
-{
+nfqr_answer nfqr_lookup_descriptor(int fd, bool want_v4, nfqr_endpoint *original) {
     static const char request[] = "LOOKUPFD\n";
     return ask(request, sizeof request - 1, fd, want_v4, original);
 }
 
-static nfqr_answer original_of_socket(int fd, bool by_descriptor, struct sockaddr_storage *out, socklen_t *outlen)
-{
+static nfqr_answer original_of_socket(int fd, bool by_descriptor, struct sockaddr_storage *out, socklen_t *outlen) {
     nfqr_socket socket_view;
     nfqr_answer answer = nfqr_inspect_socket(fd, &socket_view);
     if (answer != NFQR_FOUND)
         return answer;
     nfqr_endpoint original;
-    answer = by_descriptor
-        ? nfqr_lookup_descriptor(fd, socket_view.local.is_v4, &original)
-        : nfqr_lookup_tuple(socket_view.protocol, &socket_view.peer, &socket_view.local, &original);
+    answer = by_descriptor ? nfqr_lookup_descriptor(fd, socket_view.local.is_v4, &original)
+                           : nfqr_lookup_tuple(socket_view.protocol, &socket_view.peer, &socket_view.local, &original);
     if (answer != NFQR_FOUND)
         return answer;
     uint32_t flowinfo = 0, scope_id = 0;
@@ -112,25 +101,22 @@ static nfqr_answer original_of_socket(int fd, bool by_descriptor, struct sockadd
     return NFQR_FOUND;
 }
 
-nfqr_answer nfqr_original_dst(int fd, struct sockaddr_storage *out, socklen_t *outlen)
-{
+nfqr_answer nfqr_original_dst(int fd, struct sockaddr_storage *out, socklen_t *outlen) {
     return original_of_socket(fd, false, out, outlen);
 }
 
-nfqr_answer nfqr_original_dst_fd(int fd, struct sockaddr_storage *out, socklen_t *outlen)
-{
+nfqr_answer nfqr_original_dst_fd(int fd, struct sockaddr_storage *out, socklen_t *outlen) {
     return original_of_socket(fd, true, out, outlen);
 }
 
-static socklen_t sockaddr_size(const struct sockaddr *address)
-{
-    return address->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-         : address->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : 0;
+static socklen_t sockaddr_size(const struct sockaddr *address) {
+    return address->sa_family == AF_INET    ? sizeof(struct sockaddr_in)
+           : address->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : 0;
 }
 
 nfqr_answer nfqr_lookup(int protocol, const struct sockaddr *client, const struct sockaddr *local,
-                        struct sockaddr_storage *out, socklen_t *outlen)
-{
+                        struct sockaddr_storage *out, socklen_t *outlen) {
     nfqr_endpoint client_endpoint, local_endpoint, original;
     if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP)
         return bad_socket(EPROTONOSUPPORT);

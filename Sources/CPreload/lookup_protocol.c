@@ -10,14 +10,12 @@
 
 #include "nfqr_internal.h"
 
-static size_t append(char *out, size_t at, const char *text, size_t length)
-{
+static size_t append(char *out, size_t at, const char *text, size_t length) {
     memcpy(out + at, text, length);
     return at + length;
 }
 
-static size_t append_port(char *out, size_t at, uint16_t port)
-{
+static size_t append_port(char *out, size_t at, uint16_t port) {
     char digits[5];
     size_t count = 0;
     unsigned value = port;
@@ -30,16 +28,14 @@ static size_t append_port(char *out, size_t at, uint16_t port)
     return at;
 }
 
-static size_t append_endpoint(char *out, size_t at, const nfqr_endpoint *endpoint)
-{
+static size_t append_endpoint(char *out, size_t at, const nfqr_endpoint *endpoint) {
     at += nfqr_format_address(endpoint, out + at);
     out[at++] = ' ';
     return append_port(out, at, endpoint->port);
 }
 
 size_t nfqr_format_lookup(char out[NFQR_REQUEST_MAX], int protocol, const nfqr_endpoint *client,
-                          const nfqr_endpoint *local)
-{
+                          const nfqr_endpoint *local) {
     size_t at = append(out, 0, "LOOKUP ", 7);
     at = append(out, at, protocol == IPPROTO_UDP ? "udp " : "tcp ", 4);
     at = append_endpoint(out, at, client);
@@ -49,15 +45,13 @@ size_t nfqr_format_lookup(char out[NFQR_REQUEST_MAX], int protocol, const nfqr_e
     return at;
 }
 
-static bool equals(const char *text, size_t length, const char *word)
-{
+static bool equals(const char *text, size_t length, const char *word) {
     size_t word_length = strlen(word);
     return length == word_length && memcmp(text, word, length) == 0;
 }
 
 /* Splits off the word at *at (words are separated by exactly one space). */
-static bool next_word(const char *line, size_t length, size_t *at, const char **word, size_t *word_length)
-{
+static bool next_word(const char *line, size_t length, size_t *at, const char **word, size_t *word_length) {
     if (*at >= length)
         return false;
     const char *start = line + *at;
@@ -68,8 +62,7 @@ static bool next_word(const char *line, size_t length, size_t *at, const char **
     return *word_length > 0;
 }
 
-nfqr_answer nfqr_parse_reply(const char *line, size_t length, nfqr_endpoint *original)
-{
+nfqr_answer nfqr_parse_reply(const char *line, size_t length, nfqr_endpoint *original) {
     const char *word;
     size_t word_length, at = 0;
 
@@ -82,9 +75,8 @@ nfqr_answer nfqr_parse_reply(const char *line, size_t length, nfqr_endpoint *ori
         if (!next_word(line, length, &at, &address, &address_length) ||
             !next_word(line, length, &at, &port, &port_length) || at != length || line[length - 1] == ' ')
             return NFQR_BAD_REPLY;
-        nfqr_endpoint parsed = { 0 };
-        if (!nfqr_parse_address(address, address_length, &parsed) ||
-            !nfqr_parse_port(port, port_length, &parsed.port))
+        nfqr_endpoint parsed = {0};
+        if (!nfqr_parse_address(address, address_length, &parsed) || !nfqr_parse_port(port, port_length, &parsed.port))
             return NFQR_BAD_REPLY;
         *original = parsed;
         return NFQR_FOUND;
@@ -93,7 +85,7 @@ nfqr_answer nfqr_parse_reply(const char *line, size_t length, nfqr_endpoint *ori
     if (!equals(word, word_length, "ERR") || !next_word(line, length, &at, &word, &word_length))
         return NFQR_BAD_REPLY;
     if (equals(word, word_length, "BADREQUEST"))
-        return NFQR_BAD_REQUEST;   /* the <why> that follows is for humans */
+        return NFQR_BAD_REQUEST; /* the <why> that follows is for humans */
     if (at != length || line[length - 1] == ' ')
         return NFQR_BAD_REPLY;
     if (equals(word, word_length, "NOTFOUND"))
@@ -104,7 +96,7 @@ nfqr_answer nfqr_parse_reply(const char *line, size_t length, nfqr_endpoint *ori
         return NFQR_EXPIRED;
     if (equals(word, word_length, "DENIED"))
         return NFQR_DENIED;
-    if (equals(word, word_length, "BUSY")) {   /* the daemon is at max_clients and closes this connection */
+    if (equals(word, word_length, "BUSY")) { /* the daemon is at max_clients and closes this connection */
         errno = EAGAIN;
         return NFQR_UNAVAILABLE;
     }

@@ -22,7 +22,7 @@
 /* An IP address and port; IPv4 (and IPv4-mapped IPv6) is held as 4 bytes in addr[0..3]. */
 typedef struct nfqr_endpoint {
     uint8_t addr[16];
-    uint16_t port;   /* host byte order */
+    uint16_t port; /* host byte order */
     bool is_v4;
 } nfqr_endpoint;
 
@@ -41,8 +41,7 @@ NFQR_HIDDEN bool nfqr_parse_address(const char *text, size_t length, nfqr_endpoi
 NFQR_HIDDEN bool nfqr_parse_port(const char *text, size_t length, uint16_t *out);
 
 /* AF_INET / AF_INET6 socket address -> endpoint (v4-mapped -> IPv4). */
-NFQR_HIDDEN bool nfqr_endpoint_from_sockaddr(const struct sockaddr *address, socklen_t length,
-                                             nfqr_endpoint *out);
+NFQR_HIDDEN bool nfqr_endpoint_from_sockaddr(const struct sockaddr *address, socklen_t length, nfqr_endpoint *out);
 
 /* ---- protocol lines (lookup_protocol.c) -------------------------------------------------- */
 
@@ -53,8 +52,8 @@ NFQR_HIDDEN bool nfqr_endpoint_from_sockaddr(const struct sockaddr *address, soc
 
 /* Writes "LOOKUP <proto> <client-ip> <client-port> <local-ip> <local-port>\n"; returns its
  * length. protocol is IPPROTO_TCP or IPPROTO_UDP. */
-NFQR_HIDDEN size_t nfqr_format_lookup(char out[NFQR_REQUEST_MAX], int protocol,
-                                      const nfqr_endpoint *client, const nfqr_endpoint *local);
+NFQR_HIDDEN size_t nfqr_format_lookup(char out[NFQR_REQUEST_MAX], int protocol, const nfqr_endpoint *client,
+                                      const nfqr_endpoint *local);
 
 /* Parses one answer line (without '\n'). On NFQR_FOUND, *original is set. Anything outside
  * the protocol is NFQR_BAD_REPLY. */
@@ -64,13 +63,13 @@ NFQR_HIDDEN nfqr_answer nfqr_parse_reply(const char *line, size_t length, nfqr_e
 
 typedef struct nfqr_config {
     struct sockaddr_un address;
-    socklen_t address_length;  /* 0 when the path is unusable: every lookup is NFQR_UNAVAILABLE */
-    int address_error;         /* errno for an unusable path (ENAMETOOLONG) */
+    socklen_t address_length; /* 0 when the path is unusable: every lookup is NFQR_UNAVAILABLE */
+    int address_error; /* errno for an unusable path (ENAMETOOLONG) */
     int timeout_ms;
-    int busy_poll_us;          /* NFQ_REDIRECT_BUSY_POLL_US: poll this long for an answer before sleeping */
-    bool preload_uses_lookupfd;  /* NFQ_REDIRECT_LOOKUP=fd: the preload asks with LOOKUPFD */
-    bool debug;                  /* NFQ_REDIRECT_DEBUG=1: the preload says why each call went where */
-    bool has_journal_stream;     /* JOURNAL_STREAM=<dev>:<inode> was set (stderr is systemd's journal) */
+    int busy_poll_us; /* NFQ_REDIRECT_BUSY_POLL_US: poll this long for an answer before sleeping */
+    bool preload_uses_lookupfd; /* NFQ_REDIRECT_LOOKUP=fd: the preload asks with LOOKUPFD */
+    bool debug; /* NFQ_REDIRECT_DEBUG=1: the preload says why each call went where */
+    bool has_journal_stream; /* JOURNAL_STREAM=<dev>:<inode> was set (stderr is systemd's journal) */
     unsigned long long journal_device, journal_inode;
 } nfqr_config;
 
@@ -80,9 +79,9 @@ NFQR_HIDDEN extern nfqr_config nfqr_settings;
 /* ---- the daemon connection (daemon_connection.c) ----------------------------------------- */
 
 typedef enum nfqr_transfer {
-    NFQR_TRANSFER_OK,           /* reply holds one answer line */
-    NFQR_TRANSFER_UNAVAILABLE,  /* errno says why: ENOENT/ECONNREFUSED/ETIMEDOUT/EPIPE/... */
-    NFQR_TRANSFER_BAD_REPLY     /* the daemon sent a line longer than NFQR_REPLY_MAX */
+    NFQR_TRANSFER_OK, /* reply holds one answer line */
+    NFQR_TRANSFER_UNAVAILABLE, /* errno says why: ENOENT/ECONNREFUSED/ETIMEDOUT/EPIPE/... */
+    NFQR_TRANSFER_BAD_REPLY /* the daemon sent a line longer than NFQR_REPLY_MAX */
 } nfqr_transfer;
 
 /* Sends one request line (with pass_fd attached as SCM_RIGHTS when pass_fd >= 0) and reads
@@ -99,10 +98,10 @@ NFQR_HIDDEN nfqr_getsockopt_fn nfqr_real_getsockopt(void);
 
 /* What a lookup needs to know about a socket. */
 typedef struct nfqr_socket {
-    int family;               /* AF_INET or AF_INET6 */
-    int protocol;             /* IPPROTO_TCP or IPPROTO_UDP */
-    nfqr_endpoint local;      /* getsockname, v4-mapped held as IPv4 */
-    nfqr_endpoint peer;       /* getpeername, likewise; both of one family */
+    int family; /* AF_INET or AF_INET6 */
+    int protocol; /* IPPROTO_TCP or IPPROTO_UDP */
+    nfqr_endpoint local; /* getsockname, v4-mapped held as IPv4 */
+    nfqr_endpoint peer; /* getpeername, likewise; both of one family */
 } nfqr_socket;
 
 /* NFQR_FOUND for a connected TCP/UDP IPv4/IPv6 socket; otherwise NFQR_BAD_SOCKET with errno
@@ -110,8 +109,8 @@ typedef struct nfqr_socket {
 NFQR_HIDDEN nfqr_answer nfqr_inspect_socket(int fd, nfqr_socket *out);
 
 /* LOOKUP of a tuple; an answer of the other family than the query is NFQR_BAD_REPLY. */
-NFQR_HIDDEN nfqr_answer nfqr_lookup_tuple(int protocol, const nfqr_endpoint *client,
-                                          const nfqr_endpoint *local, nfqr_endpoint *original);
+NFQR_HIDDEN nfqr_answer nfqr_lookup_tuple(int protocol, const nfqr_endpoint *client, const nfqr_endpoint *local,
+                                          nfqr_endpoint *original);
 
 /* LOOKUPFD with fd attached; want_v4 is the family the answer must have. */
 NFQR_HIDDEN nfqr_answer nfqr_lookup_descriptor(int fd, bool want_v4, nfqr_endpoint *original);
@@ -120,18 +119,18 @@ NFQR_HIDDEN nfqr_answer nfqr_lookup_descriptor(int fd, bool want_v4, nfqr_endpoi
 
 /* Why a getsockopt(SO_ORIGINAL_DST) went to the kernel, or that the daemon answered it. */
 typedef enum nfqr_route {
-    NFQR_ROUTE_DAEMON,          /* answered from the daemon */
-    NFQR_ROUTE_SHORT_BUFFER,    /* *optlen shorter than the address: the kernel's EINVAL/ENOPROTOOPT */
-    NFQR_ROUTE_NOT_TCP,         /* not a connected TCP socket of the level's family */
-    NFQR_ROUTE_DAEMON_SAID_NO   /* the daemon did not answer OK (answer, errno say why) */
+    NFQR_ROUTE_DAEMON, /* answered from the daemon */
+    NFQR_ROUTE_SHORT_BUFFER, /* *optlen shorter than the address: the kernel's EINVAL/ENOPROTOOPT */
+    NFQR_ROUTE_NOT_TCP, /* not a connected TCP socket of the level's family */
+    NFQR_ROUTE_DAEMON_SAID_NO /* the daemon did not answer OK (answer, errno say why) */
 } nfqr_route;
 
 /* Called by the preload for each SO_ORIGINAL_DST call it sees (view may be NULL before the
  * socket was inspected); error is errno after the lookup. Says once per process, when the
  * daemon's socket refused it (EACCES/EPERM on connect, ERR DENIED), why and how to fix it;
  * with NFQ_REDIRECT_DEBUG=1 says where every call went. Async-signal-safe, errno kept. */
-NFQR_HIDDEN void nfqr_preload_report(int fd, int level, nfqr_route route, const nfqr_socket *view,
-                                     nfqr_answer answer, int error);
+NFQR_HIDDEN void nfqr_preload_report(int fd, int level, nfqr_route route, const nfqr_socket *view, nfqr_answer answer,
+                                     int error);
 
 /* ---- answers as socket addresses (kernel_sockaddr.c) ------------------------------------- */
 
@@ -143,8 +142,7 @@ NFQR_HIDDEN socklen_t nfqr_shape_original(int family, const nfqr_endpoint *origi
 /* sin6_flowinfo and sin6_scope_id as the kernel's ipv6_getorigdst fills them for socket fd:
  * the socket's flow label (set when it reflects the peer's) and, for a link-local original
  * address, the interface the socket is bound to. */
-NFQR_HIDDEN void nfqr_kernel_sin6_fields(int fd, const nfqr_endpoint *original, uint32_t *flowinfo,
-                                         uint32_t *scope_id);
+NFQR_HIDDEN void nfqr_kernel_sin6_fields(int fd, const nfqr_endpoint *original, uint32_t *flowinfo, uint32_t *scope_id);
 
 /* True for addresses whose sockaddr_in6 carries a scope id (kernel's ipv6_addr_needs_scope_id). */
 NFQR_HIDDEN bool nfqr_needs_scope_id(const nfqr_endpoint *address);

@@ -36,16 +36,15 @@
 
 #define MESSAGE_MAX 1024
 #define SYSLOG_PATH "/dev/log"
-#define SYSLOG_DAEMON_WARNING 28   /* LOG_DAEMON | LOG_WARNING */
-#define SYSLOG_DAEMON_DEBUG 31     /* LOG_DAEMON | LOG_DEBUG */
+#define SYSLOG_DAEMON_WARNING 28 /* LOG_DAEMON | LOG_WARNING */
+#define SYSLOG_DAEMON_DEBUG 31 /* LOG_DAEMON | LOG_DEBUG */
 
 typedef struct text {
     char bytes[MESSAGE_MAX];
     size_t length;
 } text;
 
-static void add(text *out, const char *part)
-{
+static void add(text *out, const char *part) {
     size_t length = strlen(part);
     if (length > sizeof out->bytes - 1 - out->length)
         length = sizeof out->bytes - 1 - out->length;
@@ -53,8 +52,7 @@ static void add(text *out, const char *part)
     out->length += length;
 }
 
-static void add_number(text *out, unsigned long long value)
-{
+static void add_number(text *out, unsigned long long value) {
     char digits[24];
     size_t at = sizeof digits;
     digits[--at] = '\0';
@@ -65,8 +63,7 @@ static void add_number(text *out, unsigned long long value)
     add(out, digits + at);
 }
 
-static void add_endpoint(text *out, const nfqr_endpoint *endpoint)
-{
+static void add_endpoint(text *out, const nfqr_endpoint *endpoint) {
     char address[NFQR_ADDRESS_TEXT_MAX + 1];
     address[nfqr_format_address(endpoint, address)] = '\0';
     if (!endpoint->is_v4)
@@ -76,8 +73,7 @@ static void add_endpoint(text *out, const nfqr_endpoint *endpoint)
     add_number(out, endpoint->port);
 }
 
-static const char *errno_name(int error)
-{
+static const char *errno_name(int error) {
     switch (error) {
     case EACCES: return "EACCES (permission denied)";
     case EPERM: return "EPERM (operation not permitted)";
@@ -93,8 +89,7 @@ static const char *errno_name(int error)
     return NULL;
 }
 
-static void add_errno(text *out, int error)
-{
+static void add_errno(text *out, int error) {
     const char *name = errno_name(error);
     if (name != NULL) {
         add(out, name);
@@ -105,8 +100,7 @@ static void add_errno(text *out, int error)
 }
 
 /* Does stderr lead somewhere a person or a log reads? */
-static bool stderr_is_read(void)
-{
+static bool stderr_is_read(void) {
     struct stat status;
     if (fstat(STDERR_FILENO, &status) != 0)
         return false;
@@ -114,7 +108,7 @@ static bool stderr_is_read(void)
         return true;
     if (S_ISCHR(status.st_mode)) {
         struct termios terminal;
-        return tcgetattr(STDERR_FILENO, &terminal) == 0;   /* a terminal; /dev/null is not */
+        return tcgetattr(STDERR_FILENO, &terminal) == 0; /* a terminal; /dev/null is not */
     }
     if (S_ISSOCK(status.st_mode))
         return nfqr_settings.has_journal_stream && (unsigned long long)status.st_dev == nfqr_settings.journal_device &&
@@ -122,33 +116,31 @@ static bool stderr_is_read(void)
     return false;
 }
 
-static void to_syslog(const text *message, int priority)
-{
-    text line = { .length = 0 };
+static void to_syslog(const text *message, int priority) {
+    text line = {.length = 0};
     add(&line, "<");
     add_number(&line, (unsigned long long)priority);
     add(&line, ">nfq-redirect-preload[");
     add_number(&line, (unsigned long long)getpid());
     add(&line, "]: ");
     size_t room = sizeof line.bytes - 1 - line.length;
-    size_t length = message->length - 1 < room ? message->length - 1 : room;   /* without its '\n' */
+    size_t length = message->length - 1 < room ? message->length - 1 : room; /* without its '\n' */
     memcpy(line.bytes + line.length, message->bytes, length);
     line.length += length;
 
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return;
-    struct sockaddr_un address = { .sun_family = AF_UNIX, .sun_path = SYSLOG_PATH };
+    struct sockaddr_un address = {.sun_family = AF_UNIX, .sun_path = SYSLOG_PATH};
     (void)sendto(fd, line.bytes, line.length, MSG_NOSIGNAL, (const struct sockaddr *)&address,
                  (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof SYSLOG_PATH));
     close(fd);
 }
 
-static void say(text *message, int priority)
-{
+static void say(text *message, int priority) {
     add(message, "\n");
     if (message->bytes[message->length - 1] != '\n')
-        message->bytes[message->length - 1] = '\n';   /* truncated: still one line */
+        message->bytes[message->length - 1] = '\n'; /* truncated: still one line */
     if (stderr_is_read()) {
         size_t written = 0;
         while (written < message->length) {
@@ -165,8 +157,7 @@ static void say(text *message, int priority)
     }
 }
 
-static void add_prefix(text *out)
-{
+static void add_prefix(text *out) {
     add(out, "nfq-redirect-preload: pid ");
     add_number(out, (unsigned long long)getpid());
     add(out, " uid ");
@@ -174,20 +165,18 @@ static void add_prefix(text *out)
     add(out, ": ");
 }
 
-static void add_socket_path(text *out)
-{
+static void add_socket_path(text *out) {
     add(out, nfqr_settings.address_length != 0 ? nfqr_settings.address.sun_path : "(socket path too long)");
 }
 
 /* The process that last said it; a forked child is a new process and may say it once more. */
 static atomic_int refusal_told_pid;
 
-static void tell_refusal(nfqr_answer answer, int error)
-{
+static void tell_refusal(nfqr_answer answer, int error) {
     int pid = (int)getpid();
     if (atomic_exchange_explicit(&refusal_told_pid, pid, memory_order_relaxed) == pid)
         return;
-    text message = { .length = 0 };
+    text message = {.length = 0};
     add_prefix(&message);
     add(&message, "the nfq-redirect daemon's socket ");
     add_socket_path(&message);
@@ -204,8 +193,8 @@ static void tell_refusal(nfqr_answer answer, int error)
             add(&message, ", group gid ");
             add_number(&message, (unsigned long long)status.st_gid);
             add(&message, ", mode 0");
-            char mode[4] = { (char)('0' + ((status.st_mode >> 6) & 7)), (char)('0' + ((status.st_mode >> 3) & 7)),
-                             (char)('0' + (status.st_mode & 7)), '\0' };
+            char mode[4] = {(char)('0' + ((status.st_mode >> 6) & 7)), (char)('0' + ((status.st_mode >> 3) & 7)),
+                            (char)('0' + (status.st_mode & 7)), '\0'};
             add(&message, mode);
         }
         add(&message, ".");
@@ -218,9 +207,8 @@ static void tell_refusal(nfqr_answer answer, int error)
     say(&message, SYSLOG_DAEMON_WARNING);
 }
 
-static void tell_route(int fd, int level, nfqr_route route, const nfqr_socket *view, nfqr_answer answer, int error)
-{
-    text message = { .length = 0 };
+static void tell_route(int fd, int level, nfqr_route route, const nfqr_socket *view, nfqr_answer answer, int error) {
+    text message = {.length = 0};
     add_prefix(&message);
     add(&message, "getsockopt(fd ");
     add_number(&message, (unsigned long long)fd);
@@ -236,12 +224,8 @@ static void tell_route(int fd, int level, nfqr_route route, const nfqr_socket *v
         add(&message, ": answered by the daemon at ");
         add_socket_path(&message);
         break;
-    case NFQR_ROUTE_SHORT_BUFFER:
-        add(&message, ": the buffer is shorter than the address; to the kernel");
-        break;
-    case NFQR_ROUTE_NOT_TCP:
-        add(&message, ": not a connected TCP socket of this level's family; to the kernel");
-        break;
+    case NFQR_ROUTE_SHORT_BUFFER: add(&message, ": the buffer is shorter than the address; to the kernel"); break;
+    case NFQR_ROUTE_NOT_TCP: add(&message, ": not a connected TCP socket of this level's family; to the kernel"); break;
     case NFQR_ROUTE_DAEMON_SAID_NO:
         add(&message, ": the daemon at ");
         add_socket_path(&message);
@@ -257,8 +241,7 @@ static void tell_route(int fd, int level, nfqr_route route, const nfqr_socket *v
     say(&message, SYSLOG_DAEMON_DEBUG);
 }
 
-void nfqr_preload_report(int fd, int level, nfqr_route route, const nfqr_socket *view, nfqr_answer answer, int error)
-{
+void nfqr_preload_report(int fd, int level, nfqr_route route, const nfqr_socket *view, nfqr_answer answer, int error) {
     int saved = errno;
     bool refused = route == NFQR_ROUTE_DAEMON_SAID_NO &&
                    (answer == NFQR_DENIED || (answer == NFQR_UNAVAILABLE && (error == EACCES || error == EPERM)));

@@ -35,13 +35,11 @@
 static _Atomic(nfqr_getsockopt_fn) next_getsockopt;
 
 /* What glibc's getsockopt does, for the one case where no later getsockopt can be found. */
-static int getsockopt_syscall(int fd, int level, int name, void *value, socklen_t *length)
-{
+static int getsockopt_syscall(int fd, int level, int name, void *value, socklen_t *length) {
     return (int)syscall(SYS_getsockopt, fd, level, name, value, length);
 }
 
-nfqr_getsockopt_fn nfqr_real_getsockopt(void)
-{
+nfqr_getsockopt_fn nfqr_real_getsockopt(void) {
     nfqr_getsockopt_fn next = atomic_load_explicit(&next_getsockopt, memory_order_acquire);
     if (next != NULL)
         return next;
@@ -54,15 +52,11 @@ nfqr_getsockopt_fn nfqr_real_getsockopt(void)
     return next;
 }
 
-__attribute__((constructor)) static void nfqr_resolve_getsockopt(void)
-{
-    (void)nfqr_real_getsockopt();
-}
+__attribute__((constructor)) static void nfqr_resolve_getsockopt(void) { (void)nfqr_real_getsockopt(); }
 
 /* Writes the daemon's answer into value and returns true, or returns false for the kernel.
  * Reports where each call went (nfqr_preload_report: silent unless refused or debugging). */
-static bool answered_by_daemon(int fd, int level, void *value, socklen_t length)
-{
+static bool answered_by_daemon(int fd, int level, void *value, socklen_t length) {
     /* The kernel checks the length after the protocol: leave a short buffer to it, so that
      * UDP still gets ENOPROTOOPT and TCP EINVAL. A negative int length is short too. */
     int size = level == SOL_IP ? (int)sizeof(struct sockaddr_in) : (int)sizeof(struct sockaddr_in6);
@@ -80,8 +74,8 @@ static bool answered_by_daemon(int fd, int level, void *value, socklen_t length)
 
     nfqr_endpoint original;
     nfqr_answer answer = nfqr_settings.preload_uses_lookupfd
-        ? nfqr_lookup_descriptor(fd, socket_view.local.is_v4, &original)
-        : nfqr_lookup_tuple(IPPROTO_TCP, &socket_view.peer, &socket_view.local, &original);
+                             ? nfqr_lookup_descriptor(fd, socket_view.local.is_v4, &original)
+                             : nfqr_lookup_tuple(IPPROTO_TCP, &socket_view.peer, &socket_view.local, &original);
     if (answer != NFQR_FOUND) {
         nfqr_preload_report(fd, level, NFQR_ROUTE_DAEMON_SAID_NO, &socket_view, answer, errno);
         return false;
@@ -102,8 +96,7 @@ static bool answered_by_daemon(int fd, int level, void *value, socklen_t length)
 }
 
 __attribute__((visibility("default"))) int getsockopt(int fd, int level, int name, void *restrict value,
-                                                      socklen_t *restrict length)
-{
+                                                      socklen_t *restrict length) {
     if (name == ORIGINAL_DST_OPTION && (level == SOL_IP || level == SOL_IPV6) && value != NULL && length != NULL) {
         int saved_errno = errno;
         bool answered = answered_by_daemon(fd, level, value, *length);

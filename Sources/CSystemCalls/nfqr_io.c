@@ -9,7 +9,8 @@
 #include <sys/socket.h>
 
 int nfqr_receive_datagrams(int fd, const struct iovec *buffers, uint32_t *lengths, int32_t *flags, unsigned int count) {
-    if (count > NFQR_RECEIVE_BATCH_MAX) count = NFQR_RECEIVE_BATCH_MAX;
+    if (count > NFQR_RECEIVE_BATCH_MAX)
+        count = NFQR_RECEIVE_BATCH_MAX;
     struct mmsghdr messages[NFQR_RECEIVE_BATCH_MAX];
     memset(messages, 0, sizeof(struct mmsghdr) * count);
     for (unsigned int i = 0; i < count; i++) {
@@ -25,14 +26,8 @@ int nfqr_receive_datagrams(int fd, const struct iovec *buffers, uint32_t *length
     return received;
 }
 
-int nfqr_eventfd(void) {
-    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-}
+int nfqr_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
-int nfqr_enter_network_namespace(int fd) {
-    return setns(fd, CLONE_NEWNET);
-}
+int nfqr_enter_network_namespace(int fd) { return setns(fd, CLONE_NEWNET); }
 
-int nfqr_pipe_cloexec(int fds[2]) {
-    return pipe2(fds, O_CLOEXEC);
-}
+int nfqr_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -75,13 +75,14 @@ public enum RedirectDaemon {
         let housekeeping = HousekeepingService(runtime: runtime, notifier: notifier)
         let reload = ReloadService(runtime: runtime, notifier: notifier, loadConfiguration: reloadConfiguration)
         let restart = RestartSignalService()
-        let group = ServiceGroup(configuration: .init(
-            services: [
-                .init(service: housekeeping), .init(service: reload),
-                .init(service: restart, successTerminationBehavior: .gracefullyShutdownGroup),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: housekeeping), .init(service: reload),
+                    .init(service: restart, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         do {
             try await group.run()
         } catch {
@@ -128,7 +129,9 @@ struct HousekeepingService: Service {
             if stuck.isEmpty {
                 if notifier.watchdogInterval != nil { notifier.watchdog() }
             } else {
-                runtime.logger.warning("datapath thread\(stuck.count == 1 ? "" : "s") \(stuck.map(String.init).joined(separator: ", ")) made no progress for a second; withholding the watchdog ping")
+                runtime.logger.warning(
+                    "datapath thread\(stuck.count == 1 ? "" : "s") \(stuck.map(String.init).joined(separator: ", ")) made no progress for a second; withholding the watchdog ping"
+                )
             }
         }
     }

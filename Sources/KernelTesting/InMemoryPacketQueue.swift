@@ -95,10 +95,12 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
         let id = state.withLock { state -> UInt32 in
             let id = state.nextID
             state.nextID &+= 1
-            state.events.append(.packet(Pending(
-                id: id, bytes: bytes, hook: hook, hardwareProtocol: version == 6 ? 0x86dd : 0x0800,
-                inputInterface: inputInterface, outputInterface: outputInterface, mark: mark,
-                checksumNotReady: checksumNotReady, isGSO: isGSO, packetLength: max(packetLength ?? bytes.count, bytes.count))))
+            state.events.append(
+                .packet(
+                    Pending(
+                        id: id, bytes: bytes, hook: hook, hardwareProtocol: version == 6 ? 0x86dd : 0x0800,
+                        inputInterface: inputInterface, outputInterface: outputInterface, mark: mark,
+                        checksumNotReady: checksumNotReady, isGSO: isGSO, packetLength: max(packetLength ?? bytes.count, bytes.count))))
             return id
         }
         readable.signal()
@@ -116,9 +118,10 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
             }
             let id = state.nextID
             state.nextID &+= 1
-            state.inFlight.append(Pending(
-                id: id, bytes: [], hook: .localOut, hardwareProtocol: 0, inputInterface: 0, outputInterface: 0, mark: 0,
-                checksumNotReady: false, isGSO: false, packetLength: 0))
+            state.inFlight.append(
+                Pending(
+                    id: id, bytes: [], hook: .localOut, hardwareProtocol: 0, inputInterface: 0, outputInterface: 0, mark: 0,
+                    checksumNotReady: false, isGSO: false, packetLength: 0))
             state.events.append(.unparsable(id: id))
             return id
         }
@@ -203,12 +206,13 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
         pending.bytes.withUnsafeBytes { source in
             if copied > 0 { slot.baseAddress!.copyMemory(from: source.baseAddress!, byteCount: copied) }
         }
-        _ = batch.append(QueuedPacket(
-            id: pending.id, hardwareProtocol: pending.hardwareProtocol, hook: pending.hook.rawValue,
-            inputInterface: pending.inputInterface, outputInterface: pending.outputInterface, mark: pending.mark,
-            checksumNotReady: pending.checksumNotReady, isGSO: pending.isGSO,
-            packetLength: max(pending.packetLength, pending.bytes.count),
-            payload: UnsafeMutableRawBufferPointer(rebasing: slot[..<copied])))
+        _ = batch.append(
+            QueuedPacket(
+                id: pending.id, hardwareProtocol: pending.hardwareProtocol, hook: pending.hook.rawValue,
+                inputInterface: pending.inputInterface, outputInterface: pending.outputInterface, mark: pending.mark,
+                checksumNotReady: pending.checksumNotReady, isGSO: pending.isGSO,
+                packetLength: max(pending.packetLength, pending.bytes.count),
+                payload: UnsafeMutableRawBufferPointer(rebasing: slot[..<copied])))
     }
 
     public func sendVerdicts(for batch: PacketBatch) throws(KernelError) {

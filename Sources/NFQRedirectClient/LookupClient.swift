@@ -46,7 +46,10 @@ public final class LookupClient {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         // connect is not retried on EINTR: the connection goes on in the background.
         let connected = UnixSocketAddress.withAddress(path: socketPath) { [fd] address, length in connect(fd, address, length) }
-        guard let connected else { close(fd); throw .connectFailed(path: socketPath, code: ENAMETOOLONG) }
+        guard let connected else {
+            close(fd)
+            throw .connectFailed(path: socketPath, code: ENAMETOOLONG)
+        }
         if connected != 0 {
             let code = errno
             close(fd)

@@ -26,7 +26,8 @@ public enum UnixSocketAddress {
             sunPath.copyBytes(from: bytes)
             sunPath[bytes.count] = 0
         }
-        let length = isAbstract
+        let length =
+            isAbstract
             ? socklen_t(MemoryLayout<sa_family_t>.size + bytes.count) : socklen_t(MemoryLayout<sockaddr_un>.size)
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
@@ -40,8 +41,10 @@ public enum UnixSocketAddress {
     /// recvmsg into `data`, handing every descriptor that came as SCM_RIGHTS to `onDescriptor`
     /// (the receiver owns it). `control` (at least `controlLength` bytes) is scratch space.
     /// Returns recvmsg's result; errno is left as recvmsg set it.
-    public static func receive(_ fd: Int32, into data: UnsafeMutableRawBufferPointer, control controlBytes: UnsafeMutableRawBufferPointer,
-                        onDescriptor: (Int32) -> Void) -> Int {
+    public static func receive(
+        _ fd: Int32, into data: UnsafeMutableRawBufferPointer, control controlBytes: UnsafeMutableRawBufferPointer,
+        onDescriptor: (Int32) -> Void
+    ) -> Int {
         var vector = iovec(iov_base: data.baseAddress, iov_len: data.count)
         return withUnsafeMutablePointer(to: &vector) { vectorPointer in
             var message = msghdr()

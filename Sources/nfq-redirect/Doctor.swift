@@ -24,7 +24,11 @@ extension RedirectControl {
             let configuration: DaemonConfiguration
             do {
                 configuration = try options.resolve()
-                findings.append(.init(.ok, "config", "\(configuration.redirects.count) redirect\(configuration.redirects.count == 1 ? "" : "s"): \(configuration.redirects.map(\.description).joined(separator: " "))"))
+                findings.append(
+                    .init(
+                        .ok, "config",
+                        "\(configuration.redirects.count) redirect\(configuration.redirects.count == 1 ? "" : "s"): \(configuration.redirects.map(\.description).joined(separator: " "))"
+                    ))
             } catch {
                 findings.append(.init(.fail, "config", error.description))
                 configuration = (try? options.resolve(requireRedirects: false)) ?? DaemonConfiguration()
@@ -47,7 +51,10 @@ extension RedirectControl {
             if let kernel = try? NetfilterQueueKernelStatistics.read() {
                 findings += Doctor.queues(configuration, kernel: kernel, rulesInPlace: rulesInPlace)
             } else {
-                findings.append(.init(.fail, "queues", "no /proc/net/netfilter/nfnetlink_queue: the nfnetlink_queue module is not loaded (no daemon has bound a queue)"))
+                findings.append(
+                    .init(
+                        .fail, "queues",
+                        "no /proc/net/netfilter/nfnetlink_queue: the nfnetlink_queue module is not loaded (no daemon has bound a queue)"))
             }
             findings.append(lookup)
             if let unitFinding = systemdUnit() { findings.append(unitFinding) }
@@ -64,7 +71,8 @@ extension RedirectControl {
             guard missing.isEmpty else {
                 return .init(.fail, "firewall tools", "not found: \(missing.joined(separator: ", ")) (Debian package iptables)")
             }
-            let version = (try? ProgramRunner.locate("iptables")).flatMap { try? ProgramRunner.run($0, ["--version"]) }?.output
+            let version =
+                (try? ProgramRunner.locate("iptables")).flatMap { try? ProgramRunner.run($0, ["--version"]) }?.output
                 .split(separator: "\n").first.map(String.init) ?? "iptables"
             return .init(.ok, "firewall tools", version)
         }
@@ -75,8 +83,9 @@ extension RedirectControl {
                 guard answer.hasPrefix("OK ") else { return .init(.fail, "lookup socket", "\(path) answers \(answer)") }
                 let served = String(answer.dropFirst(3))
                 let same = served.contains(" \(DaemonVersion.current) ")
-                return .init(same ? .ok : .warn, "lookup socket",
-                             "\(path): \(served)\(same ? "" : " (this nfq-redirect is \(DaemonVersion.current): restart the daemon after an upgrade)")")
+                return .init(
+                    same ? .ok : .warn, "lookup socket",
+                    "\(path): \(served)\(same ? "" : " (this nfq-redirect is \(DaemonVersion.current): restart the daemon after an upgrade)")")
             } catch {
                 return .init(.fail, "lookup socket", "\(path): \(error)")
             }

@@ -33,12 +33,12 @@ enum FlowTableView {
     }
 }
 
-private extension String {
-    func padding(to width: Int) -> String {
+extension String {
+    fileprivate func padding(to width: Int) -> String {
         count >= width ? self : self + String(repeating: " ", count: width - count)
     }
 
-    func trimmingTrailingSpaces() -> String {
+    fileprivate func trimmingTrailingSpaces() -> String {
         var text = self
         while text.last == " " { text.removeLast() }
         return text

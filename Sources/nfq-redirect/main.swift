@@ -130,12 +130,16 @@ extension RedirectControl {
         @OptionGroup var options: RedirectOptions
         @Option(help: "iptables or nft.") var format: Format = .iptables
         @Flag(help: "Remove the daemon's rules and chains from the kernel, then exit.") var remove = false
-        @Option(name: .customLong("unless-restarting"), help: ArgumentHelp(
-            "With --remove, under systemd: keep the rules if systemd will start UNIT again.", valueName: "UNIT"))
+        @Option(
+            name: .customLong("unless-restarting"),
+            help: ArgumentHelp(
+                "With --remove, under systemd: keep the rules if systemd will start UNIT again.", valueName: "UNIT"))
         var unlessRestarting: String?
-        @Option(name: .customLong("gave-up"), help: ArgumentHelp(
-            "With --remove, from UNIT's OnFailure= unit: systemd gave up on UNIT; remove unless [rules] on_give_up = keep.",
-            valueName: "UNIT"))
+        @Option(
+            name: .customLong("gave-up"),
+            help: ArgumentHelp(
+                "With --remove, from UNIT's OnFailure= unit: systemd gave up on UNIT; remove unless [rules] on_give_up = keep.",
+                valueName: "UNIT"))
         var gaveUp: String?
 
         func validate() throws {
@@ -209,7 +213,8 @@ extension RedirectControl {
             // host where it cannot exist has nothing to remove.
             if BPFGetsockoptHook.isBuiltIn {
                 do {
-                    let removed = try BPFGetsockoptHook.removeLeftovers(cgroupPath: configuration.getsockopt.cgroup)
+                    let removed =
+                        try BPFGetsockoptHook.removeLeftovers(cgroupPath: configuration.getsockopt.cgroup)
                         + BPFGetsockoptHook.removeOrphans(cgroupPath: configuration.getsockopt.cgroup)
                     if removed > 0 { print("nfq-redirect getsockopt hook removed (\(removed) BPF program\(removed == 1 ? "" : "s"))") }
                 } catch {
@@ -235,8 +240,10 @@ extension RedirectControl {
                 for the daemon's flows. It stays attached across a restart (and after a crash) and goes \
                 with a stop for good or `nfq-redirect rules --remove`. Exit status 0 when attached, 1 when not.
                 """)
-        @Option(name: .customLong("cgroup"), help: ArgumentHelp(
-            "The cgroup v2 directory the daemon attaches to (default: the cgroup v2 root).", valueName: "path"))
+        @Option(
+            name: .customLong("cgroup"),
+            help: ArgumentHelp(
+                "The cgroup v2 directory the daemon attaches to (default: the cgroup v2 root).", valueName: "path"))
         var cgroup: String?
 
         func run() throws {
@@ -250,7 +257,8 @@ extension RedirectControl {
             } catch {
                 throw ValidationError("\(error)")
             }
-            print("getsockopt hook: \(count == 0 ? "not attached" : "attached (\(count) program\(count == 1 ? "" : "s"))") for this network namespace")
+            print(
+                "getsockopt hook: \(count == 0 ? "not attached" : "attached (\(count) program\(count == 1 ? "" : "s"))") for this network namespace")
             if count == 0 { throw ExitCode(1) }
         }
     }

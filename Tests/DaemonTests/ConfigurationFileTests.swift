@@ -10,7 +10,9 @@ final class ConfigurationFileTests: XCTestCase {
         return configuration
     }
 
-    private func assertError(_ text: String, location: String, field: String, contains problem: String, file: StaticString = #filePath, line: UInt = #line) {
+    private func assertError(
+        _ text: String, location: String, field: String, contains problem: String, file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertThrowsError(try load(text), file: file, line: line) { error in
             guard let error = error as? ConfigurationError else { return XCTFail("not a ConfigurationError: \(error)", file: file, line: line) }
             XCTAssertEqual(error.location, location, file: file, line: line)
@@ -56,7 +58,8 @@ final class ConfigurationFileTests: XCTestCase {
     }
 
     func testEveryFieldIsRead() throws {
-        let configuration = try load("""
+        let configuration = try load(
+            """
             [queue]
             first = 10
             count = 2
@@ -169,11 +172,16 @@ final class ConfigurationFileTests: XCTestCase {
         assertError("[queue]\ncuont = 2\n", location: "test.toml:2", field: "queue.cuont", contains: "unknown key")
         assertError("[queue]\nbusy_poll = 100001\n", location: "test.toml:2", field: "queue.busy_poll", contains: "out of range 0...100000")
         assertError("[queue]\nfail_open = \"yes\"\n", location: "test.toml:2", field: "queue.fail_open", contains: "true or false")
-        assertError("\n[[redirect]]\nproto = \"sctp\"\nports = \"80\"\nto_port = 8080\n", location: "test.toml:3", field: "redirect[0].proto", contains: "sctp")
-        assertError("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\n[[redirect]]\nproto = \"tcp\"\nports = \"70000\"\nto_port = 8080\n",
-                    location: "test.toml:7", field: "redirect[1].ports", contains: "out of range")
+        assertError(
+            "\n[[redirect]]\nproto = \"sctp\"\nports = \"80\"\nto_port = 8080\n", location: "test.toml:3", field: "redirect[0].proto",
+            contains: "sctp")
+        assertError(
+            "[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\n[[redirect]]\nproto = \"tcp\"\nports = \"70000\"\nto_port = 8080\n",
+            location: "test.toml:7", field: "redirect[1].ports", contains: "out of range")
         assertError("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\n", location: "test.toml:1", field: "redirect[0].to_port", contains: "required")
-        assertError("[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\nsources = [\"10.0.0.0/33\"]\n", location: "test.toml:5", field: "redirect[0].sources", contains: "10.0.0.0/33")
+        assertError(
+            "[[redirect]]\nproto = \"tcp\"\nports = \"80\"\nto_port = 8080\nsources = [\"10.0.0.0/33\"]\n", location: "test.toml:5",
+            field: "redirect[0].sources", contains: "10.0.0.0/33")
         assertError("[lookup]\nmode = \"999\"\n", location: "test.toml:2", field: "lookup.mode", contains: "octal")
         assertError("[exclude]\nmarks = [\"0xZZ\"]\n", location: "test.toml:2", field: "exclude.marks", contains: "0xZZ")
         assertError("[timeouts]\ntcp_established = -1\n", location: "test.toml:2", field: "timeouts.tcp_established", contains: "out of range")
@@ -239,14 +247,17 @@ final class ConfigurationFileTests: XCTestCase {
         overrides.tableFile = .some("")
         try overrides.apply(to: &configuration)
         XCTAssertNil(configuration.liveTablePath)
-        overrides.tableFile = .some(nil)   // --no-state
+        overrides.tableFile = .some(nil)  // --no-state
         configuration = DaemonConfiguration()
         try overrides.apply(to: &configuration)
         XCTAssertNil(configuration.liveTablePath)
     }
 
     func testBadFlagsGiveOneClearProblem() {
-        for (flag, expected) in [("tcp:80", "PROTO:PORTS:TOPORT"), ("sctp:80:8080", "unknown protocol 'sctp'"), ("tcp:0:8080", "out of range"), ("tcp:80:99999", "target port")] {
+        for (flag, expected) in [
+            ("tcp:80", "PROTO:PORTS:TOPORT"), ("sctp:80:8080", "unknown protocol 'sctp'"), ("tcp:0:8080", "out of range"),
+            ("tcp:80:99999", "target port"),
+        ] {
             var configuration = DaemonConfiguration()
             var overrides = CommandLineOverrides()
             overrides.redirects = [flag]

@@ -1,10 +1,11 @@
-@testable import Daemon
 import Foundation
 import Kernel
 import KernelTesting
 import Logging
 import RedirectCore
 import XCTest
+
+@testable import Daemon
 
 /// Reload and stop on a real `DaemonRuntime` whose kernel side is the in-memory fakes: which
 /// rules reach the kernel, what a refused reload leaves in place, what a stop does.
@@ -31,7 +32,7 @@ final class DaemonReloadTests: XCTestCase {
         configuration.lookup.socketPath = directory + "/lookup.sock"
         configuration.stateFile = directory + "/flows.state"
         configuration.tableLimit = 1024
-        configuration.getsockopt.enabled = false   // the in-memory kernel: no BPF program on the host
+        configuration.getsockopt.enabled = false  // the in-memory kernel: no BPF program on the host
         return configuration
     }
 

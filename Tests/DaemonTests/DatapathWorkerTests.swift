@@ -12,9 +12,10 @@ final class DatapathWorkerTests: XCTestCase {
     private let client = Endpoint(IPAddress("192.0.2.2")!, 40000)
     private let server = Endpoint(IPAddress("203.0.113.10")!, 80)
     private let proxy = Endpoint(IPAddress("192.0.2.1")!, 8080)
-    private let rules = SnapshotBox(DatapathRules(
-        policy: RedirectPolicy(rules: [try! RedirectRule(parsing: "tcp:80:8080", scope: .network)]),
-        addresses: RedirectAddressBook([InterfaceAddress(interfaceIndex: 2, address: IPAddress("192.0.2.1")!, prefixLength: 24)])))
+    private let rules = SnapshotBox(
+        DatapathRules(
+            policy: RedirectPolicy(rules: [try! RedirectRule(parsing: "tcp:80:8080", scope: .network)]),
+            addresses: RedirectAddressBook([InterfaceAddress(interfaceIndex: 2, address: IPAddress("192.0.2.1")!, prefixLength: 24)])))
 
     /// An IPv4 TCP segment with correct checksums.
     private func segment(from source: Endpoint, to destination: Endpoint, flags: UInt8, payload: [UInt8] = []) -> [UInt8] {
@@ -131,7 +132,8 @@ final class DatapathWorkerTests: XCTestCase {
         queue.enqueue(segment(from: client, to: server, flags: ack), hook: .preRouting, inputInterface: 2)
         // Sorted by packet: a batch's rewrites are sent before its one batch accept.
         let decided = verdicts(queue, count: 3).sorted { $0.id < $1.id }
-        XCTAssertEqual(decided.map(\.verdict), [.acceptModified, .accept, .acceptModified],
-                       "a new flow follows the new rules; the established one keeps its mapping")
+        XCTAssertEqual(
+            decided.map(\.verdict), [.acceptModified, .accept, .acceptModified],
+            "a new flow follows the new rules; the established one keeps its mapping")
     }
 }

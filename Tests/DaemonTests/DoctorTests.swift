@@ -1,12 +1,14 @@
-@testable import Daemon
 import Kernel
 import XCTest
+
+@testable import Daemon
 
 /// The judgements behind `nfq-redirect doctor`.
 final class DoctorTests: XCTestCase {
     private func queue(_ number: UInt16, dropped: UInt32 = 0) -> NetfilterQueueKernelStatistics {
-        NetfilterQueueKernelStatistics(queueNumber: number, portID: 1234, queueTotal: 0, copyMode: 2, copyRange: 65535,
-                                       queueDropped: dropped, userDropped: 0, idSequence: 1)
+        NetfilterQueueKernelStatistics(
+            queueNumber: number, portID: 1234, queueTotal: 0, copyMode: 2, copyRange: 65535,
+            queueDropped: dropped, userDropped: 0, idSequence: 1)
     }
 
     func testQueues() {

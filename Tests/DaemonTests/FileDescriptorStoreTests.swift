@@ -1,9 +1,10 @@
-@testable import Daemon
 import Glibc
 import Kernel
-import SystemCalls
 import Logging
+import SystemCalls
 import XCTest
+
+@testable import Daemon
 
 /// The descriptor store's parsing and decisions (sd_listen_fds semantics, which passed
 /// descriptor is offered for what), the socket checks, and FDSTORE=1 with SCM_RIGHTS.
@@ -23,8 +24,12 @@ final class FileDescriptorStoreTests: XCTestCase {
         let parsed = FileDescriptorStore.parse(
             environment: ["LISTEN_PID": "42", "LISTEN_FDS": "3", "LISTEN_FDNAMES": "nfqueue-0:nfqueue-1:lookup"], pid: 42)
         XCTAssertNil(parsed.ignored)
-        XCTAssertEqual(parsed.entries, [Entry(name: "nfqueue-0", descriptor: 3), Entry(name: "nfqueue-1", descriptor: 4),
-                                        Entry(name: "lookup", descriptor: 5)])
+        XCTAssertEqual(
+            parsed.entries,
+            [
+                Entry(name: "nfqueue-0", descriptor: 3), Entry(name: "nfqueue-1", descriptor: 4),
+                Entry(name: "lookup", descriptor: 5),
+            ])
     }
 
     func testParseFillsMissingNamesWithUnknown() {
@@ -51,14 +56,20 @@ final class FileDescriptorStoreTests: XCTestCase {
     }
 
     func testPlanOffersWantedQueuesAndTheListenerOnce() {
-        let entries = [Entry(name: "nfqueue-0", descriptor: 3), Entry(name: "nfqueue-5", descriptor: 4),
-                       Entry(name: "lookup", descriptor: 5), Entry(name: "nfqueue-0", descriptor: 6),
-                       Entry(name: "unknown", descriptor: 7), Entry(name: "nfqueue-1", descriptor: 8)]
+        let entries = [
+            Entry(name: "nfqueue-0", descriptor: 3), Entry(name: "nfqueue-5", descriptor: 4),
+            Entry(name: "lookup", descriptor: 5), Entry(name: "nfqueue-0", descriptor: 6),
+            Entry(name: "unknown", descriptor: 7), Entry(name: "nfqueue-1", descriptor: 8),
+        ]
         let plan = FileDescriptorStore.plan(entries, wantedQueues: [0, 1, 2])
         XCTAssertEqual(plan.offered, ["nfqueue-0": 3, "nfqueue-1": 8, "lookup": 5])
         // nfqueue-5 is no longer configured; a second nfqueue-0 and an unnamed one are not ours.
-        XCTAssertEqual(plan.dropped, [Entry(name: "nfqueue-5", descriptor: 4), Entry(name: "nfqueue-0", descriptor: 6),
-                                      Entry(name: "unknown", descriptor: 7)])
+        XCTAssertEqual(
+            plan.dropped,
+            [
+                Entry(name: "nfqueue-5", descriptor: 4), Entry(name: "nfqueue-0", descriptor: 6),
+                Entry(name: "unknown", descriptor: 7),
+            ])
     }
 
     func testInspectTellsAListenerFromOtherSockets() throws {
@@ -100,7 +111,10 @@ final class FileDescriptorStoreTests: XCTestCase {
         let pipeEnds = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
         defer { pipeEnds.deallocate() }
         XCTAssertEqual(pipe(pipeEnds), 0)
-        defer { close(pipeEnds[0]); close(pipeEnds[1]) }
+        defer {
+            close(pipeEnds[0])
+            close(pipeEnds[1])
+        }
         store.keep([(name: "lookup", descriptor: pipeEnds[1])])
 
         var text = [UInt8](repeating: 0, count: 256)

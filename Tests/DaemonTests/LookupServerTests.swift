@@ -1,10 +1,11 @@
-@testable import Daemon
 import Glibc
 import Logging
 import NFQRedirectClient
 import RedirectCore
 import SystemCalls
 import XCTest
+
+@testable import Daemon
 
 /// The real LookupServer on a Unix socket, against a fixed table: pipelining, hostile framing,
 /// half-closed clients and max_clients.
@@ -32,9 +33,10 @@ final class LookupServerTests: XCTestCase {
 
     override func setUpWithError() throws {
         path = "/tmp/nfqr-lookup-server-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
-        let settings = LookupServer.Settings(path: path, mode: 0o600, group: nil,
-                                             access: LookupAccessPolicy(allowAll: true, uids: [], gids: []),
-                                             maxClients: 4, idleTimeoutSeconds: 300)
+        let settings = LookupServer.Settings(
+            path: path, mode: 0o600, group: nil,
+            access: LookupAccessPolicy(allowAll: true, uids: [], gids: []),
+            maxClients: 4, idleTimeoutSeconds: 300)
         server = LookupServer(settings: settings, backend: FixedBackend(), logger: Logger(label: "test"))
         try server.start()
     }
@@ -77,22 +79,27 @@ final class LookupServerTests: XCTestCase {
         let fd = try connectClient()
         defer { close(fd) }
         send(fd, Self.found + "NONSENSE\n" + "LOOKUP udp 192.0.2.2 40000 192.0.2.1 8080\r\nVERSION\n" + Self.found)
-        XCTAssertEqual(readLines(fd, 5).lines, ["OK 203.0.113.10 80", "ERR BADREQUEST unknown command NONSENSE",
-                                                "ERR NOTFOUND", "OK nfq-redirect test protocol 1", "OK 203.0.113.10 80"])
+        XCTAssertEqual(
+            readLines(fd, 5).lines,
+            [
+                "OK 203.0.113.10 80", "ERR BADREQUEST unknown command NONSENSE",
+                "ERR NOTFOUND", "OK nfq-redirect test protocol 1", "OK 203.0.113.10 80",
+            ])
     }
 
     func testABusyPollingServerAnswersAgainAfterItSleptAndStops() throws {
         server.stop()
-        let settings = LookupServer.Settings(path: path, mode: 0o600, group: nil,
-                                             access: LookupAccessPolicy(allowAll: true, uids: [], gids: []),
-                                             maxClients: 4, idleTimeoutSeconds: 300, busyPoll: .milliseconds(20))
+        let settings = LookupServer.Settings(
+            path: path, mode: 0o600, group: nil,
+            access: LookupAccessPolicy(allowAll: true, uids: [], gids: []),
+            maxClients: 4, idleTimeoutSeconds: 300, busyPoll: .milliseconds(20))
         server = LookupServer(settings: settings, backend: FixedBackend(), logger: Logger(label: "test"))
         try server.start()
         let fd = try connectClient()
         defer { close(fd) }
         send(fd, Self.found)
         XCTAssertEqual(readLines(fd, 1).lines, ["OK 203.0.113.10 80"], "answered while polling")
-        usleep(50_000)   // past the 20 ms of polling: the thread sleeps in epoll again
+        usleep(50_000)  // past the 20 ms of polling: the thread sleeps in epoll again
         send(fd, Self.found)
         XCTAssertEqual(readLines(fd, 1).lines, ["OK 203.0.113.10 80"], "answered after it slept")
     }
@@ -138,7 +145,7 @@ final class LookupServerTests: XCTestCase {
     func testClientsBeyondMaxClientsGetBusy() throws {
         let held = try (0..<4).map { _ in try connectClient() }
         defer { held.forEach { close($0) } }
-        for fd in held {   // each admitted client is served
+        for fd in held {  // each admitted client is served
             send(fd, "VERSION\n")
             XCTAssertEqual(readLines(fd, 1).lines, ["OK nfq-redirect test protocol 1"])
         }
@@ -152,8 +159,9 @@ final class LookupServerTests: XCTestCase {
 
     func testSwiftClientAsksEveryWay() throws {
         let client = try LookupClient(socketPath: path)
-        XCTAssertEqual(try client.lookup(.tcp, client: FixedBackend.client, local: FixedBackend.local),
-                       .original(Endpoint(IPAddress("203.0.113.10")!, 80)))
+        XCTAssertEqual(
+            try client.lookup(.tcp, client: FixedBackend.client, local: FixedBackend.local),
+            .original(Endpoint(IPAddress("203.0.113.10")!, 80)))
         XCTAssertEqual(try client.lookup(.udp, client: FixedBackend.client, local: FixedBackend.local), .notFound)
         XCTAssertEqual(try client.collect(.list(.text)), ["flow one", "flow two"])
         XCTAssertEqual(try client.request(.version), "OK nfq-redirect test protocol 1")

@@ -2,6 +2,7 @@ import Glibc
 import Kernel
 import RedirectCore
 import XCTest
+
 @testable import Daemon
 
 /// An in-memory `NativeAnswerMap`: what the BPF hook's map holds, without a kernel.
@@ -67,7 +68,8 @@ final class NativeAnswerPublisherTests: XCTestCase {
     private func syn(_ table: FlowTable, _ proto: TransportProtocol, from client: Endpoint, to destination: Endpoint) {
         _ = table.handleOriginal(
             FlowTuple(proto: proto, source: client, destination: destination), tcpFlags: proto == .tcp ? .syn : [],
-            length: 60, now: 1) { [proxy] _ in .redirect(to: proxy) }
+            length: 60, now: 1
+        ) { [proxy] _ in .redirect(to: proxy) }
     }
 
     func testTheMapHoldsEveryRedirectedTCPFlowAndNothingElse() {
@@ -103,9 +105,9 @@ final class NativeAnswerPublisherTests: XCTestCase {
         let map = InMemoryNativeAnswerMap()
         let stale = NativeAnswerPair(local: proxy, peer: Endpoint(client.address, 40001))
         _ = map.put(local: stale.local, peer: stale.peer, originalDestination: origin)
-        _ = map.put(local: proxy, peer: client, originalDestination: Endpoint(origin.address, 81))   // outdated
+        _ = map.put(local: proxy, peer: client, originalDestination: Endpoint(origin.address, 81))  // outdated
         let table = makeTable(publisher)
-        syn(table, .tcp, from: client, to: origin)   // before publishing: the map did not hear of it
+        syn(table, .tcp, from: client, to: origin)  // before publishing: the map did not hear of it
         publisher.publish(into: map)
         XCTAssertEqual(publisher.reconcile(with: table.records(now: 1)), 1)
         XCTAssertEqual(map.snapshot, [NativeAnswerPair(local: proxy, peer: client): origin])
@@ -132,7 +134,7 @@ final class NativeAnswerPublisherTests: XCTestCase {
         let table = makeTable(publisher)
         let batch = publisher.openBatch()!
         syn(table, .tcp, from: client, to: origin)
-        publisher.closeBatch(batch, table: table, now: 10_000)   // by then the SYN_SENT flow has expired
+        publisher.closeBatch(batch, table: table, now: 10_000)  // by then the SYN_SENT flow has expired
         XCTAssertEqual(map.snapshot, [:])
     }
 

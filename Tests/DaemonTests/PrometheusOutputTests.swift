@@ -1,6 +1,7 @@
-@testable import Daemon
 import Foundation
 import XCTest
+
+@testable import Daemon
 
 /// The metrics endpoint's text format (Prometheus exposition format 0.0.4), checked line by
 /// line as a scraper reads it, and the latency histograms behind it.

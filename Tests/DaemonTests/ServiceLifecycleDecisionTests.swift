@@ -1,5 +1,6 @@
-@testable import Daemon
 import XCTest
+
+@testable import Daemon
 
 /// The decisions behind restarts and the watchdog: what ExecStopPost does with the rules,
 /// and when a datapath thread counts as hung.
@@ -32,12 +33,14 @@ final class ServiceLifecycleDecisionTests: XCTestCase {
 
     func testGivingUpRemovesTheRulesUnlessKeptOrRunningAgain() {
         func decide(_ state: String?, present: Bool = true, keep: Bool = false) -> GiveUpDecision {
-            GiveUpDecision.decide(unit: "nfq-redirect.service", unitState: state, result: "start-limit-hit",
-                                  rulesPresent: present, onGiveUp: keep ? .keep : .remove)
+            GiveUpDecision.decide(
+                unit: "nfq-redirect.service", unitState: state, result: "start-limit-hit",
+                rulesPresent: present, onGiveUp: keep ? .keep : .remove)
         }
         let removed = decide("failed")
         XCTAssertTrue(removed.removeRules)
-        XCTAssertEqual(removed.message, "nfq-redirect.service gave up (start-limit-hit); rules removed: traffic to redirected ports now passes unredirected")
+        XCTAssertEqual(
+            removed.message, "nfq-redirect.service gave up (start-limit-hit); rules removed: traffic to redirected ports now passes unredirected")
         XCTAssertTrue(decide(nil).removeRules)
         XCTAssertFalse(decide("failed", keep: true).removeRules)
         XCTAssertTrue(decide("failed", keep: true).message.contains("on_give_up = keep"))

@@ -1,7 +1,8 @@
-@testable import Daemon
 import Foundation
-@testable import RedirectCore
 import XCTest
+
+@testable import Daemon
+@testable import RedirectCore
 
 /// `nfq-redirect stats --json` (labels as fields, never in key names) and the wall-clock
 /// times of `nfq-redirect events`, as the lookup service encodes them.

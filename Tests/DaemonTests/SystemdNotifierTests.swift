@@ -1,6 +1,7 @@
-@testable import Daemon
 import Glibc
 import XCTest
+
+@testable import Daemon
 
 /// The sd_notify protocol against a fake NOTIFY_SOCKET: a datagram socket this test reads.
 final class SystemdNotifierTests: XCTestCase {

@@ -22,19 +22,24 @@ final class AddressMessagesTests: XCTestCase {
             newAddress(family: 2, prefix: 24, index: 2, attributes: Fixture.attribute(1, [10, 0, 0, 9]) + Fixture.attribute(2, [10, 0, 0, 1]))
             + newAddress(family: 2, prefix: 24, flags: 0x01, index: 2, attributes: Fixture.attribute(2, [10, 0, 0, 2]))
             + newAddress(family: 10, prefix: 128, index: 1, attributes: Fixture.attribute(1, v6) + Fixture.attribute(8, Fixture.u32(0x40)))
-            + newAddress(family: 10, prefix: 64, index: 1, attributes: Fixture.attribute(1, [0xfd] + [UInt8](repeating: 0, count: 14) + [2]) + Fixture.attribute(8, Fixture.u32(0x08)))
-            + newAddress(family: 10, prefix: 64, flags: 0x01, index: 1, attributes: Fixture.attribute(1, [0xfd] + [UInt8](repeating: 0, count: 14) + [3]))
+            + newAddress(
+                family: 10, prefix: 64, index: 1,
+                attributes: Fixture.attribute(1, [0xfd] + [UInt8](repeating: 0, count: 14) + [2]) + Fixture.attribute(8, Fixture.u32(0x08)))
+            + newAddress(
+                family: 10, prefix: 64, flags: 0x01, index: 1, attributes: Fixture.attribute(1, [0xfd] + [UInt8](repeating: 0, count: 14) + [3]))
             + newAddress(family: 2, prefix: 8, index: 1, sequence: 99, attributes: Fixture.attribute(2, [127, 0, 0, 1]))
             + newAddress(family: 2, prefix: 8, index: 1, attributes: Fixture.attribute(2, [127, 0]))
         let (addresses, progress) = try read(datagram)
         XCTAssertEqual(progress, .more)
-        XCTAssertEqual(addresses, [
-            InterfaceAddress(interfaceIndex: 2, address: IPAddress("10.0.0.1")!, prefixLength: 24),  // IFA_LOCAL wins over the peer
-            InterfaceAddress(interfaceIndex: 2, address: IPAddress("10.0.0.2")!, prefixLength: 24, isSecondary: true),
-            InterfaceAddress(interfaceIndex: 1, address: IPAddress("::1")!, prefixLength: 128, isTentative: true),  // IFA_FLAGS
-            InterfaceAddress(interfaceIndex: 1, address: IPAddress("fd00::2")!, prefixLength: 64, isTentative: true),  // DAD failed
-            InterfaceAddress(interfaceIndex: 1, address: IPAddress("fd00::3")!, prefixLength: 64),  // 0x01 is "temporary" for IPv6
-        ])
+        XCTAssertEqual(
+            addresses,
+            [
+                InterfaceAddress(interfaceIndex: 2, address: IPAddress("10.0.0.1")!, prefixLength: 24),  // IFA_LOCAL wins over the peer
+                InterfaceAddress(interfaceIndex: 2, address: IPAddress("10.0.0.2")!, prefixLength: 24, isSecondary: true),
+                InterfaceAddress(interfaceIndex: 1, address: IPAddress("::1")!, prefixLength: 128, isTentative: true),  // IFA_FLAGS
+                InterfaceAddress(interfaceIndex: 1, address: IPAddress("fd00::2")!, prefixLength: 64, isTentative: true),  // DAD failed
+                InterfaceAddress(interfaceIndex: 1, address: IPAddress("fd00::3")!, prefixLength: 64),  // 0x01 is "temporary" for IPv6
+            ])
     }
 
     func testDoneInterruptedAndErrors() throws {

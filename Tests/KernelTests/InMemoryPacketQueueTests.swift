@@ -1,6 +1,6 @@
+import Foundation
 import KernelTesting
 import RedirectCore
-import Foundation
 import XCTest
 
 @testable import Kernel
@@ -24,15 +24,18 @@ final class InMemoryPacketQueueTests: XCTestCase {
         batch[0].verdict = .acceptModified
         batch[1].verdict = .drop
         try queue.sendVerdicts(for: batch)
-        XCTAssertEqual(queue.verdicts, [
-            .init(id: a, verdict: .acceptModified, bytes: [0x45, 1, 2, 0xff]),
-            .init(id: b, verdict: .drop, bytes: []),
-            .init(id: c, verdict: .accept, bytes: [0x60, 7, 8, 9]),
-        ])
+        XCTAssertEqual(
+            queue.verdicts,
+            [
+                .init(id: a, verdict: .acceptModified, bytes: [0x45, 1, 2, 0xff]),
+                .init(id: b, verdict: .drop, bytes: []),
+                .init(id: c, verdict: .accept, bytes: [0x60, 7, 8, 9]),
+            ])
         XCTAssertEqual(queue.awaitingVerdict, 0)
         XCTAssertEqual(batch.count, 0)
         let counters = queue.counters
-        XCTAssertEqual([counters.received, counters.batches, counters.acceptedModified, counters.dropped, counters.acceptedUnmodified], [3, 1, 1, 1, 1])
+        XCTAssertEqual(
+            [counters.received, counters.batches, counters.acceptedModified, counters.dropped, counters.acceptedUnmodified], [3, 1, 1, 1, 1])
     }
 
     func testTheBatchIsFilledUpToItsCapacity() throws {

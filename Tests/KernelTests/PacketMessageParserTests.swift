@@ -9,7 +9,8 @@ final class PacketMessageParserTests: XCTestCase {
         let slot = batch.slot(0)
         slot.copyBytes(from: datagram)
         var counters = PacketQueueCounters()
-        PacketMessageParser.parse(datagram: UnsafeMutableRawBufferPointer(rebasing: slot[..<datagram.count]), truncated: truncated, into: batch, counters: &counters)
+        PacketMessageParser.parse(
+            datagram: UnsafeMutableRawBufferPointer(rebasing: slot[..<datagram.count]), truncated: truncated, into: batch, counters: &counters)
         return (batch, counters)
     }
 
@@ -72,21 +73,30 @@ final class PacketMessageParserTests: XCTestCase {
             Case(name: "cut short by MSG_TRUNC", datagram: packet, truncated: true, packets: 0, unparsed: [9], parseErrors: 1),
             Case(name: "nlmsg_len past the datagram", datagram: Array(packet.dropLast(4)), packets: 0, unparsed: [9], parseErrors: 1),
             Case(name: "no payload", datagram: Fixture.packetMessage(id: 11, payload: nil), packets: 0, unparsed: [11], parseErrors: 1),
-            Case(name: "no packet header", datagram: Fixture.message(type: 0x0300, Fixture.nfgen(queue: 5) + Fixture.attribute(10, [1, 2, 3, 4])),
-                 packets: 0, unparsed: [], parseErrors: 1),
-            Case(name: "attribute longer than the message",
-                 datagram: Fixture.message(type: 0x0300, Fixture.nfgen(queue: 5) + Fixture.attribute(1, Fixture.be32(12) + [8, 0, 3]) + Fixture.u16(200) + Fixture.u16(10)),
-                 packets: 0, unparsed: [12], parseErrors: 1),
-            Case(name: "mark of the wrong size", datagram: Fixture.message(type: 0x0300, Fixture.nfgen(queue: 5) + Fixture.attribute(1, Fixture.be32(13) + [8, 0, 3]) + Fixture.attribute(3, [1, 2])),
-                 packets: 0, unparsed: [13], parseErrors: 1),
+            Case(
+                name: "no packet header", datagram: Fixture.message(type: 0x0300, Fixture.nfgen(queue: 5) + Fixture.attribute(10, [1, 2, 3, 4])),
+                packets: 0, unparsed: [], parseErrors: 1),
+            Case(
+                name: "attribute longer than the message",
+                datagram: Fixture.message(
+                    type: 0x0300, Fixture.nfgen(queue: 5) + Fixture.attribute(1, Fixture.be32(12) + [8, 0, 3]) + Fixture.u16(200) + Fixture.u16(10)),
+                packets: 0, unparsed: [12], parseErrors: 1),
+            Case(
+                name: "mark of the wrong size",
+                datagram: Fixture.message(
+                    type: 0x0300, Fixture.nfgen(queue: 5) + Fixture.attribute(1, Fixture.be32(13) + [8, 0, 3]) + Fixture.attribute(3, [1, 2])),
+                packets: 0, unparsed: [13], parseErrors: 1),
             Case(name: "an error for a rejected verdict", datagram: Fixture.error(-2), packets: 0, unparsed: [], netlinkErrors: 1),
             Case(name: "an acknowledgement", datagram: Fixture.error(0), packets: 0, unparsed: []),
-            Case(name: "an unknown message type", datagram: Fixture.message(type: 0x0302, Fixture.nfgen(queue: 5)), packets: 0, unparsed: [], parseErrors: 1),
+            Case(
+                name: "an unknown message type", datagram: Fixture.message(type: 0x0302, Fixture.nfgen(queue: 5)), packets: 0, unparsed: [],
+                parseErrors: 1),
             Case(name: "too short for nfgenmsg", datagram: Fixture.message(type: 0x0300, [2, 0]), packets: 0, unparsed: [], parseErrors: 1),
             Case(name: "nlmsg_len below the header", datagram: Fixture.u32(8) + [UInt8](repeating: 0, count: 12), packets: 0, unparsed: []),
             Case(name: "empty", datagram: [], packets: 0, unparsed: []),
-            Case(name: "more packets than room", datagram: packet + Fixture.packetMessage(id: 10) + Fixture.packetMessage(id: 11),
-                 packets: 2, unparsed: [11], parseErrors: 1),
+            Case(
+                name: "more packets than room", datagram: packet + Fixture.packetMessage(id: 10) + Fixture.packetMessage(id: 11),
+                packets: 2, unparsed: [11], parseErrors: 1),
         ]
         for test in cases {
             let (batch, counters) = parse(test.datagram, truncated: test.truncated, capacity: 2)

@@ -178,11 +178,13 @@ final class RootNamespaceTests: XCTestCase {
                 let source = RtnetlinkAddressSource()
                 let addresses = try source.addresses()
                 let ours = addresses.filter { $0.interfaceIndex == index && !$0.address.isIPv6LinkLocal }
-                XCTAssertEqual(ours, [
-                    InterfaceAddress(interfaceIndex: index, address: IPAddress("10.9.0.1")!, prefixLength: 24),
-                    InterfaceAddress(interfaceIndex: index, address: IPAddress("10.9.0.2")!, prefixLength: 24, isSecondary: true),
-                    InterfaceAddress(interfaceIndex: index, address: IPAddress("fd00:9::1")!, prefixLength: 64),
-                ])
+                XCTAssertEqual(
+                    ours,
+                    [
+                        InterfaceAddress(interfaceIndex: index, address: IPAddress("10.9.0.1")!, prefixLength: 24),
+                        InterfaceAddress(interfaceIndex: index, address: IPAddress("10.9.0.2")!, prefixLength: 24, isSecondary: true),
+                        InterfaceAddress(interfaceIndex: index, address: IPAddress("fd00:9::1")!, prefixLength: 64),
+                    ])
                 XCTAssertEqual(addresses.first?.address, IPAddress("127.0.0.1"), "IPv4 first, lo first")
 
                 let monitor = try source.makeMonitor()
@@ -202,8 +204,10 @@ final class RootNamespaceTests: XCTestCase {
         try NetworkNamespace.withNamespace { namespace in
             try namespace.run {
                 try namespace.host(["ip", "link", "set", "lo", "up"])
-                try namespace.host(["iptables", "-w", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--dport", "\(port)",
-                                    "-j", "NFQUEUE", "--queue-num", "\(queue)"])
+                try namespace.host([
+                    "iptables", "-w", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--dport", "\(port)",
+                    "-j", "NFQUEUE", "--queue-num", "\(queue)",
+                ])
                 try body()
             }
         }

@@ -15,7 +15,9 @@ final class RuleGeneratorTests: XCTestCase {
 
     func testIptablesRestoreGolden() throws {
         let ruleSet = try XCTUnwrap(try RuleGenerator.iptables(mixed, family: .ipv4))
-        XCTAssertEqual(ruleSet.restoreInput(insertingJumps: ChainJump.all), """
+        XCTAssertEqual(
+            ruleSet.restoreInput(insertingJumps: ChainJump.all),
+            """
             *raw
             :NFQR-PREROUTING - [0:0]
             :NFQR-OUTPUT - [0:0]
@@ -57,18 +59,22 @@ final class RuleGeneratorTests: XCTestCase {
             v6.rules.mapValues { $0.filter { !$0.contains("icmp") } }, ruleSet.rules.mapValues { $0.filter { !$0.contains("icmp") } },
             "no CIDRs: the same flow rules for both families")
         for chain in [ChainJump.preRouting, .output] {
-            XCTAssertEqual(v6.rules[chain]?.filter { $0.contains("icmp") }, [
-                "-p ipv6-icmp --icmpv6-type destination-unreachable -j NFQUEUE --queue-balance 4:5 --queue-bypass",
-                "-p ipv6-icmp --icmpv6-type packet-too-big -j NFQUEUE --queue-balance 4:5 --queue-bypass",
-                "-p ipv6-icmp --icmpv6-type time-exceeded -j NFQUEUE --queue-balance 4:5 --queue-bypass",
-                "-p ipv6-icmp --icmpv6-type parameter-problem -j NFQUEUE --queue-balance 4:5 --queue-bypass",
-            ])
+            XCTAssertEqual(
+                v6.rules[chain]?.filter { $0.contains("icmp") },
+                [
+                    "-p ipv6-icmp --icmpv6-type destination-unreachable -j NFQUEUE --queue-balance 4:5 --queue-bypass",
+                    "-p ipv6-icmp --icmpv6-type packet-too-big -j NFQUEUE --queue-balance 4:5 --queue-bypass",
+                    "-p ipv6-icmp --icmpv6-type time-exceeded -j NFQUEUE --queue-balance 4:5 --queue-bypass",
+                    "-p ipv6-icmp --icmpv6-type parameter-problem -j NFQUEUE --queue-balance 4:5 --queue-bypass",
+                ])
         }
         XCTAssertEqual(v6.rules[.reply]?.filter { $0.contains("icmp") }.count, 4)
     }
 
     func testNftablesGolden() throws {
-        XCTAssertEqual(try RuleGenerator.nftables(mixed), """
+        XCTAssertEqual(
+            try RuleGenerator.nftables(mixed),
+            """
             table inet nfq_redirect {
             \tchain prerouting {
             \t\ttype filter hook prerouting priority -300; policy accept;
@@ -109,39 +115,46 @@ final class RuleGeneratorTests: XCTestCase {
         var v6Only = try RedirectRule(parsing: "udp:443:8443", scope: .network)
         v6Only.families = [.ipv6]
         let configuration = RuleSetConfiguration(rules: [rule, v6Only], firstQueue: 0)
-        XCTAssertEqual(try RuleGenerator.iptables(configuration, family: .ipv4)?.rules[.preRouting], [
-            "-i lo -j RETURN",
-            "-p tcp -s 10.0.0.0/8 -d 192.0.2.0/24 --dport 443 -j NFQUEUE --queue-num 0",
-            "-p tcp -s 10.0.0.0/8 -d 198.51.100.7/32 --dport 443 -j NFQUEUE --queue-num 0",
-            "-p tcp --dport 8443 -j NFQUEUE --queue-num 0",
-            "-p icmp --icmp-type destination-unreachable -j NFQUEUE --queue-num 0 --queue-bypass",
-            "-p icmp --icmp-type time-exceeded -j NFQUEUE --queue-num 0 --queue-bypass",
-            "-p icmp --icmp-type parameter-problem -j NFQUEUE --queue-num 0 --queue-bypass",
-        ])
+        XCTAssertEqual(
+            try RuleGenerator.iptables(configuration, family: .ipv4)?.rules[.preRouting],
+            [
+                "-i lo -j RETURN",
+                "-p tcp -s 10.0.0.0/8 -d 192.0.2.0/24 --dport 443 -j NFQUEUE --queue-num 0",
+                "-p tcp -s 10.0.0.0/8 -d 198.51.100.7/32 --dport 443 -j NFQUEUE --queue-num 0",
+                "-p tcp --dport 8443 -j NFQUEUE --queue-num 0",
+                "-p icmp --icmp-type destination-unreachable -j NFQUEUE --queue-num 0 --queue-bypass",
+                "-p icmp --icmp-type time-exceeded -j NFQUEUE --queue-num 0 --queue-bypass",
+                "-p icmp --icmp-type parameter-problem -j NFQUEUE --queue-num 0 --queue-bypass",
+            ])
         // IPv6: the TCP rule names only IPv4 destinations, so only the IPv6-only UDP rule applies.
-        XCTAssertEqual(try RuleGenerator.iptables(configuration, family: .ipv6)?.rules[.preRouting], [
-            "-i lo -j RETURN",
-            "-p udp --dport 443 -j NFQUEUE --queue-num 0",
-            "-p udp --dport 8443 -j NFQUEUE --queue-num 0",
-            "-p ipv6-icmp --icmpv6-type destination-unreachable -j NFQUEUE --queue-num 0 --queue-bypass",
-            "-p ipv6-icmp --icmpv6-type packet-too-big -j NFQUEUE --queue-num 0 --queue-bypass",
-            "-p ipv6-icmp --icmpv6-type time-exceeded -j NFQUEUE --queue-num 0 --queue-bypass",
-            "-p ipv6-icmp --icmpv6-type parameter-problem -j NFQUEUE --queue-num 0 --queue-bypass",
-        ])
-        XCTAssertEqual(try RuleGenerator.iptables(configuration, family: .ipv6)?.rules[.reply], [
-            "-p udp --sport 8443 -j NFQUEUE --queue-num 1",
-            "-p ipv6-icmp --icmpv6-type destination-unreachable -j NFQUEUE --queue-num 1 --queue-bypass",
-            "-p ipv6-icmp --icmpv6-type packet-too-big -j NFQUEUE --queue-num 1 --queue-bypass",
-            "-p ipv6-icmp --icmpv6-type time-exceeded -j NFQUEUE --queue-num 1 --queue-bypass",
-            "-p ipv6-icmp --icmpv6-type parameter-problem -j NFQUEUE --queue-num 1 --queue-bypass",
-        ])
+        XCTAssertEqual(
+            try RuleGenerator.iptables(configuration, family: .ipv6)?.rules[.preRouting],
+            [
+                "-i lo -j RETURN",
+                "-p udp --dport 443 -j NFQUEUE --queue-num 0",
+                "-p udp --dport 8443 -j NFQUEUE --queue-num 0",
+                "-p ipv6-icmp --icmpv6-type destination-unreachable -j NFQUEUE --queue-num 0 --queue-bypass",
+                "-p ipv6-icmp --icmpv6-type packet-too-big -j NFQUEUE --queue-num 0 --queue-bypass",
+                "-p ipv6-icmp --icmpv6-type time-exceeded -j NFQUEUE --queue-num 0 --queue-bypass",
+                "-p ipv6-icmp --icmpv6-type parameter-problem -j NFQUEUE --queue-num 0 --queue-bypass",
+            ])
+        XCTAssertEqual(
+            try RuleGenerator.iptables(configuration, family: .ipv6)?.rules[.reply],
+            [
+                "-p udp --sport 8443 -j NFQUEUE --queue-num 1",
+                "-p ipv6-icmp --icmpv6-type destination-unreachable -j NFQUEUE --queue-num 1 --queue-bypass",
+                "-p ipv6-icmp --icmpv6-type packet-too-big -j NFQUEUE --queue-num 1 --queue-bypass",
+                "-p ipv6-icmp --icmpv6-type time-exceeded -j NFQUEUE --queue-num 1 --queue-bypass",
+                "-p ipv6-icmp --icmpv6-type parameter-problem -j NFQUEUE --queue-num 1 --queue-bypass",
+            ])
         XCTAssertNil(try RuleGenerator.iptables(configuration, family: .ipv6)?.rules[.output], "no local rule: no ICMP on OUTPUT")
         XCTAssertTrue(
             try RuleGenerator.nftables(configuration).contains(
                 "icmp type { destination-unreachable, time-exceeded, parameter-problem } queue num 1 bypass\n"),
             "ICMP errors bypass, fail-open or not")
-        XCTAssertTrue(try RuleGenerator.nftables(configuration).contains(
-            "meta nfproto ipv4 ip saddr 10.0.0.0/8 ip daddr { 192.0.2.0/24, 198.51.100.7/32 } tcp dport 443 queue num 0\n"))
+        XCTAssertTrue(
+            try RuleGenerator.nftables(configuration).contains(
+                "meta nfproto ipv4 ip saddr 10.0.0.0/8 ip daddr { 192.0.2.0/24, 198.51.100.7/32 } tcp dport 443 queue num 0\n"))
         XCTAssertTrue(try RuleGenerator.nftables(configuration).contains("meta nfproto ipv6 udp dport 443 queue num 0\n"))
     }
 
@@ -156,10 +169,12 @@ final class RuleGeneratorTests: XCTestCase {
         let ports = (1...20).map { "\($0 * 10)" }.joined(separator: ",") + ",1000-1010"
         let rule = try RedirectRule(parsing: "tcp:\(ports):9", scope: .network)
         let rules = try XCTUnwrap(try RuleGenerator.iptables(RuleSetConfiguration(rules: [rule]), family: .ipv4)?.rules[.preRouting])
-        XCTAssertEqual(Array(rules[1...2]), [
-            "-p tcp -m multiport --dports 10,20,30,40,50,60,70,80,90,100,110,120,130,140,150 -j NFQUEUE --queue-num 0",
-            "-p tcp -m multiport --dports 160,170,180,190,200,1000:1010 -j NFQUEUE --queue-num 0",
-        ])
+        XCTAssertEqual(
+            Array(rules[1...2]),
+            [
+                "-p tcp -m multiport --dports 10,20,30,40,50,60,70,80,90,100,110,120,130,140,150 -j NFQUEUE --queue-num 0",
+                "-p tcp -m multiport --dports 160,170,180,190,200,1000:1010 -j NFQUEUE --queue-num 0",
+            ])
     }
 
     func testQueueNumbersMustFit() {
@@ -171,7 +186,9 @@ final class RuleGeneratorTests: XCTestCase {
     }
 
     func testRemovalInputDeletesOurChains() {
-        XCTAssertEqual(IptablesRuleSet.removalInput, """
+        XCTAssertEqual(
+            IptablesRuleSet.removalInput,
+            """
             *raw
             :NFQR-PREROUTING - [0:0]
             :NFQR-OUTPUT - [0:0]

@@ -8,7 +8,10 @@ final class SystemCallsTests: XCTestCase {
         var fds: [Int32] = [-1, -1]
         XCTAssertEqual(pipe(&fds), 0)
         XCTAssertEqual(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0)
-        defer { close(fds[0]); close(fds[1]) }
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
         var byte: UInt8 = 0
         guard case .wouldBlock = try syscall("read(empty pipe)", { read(fds[0], &byte, 1) }) else {
             return XCTFail("an empty non-blocking pipe must answer wouldBlock")
@@ -32,8 +35,9 @@ final class SystemCallsTests: XCTestCase {
             return Int(length)
         }
         XCTAssertEqual(abstractLength, MemoryLayout<sa_family_t>.size + 7)
-        XCTAssertEqual(UnixSocketAddress.withAddress(path: "@notify") { _, length in Int(length) }, MemoryLayout<sockaddr_un>.size,
-                       "without abstractNames '@' is an ordinary first byte")
+        XCTAssertEqual(
+            UnixSocketAddress.withAddress(path: "@notify") { _, length in Int(length) }, MemoryLayout<sockaddr_un>.size,
+            "without abstractNames '@' is an ordinary first byte")
     }
 
     func testAWakeUpWakesAWaitAndIsDrained() throws {
@@ -41,7 +45,10 @@ final class SystemCallsTests: XCTestCase {
         var fds: [Int32] = [-1, -1]
         XCTAssertEqual(pipe(&fds), 0)
         XCTAssertEqual(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0)
-        defer { close(fds[0]); close(fds[1]) }
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
         wakeUp.signal()
         XCTAssertEqual(try ReadinessWait.wait(for: fds[0], wakeUp: wakeUp, timeoutMilliseconds: 1000), .wokenUp)
         XCTAssertEqual(try ReadinessWait.wait(for: fds[0], wakeUp: wakeUp, timeoutMilliseconds: 0), .timedOut, "drained")

@@ -1,20 +1,23 @@
-import RedirectCore
 import CNetfilterQueue
+import RedirectCore
 import XCTest
 
 @testable import Kernel
 
 final class VerdictWriterTests: XCTestCase {
     /// A batch holding packets with the given ids, payloads and verdicts.
-    private func batch(_ packets: [(id: UInt32, payload: [UInt8], verdict: Verdict)], truncatedIDs: Set<UInt32> = [], unparsed: [UInt32] = []) -> PacketBatch {
+    private func batch(_ packets: [(id: UInt32, payload: [UInt8], verdict: Verdict)], truncatedIDs: Set<UInt32> = [], unparsed: [UInt32] = [])
+        -> PacketBatch
+    {
         let batch = PacketBatch(capacity: 8, slotSize: 256)
         for (index, packet) in packets.enumerated() {
             let slot = batch.slot(index)
             slot.copyBytes(from: packet.payload)
-            _ = batch.append(QueuedPacket(
-                id: packet.id, hardwareProtocol: 0x0800, hook: 3,
-                packetLength: truncatedIDs.contains(packet.id) ? 1000 : packet.payload.count,
-                payload: UnsafeMutableRawBufferPointer(rebasing: slot[..<packet.payload.count]), verdict: packet.verdict))
+            _ = batch.append(
+                QueuedPacket(
+                    id: packet.id, hardwareProtocol: 0x0800, hook: 3,
+                    packetLength: truncatedIDs.contains(packet.id) ? 1000 : packet.payload.count,
+                    payload: UnsafeMutableRawBufferPointer(rebasing: slot[..<packet.payload.count]), verdict: packet.verdict))
         }
         for id in unparsed { _ = batch.appendUnparsed(id: id) }
         return batch
@@ -44,12 +47,15 @@ final class VerdictWriterTests: XCTestCase {
 
     func testDropsAndRewritesGoFirstAndOneBatchVerdictCoversTheUnmodifiedAccepts() {
         var counters = PacketQueueCounters()
-        let datagrams = write(batch([
-            (1, [0x45, 1], .accept), (2, [0x45, 2], .drop), (3, [0x45, 3, 3, 3, 3], .acceptModified), (4, [0x45, 4], .accept),
-        ]), counters: &counters)
-        XCTAssertEqual(datagrams, [
-            verdict(0x0301, 0, id: 2) + verdict(0x0301, 1, id: 3, payload: [0x45, 3, 3, 3, 3]) + verdict(0x0303, 1, id: 4),
-        ])
+        let datagrams = write(
+            batch([
+                (1, [0x45, 1], .accept), (2, [0x45, 2], .drop), (3, [0x45, 3, 3, 3, 3], .acceptModified), (4, [0x45, 4], .accept),
+            ]), counters: &counters)
+        XCTAssertEqual(
+            datagrams,
+            [
+                verdict(0x0301, 0, id: 2) + verdict(0x0301, 1, id: 3, payload: [0x45, 3, 3, 3, 3]) + verdict(0x0303, 1, id: 4)
+            ])
         XCTAssertEqual(counters.acceptedUnmodified, 2)
         XCTAssertEqual(counters.acceptedModified, 1)
         XCTAssertEqual(counters.dropped, 1)

@@ -32,14 +32,16 @@ static uint32_t next_random(void) {
 }
 
 static uint16_t fold(uint32_t sum) {
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
     return (uint16_t)~sum;
 }
 
 static uint32_t sum_words(const void *data, size_t length) {
     const uint8_t *bytes = data;
     uint32_t sum = 0;
-    for (size_t i = 0; i + 1 < length; i += 2) sum += (uint32_t)bytes[i] << 8 | bytes[i + 1];
+    for (size_t i = 0; i + 1 < length; i += 2)
+        sum += (uint32_t)bytes[i] << 8 | bytes[i + 1];
     return sum;
 }
 
@@ -101,11 +103,13 @@ int main(int argc, char **argv) {
         for (int i = 0; i < batch; i++) {
             build(packets[i], to.sin_addr.s_addr, port);
             iov[i] = (struct iovec){packets[i], PACKET};
-            messages[i] = (struct mmsghdr){.msg_hdr = {.msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &iov[i], .msg_iovlen = 1}};
+            messages[i] = (struct mmsghdr){
+                .msg_hdr = {.msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &iov[i], .msg_iovlen = 1}};
         }
         int done = sendmmsg(fd, messages, (unsigned)batch, 0);
         if (done < 0) {
-            if (errno == ENOBUFS || errno == EAGAIN || errno == EINTR) continue; /* the qdisc is full: retry */
+            if (errno == ENOBUFS || errno == EAGAIN || errno == EINTR)
+                continue; /* the qdisc is full: retry */
             perror("synflood: sendmmsg");
             return 1;
         }

@@ -12,39 +12,37 @@
 
 static atomic_int checks_passed, checks_failed;
 
-#define CHECK(condition, ...)                                                   \
-    do {                                                                        \
-        if (condition) {                                                        \
-            atomic_fetch_add(&checks_passed, 1);                                \
-        } else {                                                                \
-            atomic_fetch_add(&checks_failed, 1);                                \
-            fprintf(stderr, "  failed %s:%d: %s: ", __FILE__, __LINE__, #condition); \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fputc('\n', stderr);                                                \
-        }                                                                       \
+#define CHECK(condition, ...)                                                                                          \
+    do {                                                                                                               \
+        if (condition) {                                                                                               \
+            atomic_fetch_add(&checks_passed, 1);                                                                       \
+        } else {                                                                                                       \
+            atomic_fetch_add(&checks_failed, 1);                                                                       \
+            fprintf(stderr, "  failed %s:%d: %s: ", __FILE__, __LINE__, #condition);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fputc('\n', stderr);                                                                                       \
+        }                                                                                                              \
     } while (0)
 
 /* A failure that makes the rest of a test meaningless. */
-#define REQUIRE(condition, ...)                                                 \
-    do {                                                                        \
-        if (!(condition)) {                                                     \
-            fprintf(stderr, "FATAL %s:%d: %s: ", __FILE__, __LINE__, #condition); \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fputc('\n', stderr);                                                \
-            exit(2);                                                            \
-        }                                                                       \
+#define REQUIRE(condition, ...)                                                                                        \
+    do {                                                                                                               \
+        if (!(condition)) {                                                                                            \
+            fprintf(stderr, "FATAL %s:%d: %s: ", __FILE__, __LINE__, #condition);                                      \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fputc('\n', stderr);                                                                                       \
+            exit(2);                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
-static inline int check_summary(const char *program)
-{
+static inline int check_summary(const char *program) {
     int passed = atomic_load(&checks_passed), failed = atomic_load(&checks_failed);
     printf("RESULT %d %d %s\n", passed, failed, program);
     return failed == 0 ? 0 : 1;
 }
 
 /* SplitMix64: a small seeded generator, so that random tests replay exactly. */
-static inline unsigned long long splitmix64(unsigned long long *state)
-{
+static inline unsigned long long splitmix64(unsigned long long *state) {
     unsigned long long z = (*state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;

@@ -15,25 +15,22 @@
 #include "fake_daemon_control.h"
 #include "nfq_redirect.h"
 
-static double now_ms(void)
-{
+static double now_ms(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return now.tv_sec * 1e3 + now.tv_nsec / 1e6;
 }
 
-static bool is_sockaddr_in(const struct sockaddr_storage *out, const char *ip, uint16_t port)
-{
+static bool is_sockaddr_in(const struct sockaddr_storage *out, const char *ip, uint16_t port) {
     const struct sockaddr_in *sin = (const struct sockaddr_in *)out;
     struct in_addr expected;
     inet_pton(AF_INET, ip, &expected);
-    static const char zeros[8] = { 0 };
+    static const char zeros[8] = {0};
     return sin->sin_family == AF_INET && ntohs(sin->sin_port) == port && sin->sin_addr.s_addr == expected.s_addr &&
            memcmp(sin->sin_zero, zeros, 8) == 0;
 }
 
-static bool is_sockaddr_in6(const struct sockaddr_storage *out, const char *ip, uint16_t port)
-{
+static bool is_sockaddr_in6(const struct sockaddr_storage *out, const char *ip, uint16_t port) {
     const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)out;
     struct in6_addr expected;
     inet_pton(AF_INET6, ip, &expected);
@@ -42,23 +39,20 @@ static bool is_sockaddr_in6(const struct sockaddr_storage *out, const char *ip, 
 }
 
 /* The accepted socket's peer, which echo-client answers with. */
-static bool is_own_peer(int fd, const struct sockaddr_storage *out)
-{
+static bool is_own_peer(int fd, const struct sockaddr_storage *out) {
     struct sockaddr_storage peer;
     socklen_t length = sizeof peer;
     getpeername(fd, (struct sockaddr *)&peer, &length);
     return memcmp(&peer, out, length) == 0;
 }
 
-static void check_last(const char *expected, const char *what)
-{
+static void check_last(const char *expected, const char *what) {
     char last[600];
     daemon_last(last, sizeof last);
     CHECK(strcmp(last, expected) == 0, "%s: daemon saw \"%s\", expected \"%s\"", what, last, expected);
 }
 
-static void test_found(void)
-{
+static void test_found(void) {
     struct sockaddr_storage out;
     socklen_t length = 0;
     char expected[200];
@@ -105,9 +99,8 @@ static void test_found(void)
     tcp_pair_close(&pair);
 }
 
-static void test_lookupfd(void)
-{
-    static const pair_kind kinds[] = { PAIR_V4, PAIR_V6, PAIR_MAPPED };
+static void test_lookupfd(void) {
+    static const pair_kind kinds[] = {PAIR_V4, PAIR_V6, PAIR_MAPPED};
     char expected[200];
     daemon_script("echo-client");
     for (size_t i = 0; i < 3; i++) {
@@ -122,18 +115,20 @@ static void test_lookupfd(void)
     }
 }
 
-static void test_refusals(void)
-{
-    static const struct { const char *script; nfqr_answer answer; } cases[] = {
-        { "err NOTFOUND", NFQR_NOT_FOUND },
-        { "err NOTREDIRECTED", NFQR_NOT_REDIRECTED },
-        { "err EXPIRED", NFQR_EXPIRED },
-        { "err DENIED", NFQR_DENIED },
-        { "err BADREQUEST expected 5 arguments", NFQR_BAD_REQUEST },
-        { "raw HELLO\\n", NFQR_BAD_REPLY },
-        { "raw OK 1.2.3.4\\n", NFQR_BAD_REPLY },
-        { "raw OK 1.2.3.4 80 \\n", NFQR_BAD_REPLY },
-        { "raw \\x00\\xff\\n", NFQR_BAD_REPLY },
+static void test_refusals(void) {
+    static const struct {
+        const char *script;
+        nfqr_answer answer;
+    } cases[] = {
+        {"err NOTFOUND", NFQR_NOT_FOUND},
+        {"err NOTREDIRECTED", NFQR_NOT_REDIRECTED},
+        {"err EXPIRED", NFQR_EXPIRED},
+        {"err DENIED", NFQR_DENIED},
+        {"err BADREQUEST expected 5 arguments", NFQR_BAD_REQUEST},
+        {"raw HELLO\\n", NFQR_BAD_REPLY},
+        {"raw OK 1.2.3.4\\n", NFQR_BAD_REPLY},
+        {"raw OK 1.2.3.4 80 \\n", NFQR_BAD_REPLY},
+        {"raw \\x00\\xff\\n", NFQR_BAD_REPLY},
     };
     tcp_pair pair = tcp_pair_open(PAIR_V4);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -167,8 +162,7 @@ static void test_refusals(void)
     tcp_pair_close(&pair);
 }
 
-static void test_timeouts_and_loss(void)
-{
+static void test_timeouts_and_loss(void) {
     tcp_pair pair = tcp_pair_open(PAIR_V4);
     struct sockaddr_storage out;
 
@@ -217,8 +211,7 @@ static void test_timeouts_and_loss(void)
     tcp_pair_close(&pair);
 }
 
-static void test_bad_sockets(void)
-{
+static void test_bad_sockets(void) {
     struct sockaddr_storage out;
     int pair_fds[2];
     socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair_fds);
@@ -237,15 +230,14 @@ static void test_bad_sockets(void)
     close(unconnected);
 }
 
-static void test_udp_and_tuples(void)
-{
+static void test_udp_and_tuples(void) {
     char expected[200];
     struct sockaddr_storage out;
     socklen_t length;
 
     /* A connected UDP socket is asked as udp. */
     int receiver = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in address = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bind(receiver, (struct sockaddr *)&address, sizeof address);
     socklen_t address_length = sizeof address;
     getsockname(receiver, (struct sockaddr *)&address, &address_length);
@@ -261,8 +253,8 @@ static void test_udp_and_tuples(void)
     close(receiver);
 
     /* Explicit tuples, as a UDP proxy learns them per datagram. */
-    struct sockaddr_in client = { .sin_family = AF_INET, .sin_port = htons(5000) };
-    struct sockaddr_in local = { .sin_family = AF_INET, .sin_port = htons(53) };
+    struct sockaddr_in client = {.sin_family = AF_INET, .sin_port = htons(5000)};
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(53)};
     inet_pton(AF_INET, "10.0.0.1", &client.sin_addr);
     inet_pton(AF_INET, "127.0.0.1", &local.sin_addr);
     CHECK(nfqr_lookup(IPPROTO_UDP, (struct sockaddr *)&client, (struct sockaddr *)&local, &out, &length) ==
@@ -271,7 +263,7 @@ static void test_udp_and_tuples(void)
           "nfqr_lookup udp");
     check_last("LOOKUP udp 10.0.0.1 5000 127.0.0.1 53", "explicit tuple");
 
-    struct sockaddr_in6 local6 = { .sin6_family = AF_INET6, .sin6_port = htons(53), .sin6_scope_id = 3 };
+    struct sockaddr_in6 local6 = {.sin6_family = AF_INET6, .sin6_port = htons(53), .sin6_scope_id = 3};
     inet_pton(AF_INET6, "fe80::1", &local6.sin6_addr);
     struct sockaddr_in6 client6 = local6;
     client6.sin6_port = htons(6000);
@@ -300,8 +292,7 @@ static void test_udp_and_tuples(void)
 
 enum { THREADS = 8, CALLS_PER_THREAD = 1000 };
 
-static void *lookup_many(void *unused)
-{
+static void *lookup_many(void *unused) {
     (void)unused;
     tcp_pair pair = tcp_pair_open(PAIR_V4);
     long wrong = 0;
@@ -314,8 +305,7 @@ static void *lookup_many(void *unused)
     return (void *)wrong;
 }
 
-static void wait_for_open_connections(long at_most, daemon_counts *counts)
-{
+static void wait_for_open_connections(long at_most, daemon_counts *counts) {
     for (int tries = 0; tries < 100; tries++) {
         *counts = daemon_count();
         if (counts->open <= at_most)
@@ -324,8 +314,7 @@ static void wait_for_open_connections(long at_most, daemon_counts *counts)
     }
 }
 
-static void test_threads(void)
-{
+static void test_threads(void) {
     daemon_script("echo-client");
     daemon_counts before = daemon_count();
     pthread_t threads[THREADS];
@@ -347,8 +336,7 @@ static void test_threads(void)
           before.open);
 }
 
-static void test_fork(void)
-{
+static void test_fork(void) {
     daemon_script("echo-client");
     tcp_pair pair = tcp_pair_open(PAIR_V4);
     struct sockaddr_storage out;
@@ -381,8 +369,7 @@ static void test_fork(void)
 static tcp_pair signal_pair;
 static volatile sig_atomic_t handler_calls, handler_wrong;
 
-static void lookup_in_handler(int signal_number)
-{
+static void lookup_in_handler(int signal_number) {
     (void)signal_number;
     int saved = errno;
     struct sockaddr_storage out;
@@ -392,14 +379,13 @@ static void lookup_in_handler(int signal_number)
     errno = saved;
 }
 
-static void test_signal_handler(void)
-{
+static void test_signal_handler(void) {
     daemon_script("echo-client");
     signal_pair = tcp_pair_open(PAIR_V6);
     tcp_pair pair = tcp_pair_open(PAIR_V4);
-    struct sigaction action = { .sa_handler = lookup_in_handler, .sa_flags = SA_RESTART };
+    struct sigaction action = {.sa_handler = lookup_in_handler, .sa_flags = SA_RESTART};
     sigaction(SIGALRM, &action, NULL);
-    struct itimerval every = { .it_interval = { 0, 2000 }, .it_value = { 0, 2000 } };
+    struct itimerval every = {.it_interval = {0, 2000}, .it_value = {0, 2000}};
     setitimer(ITIMER_REAL, &every, NULL);
     int wrong = 0;
     for (int i = 0; i < 50000 && handler_calls < 200; i++) {
@@ -407,7 +393,7 @@ static void test_signal_handler(void)
         if (nfqr_original_dst(pair.server, &out, NULL) != NFQR_FOUND || !is_own_peer(pair.server, &out))
             wrong++;
     }
-    struct itimerval stop = { { 0, 0 }, { 0, 0 } };
+    struct itimerval stop = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &stop, NULL);
     signal(SIGALRM, SIG_DFL);
     CHECK(wrong == 0, "%d wrong answers in the interrupted thread", wrong);
@@ -420,15 +406,13 @@ static void test_signal_handler(void)
 /* Descriptors open when the program started (inherited): not the library's to judge. */
 static bool inherited[1024];
 
-static void note_inherited_descriptors(void)
-{
+static void note_inherited_descriptors(void) {
     for (int fd = 0; fd < 1024; fd++)
         inherited[fd] = fcntl(fd, F_GETFD) >= 0;
 }
 
 /* Every descriptor the library opened (its cached connection is open now) is close-on-exec. */
-static void test_close_on_exec(void)
-{
+static void test_close_on_exec(void) {
     int inheritable = 0, sockets = 0;
     for (int fd = 0; fd < 1024; fd++) {
         int flags = fcntl(fd, F_GETFD);
@@ -445,8 +429,7 @@ static void test_close_on_exec(void)
     CHECK(inheritable == 0, "%d descriptors without FD_CLOEXEC", inheritable);
 }
 
-static void test_absent(const char *errno_name)
-{
+static void test_absent(const char *errno_name) {
     int expected = strcmp(errno_name, "ENAMETOOLONG") == 0 ? ENAMETOOLONG : ENOENT;
     tcp_pair pair = tcp_pair_open(PAIR_V4);
     struct sockaddr_storage out;
@@ -465,8 +448,7 @@ static void test_absent(const char *errno_name)
     tcp_pair_close(&pair);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--absent") == 0) {
         test_absent(argv[2]);
         return check_summary("client_tests (no daemon)");

@@ -18,12 +18,11 @@
 #include "check.h"
 
 /* Sends one control line to the fake daemon and reads its one-line answer (without '\n'). */
-static void daemon_command(char *reply, size_t capacity, const char *format, ...)
-{
+static void daemon_command(char *reply, size_t capacity, const char *format, ...) {
     const char *path = getenv("NFQ_REDIRECT_SOCKET");
     REQUIRE(path != NULL, "NFQ_REDIRECT_SOCKET is not set");
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
     strncpy(address.sun_path, path, sizeof address.sun_path - 1);
     REQUIRE(connect(fd, (struct sockaddr *)&address, sizeof address) == 0, "connect %s: %s", path, strerror(errno));
 
@@ -47,16 +46,15 @@ static void daemon_command(char *reply, size_t capacity, const char *format, ...
     close(fd);
 }
 
-#define daemon_script(...)                                          \
-    do {                                                            \
-        char script_reply_[64];                                     \
-        daemon_command(script_reply_, sizeof script_reply_, "SCRIPT " __VA_ARGS__); \
-        REQUIRE(strcmp(script_reply_, "OK") == 0, "SCRIPT: %s", script_reply_); \
+#define daemon_script(...)                                                                                             \
+    do {                                                                                                               \
+        char script_reply_[64];                                                                                        \
+        daemon_command(script_reply_, sizeof script_reply_, "SCRIPT " __VA_ARGS__);                                    \
+        REQUIRE(strcmp(script_reply_, "OK") == 0, "SCRIPT: %s", script_reply_);                                        \
     } while (0)
 
 /* The last lookup the daemon saw, as "LOOKUP tcp ..." or "LOOKUPFD tcp <tuple it read>". */
-static const char *daemon_last(char *buffer, size_t capacity)
-{
+static const char *daemon_last(char *buffer, size_t capacity) {
     char reply[600];
     daemon_command(reply, sizeof reply, "LAST");
     snprintf(buffer, capacity, "%s", strncmp(reply, "LAST ", 5) == 0 ? reply + 5 : reply);
@@ -64,13 +62,12 @@ static const char *daemon_last(char *buffer, size_t capacity)
 }
 
 typedef struct daemon_counts {
-    long lookups, accepted, open;   /* open counts the control connection that asked */
+    long lookups, accepted, open; /* open counts the control connection that asked */
 } daemon_counts;
 
-static daemon_counts daemon_count(void)
-{
+static daemon_counts daemon_count(void) {
     char reply[128];
-    daemon_counts counts = { -1, -1, -1 };
+    daemon_counts counts = {-1, -1, -1};
     daemon_command(reply, sizeof reply, "COUNT");
     REQUIRE(sscanf(reply, "COUNT %ld %ld %ld", &counts.lookups, &counts.accepted, &counts.open) == 3, "%s", reply);
     return counts;
@@ -81,11 +78,10 @@ static daemon_counts daemon_count(void)
 typedef enum pair_kind { PAIR_V4, PAIR_V6, PAIR_MAPPED } pair_kind;
 
 typedef struct tcp_pair {
-    int listener, client, server;   /* server: the accepted socket, the proxy's side */
+    int listener, client, server; /* server: the accepted socket, the proxy's side */
 } tcp_pair;
 
-static tcp_pair tcp_pair_open(pair_kind kind)
-{
+static tcp_pair tcp_pair_open(pair_kind kind) {
     tcp_pair pair;
     struct sockaddr_storage address;
     memset(&address, 0, sizeof address);
@@ -110,9 +106,10 @@ static tcp_pair tcp_pair_open(pair_kind kind)
     REQUIRE(listen(pair.listener, 64) == 0, "listen");
     REQUIRE(getsockname(pair.listener, (struct sockaddr *)&address, &length) == 0, "getsockname");
 
-    if (kind == PAIR_MAPPED) {   /* an IPv4 client reaching the dual-stack listener */
-        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = ((struct sockaddr_in6 *)&address)->sin6_port,
-                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (kind == PAIR_MAPPED) { /* an IPv4 client reaching the dual-stack listener */
+        struct sockaddr_in sin = {.sin_family = AF_INET,
+                                  .sin_port = ((struct sockaddr_in6 *)&address)->sin6_port,
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         pair.client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         REQUIRE(connect(pair.client, (struct sockaddr *)&sin, sizeof sin) == 0, "connect: %s", strerror(errno));
     } else {
@@ -124,16 +121,14 @@ static tcp_pair tcp_pair_open(pair_kind kind)
     return pair;
 }
 
-static void tcp_pair_close(tcp_pair *pair)
-{
+static void tcp_pair_close(tcp_pair *pair) {
     close(pair->client);
     close(pair->server);
     close(pair->listener);
 }
 
 /* "ip port" of an address, v4-mapped written as IPv4: what the lookup line must carry. */
-static void endpoint_text(const struct sockaddr_storage *address, char *out, size_t capacity)
-{
+static void endpoint_text(const struct sockaddr_storage *address, char *out, size_t capacity) {
     char host[INET6_ADDRSTRLEN];
     unsigned port;
     if (address->ss_family == AF_INET) {
@@ -152,8 +147,7 @@ static void endpoint_text(const struct sockaddr_storage *address, char *out, siz
 }
 
 /* The lookup line the daemon should see for the accepted socket fd ("LOOKUP tcp <peer> <local>"). */
-static void expected_lookup(int fd, const char *command, char *out, size_t capacity)
-{
+static void expected_lookup(int fd, const char *command, char *out, size_t capacity) {
     struct sockaddr_storage local, peer;
     socklen_t length = sizeof local;
     getsockname(fd, (struct sockaddr *)&local, &length);

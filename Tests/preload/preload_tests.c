@@ -24,10 +24,9 @@
 #include "fake_daemon_control.h"
 
 #define ORIGINAL_DST 80
-#define UNTOUCHED_ERRNO 9999   /* no call sets this: success must leave it */
+#define UNTOUCHED_ERRNO 9999 /* no call sets this: success must leave it */
 
-static int kernel_getsockopt(int fd, int level, int name, void *value, socklen_t *length)
-{
+static int kernel_getsockopt(int fd, int level, int name, void *value, socklen_t *length) {
     return (int)syscall(SYS_getsockopt, fd, level, name, value, length);
 }
 
@@ -39,8 +38,7 @@ typedef struct outcome {
 } outcome;
 
 static outcome call(bool through_preload, int fd, int level, int name, socklen_t length, bool null_value,
-                    bool null_length)
-{
+                    bool null_length) {
     outcome out;
     memset(&out, 0, sizeof out);
     memset(out.value, 0xAA, sizeof out.value);
@@ -54,16 +52,14 @@ static outcome call(bool through_preload, int fd, int level, int name, socklen_t
     return out;
 }
 
-static bool same(const outcome *a, const outcome *b)
-{
+static bool same(const outcome *a, const outcome *b) {
     return a->result == b->result && a->error == b->error && a->length == b->length &&
            memcmp(a->value, b->value, sizeof a->value) == 0;
 }
 
-static const char *describe(const outcome *o, char *buffer, size_t capacity)
-{
-    snprintf(buffer, capacity, "result %d errno %d (%s) optlen %u first bytes %02x %02x %02x %02x", o->result,
-             o->error, strerror(o->error), (unsigned)o->length, o->value[0], o->value[1], o->value[2], o->value[3]);
+static const char *describe(const outcome *o, char *buffer, size_t capacity) {
+    snprintf(buffer, capacity, "result %d errno %d (%s) optlen %u first bytes %02x %02x %02x %02x", o->result, o->error,
+             strerror(o->error), (unsigned)o->length, o->value[0], o->value[1], o->value[2], o->value[3]);
     return buffer;
 }
 
@@ -79,8 +75,7 @@ static socket_case cases[MAX_CASES];
 static int case_count;
 static tcp_pair pair_v4, pair_v6, pair_mapped;
 
-static int udp_connected(int family)
-{
+static int udp_connected(int family) {
     int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct sockaddr_storage address;
     memset(&address, 0, sizeof address);
@@ -102,13 +97,9 @@ static int udp_connected(int family)
     return fd;
 }
 
-static void add_case(const char *name, int fd)
-{
-    cases[case_count++] = (socket_case){ name, fd };
-}
+static void add_case(const char *name, int fd) { cases[case_count++] = (socket_case){name, fd}; }
 
-static void open_cases(void)
-{
+static void open_cases(void) {
     pair_v4 = tcp_pair_open(PAIR_V4);
     pair_v6 = tcp_pair_open(PAIR_V6);
     pair_mapped = tcp_pair_open(PAIR_MAPPED);
@@ -133,14 +124,13 @@ static void open_cases(void)
 
 /* Every level/length/pointer combination on every socket: through the preload exactly what
  * the kernel gives. */
-static void compare_all_with_kernel(const char *situation)
-{
-    static const int levels[] = { SOL_IP, SOL_IPV6 };
+static void compare_all_with_kernel(const char *situation) {
+    static const int levels[] = {SOL_IP, SOL_IPV6};
     int differences = 0, comparisons = 0;
     for (int c = 0; c < case_count; c++) {
         for (int l = 0; l < 2; l++) {
             int size = levels[l] == SOL_IP ? 16 : 28;
-            const socklen_t lengths[] = { 0, (socklen_t)(size - 1), (socklen_t)size, 128, (socklen_t)-1 };
+            const socklen_t lengths[] = {0, (socklen_t)(size - 1), (socklen_t)size, 128, (socklen_t)-1};
             for (int variant = 0; variant < 7; variant++) {
                 socklen_t length = variant < 5 ? lengths[variant] : (socklen_t)size;
                 bool null_value = variant == 5, null_length = variant == 6;
@@ -163,11 +153,10 @@ static void compare_all_with_kernel(const char *situation)
 
 /* ---- answers from the daemon --------------------------------------------------------------- */
 
-static void expect_sockaddr_in(int fd, int level, const char *ip, uint16_t port, const char *what)
-{
+static void expect_sockaddr_in(int fd, int level, const char *ip, uint16_t port, const char *what) {
     outcome exact = call(true, fd, level, ORIGINAL_DST, 16, false, false);
     outcome large = call(true, fd, level, ORIGINAL_DST, 128, false, false);
-    unsigned char expected[16] = { 0 };
+    unsigned char expected[16] = {0};
     struct sockaddr_in *sin = (struct sockaddr_in *)expected;
     sin->sin_family = AF_INET;
     sin->sin_port = htons(port);
@@ -175,15 +164,13 @@ static void expect_sockaddr_in(int fd, int level, const char *ip, uint16_t port,
     CHECK(exact.result == 0 && exact.error == UNTOUCHED_ERRNO && exact.length == 16, "%s: result %d errno %d len %u",
           what, exact.result, exact.error, (unsigned)exact.length);
     CHECK(memcmp(exact.value, expected, 16) == 0 && exact.value[16] == 0xAA, "%s: sockaddr_in bytes", what);
-    CHECK(large.result == 0 && large.length == 128 && memcmp(large.value, expected, 16) == 0 &&
-              large.value[16] == 0xAA,
+    CHECK(large.result == 0 && large.length == 128 && memcmp(large.value, expected, 16) == 0 && large.value[16] == 0xAA,
           "%s: a larger buffer gets 16 bytes and keeps its optlen", what);
 }
 
-static void expect_sockaddr_in6(int fd, const char *ip, uint16_t port, const char *what)
-{
+static void expect_sockaddr_in6(int fd, const char *ip, uint16_t port, const char *what) {
     outcome exact = call(true, fd, SOL_IPV6, ORIGINAL_DST, 28, false, false);
-    unsigned char expected[28] = { 0 };
+    unsigned char expected[28] = {0};
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)expected;
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons(port);
@@ -193,8 +180,7 @@ static void expect_sockaddr_in6(int fd, const char *ip, uint16_t port, const cha
     CHECK(memcmp(exact.value, expected, 28) == 0 && exact.value[28] == 0xAA, "%s: sockaddr_in6 bytes", what);
 }
 
-static void expect_kernel(int fd, int level, socklen_t length, const char *what)
-{
+static void expect_kernel(int fd, int level, socklen_t length, const char *what) {
     outcome ours = call(true, fd, level, ORIGINAL_DST, length, false, false);
     outcome kernel = call(false, fd, level, ORIGINAL_DST, length, false, false);
     char a[160], b[160];
@@ -202,16 +188,14 @@ static void expect_kernel(int fd, int level, socklen_t length, const char *what)
           describe(&kernel, b, sizeof b));
 }
 
-static void expect_asked(int fd, const char *command, const char *what)
-{
+static void expect_asked(int fd, const char *command, const char *what) {
     char expected[200], last[600];
     expected_lookup(fd, command, expected, sizeof expected);
     daemon_last(last, sizeof last);
     CHECK(strcmp(last, expected) == 0, "%s: daemon saw \"%s\", expected \"%s\"", what, last, expected);
 }
 
-static void test_answers(const char *command)
-{
+static void test_answers(const char *command) {
     daemon_script("ok 203.0.113.5 443");
     expect_sockaddr_in(pair_v4.server, SOL_IP, "203.0.113.5", 443, "tcp4");
     expect_asked(pair_v4.server, command, "tcp4 asked");
@@ -238,10 +222,19 @@ static void test_answers(const char *command)
     expect_kernel(cases[5].fd, SOL_IP, 16, "udp4: ENOPROTOOPT");
     expect_kernel(cases[6].fd, SOL_IPV6, 28, "udp6: ENOPROTOOPT");
     expect_kernel(pair_v4.server, SOL_IP, 8, "short buffer");
-    static const struct { int level, name; socklen_t length; } unrelated[] = {
-        { SOL_SOCKET, SO_TYPE, 4 }, { SOL_SOCKET, SO_RCVBUF, 4 }, { SOL_SOCKET, SO_ERROR, 4 },
-        { SOL_IP, IP_TTL, 4 },      { SOL_IP, ORIGINAL_DST + 1, 16 }, { SOL_IPV6, IPV6_V6ONLY, 4 },
-        { IPPROTO_TCP, 1, 4 } /* TCP_NODELAY */, { IPPROTO_TCP, ORIGINAL_DST, 16 }, { SOL_SOCKET, ORIGINAL_DST, 16 },
+    static const struct {
+        int level, name;
+        socklen_t length;
+    } unrelated[] = {
+        {SOL_SOCKET, SO_TYPE, 4},
+        {SOL_SOCKET, SO_RCVBUF, 4},
+        {SOL_SOCKET, SO_ERROR, 4},
+        {SOL_IP, IP_TTL, 4},
+        {SOL_IP, ORIGINAL_DST + 1, 16},
+        {SOL_IPV6, IPV6_V6ONLY, 4},
+        {IPPROTO_TCP, 1, 4} /* TCP_NODELAY */,
+        {IPPROTO_TCP, ORIGINAL_DST, 16},
+        {SOL_SOCKET, ORIGINAL_DST, 16},
     };
     int differences = 0;
     for (size_t i = 0; i < sizeof unrelated / sizeof unrelated[0]; i++) {
@@ -262,8 +255,7 @@ static void test_answers(const char *command)
 enum { THREADS = 8, CALLS_PER_THREAD = 1000 };
 
 /* echo-client answers with the asker's peer, so a crossed answer shows. */
-static bool answer_is_own_peer(int fd)
-{
+static bool answer_is_own_peer(int fd) {
     struct sockaddr_in answer;
     socklen_t length = sizeof answer;
     errno = UNTOUCHED_ERRNO;
@@ -275,8 +267,7 @@ static bool answer_is_own_peer(int fd)
     return answer.sin_port == peer.sin_port && answer.sin_addr.s_addr == peer.sin_addr.s_addr;
 }
 
-static void *lookup_many(void *unused)
-{
+static void *lookup_many(void *unused) {
     (void)unused;
     tcp_pair pair = tcp_pair_open(PAIR_V4);
     long wrong = 0;
@@ -287,8 +278,7 @@ static void *lookup_many(void *unused)
     return (void *)wrong;
 }
 
-static void test_threads_fork_signals(void)
-{
+static void test_threads_fork_signals(void) {
     daemon_script("echo-client");
     pthread_t threads[THREADS];
     for (int i = 0; i < THREADS; i++)
@@ -321,27 +311,25 @@ static void test_threads_fork_signals(void)
 
 static volatile sig_atomic_t handler_calls, handler_wrong;
 
-static void getsockopt_in_handler(int signal_number)
-{
+static void getsockopt_in_handler(int signal_number) {
     (void)signal_number;
     int saved = errno;
-    if (!answer_is_own_peer(pair_mapped.client))   /* the connecting side: a third tuple */
+    if (!answer_is_own_peer(pair_mapped.client)) /* the connecting side: a third tuple */
         handler_wrong++;
     handler_calls++;
     errno = saved;
 }
 
-static void test_signal_handler(void)
-{
+static void test_signal_handler(void) {
     daemon_script("echo-client");
-    struct sigaction action = { .sa_handler = getsockopt_in_handler, .sa_flags = SA_RESTART };
+    struct sigaction action = {.sa_handler = getsockopt_in_handler, .sa_flags = SA_RESTART};
     sigaction(SIGALRM, &action, NULL);
-    struct itimerval every = { .it_interval = { 0, 2000 }, .it_value = { 0, 2000 } };
+    struct itimerval every = {.it_interval = {0, 2000}, .it_value = {0, 2000}};
     setitimer(ITIMER_REAL, &every, NULL);
     int wrong = 0;
     for (int i = 0; i < 50000 && handler_calls < 200; i++)
         wrong += !answer_is_own_peer(pair_v4.server);
-    struct itimerval stop = { { 0, 0 }, { 0, 0 } };
+    struct itimerval stop = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &stop, NULL);
     signal(SIGALRM, SIG_DFL);
     CHECK(wrong == 0, "interrupted thread: %d wrong", wrong);
@@ -351,18 +339,17 @@ static void test_signal_handler(void)
 
 /* ---- the kernel behind the daemon (in a namespace with REDIRECT rules) ----------------------- */
 
-static int listen_on(int family, uint16_t port, bool v6_only)
-{
+static int listen_on(int family, uint16_t port, bool v6_only) {
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int on = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     if (family == AF_INET6) {
         int only = v6_only;
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof only);
-        struct sockaddr_in6 address = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+        struct sockaddr_in6 address = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
         REQUIRE(bind(fd, (struct sockaddr *)&address, sizeof address) == 0, "bind [::]:%u", port);
     } else {
-        struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(port) };
+        struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(port)};
         REQUIRE(bind(fd, (struct sockaddr *)&address, sizeof address) == 0, "bind 0.0.0.0:%u", port);
     }
     REQUIRE(listen(fd, 16) == 0, "listen");
@@ -370,8 +357,7 @@ static int listen_on(int family, uint16_t port, bool v6_only)
 }
 
 /* Connects to ip:port (rewritten by the kernel's REDIRECT) and returns the accepted socket. */
-static int redirected_connection(int listener, const char *ip, uint16_t port, int *client)
-{
+static int redirected_connection(int listener, const char *ip, uint16_t port, int *client) {
     struct sockaddr_storage address;
     memset(&address, 0, sizeof address);
     socklen_t length;
@@ -389,15 +375,13 @@ static int redirected_connection(int listener, const char *ip, uint16_t port, in
         length = sizeof *sin;
     }
     *client = socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(connect(*client, (struct sockaddr *)&address, length) == 0, "connect %s:%u: %s", ip, port,
-            strerror(errno));
+    REQUIRE(connect(*client, (struct sockaddr *)&address, length) == 0, "connect %s:%u: %s", ip, port, strerror(errno));
     int server = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
     REQUIRE(server >= 0, "accept");
     return server;
 }
 
-static void test_kernel_behind_daemon(bool daemon_present)
-{
+static void test_kernel_behind_daemon(bool daemon_present) {
     int listener4 = listen_on(AF_INET, 7777, false);
     int listener6 = listen_on(AF_INET6, 7777, true);
     int listener_dual = listen_on(AF_INET6, 7778, false);
@@ -452,17 +436,17 @@ static void test_kernel_behind_daemon(bool daemon_present)
               "flowinfo %#x and scope %u as the kernel fills them (kernel %#x, %u)", o6->sin6_flowinfo,
               o6->sin6_scope_id, k6->sin6_flowinfo, k6->sin6_scope_id);
     }
-    int fds[] = { server4, server6, server_mapped, client4, client6, client_mapped, listener4, listener6, listener_dual };
+    int fds[] = {server4, server6, server_mapped, client4, client6, client_mapped, listener4, listener6, listener_dual};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         close(fds[i]);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (strcmp(mode, "--netns") == 0 || strcmp(mode, "--netns-absent") == 0) {
         test_kernel_behind_daemon(strcmp(mode, "--netns") == 0);
-        return check_summary(strcmp(mode, "--netns") == 0 ? "preload_tests (netns)" : "preload_tests (netns, no daemon)");
+        return check_summary(strcmp(mode, "--netns") == 0 ? "preload_tests (netns)"
+                                                          : "preload_tests (netns, no daemon)");
     }
 
     open_cases();
@@ -487,8 +471,8 @@ int main(int argc, char **argv)
     }
 
     static const char *fallbacks[] = {
-        "err NOTFOUND", "err NOTREDIRECTED", "err EXPIRED", "err DENIED", "err BADREQUEST no such thing",
-        "raw garbage\\n", "raw OK 1.2.3.4\\n", "close", "silent",
+        "err NOTFOUND",   "err NOTREDIRECTED", "err EXPIRED", "err DENIED", "err BADREQUEST no such thing",
+        "raw garbage\\n", "raw OK 1.2.3.4\\n", "close",       "silent",
     };
     for (size_t i = 0; i < sizeof fallbacks / sizeof fallbacks[0]; i++) {
         daemon_script("%s", fallbacks[i]);

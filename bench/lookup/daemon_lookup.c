@@ -55,21 +55,18 @@
 #define ROUNDS 5
 #define V6_TARGET "fd00:6e66::2"
 
-static double now_ns(void)
-{
+static double now_ns(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return now.tv_sec * 1e9 + now.tv_nsec;
 }
 
-static _Noreturn void die(const char *what)
-{
+static _Noreturn void die(const char *what) {
     perror(what);
     exit(1);
 }
 
-static _Noreturn void wrong(const char *what, const char *detail)
-{
+static _Noreturn void wrong(const char *what, const char *detail) {
     fprintf(stderr, "daemon_lookup: %s: %s\n", what, detail);
     exit(1);
 }
@@ -78,39 +75,41 @@ static _Noreturn void wrong(const char *what, const char *detail)
 
 typedef struct flows {
     int count;
-    int family;      /* AF_INET or AF_INET6 */
-    int *accepted;   /* the proxy's side: what is looked up */
-    int *dialled;    /* the client's side, kept open so the flow stays alive */
+    int family; /* AF_INET or AF_INET6 */
+    int *accepted; /* the proxy's side: what is looked up */
+    int *dialled; /* the client's side, kept open so the flow stays alive */
     struct sockaddr_storage expected;
 } flows;
 
-static void open_flows(flows *set, int count, int family, int listen_port, int dial_port)
-{
+static void open_flows(flows *set, int count, int family, int listen_port, int dial_port) {
     int listener = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int on = 1;
     setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    struct sockaddr_storage address = { 0 }, target = { 0 };
+    struct sockaddr_storage address = {0}, target = {0};
     socklen_t length;
     if (family == AF_INET) {
         struct sockaddr_in *listen_at = (struct sockaddr_in *)&address, *dial = (struct sockaddr_in *)&target;
-        *listen_at = (struct sockaddr_in){ .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                                           .sin_port = htons((uint16_t)listen_port) };
-        *dial = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)dial_port) };
+        *listen_at = (struct sockaddr_in){
+            .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK), .sin_port = htons((uint16_t)listen_port)};
+        *dial = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)dial_port)};
         inet_pton(AF_INET, "127.0.0.2", &dial->sin_addr);
         length = sizeof(struct sockaddr_in);
     } else {
         struct sockaddr_in6 *listen_at = (struct sockaddr_in6 *)&address, *dial = (struct sockaddr_in6 *)&target;
-        *listen_at = (struct sockaddr_in6){ .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT,
-                                            .sin6_port = htons((uint16_t)listen_port) };
-        *dial = (struct sockaddr_in6){ .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)dial_port) };
+        *listen_at = (struct sockaddr_in6){
+            .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT, .sin6_port = htons((uint16_t)listen_port)};
+        *dial = (struct sockaddr_in6){.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)dial_port)};
         inet_pton(AF_INET6, V6_TARGET, &dial->sin6_addr);
         setsockopt(listener, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
         length = sizeof(struct sockaddr_in6);
     }
     if (bind(listener, (struct sockaddr *)&address, length) != 0 || listen(listener, 1024) != 0)
         die("listener");
-    *set = (flows){ .count = count, .family = family, .accepted = calloc((size_t)count, sizeof(int)),
-                    .dialled = calloc((size_t)count, sizeof(int)), .expected = target };
+    *set = (flows){.count = count,
+                   .family = family,
+                   .accepted = calloc((size_t)count, sizeof(int)),
+                   .dialled = calloc((size_t)count, sizeof(int)),
+                   .expected = target};
     for (int i = 0; i < count; i++) {
         set->dialled[i] = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (connect(set->dialled[i], (struct sockaddr *)&target, length) != 0)
@@ -123,17 +122,17 @@ static void open_flows(flows *set, int count, int family, int listen_port, int d
     close(listener);
 }
 
-static void check_original(const struct sockaddr_storage *got, const flows *set, const char *what)
-{
+static void check_original(const struct sockaddr_storage *got, const flows *set, const char *what) {
     if (set->family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)got, *want = (const struct sockaddr_in *)&set->expected;
+        const struct sockaddr_in *in = (const struct sockaddr_in *)got,
+                                 *want = (const struct sockaddr_in *)&set->expected;
         if (in->sin_family != AF_INET || in->sin_port != want->sin_port || in->sin_addr.s_addr != want->sin_addr.s_addr)
             wrong(what, "answer is not 127.0.0.2 and the dialled port");
     } else {
         const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)got,
                                   *want = (const struct sockaddr_in6 *)&set->expected;
-        if (in->sin6_family != AF_INET6 || in->sin6_port != want->sin6_port
-            || memcmp(&in->sin6_addr, &want->sin6_addr, sizeof in->sin6_addr) != 0)
+        if (in->sin6_family != AF_INET6 || in->sin6_port != want->sin6_port ||
+            memcmp(&in->sin6_addr, &want->sin6_addr, sizeof in->sin6_addr) != 0)
             wrong(what, "answer is not " V6_TARGET " and the dialled port");
     }
 }
@@ -146,15 +145,17 @@ static void check_original(const struct sockaddr_storage *got, const flows *set,
 /* MAP_INSERT and MAP_DELETE are no lookup: what the hook costs the daemon per TCP flow, one
  * bpf() call at its start and one at its end, on a map like the hook's (map_write_costs). */
 typedef enum method { KERNEL, HOOK, LOOKUP, LOOKUPFD, PIPELINED, PINGPONG, MAP_INSERT, MAP_DELETE, MAP_BATCH } method;
-static const char *const method_names[] = { "kernel getsockopt(SO_ORIGINAL_DST)", "hook getsockopt(SO_ORIGINAL_DST)",
-                                            "daemon LOOKUP (nfqr_original_dst)",
-                                            "daemon LOOKUPFD (nfqr_original_dst_fd)", "daemon LOOKUP pipelined x64",
-                                            "Unix socket ping-pong, no daemon (floor)",
-                                            "hook map insert, bpf() (a flow starts)",
-                                            "hook map delete, bpf() (a flow ends)",
-                                            "hook map insert, UPDATE_BATCH of one" };
-static const char *const method_keys[] = { "kernel", "hook", "lookup", "lookupfd", "pipelined", "pingpong",
-                                           "map_insert", "map_delete", "map_batch_insert" };
+static const char *const method_names[] = {"kernel getsockopt(SO_ORIGINAL_DST)",
+                                           "hook getsockopt(SO_ORIGINAL_DST)",
+                                           "daemon LOOKUP (nfqr_original_dst)",
+                                           "daemon LOOKUPFD (nfqr_original_dst_fd)",
+                                           "daemon LOOKUP pipelined x64",
+                                           "Unix socket ping-pong, no daemon (floor)",
+                                           "hook map insert, bpf() (a flow starts)",
+                                           "hook map delete, bpf() (a flow ends)",
+                                           "hook map insert, UPDATE_BATCH of one"};
+static const char *const method_keys[] = {"kernel",   "hook",       "lookup",     "lookupfd",        "pipelined",
+                                          "pingpong", "map_insert", "map_delete", "map_batch_insert"};
 
 typedef struct worker {
     method how;
@@ -168,14 +169,12 @@ typedef struct worker {
 static pthread_barrier_t start_line;
 
 /* What a Go proxy does: the raw system call, SOL_IP or SOL_IPV6 after the socket's family. */
-static int raw_original_dst(int fd, int family, struct sockaddr_storage *original)
-{
+static int raw_original_dst(int fd, int family, struct sockaddr_storage *original) {
     socklen_t length = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     return (int)syscall(SYS_getsockopt, fd, family == AF_INET ? SOL_IP : SOL_IPV6, ORIGINAL_DST, original, &length);
 }
 
-static void ask_one(const worker *w, int fd)
-{
+static void ask_one(const worker *w, int fd) {
     struct sockaddr_storage original;
     socklen_t length = sizeof original;
     nfqr_answer answer = NFQR_FOUND;
@@ -185,23 +184,18 @@ static void ask_one(const worker *w, int fd)
         if (raw_original_dst(fd, w->set->family, &original) != 0)
             die(w->how == KERNEL ? "getsockopt(SO_ORIGINAL_DST), kernel" : "getsockopt(SO_ORIGINAL_DST), hook");
         break;
-    case LOOKUP:
-        answer = nfqr_original_dst(fd, &original, &length);
-        break;
-    default:
-        answer = nfqr_original_dst_fd(fd, &original, &length);
-        break;
+    case LOOKUP: answer = nfqr_original_dst(fd, &original, &length); break;
+    default: answer = nfqr_original_dst_fd(fd, &original, &length); break;
     }
     if (answer != NFQR_FOUND)
         wrong(method_names[w->how], nfqr_answer_name(answer));
     check_original(&original, w->set, method_names[w->how]);
 }
 
-static int connect_daemon(void)
-{
+static int connect_daemon(void) {
     const char *path = getenv("NFQ_REDIRECT_SOCKET");
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
     strncpy(address.sun_path, path ? path : "", sizeof address.sun_path - 1);
     if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0)
         die("connect to the lookup socket");
@@ -209,8 +203,7 @@ static int connect_daemon(void)
 }
 
 /* The LOOKUP line of an accepted socket, written into line; returns its length. */
-static int lookup_line(int fd, char *line, size_t size)
-{
+static int lookup_line(int fd, char *line, size_t size) {
     struct sockaddr_in peer, local;
     socklen_t peer_length = sizeof peer, local_length = sizeof local;
     getpeername(fd, (struct sockaddr *)&peer, &peer_length);
@@ -223,13 +216,13 @@ static int lookup_line(int fd, char *line, size_t size)
 }
 
 /* Batches of PIPELINE requests in one write; every answer must be the expected OK line. */
-static void pipelined_calls(worker *w)
-{
+static void pipelined_calls(worker *w) {
     int daemon = connect_daemon();
     char expected[64];
-    int expected_length = snprintf(expected, sizeof expected, "OK 127.0.0.2 %u\n", ntohs(((const struct sockaddr_in *)&w->set->expected)->sin_port));
+    int expected_length = snprintf(expected, sizeof expected, "OK 127.0.0.2 %u\n",
+                                   ntohs(((const struct sockaddr_in *)&w->set->expected)->sin_port));
     char batch[PIPELINE * 128], answers[PIPELINE * 64];
-    int length = 0;   /* one batch, asked again and again: what is timed is the daemon */
+    int length = 0; /* one batch, asked again and again: what is timed is the daemon */
     for (int i = 0; i < PIPELINE; i++)
         length += lookup_line(w->set->accepted[(w->first_flow + i) % w->set->count], batch + length,
                               sizeof batch - (size_t)length);
@@ -258,8 +251,7 @@ static void pipelined_calls(worker *w)
 #define PING "LOOKUP tcp 127.0.0.1 40000 127.0.0.1 7777\n"
 #define PONG "OK 127.0.0.2 9999\n"
 
-static void *answer_pings(void *argument)
-{
+static void *answer_pings(void *argument) {
     int fd = *(int *)argument;
     char line[64];
     while (recv(fd, line, sizeof line, 0) > 0)
@@ -270,8 +262,7 @@ static void *answer_pings(void *argument)
 }
 
 /* One ping, one pong, as the C client does a LOOKUP: wait for readability, then read. */
-static void pingpong_calls(worker *w)
-{
+static void pingpong_calls(worker *w) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
         die("socketpair");
@@ -282,7 +273,7 @@ static void pingpong_calls(worker *w)
         double before = now_ns();
         if (send(pair[0], PING, sizeof PING - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof PING - 1))
             die("send ping");
-        struct pollfd ready = { .fd = pair[0], .events = POLLIN };
+        struct pollfd ready = {.fd = pair[0], .events = POLLIN};
         if (poll(&ready, 1, -1) != 1 || recv(pair[0], line, sizeof line, 0) != (ssize_t)(sizeof PONG - 1))
             die("recv pong");
         w->latencies[i] = now_ns() - before;
@@ -291,11 +282,10 @@ static void pingpong_calls(worker *w)
     pthread_join(answerer, NULL);
 }
 
-static void *run_worker(void *argument)
-{
+static void *run_worker(void *argument) {
     worker *w = argument;
     if (w->how == LOOKUP || w->how == LOOKUPFD)
-        ask_one(w, w->set->accepted[w->first_flow]);   /* the library connects on first use */
+        ask_one(w, w->set->accepted[w->first_flow]); /* the library connects on first use */
     pthread_barrier_wait(&start_line);
     w->started = now_ns();
     if (w->how == PIPELINED) {
@@ -313,8 +303,7 @@ static void *run_worker(void *argument)
     return NULL;
 }
 
-static int compare_doubles(const void *a, const void *b)
-{
+static int compare_doubles(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
@@ -330,34 +319,40 @@ static figure figures[MAX_FIGURES];
 static int figure_count;
 
 /* Sorts `latencies` (ns), prints the line and keeps the figure. */
-static void record(method how, int family, int threads, double *latencies, size_t total, double elapsed_ns)
-{
+static void record(method how, int family, int threads, double *latencies, size_t total, double elapsed_ns) {
     double sum = 0;
     for (size_t i = 0; i < total; i++)
         sum += latencies[i];
     qsort(latencies, total, sizeof *latencies, compare_doubles);
-    figure f = { how, family, threads, latencies[total / 2] / 1e3, latencies[total * 99 / 100] / 1e3,
-                 sum / (double)total / 1e3, (double)total / (elapsed_ns / 1e9) };
+    figure f = {how,
+                family,
+                threads,
+                latencies[total / 2] / 1e3,
+                latencies[total * 99 / 100] / 1e3,
+                sum / (double)total / 1e3,
+                (double)total / (elapsed_ns / 1e9)};
     char name[64];
     snprintf(name, sizeof name, "%s%s", method_names[how], family == AF_INET6 ? " v6" : "");
     const char *unit = how >= MAP_INSERT ? "calls/s" : "lookups/s";
-    printf("%-42s %2d conn  p50 %7.2f us  p99 %7.2f us  mean %7.2f us  %9.0f %s\n", name, threads,
-           f.p50_us, f.p99_us, f.mean_us, f.per_second, unit);
+    printf("%-42s %2d conn  p50 %7.2f us  p99 %7.2f us  mean %7.2f us  %9.0f %s\n", name, threads, f.p50_us, f.p99_us,
+           f.mean_us, f.per_second, unit);
     fflush(stdout);
     if (figure_count < MAX_FIGURES)
         figures[figure_count++] = f;
 }
 
-static void measure(method how, const flows *set, int calls, int threads)
-{
+static void measure(method how, const flows *set, int calls, int threads) {
     calls -= calls % PIPELINE;
     double *latencies = malloc(sizeof(double) * (size_t)calls * (size_t)threads);
     worker *workers = calloc((size_t)threads, sizeof *workers);
     pthread_t *ids = calloc((size_t)threads, sizeof *ids);
     pthread_barrier_init(&start_line, NULL, (unsigned)threads);
     for (int t = 0; t < threads; t++) {
-        workers[t] = (worker){ .how = how, .set = set, .calls = calls, .first_flow = t * set->count / threads,
-                               .latencies = latencies + (size_t)t * (size_t)calls };
+        workers[t] = (worker){.how = how,
+                              .set = set,
+                              .calls = calls,
+                              .first_flow = t * set->count / threads,
+                              .latencies = latencies + (size_t)t * (size_t)calls};
         pthread_create(&ids[t], NULL, run_worker, &workers[t]);
     }
     double first = 1e300, last = 0;
@@ -373,19 +368,19 @@ static void measure(method how, const flows *set, int calls, int threads)
     free(ids);
 }
 
-static long bpf_call(int command, union bpf_attr *attribute)
-{
+static long bpf_call(int command, union bpf_attr *attribute) {
     return syscall(SYS_bpf, command, attribute, sizeof *attribute);
 }
 
 /* The daemon's side of the hook: a map like the program's (hash, 48-byte key, 20-byte value,
  * not preallocated), CALLS entries inserted one bpf(BPF_MAP_UPDATE_ELEM) at a time as flows
  * start, then deleted as they end, each call timed. Flows differ by client address and port. */
-static void map_write_costs(int calls)
-{
-    union bpf_attr create = { .map_type = BPF_MAP_TYPE_HASH, .key_size = sizeof(struct nfqr_origdst_key),
-                              .value_size = sizeof(struct nfqr_origdst_value), .max_entries = 262144,
-                              .map_flags = BPF_F_NO_PREALLOC };
+static void map_write_costs(int calls) {
+    union bpf_attr create = {.map_type = BPF_MAP_TYPE_HASH,
+                             .key_size = sizeof(struct nfqr_origdst_key),
+                             .value_size = sizeof(struct nfqr_origdst_value),
+                             .max_entries = 262144,
+                             .map_flags = BPF_F_NO_PREALLOC};
     int map = (int)bpf_call(BPF_MAP_CREATE, &create);
     if (map < 0) {
         printf("hook map insert/delete: no BPF map (%s): skipped\n", strerror(errno));
@@ -393,29 +388,34 @@ static void map_write_costs(int calls)
     }
     struct nfqr_origdst_key *keys = calloc((size_t)calls, sizeof *keys);
     double *latencies = malloc(sizeof(double) * (size_t)calls);
-    struct nfqr_origdst_value value = { .addr = { 0, 0, htonl(0xffff), htonl(0x7f000002) }, .port = htons(9999),
-                                        .family = NFQR_FAMILY_INET };
+    struct nfqr_origdst_value value = {
+        .addr = {0, 0, htonl(0xffff), htonl(0x7f000002)}, .port = htons(9999), .family = NFQR_FAMILY_INET};
     for (int i = 0; i < calls; i++)
-        keys[i] = (struct nfqr_origdst_key){ .netns_cookie = 4096, .local_addr = { 0, 0, htonl(0xffff), htonl(0x7f000001) },
-                                             .peer_addr = { 0, 0, htonl(0xffff), htonl(0x0a000000 + (uint32_t)(i >> 14)) },
-                                             .local_port = 7777, .peer_port = (uint16_t)(32768 + (i & 0x3fff)) };
+        keys[i] = (struct nfqr_origdst_key){.netns_cookie = 4096,
+                                            .local_addr = {0, 0, htonl(0xffff), htonl(0x7f000001)},
+                                            .peer_addr = {0, 0, htonl(0xffff), htonl(0x0a000000 + (uint32_t)(i >> 14))},
+                                            .local_port = 7777,
+                                            .peer_port = (uint16_t)(32768 + (i & 0x3fff))};
     /* Inserts one element per call (BPF_MAP_UPDATE_ELEM), deletes them, then inserts them again
      * one per BPF_MAP_UPDATE_BATCH call (a receive batch that created one flow) and deletes them
      * untimed. */
     for (method how = MAP_INSERT; how <= MAP_BATCH; how++) {
         double first = now_ns();
         for (int i = 0; i < calls; i++) {
-            union bpf_attr element = { .map_fd = (uint32_t)map, .key = (uint64_t)(uintptr_t)&keys[i] };
-            if (how == MAP_INSERT) {   /* a delete refuses any field past the key */
+            union bpf_attr element = {.map_fd = (uint32_t)map, .key = (uint64_t)(uintptr_t)&keys[i]};
+            if (how == MAP_INSERT) { /* a delete refuses any field past the key */
                 element.value = (uint64_t)(uintptr_t)&value;
                 element.flags = BPF_ANY;
             } else if (how == MAP_BATCH) {
-                element = (union bpf_attr){ .batch = { .map_fd = (uint32_t)map, .keys = (uint64_t)(uintptr_t)&keys[i],
-                                                       .values = (uint64_t)(uintptr_t)&value, .count = 1,
-                                                       .elem_flags = BPF_ANY } };
+                element = (union bpf_attr){.batch = {.map_fd = (uint32_t)map,
+                                                     .keys = (uint64_t)(uintptr_t)&keys[i],
+                                                     .values = (uint64_t)(uintptr_t)&value,
+                                                     .count = 1,
+                                                     .elem_flags = BPF_ANY}};
             }
-            int command = how == MAP_INSERT ? BPF_MAP_UPDATE_ELEM : how == MAP_DELETE ? BPF_MAP_DELETE_ELEM
-                                                                                    : BPF_MAP_UPDATE_BATCH;
+            int command = how == MAP_INSERT   ? BPF_MAP_UPDATE_ELEM
+                          : how == MAP_DELETE ? BPF_MAP_DELETE_ELEM
+                                              : BPF_MAP_UPDATE_BATCH;
             double before = now_ns();
             if (bpf_call(command, &element) != 0)
                 die(how == MAP_DELETE ? "bpf(BPF_MAP_DELETE_ELEM)" : "bpf(BPF_MAP_UPDATE_ELEM / _BATCH)");
@@ -424,7 +424,7 @@ static void map_write_costs(int calls)
         record(how, AF_INET, 1, latencies, (size_t)calls, now_ns() - first);
     }
     for (int i = 0; i < calls; i++) {
-        union bpf_attr element = { .map_fd = (uint32_t)map, .key = (uint64_t)(uintptr_t)&keys[i] };
+        union bpf_attr element = {.map_fd = (uint32_t)map, .key = (uint64_t)(uintptr_t)&keys[i]};
         bpf_call(BPF_MAP_DELETE_ELEM, &element);
     }
     close(map);
@@ -435,9 +435,8 @@ static void map_write_costs(int calls)
 /* Whether the hook answers for the daemon's flows. Without it the kernel answers ENOENT, or,
  * where conntrack saw the flow already rewritten, the listener's own address: either means no
  * hook. A wrong answer while the hook is on shows in the measurement, which checks each one. */
-static bool hook_answers(const flows *set, bool quiet)
-{
-    struct sockaddr_storage original = { 0 };
+static bool hook_answers(const flows *set, bool quiet) {
+    struct sockaddr_storage original = {0};
     if (raw_original_dst(set->accepted[0], set->family, &original) != 0) {
         if (errno != ENOENT)
             die("getsockopt(SO_ORIGINAL_DST) on a daemon-redirected connection");
@@ -459,27 +458,27 @@ static bool hook_answers(const flows *set, bool quiet)
     }
     const struct sockaddr_in *want4 = (const struct sockaddr_in *)&set->expected;
     const struct sockaddr_in6 *want6 = (const struct sockaddr_in6 *)&set->expected;
-    bool right = set->family == AF_INET
-                     ? original.ss_family == AF_INET && ((struct sockaddr_in *)&original)->sin_port == want4->sin_port
-                           && ((struct sockaddr_in *)&original)->sin_addr.s_addr == want4->sin_addr.s_addr
-                     : original.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&original)->sin6_port == want6->sin6_port
-                           && memcmp(&((struct sockaddr_in6 *)&original)->sin6_addr, &want6->sin6_addr,
-                                     sizeof want6->sin6_addr) == 0;
+    bool right =
+        set->family == AF_INET
+            ? original.ss_family == AF_INET && ((struct sockaddr_in *)&original)->sin_port == want4->sin_port &&
+                  ((struct sockaddr_in *)&original)->sin_addr.s_addr == want4->sin_addr.s_addr
+            : original.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&original)->sin6_port == want6->sin6_port &&
+                  memcmp(&((struct sockaddr_in6 *)&original)->sin6_addr, &want6->sin6_addr, sizeof want6->sin6_addr) ==
+                      0;
     if (!right && !quiet)
         printf("hook getsockopt(SO_ORIGINAL_DST) %s: the kernel's own answer for the daemon's flows, %s port %d "
-               "(conntrack saw them rewritten): no hook answers\n", set->family == AF_INET ? "IPv4" : "IPv6", text, port);
+               "(conntrack saw them rewritten): no hook answers\n",
+               set->family == AF_INET ? "IPv4" : "IPv6", text, port);
     return right;
 }
 
-static double median_of(double *values, int count)
-{
+static double median_of(double *values, int count) {
     qsort(values, (size_t)count, sizeof *values, compare_doubles);
     return count % 2 ? values[count / 2] : (values[count / 2 - 1] + values[count / 2]) / 2;
 }
 
 /* kernel and hook in turn, ROUNDS times, one thread; then the median of each side's rounds. */
-static void getsockopt_rounds(const flows *kernel_flows, const flows *daemon_flows, int calls)
-{
+static void getsockopt_rounds(const flows *kernel_flows, const flows *daemon_flows, int calls) {
     bool hook = daemon_flows && hook_answers(daemon_flows, false);
     const char *family = kernel_flows->family == AF_INET ? "IPv4" : "IPv6";
     int first = figure_count;
@@ -504,8 +503,7 @@ static void getsockopt_rounds(const flows *kernel_flows, const flows *daemon_flo
     fflush(stdout);
 }
 
-static void print_json(long cores, int flow_count, int calls)
-{
+static void print_json(long cores, int flow_count, int calls) {
     printf("{\"cores\": %ld, \"flows\": %d, \"calls\": %d, \"results\": [", cores, flow_count, calls);
     for (int i = 0; i < figure_count; i++)
         printf("%s{\"method\": \"%s\", \"family\": \"%s\", \"connections\": %d, \"p50_us\": %.2f, "
@@ -515,15 +513,15 @@ static void print_json(long cores, int flow_count, int calls)
     printf("]}\n");
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     bool kernel_only = argc > 1 && strcmp(argv[1], "--kernel-only") == 0;
     if (kernel_only) {
         argc--;
         argv++;
     }
     if (argc != (kernel_only ? 3 : 4)) {
-        fprintf(stderr, "usage: daemon_lookup FLOWS CALLS THREADS | --kernel-only FLOWS CALLS (see the comment at the top)\n");
+        fprintf(stderr,
+                "usage: daemon_lookup FLOWS CALLS THREADS | --kernel-only FLOWS CALLS (see the comment at the top)\n");
         return 2;
     }
     int flow_count = atoi(argv[1]), calls = atoi(argv[2]), threads = kernel_only ? 1 : atoi(argv[3]);

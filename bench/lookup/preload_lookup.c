@@ -29,23 +29,20 @@
 
 #define ORIGINAL_DST 80
 
-static double now_ns(void)
-{
+static double now_ns(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return now.tv_sec * 1e9 + now.tv_nsec;
 }
 
-static void die(const char *what)
-{
+static void die(const char *what) {
     perror(what);
     exit(1);
 }
 
 /* ---- the responder ------------------------------------------------------------------------- */
 
-static void *answer_connection(void *argument)
-{
+static void *answer_connection(void *argument) {
     int fd = (int)(long)argument;
     static const char answer[] = "OK 203.0.113.5 443\n";
     char buffer[4096];
@@ -54,9 +51,9 @@ static void *answer_connection(void *argument)
         struct cmsghdr align;
     } control;
     for (;;) {
-        struct iovec part = { buffer, sizeof buffer };
-        struct msghdr message = { .msg_iov = &part, .msg_iovlen = 1, .msg_control = control.space,
-                                  .msg_controllen = sizeof control.space };
+        struct iovec part = {buffer, sizeof buffer};
+        struct msghdr message = {
+            .msg_iov = &part, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
         ssize_t count = recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
         if (count <= 0)
             break;
@@ -78,10 +75,9 @@ done:
     return NULL;
 }
 
-static _Noreturn void responder(const char *path)
-{
+static _Noreturn void responder(const char *path) {
     int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
     strncpy(address.sun_path, path, sizeof address.sun_path - 1);
     unlink(path);
     if (bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 1024) != 0)
@@ -103,19 +99,19 @@ static _Noreturn void responder(const char *path)
 static int listener_fd;
 static struct sockaddr_in connect_to;
 
-static void prepare_listener(bool kernel_redirect)
-{
+static void prepare_listener(bool kernel_redirect) {
     listener_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int on = 1;
     setsockopt(listener_fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    struct sockaddr_in address = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                                   .sin_port = htons(kernel_redirect ? 7777 : 0) };
+    struct sockaddr_in address = {.sin_family = AF_INET,
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                  .sin_port = htons(kernel_redirect ? 7777 : 0)};
     if (bind(listener_fd, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener_fd, 128) != 0)
         die("listener");
     socklen_t length = sizeof address;
     getsockname(listener_fd, (struct sockaddr *)&address, &length);
     connect_to = address;
-    if (kernel_redirect) {   /* REDIRECTed to 127.0.0.1:7777 by the namespace's iptables rule */
+    if (kernel_redirect) { /* REDIRECTed to 127.0.0.1:7777 by the namespace's iptables rule */
         connect_to.sin_port = htons(9999);
         inet_pton(AF_INET, "127.0.0.2", &connect_to.sin_addr);
     }
@@ -123,8 +119,7 @@ static void prepare_listener(bool kernel_redirect)
 
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int accepted_connection(int *client)
-{
+static int accepted_connection(int *client) {
     pthread_mutex_lock(&accept_lock);
     *client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (connect(*client, (struct sockaddr *)&connect_to, sizeof connect_to) != 0)
@@ -141,14 +136,13 @@ static int accepted_connection(int *client)
 typedef struct run {
     bool raw_syscall;
     int calls;
-    double *latencies;   /* this thread's slice */
+    double *latencies; /* this thread's slice */
     double started, finished;
 } run;
 
 static pthread_barrier_t start_line;
 
-static void *time_calls(void *argument)
-{
+static void *time_calls(void *argument) {
     run *r = argument;
     int client;
     int server = accepted_connection(&client);
@@ -158,9 +152,8 @@ static void *time_calls(void *argument)
         struct sockaddr_in original;
         socklen_t length = sizeof original;
         double before = now_ns();
-        int result = r->raw_syscall
-            ? (int)syscall(SYS_getsockopt, server, SOL_IP, ORIGINAL_DST, &original, &length)
-            : getsockopt(server, SOL_IP, ORIGINAL_DST, &original, &length);
+        int result = r->raw_syscall ? (int)syscall(SYS_getsockopt, server, SOL_IP, ORIGINAL_DST, &original, &length)
+                                    : getsockopt(server, SOL_IP, ORIGINAL_DST, &original, &length);
         r->latencies[i] = now_ns() - before;
         if (result != 0)
             die("getsockopt(SO_ORIGINAL_DST)");
@@ -171,30 +164,27 @@ static void *time_calls(void *argument)
     return NULL;
 }
 
-static int compare_doubles(const void *a, const void *b)
-{
+static int compare_doubles(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static void report(const char *label, double *latencies, size_t count, double seconds)
-{
+static void report(const char *label, double *latencies, size_t count, double seconds) {
     qsort(latencies, count, sizeof *latencies, compare_doubles);
     double sum = 0;
     for (size_t i = 0; i < count; i++)
         sum += latencies[i];
-    printf("%-44s p50 %8.2f us  p99 %8.2f us  mean %8.2f us  %9.0f calls/s\n", label,
-           latencies[count / 2] / 1e3, latencies[count * 99 / 100] / 1e3, sum / count / 1e3, count / seconds);
+    printf("%-44s p50 %8.2f us  p99 %8.2f us  mean %8.2f us  %9.0f calls/s\n", label, latencies[count / 2] / 1e3,
+           latencies[count * 99 / 100] / 1e3, sum / count / 1e3, count / seconds);
 }
 
-static void time_lookups(const char *label, bool raw_syscall, int calls, int threads)
-{
+static void time_lookups(const char *label, bool raw_syscall, int calls, int threads) {
     double *latencies = malloc(sizeof(double) * (size_t)calls * (size_t)threads);
     run *runs = calloc((size_t)threads, sizeof *runs);
     pthread_t *ids = calloc((size_t)threads, sizeof *ids);
     pthread_barrier_init(&start_line, NULL, (unsigned)threads);
     for (int t = 0; t < threads; t++) {
-        runs[t] = (run){ .raw_syscall = raw_syscall, .calls = calls, .latencies = latencies + (size_t)t * calls };
+        runs[t] = (run){.raw_syscall = raw_syscall, .calls = calls, .latencies = latencies + (size_t)t * calls};
         pthread_create(&ids[t], NULL, time_calls, &runs[t]);
     }
     double first = 1e300, last = 0;
@@ -214,8 +204,7 @@ static void time_lookups(const char *label, bool raw_syscall, int calls, int thr
 
 /* ---- pass-through and the connection-strategy comparison ----------------------------------- */
 
-static void time_passthrough(int calls)
-{
+static void time_passthrough(int calls) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     for (int through_preload = 1; through_preload >= 0; through_preload--) {
         double start = now_ns();
@@ -227,33 +216,30 @@ static void time_passthrough(int calls)
             else
                 syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &length);
         }
-        printf("%-44s %8.1f ns/call\n", through_preload ? "getsockopt(SO_TYPE) through the preload"
-                                                        : "getsockopt(SO_TYPE) as a raw syscall",
+        printf("%-44s %8.1f ns/call\n",
+               through_preload ? "getsockopt(SO_TYPE) through the preload" : "getsockopt(SO_TYPE) as a raw syscall",
                (now_ns() - start) / calls);
     }
     close(fd);
 }
 
-static int connect_unix(const char *path)
-{
+static int connect_unix(const char *path) {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
     strncpy(address.sun_path, path, sizeof address.sun_path - 1);
     if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0)
         die("connect responder");
     return fd;
 }
 
-static void ask(int fd)
-{
+static void ask(int fd) {
     static const char line[] = "LOOKUP tcp 127.0.0.1 40000 127.0.0.1 7777\n";
     char answer[64];
     if (send(fd, line, sizeof line - 1, MSG_NOSIGNAL) < 0 || recv(fd, answer, sizeof answer, 0) <= 0)
         die("exchange");
 }
 
-static void time_connection_strategy(int calls, bool per_call)
-{
+static void time_connection_strategy(int calls, bool per_call) {
     const char *path = getenv("NFQ_REDIRECT_SOCKET");
     double *latencies = malloc(sizeof(double) * (size_t)calls);
     int kept = per_call ? -1 : connect_unix(path);
@@ -274,8 +260,7 @@ static void time_connection_strategy(int calls, bool per_call)
     free(latencies);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "responder") == 0)
         responder(argv[2]);
     if (argc < 3) {

@@ -42,23 +42,29 @@ let benchmarks: @Sendable () -> Void = {
             fixture = EngineFixture(family: family, table: try FlowTable(configuration: FlowTableConfiguration(limit: 65_536)))
         }
         let teardown: Benchmark.BenchmarkTeardownHook = { fixture = nil }
-        Benchmark("engine original TCP \(name)", closure: { benchmark in
-            for _ in benchmark.scaledIterations { blackHole(fixture!.processOriginal()) }
-        }, setup: setup, teardown: teardown)
-        Benchmark("engine reply TCP \(name)", closure: { benchmark in
-            for _ in benchmark.scaledIterations { blackHole(fixture!.processReply()) }
-        }, setup: setup, teardown: teardown)
+        Benchmark(
+            "engine original TCP \(name)",
+            closure: { benchmark in
+                for _ in benchmark.scaledIterations { blackHole(fixture!.processOriginal()) }
+            }, setup: setup, teardown: teardown)
+        Benchmark(
+            "engine reply TCP \(name)",
+            closure: { benchmark in
+                for _ in benchmark.scaledIterations { blackHole(fixture!.processReply()) }
+            }, setup: setup, teardown: teardown)
     }
 
     // A GSO packet with NFQA_SKB_CSUMNOTREADY needs its L4 checksum computed over the whole
     // segment: this is that cost for the largest one the kernel hands over (64 KiB).
     nonisolated(unsafe) var segment = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    Benchmark("full checksum 64 KiB (GSO)", configuration: .init(
-        setup: {
-            segment = .allocate(byteCount: 65_496, alignment: 16)
-            segment.initializeMemory(as: UInt8.self, repeating: 0xa5)
-        },
-        teardown: { segment.deallocate() })
+    Benchmark(
+        "full checksum 64 KiB (GSO)",
+        configuration: .init(
+            setup: {
+                segment = .allocate(byteCount: 65_496, alignment: 16)
+                segment.initializeMemory(as: UInt8.self, repeating: 0xa5)
+            },
+            teardown: { segment.deallocate() })
     ) { benchmark in
         for _ in benchmark.scaledIterations { blackHole(InternetChecksum.sum(UnsafeRawBufferPointer(segment))) }
     }

@@ -1,5 +1,5 @@
-import FuzzDriver
 import Daemon
+import FuzzDriver
 
 /// The configuration file parser: any text either applies to a configuration or is refused
 /// with a `ConfigurationError`, never a crash or a hang.

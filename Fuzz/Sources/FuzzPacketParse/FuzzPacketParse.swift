@@ -44,7 +44,9 @@ func checkICMPError(_ bytes: UnsafeRawBufferPointer) {
     precondition(message.quotedDestination.port == UInt16(bytes[ports + 2]) << 8 | UInt16(bytes[ports + 3]), "quoted destination port")
     let addressOffsets = ipv4 ? (12, 16) : (8, 24)
     precondition(message.outerSource == IPAddress(reading: bytes, at: addressOffsets.0, family: message.family), "outer source")
-    precondition(message.quotedDestination.address == IPAddress(reading: bytes, at: message.quoteOffset + addressOffsets.1, family: message.family), "quoted destination")
+    precondition(
+        message.quotedDestination.address == IPAddress(reading: bytes, at: message.quoteOffset + addressOffsets.1, family: message.family),
+        "quoted destination")
     if let field = message.quotedTransportChecksumOffset {
         precondition(field + 2 <= message.quotedTransportOffset + message.quotedTransportLength, "checksum field past the quote")
     }

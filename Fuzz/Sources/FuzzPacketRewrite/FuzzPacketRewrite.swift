@@ -27,7 +27,8 @@ func fuzzPacketRewrite(_ input: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let rewriteSource = choices[0] & 1 != 0
     let checksumNotReady = choices[0] & 2 != 0
     let port = UInt16(choices[1]) << 8 | UInt16(choices[2])
-    let address = packet.family == .ipv4
+    let address =
+        packet.family == .ipv4
         ? IPAddress(ipv4: choices.loadBigEndianUInt32(at: 3))
         : IPAddress(high: choices.loadBigEndianUInt64(at: 3), low: choices.loadBigEndianUInt64(at: 11))
     // The view keeps IPv4 in ::ffff:0:0/96, so an IPv6 packet never carries one.
@@ -100,7 +101,8 @@ func fuzzICMPTranslation(_ parsed: ICMPErrorPacket, _ packetBytes: UnsafeRawBuff
     let quotedSource = choices[0] & 1 != 0
     let checksumNotReady = choices[0] & 2 != 0
     let port = UInt16(choices[1]) << 8 | UInt16(choices[2])
-    let address = message.family == .ipv4
+    let address =
+        message.family == .ipv4
         ? IPAddress(ipv4: choices.loadBigEndianUInt32(at: 3))
         : IPAddress(high: choices.loadBigEndianUInt64(at: 3), low: choices.loadBigEndianUInt64(at: 11))
     guard address.family == message.family else { return }

@@ -1,4 +1,5 @@
 import FuzzDriver
+
 @testable import Kernel
 
 /// The NFQUEUE netlink datagram parser (netlink headers, then the C attribute parser of the

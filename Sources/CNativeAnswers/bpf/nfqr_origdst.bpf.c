@@ -44,27 +44,24 @@ const volatile __u64 owner_netns_cookie = 0;
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(map_flags, BPF_F_NO_PREALLOC);
-    __uint(max_entries, 262144);   /* set to the daemon's table limit before loading */
+    __uint(max_entries, 262144); /* set to the daemon's table limit before loading */
     __type(key, struct nfqr_origdst_key);
     __type(value, struct nfqr_origdst_value);
 } nfqr_answers SEC(".maps");
 
-static __always_inline void map_ipv4(__u32 address[4], __u32 ipv4)
-{
+static __always_inline void map_ipv4(__u32 address[4], __u32 ipv4) {
     address[0] = 0;
     address[1] = 0;
     address[2] = bpf_htonl(0x0000ffff);
     address[3] = ipv4;
 }
 
-static __always_inline int is_ipv4_mapped(const __u32 address[4])
-{
+static __always_inline int is_ipv4_mapped(const __u32 address[4]) {
     return address[0] == 0 && address[1] == 0 && address[2] == bpf_htonl(0x0000ffff);
 }
 
 SEC("cgroup/getsockopt")
-int nfqr_origdst(struct bpf_sockopt *ctx)
-{
+int nfqr_origdst(struct bpf_sockopt *ctx) {
     if (ctx->optname != NFQR_SO_ORIGINAL_DST)
         return 1;
     int level = ctx->level;
@@ -116,7 +113,7 @@ int nfqr_origdst(struct bpf_sockopt *ctx)
             return 1;
         struct sockaddr_in *sin = optval;
         if ((void *)(sin + 1) > end)
-            return 1;   /* shorter than a sockaddr_in: the kernel's EINVAL stands */
+            return 1; /* shorter than a sockaddr_in: the kernel's EINVAL stands */
         sin->sin_family = AF_INET;
         sin->sin_port = answer->port;
         sin->sin_addr.s_addr = answer->addr[3];
@@ -127,7 +124,7 @@ int nfqr_origdst(struct bpf_sockopt *ctx)
             return 1;
         struct sockaddr_in6 *sin6 = optval;
         if ((void *)(sin6 + 1) > end)
-            return 1;   /* shorter than a sockaddr_in6: the kernel's EINVAL stands */
+            return 1; /* shorter than a sockaddr_in6: the kernel's EINVAL stands */
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = answer->port;
         sin6->sin6_flowinfo = 0;

@@ -52,8 +52,8 @@ int nfqr_cgroup_open(const char *path, char *used, size_t used_len, char *why, s
 
 /// Adopts this namespace's program attached to `cgroup_fd`, or loads and attaches a new one
 /// sized for `max_entries` answers. Takes ownership of `cgroup_fd` on success.
-int nfqr_native_answers_start(int cgroup_fd, uint64_t netns_cookie, uint32_t max_entries,
-                              nfqr_native_answers *answers, char *why, size_t why_len);
+int nfqr_native_answers_start(int cgroup_fd, uint64_t netns_cookie, uint32_t max_entries, nfqr_native_answers *answers,
+                              char *why, size_t why_len);
 
 /// Writes one answer (BPF_ANY: a retransmitted SYN writes the same entry again). Inside a
 /// batch of the calling thread (nfqr_native_answers_begin_batch) the write is held, without

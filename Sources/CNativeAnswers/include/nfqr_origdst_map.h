@@ -41,18 +41,18 @@ typedef uint64_t nfqr_u64;
 #define NFQR_FAMILY_INET6 10
 
 struct nfqr_origdst_key {
-    nfqr_u64 netns_cookie;      /* SO_NETNS_COOKIE of the namespace the flow lives in */
-    nfqr_u32 local_addr[4];     /* the proxy's end, network byte order, IPv4-mapped for IPv4 */
-    nfqr_u32 peer_addr[4];      /* the client */
-    nfqr_u16 local_port;        /* host order */
-    nfqr_u16 peer_port;         /* host order */
-    nfqr_u32 padding;           /* always zero: part of the hashed key */
+    nfqr_u64 netns_cookie; /* SO_NETNS_COOKIE of the namespace the flow lives in */
+    nfqr_u32 local_addr[4]; /* the proxy's end, network byte order, IPv4-mapped for IPv4 */
+    nfqr_u32 peer_addr[4]; /* the client */
+    nfqr_u16 local_port; /* host order */
+    nfqr_u16 peer_port; /* host order */
+    nfqr_u32 padding; /* always zero: part of the hashed key */
 };
 
 struct nfqr_origdst_value {
-    nfqr_u32 addr[4];           /* network byte order, IPv4-mapped for IPv4 */
-    nfqr_u16 port;              /* network order */
-    nfqr_u8 family;             /* NFQR_FAMILY_INET or NFQR_FAMILY_INET6 */
+    nfqr_u32 addr[4]; /* network byte order, IPv4-mapped for IPv4 */
+    nfqr_u16 port; /* network order */
+    nfqr_u8 family; /* NFQR_FAMILY_INET or NFQR_FAMILY_INET6 */
     nfqr_u8 padding;
 };
 

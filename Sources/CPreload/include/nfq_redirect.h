@@ -31,15 +31,15 @@ extern "C" {
 
 /* The daemon's answer to one lookup, or why there is none. */
 typedef enum nfqr_answer {
-    NFQR_FOUND = 0,        /* OK: the original destination was written to *out */
-    NFQR_NOT_REDIRECTED,   /* ERR NOTREDIRECTED: the flow is tracked but was not redirected */
-    NFQR_NOT_FOUND,        /* ERR NOTFOUND: no tracked flow with that tuple */
-    NFQR_EXPIRED,          /* ERR EXPIRED: the flow was tracked but has expired or closed */
-    NFQR_DENIED,           /* ERR DENIED: this process may not ask */
-    NFQR_BAD_REQUEST,      /* ERR BADREQUEST <why>: the daemon refused the request line */
-    NFQR_UNAVAILABLE,      /* no answer: no daemon, connection lost or timed out (errno says which) */
-    NFQR_BAD_REPLY,        /* the daemon answered outside the protocol */
-    NFQR_BAD_SOCKET        /* not a connected TCP/UDP IPv4/IPv6 socket or tuple (errno says why) */
+    NFQR_FOUND = 0, /* OK: the original destination was written to *out */
+    NFQR_NOT_REDIRECTED, /* ERR NOTREDIRECTED: the flow is tracked but was not redirected */
+    NFQR_NOT_FOUND, /* ERR NOTFOUND: no tracked flow with that tuple */
+    NFQR_EXPIRED, /* ERR EXPIRED: the flow was tracked but has expired or closed */
+    NFQR_DENIED, /* ERR DENIED: this process may not ask */
+    NFQR_BAD_REQUEST, /* ERR BADREQUEST <why>: the daemon refused the request line */
+    NFQR_UNAVAILABLE, /* no answer: no daemon, connection lost or timed out (errno says which) */
+    NFQR_BAD_REPLY, /* the daemon answered outside the protocol */
+    NFQR_BAD_SOCKET /* not a connected TCP/UDP IPv4/IPv6 socket or tuple (errno says why) */
 } nfqr_answer;
 
 /* A short lower-case English name for an answer ("found", "daemon unavailable", ...). */
@@ -68,7 +68,7 @@ NFQR_API nfqr_answer nfqr_original_dst_fd(int fd, struct sockaddr_storage *out, 
  * The answer has local's family.
  */
 NFQR_API nfqr_answer nfqr_lookup(int protocol, const struct sockaddr *client, const struct sockaddr *local,
-                        struct sockaddr_storage *out, socklen_t *outlen);
+                                 struct sockaddr_storage *out, socklen_t *outlen);
 
 #ifdef __cplusplus
 }

@@ -37,8 +37,10 @@ public struct CommandLineOverrides: Sendable {
             c.queues.count = queues
         }
         let limit = NetfilterQueueConfiguration.busyPollLimit
-        for (flag, value, field) in [("--busy-poll", busyPoll, \DaemonConfiguration.queues.busyPollMicroseconds),
-                                     ("--lookup-busy-poll", lookupBusyPoll, \DaemonConfiguration.lookup.busyPollMicroseconds)] {
+        for (flag, value, field) in [
+            ("--busy-poll", busyPoll, \DaemonConfiguration.queues.busyPollMicroseconds),
+            ("--lookup-busy-poll", lookupBusyPoll, \DaemonConfiguration.lookup.busyPollMicroseconds),
+        ] {
             guard let value else { continue }
             guard limit.contains(value) else {
                 throw fail(flag, "\(value) µs is out of range \(limit.lowerBound)...\(limit.upperBound)")
@@ -127,7 +129,9 @@ extension DaemonConfiguration {
             if rule.families.count == 1, let family = rule.families.first { line += family == .ipv4 ? " ipv4 only" : " ipv6 only" }
             lines.append(line)
         }
-        lines.append("queues original \(queues.originalQueues.lowerBound)-\(queues.originalQueues.upperBound) reply \(queues.replyQueues.lowerBound)-\(queues.replyQueues.upperBound)\(queues.failOpen ? " fail-open" : " fail-closed")\(queues.busyPollMicroseconds > 0 ? " busy-poll \(queues.busyPollMicroseconds) µs" : "")")
+        lines.append(
+            "queues original \(queues.originalQueues.lowerBound)-\(queues.originalQueues.upperBound) reply \(queues.replyQueues.lowerBound)-\(queues.replyQueues.upperBound)\(queues.failOpen ? " fail-open" : " fail-closed")\(queues.busyPollMicroseconds > 0 ? " busy-poll \(queues.busyPollMicroseconds) µs" : "")"
+        )
         lines.append("lookup socket \(lookup.socketPath)\(lookup.busyPollMicroseconds > 0 ? " busy-poll \(lookup.busyPollMicroseconds) µs" : "")")
         lines.append("table limit \(tableLimit)")
         lines.append(getsockopt.enabled ? "getsockopt hook on \(getsockopt.cgroup ?? "the cgroup v2 root")" : "getsockopt hook off")

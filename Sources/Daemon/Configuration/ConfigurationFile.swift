@@ -80,7 +80,8 @@ private struct TOMLReader {
     }
 
     mutating func read(_ root: TOMLTable, into c: inout DaemonConfiguration) throws(ConfigurationError) {
-        try checkKeys(root, "", allowed: ["queue", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics", "rules", "getsockopt"])
+        try checkKeys(
+            root, "", allowed: ["queue", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics", "rules", "getsockopt"])
         if let queue = try table(root, "queue", "queue") {
             try checkKeys(queue, "queue", allowed: ["first", "count", "max_length", "receive_buffer", "fail_open", "gso", "busy_poll"])
             if let v = try int(queue, "first", "queue.first", in: 0...65000) { c.queues.first = UInt16(v) }
@@ -94,15 +95,25 @@ private struct TOMLReader {
             }
         }
         if let lookup = try table(root, "lookup", "lookup") {
-            try checkKeys(lookup, "lookup", allowed: ["socket", "mode", "group", "allow_users", "allow_groups", "allow_all", "max_clients", "idle_timeout", "busy_poll"])
+            try checkKeys(
+                lookup, "lookup",
+                allowed: ["socket", "mode", "group", "allow_users", "allow_groups", "allow_all", "max_clients", "idle_timeout", "busy_poll"])
             if let v = try string(lookup, "socket", "lookup.socket") { c.lookup.socketPath = v }
             if let v = try string(lookup, "mode", "lookup.mode") {
-                guard let mode = UInt16(v, radix: 8), mode <= 0o777 else { throw error("lookup.mode", "'\(v)' is not an octal file mode like \"0660\"") }
+                guard let mode = UInt16(v, radix: 8), mode <= 0o777 else {
+                    throw error("lookup.mode", "'\(v)' is not an octal file mode like \"0660\"")
+                }
                 c.lookup.socketMode = mode
             }
             if let v = try string(lookup, "group", "lookup.group") { c.lookup.socketGroup = v }
-            if let v = try strings(lookup, "allow_users", "lookup.allow_users") { c.lookup.allowUsers = v; c.lookup.allowAll = false }
-            if let v = try strings(lookup, "allow_groups", "lookup.allow_groups") { c.lookup.allowGroups = v; c.lookup.allowAll = false }
+            if let v = try strings(lookup, "allow_users", "lookup.allow_users") {
+                c.lookup.allowUsers = v
+                c.lookup.allowAll = false
+            }
+            if let v = try strings(lookup, "allow_groups", "lookup.allow_groups") {
+                c.lookup.allowGroups = v
+                c.lookup.allowAll = false
+            }
             if let v = try bool(lookup, "allow_all", "lookup.allow_all") { c.lookup.allowAll = v }
             if let v = try int(lookup, "max_clients", "lookup.max_clients", in: 1...100_000) { c.lookup.maxClients = v }
             if let v = try int(lookup, "idle_timeout", "lookup.idle_timeout", in: 1...86400) { c.lookup.idleTimeoutSeconds = v }
@@ -123,7 +134,9 @@ private struct TOMLReader {
             if let marks = try strings(exclude, "marks", "exclude.marks") {
                 c.exclusions.marks = []
                 for text in marks {
-                    guard let mark = FirewallMark(parsing: text) else { throw error("exclude.marks", "'\(text)' is not a mark like \"0x1\" or \"0x100/0xff00\"") }
+                    guard let mark = FirewallMark(parsing: text) else {
+                        throw error("exclude.marks", "'\(text)' is not a mark like \"0x1\" or \"0x100/0xff00\"")
+                    }
                     c.exclusions.marks.append(mark)
                 }
             }
@@ -161,7 +174,9 @@ private struct TOMLReader {
             try checkKeys(hook, "getsockopt", allowed: ["hook", "cgroup"])
             if let v = try bool(hook, "hook", "getsockopt.hook") { c.getsockopt.enabled = v }
             if let v = try string(hook, "cgroup", "getsockopt.cgroup") {
-                guard v.isEmpty || v.hasPrefix("/") else { throw error("getsockopt.cgroup", "must be an absolute path (or empty for the cgroup v2 root)") }
+                guard v.isEmpty || v.hasPrefix("/") else {
+                    throw error("getsockopt.cgroup", "must be an absolute path (or empty for the cgroup v2 root)")
+                }
                 c.getsockopt.cgroup = v.isEmpty ? nil : v
             }
         }
@@ -186,7 +201,9 @@ private struct TOMLReader {
     func redirectRule(_ entry: TOMLTable, field: String) throws(ConfigurationError) -> RedirectRule {
         try checkKeys(entry, field, allowed: ["proto", "ports", "to_port", "scope", "sources", "destinations", "families"])
         guard let protoName = try string(entry, "proto", "\(field).proto") else { throw error("\(field).proto", "is required (tcp or udp)") }
-        guard let proto = TransportProtocol(name: protoName) else { throw error("\(field).proto", "unknown protocol '\(protoName)' (use tcp or udp)") }
+        guard let proto = TransportProtocol(name: protoName) else {
+            throw error("\(field).proto", "unknown protocol '\(protoName)' (use tcp or udp)")
+        }
         let portsText: String
         if let number = entry["ports"]?.int {
             portsText = String(number)

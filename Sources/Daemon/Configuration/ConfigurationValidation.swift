@@ -11,7 +11,10 @@ extension DaemonConfiguration {
         // The shipped config redirects nothing: starting it must not quietly do nothing, nor
         // anything the operator did not ask for.
         guard !redirects.isEmpty || !requireRedirects else {
-            throw fail("redirect", "nothing to redirect: add a [[redirect]] to the config file (the shipped one has only commented-out examples) or give --redirect / --redirect-local")
+            throw fail(
+                "redirect",
+                "nothing to redirect: add a [[redirect]] to the config file (the shipped one has only commented-out examples) or give --redirect / --redirect-local"
+            )
         }
         guard Int(queues.first) + 2 * Int(queues.count) - 1 <= Int(UInt16.max) else {
             throw fail("queue", "queues \(queues.first) to \(Int(queues.first) + 2 * Int(queues.count) - 1) exceed 65535")

@@ -12,12 +12,18 @@ public struct RedirectOptions: ParsableArguments, Sendable {
     @Option(name: .long, help: "Queues (datapath threads) per direction.")
     public var queues: UInt16?
 
-    @Option(name: .long, help: ArgumentHelp("Microseconds a datapath thread polls for packets before it sleeps (0: off).",
-                                            valueName: "microseconds"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Microseconds a datapath thread polls for packets before it sleeps (0: off).",
+            valueName: "microseconds"))
     public var busyPoll: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Microseconds the lookup thread polls for requests before it sleeps (0: off).",
-                                            valueName: "microseconds"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Microseconds the lookup thread polls for requests before it sleeps (0: off).",
+            valueName: "microseconds"))
     public var lookupBusyPoll: Int?
 
     @Option(name: .long, help: "Lookup socket path.")
@@ -38,7 +44,9 @@ public struct RedirectOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("state-file"), help: "Where the flow table is saved on exit and restored on start.")
     public var stateFile: String?
 
-    @Option(name: .customLong("table-file"), help: "The live flow table's file on tmpfs, which outlives a crash (default: flows.table beside the lookup socket; empty: none).")
+    @Option(
+        name: .customLong("table-file"),
+        help: "The live flow table's file on tmpfs, which outlives a crash (default: flows.table beside the lookup socket; empty: none).")
     public var tableFile: String?
 
     @Flag(name: .customLong("no-state"), help: "Do not save or restore the flow table, nor keep it in a live table file.")
@@ -56,13 +64,16 @@ public struct RedirectOptions: ParsableArguments, Sendable {
     @Option(name: .long, help: "Serve Prometheus metrics on HOST:PORT.")
     public var metrics: String?
 
-    @Flag(name: .customLong("no-getsockopt-hook"),
-          help: "Do not make the kernel answer getsockopt(SO_ORIGINAL_DST) for our flows (proxies then need the lookup socket or the preload library).")
+    @Flag(
+        name: .customLong("no-getsockopt-hook"),
+        help: "Do not make the kernel answer getsockopt(SO_ORIGINAL_DST) for our flows (proxies then need the lookup socket or the preload library).")
     public var noGetsockoptHook = false
 
-    @Option(name: .customLong("getsockopt-cgroup"), help: ArgumentHelp(
-        "The cgroup v2 directory whose processes get native getsockopt answers (default: the cgroup v2 root, every process).",
-        valueName: "path"))
+    @Option(
+        name: .customLong("getsockopt-cgroup"),
+        help: ArgumentHelp(
+            "The cgroup v2 directory whose processes get native getsockopt answers (default: the cgroup v2 root, every process).",
+            valueName: "path"))
     public var getsockoptCgroup: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")

@@ -56,8 +56,15 @@ enum TOMLTableHeaderCheck {
             while index < bytes.count {
                 let byte = bytes[index]
                 if let quote = multilineDelimiter {
-                    if quote == UInt8(ascii: "\"") && byte == UInt8(ascii: "\\") { index += 2; continue }
-                    if tripled(quote) { multilineDelimiter = nil; index += 3; continue }
+                    if quote == UInt8(ascii: "\"") && byte == UInt8(ascii: "\\") {
+                        index += 2
+                        continue
+                    }
+                    if tripled(quote) {
+                        multilineDelimiter = nil
+                        index += 3
+                        continue
+                    }
                     index += 1
                     continue
                 }

@@ -14,10 +14,11 @@ enum FlowFormatting {
     /// text lines start with it in RFC 3339; JSON carries it as `"timestamp"` beside `"time"`,
     /// the table's own clock (whole seconds of CLOCK_MONOTONIC).
     static func line(for event: FlowEvent, timestamp: Int64, format: LookupRequest.OutputFormat) -> String {
-        let (kind, reason): (String, String?) = switch event.kind {
-        case .created: ("new", nil)
-        case .destroyed(let why): ("destroy", why.description)
-        }
+        let (kind, reason): (String, String?) =
+            switch event.kind {
+            case .created: ("new", nil)
+            case .destroyed(let why): ("destroy", why.description)
+            }
         let wallClock = WallClock.rfc3339(nanosecondsSinceEpoch: timestamp)
         switch format {
         case .text:

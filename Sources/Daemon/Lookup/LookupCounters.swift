@@ -27,7 +27,9 @@ public final class LookupCounters: Sendable {
 
     /// Answers by kind, as metrics label values.
     var answers: [(label: String, count: UInt64)] {
-        [("ok", answeredOriginal.load), ("notfound", answeredNotFound.load), ("notredirected", answeredNotRedirected.load),
-         ("expired", answeredExpired.load), ("badrequest", badRequests.load)]
+        [
+            ("ok", answeredOriginal.load), ("notfound", answeredNotFound.load), ("notredirected", answeredNotRedirected.load),
+            ("expired", answeredExpired.load), ("badrequest", badRequests.load),
+        ]
     }
 }

@@ -175,7 +175,7 @@ public final class LookupServer: @unchecked Sendable {
             if ready > 0 {
                 lastReady = ContinuousClock.now
             } else if polling {
-                sched_yield()   // let any runnable thread have this CPU, then ask again
+                sched_yield()  // let any runnable thread have this CPU, then ask again
             }
             now = monotonicSeconds()
             for index in 0..<Int(ready) {
@@ -248,7 +248,7 @@ public final class LookupServer: @unchecked Sendable {
         if events & UInt32(NFQR_EPOLLIN | NFQR_EPOLLRDHUP | NFQR_EPOLLHUP | NFQR_EPOLLERR) != 0 && !connection.closeAfterFlush {
             switch readAvailable(connection) {
             case .open: break
-            case .endOfFile: connection.closeAfterFlush = true   // answer what was asked, then close
+            case .endOfFile: connection.closeAfterFlush = true  // answer what was asked, then close
             case .drop:
                 disconnect(connection)
                 return
@@ -393,7 +393,10 @@ public final class LookupServer: @unchecked Sendable {
                 disconnect(connection)
                 continue
             }
-            if !flush(connection) { disconnect(connection); continue }
+            if !flush(connection) {
+                disconnect(connection)
+                continue
+            }
             rewatch(connection)
         }
     }

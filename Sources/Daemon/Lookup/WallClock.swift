@@ -19,8 +19,9 @@ enum WallClock {
             var realtime = timespec()
             clock_gettime(CLOCK_MONOTONIC, &monotonic)
             clock_gettime(CLOCK_REALTIME, &realtime)
-            return Reading(realtimeNanoseconds: Int64(realtime.tv_sec) * 1_000_000_000 + Int64(realtime.tv_nsec),
-                           monotonicNanoseconds: Int64(monotonic.tv_sec) * 1_000_000_000 + Int64(monotonic.tv_nsec))
+            return Reading(
+                realtimeNanoseconds: Int64(realtime.tv_sec) * 1_000_000_000 + Int64(realtime.tv_nsec),
+                monotonicNanoseconds: Int64(monotonic.tv_sec) * 1_000_000_000 + Int64(monotonic.tv_nsec))
         }
     }
 

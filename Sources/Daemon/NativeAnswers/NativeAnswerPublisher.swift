@@ -40,7 +40,7 @@ final class NativeAnswerPublisher: RedirectedFlowObserver {
         guard flow.proto == .tcp, let map = target else { return }
         switch map.remove(local: flow.target, peer: flow.client) {
         case 0: removed.add(1)
-        case ENOENT: break   // never written (a failed put, or a flow from before the hook)
+        case ENOENT: break  // never written (a failed put, or a flow from before the hook)
         default: failed.add(1)
         }
     }

@@ -13,7 +13,8 @@ extension DaemonRuntime {
         report.counter("nfqr_packets_total", sum(\.packets))
         report.counter("nfqr_bytes_total", sum(\.bytes))
         report.counter("nfqr_verdicts_total", sum(\.accepted), labels: [("verdict", "accept")])
-        report.counter("nfqr_verdicts_total", sum(\.rewrittenOriginal) + sum(\.rewrittenReply) + sum(\.relatedTranslated), labels: [("verdict", "rewrite")])
+        report.counter(
+            "nfqr_verdicts_total", sum(\.rewrittenOriginal) + sum(\.rewrittenReply) + sum(\.relatedTranslated), labels: [("verdict", "rewrite")])
         report.counter("nfqr_verdicts_total", sum(\.dropped), labels: [("verdict", "drop")])
         let byteCounters: [(String, KeyPath<DatapathWorker, AtomicCounter>)] =
             [("accept", \.acceptedBytes), ("rewrite", \.rewrittenBytes), ("drop", \.droppedBytes)]

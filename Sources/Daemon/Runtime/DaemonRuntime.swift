@@ -152,7 +152,9 @@ final class DaemonRuntime: @unchecked Sendable {
         }
         guard BPFGetsockoptHook.isBuiltIn else {
             getsockoptHook = .unavailable("this build carries no BPF program")
-            logger.warning("getsockopt hook unavailable: this binary was built without the BPF program (build with make); proxies get answers from the lookup socket or the preload library")
+            logger.warning(
+                "getsockopt hook unavailable: this binary was built without the BPF program (build with make); proxies get answers from the lookup socket or the preload library"
+            )
             return
         }
         if let orphans = try? BPFGetsockoptHook.removeOrphans(cgroupPath: settings.cgroup), orphans > 0 {
@@ -163,7 +165,9 @@ final class DaemonRuntime: @unchecked Sendable {
             hook = started
             nativeAnswers.publish(into: started)
             getsockoptHook = .on(cgroup: started.cgroup)
-            logger.info("getsockopt hook \(started.adopted ? "adopted from the previous run" : "attached") on \(started.cgroup) (BPF program id \(started.programID)): the kernel answers SO_ORIGINAL_DST for redirected flows")
+            logger.info(
+                "getsockopt hook \(started.adopted ? "adopted from the previous run" : "attached") on \(started.cgroup) (BPF program id \(started.programID)): the kernel answers SO_ORIGINAL_DST for redirected flows"
+            )
         } catch {
             getsockoptHook = .unavailable("\(error)")
             logger.warning("getsockopt hook unavailable: \(error); proxies get answers from the lookup socket or the preload library")
@@ -305,7 +309,9 @@ final class DaemonRuntime: @unchecked Sendable {
             guard used.count < retired.count else { return }
             do {
                 try installer.install(Self.kernelRuleSet(configuration, retired: used))
-                logger.info("no flow uses \(retired.filter { !used.contains($0) }.map(\.description).joined(separator: " ")) any more: its packets are no longer queued")
+                logger.info(
+                    "no flow uses \(retired.filter { !used.contains($0) }.map(\.description).joined(separator: " ")) any more: its packets are no longer queued"
+                )
                 retired = used
             } catch {
                 logger.error("removing retired rules failed: \(error); trying again later")
@@ -382,10 +388,13 @@ final class DaemonRuntime: @unchecked Sendable {
                 rulesMissing.set(0)
                 return
             }
-            let what = missing.count <= 3 ? missing.joined(separator: ", ") : "\(missing.prefix(2).joined(separator: ", ")) and \(missing.count - 2) more"
+            let what =
+                missing.count <= 3 ? missing.joined(separator: ", ") : "\(missing.prefix(2).joined(separator: ", ")) and \(missing.count - 2) more"
             guard managesRules else {
                 rulesMissing.set(1)
-                rulesLog.warning("firewall rules missing (\(what)) and [rules] manage = false: nothing is redirected until you load them (`nfq-redirect rules` prints them)")
+                rulesLog.warning(
+                    "firewall rules missing (\(what)) and [rules] manage = false: nothing is redirected until you load them (`nfq-redirect rules` prints them)"
+                )
                 return
             }
             do {
@@ -417,9 +426,10 @@ final class DaemonRuntime: @unchecked Sendable {
         if !directory.isEmpty { mkdir(directory, 0o700) }
         var info = stat()
         guard lstat(directory.isEmpty ? "/" : directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR,
-              info.st_uid == geteuid(), info.st_mode & 0o022 == 0
+            info.st_uid == geteuid(), info.st_mode & 0o022 == 0
         else {
-            logger.warning("live table off: \(directory) is not a directory of uid \(geteuid()) closed to others' writes; a crash loses the flow table")
+            logger.warning(
+                "live table off: \(directory) is not a directory of uid \(geteuid()) closed to others' writes; a crash loses the flow table")
             return (nil, nil)
         }
         var adopted: SharedFlowFile.AdoptedTable?
@@ -429,7 +439,9 @@ final class DaemonRuntime: @unchecked Sendable {
         } catch .inUse {
             // Another daemon (another network namespace, same directory) lives on that file:
             // never touch it. This one runs without a live table.
-            logger.warning("live table off: \(path) is held by another running nfq-redirectd (give each daemon its own --table-file or runtime directory); a crash loses the flow table")
+            logger.warning(
+                "live table off: \(path) is held by another running nfq-redirectd (give each daemon its own --table-file or runtime directory); a crash loses the flow table"
+            )
             return (nil, nil)
         } catch {
             let aside = path + ".corrupt"

@@ -68,20 +68,22 @@ struct DaemonStatistics {
         func labelObject(_ labels: [(String, String)]) -> String {
             "{" + labels.map { "\(jsonString($0.0)):\(jsonString($0.1))" }.joined(separator: ",") + "}"
         }
-        let series = entries.map { entry in
-            "{\"name\":\(jsonString(entry.name)),\"type\":\"\(entry.isCounter ? "counter" : "gauge")\","
-                + "\"labels\":\(labelObject(entry.labels)),\"value\":\(entry.value)}"
-        } + histograms.map { histogram in
-            var cumulative: UInt64 = 0
-            let bounds = LatencyHistogram.boundsNanoseconds
-            let buckets = zip(bounds, histogram.snapshot.counts).map { bound, count in
-                cumulative += count
-                return "{\"le\":\(PrometheusExporter.seconds(bound)),\"count\":\(cumulative)}"
+        let series =
+            entries.map { entry in
+                "{\"name\":\(jsonString(entry.name)),\"type\":\"\(entry.isCounter ? "counter" : "gauge")\","
+                    + "\"labels\":\(labelObject(entry.labels)),\"value\":\(entry.value)}"
             }
-            return "{\"name\":\(jsonString(histogram.name)),\"type\":\"histogram\",\"labels\":{},"
-                + "\"count\":\(histogram.snapshot.count),\"sum\":\(PrometheusExporter.seconds(histogram.snapshot.sumNanoseconds)),"
-                + "\"buckets\":[\(buckets.joined(separator: ","))]}"
-        }
+            + histograms.map { histogram in
+                var cumulative: UInt64 = 0
+                let bounds = LatencyHistogram.boundsNanoseconds
+                let buckets = zip(bounds, histogram.snapshot.counts).map { bound, count in
+                    cumulative += count
+                    return "{\"le\":\(PrometheusExporter.seconds(bound)),\"count\":\(cumulative)}"
+                }
+                return "{\"name\":\(jsonString(histogram.name)),\"type\":\"histogram\",\"labels\":{},"
+                    + "\"count\":\(histogram.snapshot.count),\"sum\":\(PrometheusExporter.seconds(histogram.snapshot.sumNanoseconds)),"
+                    + "\"buckets\":[\(buckets.joined(separator: ","))]}"
+            }
         return "{\"timestamp\":\"\(WallClock.rfc3339(nanosecondsSinceEpoch: timestamp))\",\"metrics\":["
             + series.joined(separator: ",") + "]}"
     }

@@ -34,18 +34,26 @@ public enum Doctor {
         let unbound = ours.filter { bound[$0] == nil }
         var findings: [Finding] = []
         if unbound.count == ours.count {
-            let what = !rulesInPlace ? "" : configuration.queues.failOpen
-                ? " (the rules are in place, fail-open: redirected traffic passes unredirected)"
-                : " (the rules are in place, fail-closed: redirected ports are blocked; start the daemon or `nfq-redirect rules --remove`)"
+            let what =
+                !rulesInPlace
+                ? ""
+                : configuration.queues.failOpen
+                    ? " (the rules are in place, fail-open: redirected traffic passes unredirected)"
+                    : " (the rules are in place, fail-closed: redirected ports are blocked; start the daemon or `nfq-redirect rules --remove`)"
             findings.append(Finding(.fail, "queues", "none of \(ours.map(String.init).joined(separator: ",")) is bound: no daemon reads them\(what)"))
         } else if !unbound.isEmpty {
-            findings.append(Finding(.fail, "queues", "queue\(unbound.count == 1 ? "" : "s") \(unbound.map(String.init).joined(separator: ",")) not bound"))
+            findings.append(
+                Finding(.fail, "queues", "queue\(unbound.count == 1 ? "" : "s") \(unbound.map(String.init).joined(separator: ",")) not bound"))
         } else {
             findings.append(Finding(.ok, "queues", "\(ours.map(String.init).joined(separator: ",")) bound"))
         }
         let dropped = ours.compactMap { bound[$0] }.reduce(0) { $0 + UInt64($1.queueDropped) + UInt64($1.userDropped) }
         if dropped > 0 {
-            findings.append(Finding(.warn, "queue drops", "the kernel dropped \(dropped) packets at these queues since they were bound (queue or socket buffer full): see [queue] in the config"))
+            findings.append(
+                Finding(
+                    .warn, "queue drops",
+                    "the kernel dropped \(dropped) packets at these queues since they were bound (queue or socket buffer full): see [queue] in the config"
+                ))
         }
         return findings
     }

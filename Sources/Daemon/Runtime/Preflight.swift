@@ -32,7 +32,10 @@ enum Preflight {
     static func resolveAccess(_ lookup: DaemonConfiguration.Lookup) throws(StartupError) -> (LookupAccessPolicy, gid_t?) {
         var uids = Set<uid_t>()
         for name in lookup.allowUsers {
-            if let id = uid_t(name) { uids.insert(id); continue }
+            if let id = uid_t(name) {
+                uids.insert(id)
+                continue
+            }
             guard let entry = getpwnam(name) else { throw StartupError("lookup.allow_users: no user named '\(name)'") }
             uids.insert(entry.pointee.pw_uid)
         }

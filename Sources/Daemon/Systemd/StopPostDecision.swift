@@ -65,7 +65,11 @@ public struct GiveUpDecision: Equatable, Sendable {
             return GiveUpDecision(removeRules: false, message: "\(unit) gave up\(why); none of its rules are in place, traffic passes unredirected")
         }
         if onGiveUp == .keep {
-            return GiveUpDecision(removeRules: false, message: "\(unit) gave up\(why); rules kept ([rules] on_give_up = keep): redirected ports stay blocked until it runs again or `nfq-redirect rules --remove`")
+            return GiveUpDecision(
+                removeRules: false,
+                message:
+                    "\(unit) gave up\(why); rules kept ([rules] on_give_up = keep): redirected ports stay blocked until it runs again or `nfq-redirect rules --remove`"
+            )
         }
         return GiveUpDecision(removeRules: true, message: "\(unit) gave up\(why); rules removed: traffic to redirected ports now passes unredirected")
     }

@@ -20,7 +20,9 @@ enum AddressMessages {
     }
 
     /// Appends the addresses of one dump datagram. Messages that do not parse are skipped.
-    static func readDump(datagram: UnsafeRawBufferPointer, sequence: UInt32, into addresses: inout [InterfaceAddress]) throws(KernelError) -> DumpProgress {
+    static func readDump(datagram: UnsafeRawBufferPointer, sequence: UInt32, into addresses: inout [InterfaceAddress]) throws(KernelError)
+        -> DumpProgress
+    {
         var progress = DumpProgress.more
         for message in NetlinkMessages(datagram) where message.sequence == sequence {
             if message.flags & dumpInterrupted != 0 { progress = .interrupted }

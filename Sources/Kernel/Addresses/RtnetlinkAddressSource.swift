@@ -62,7 +62,8 @@ public final class RtnetlinkAddressSource: InterfaceAddressSource, @unchecked Se
             case .interrupted:
                 // Read the rest of the interrupted dump so it does not mix with the next one.
                 while let more = try socket.receive(into: buffer, timeoutMilliseconds: 1000), case .completed(let length) = more,
-                    try AddressMessages.readDump(datagram: UnsafeRawBufferPointer(rebasing: buffer[..<length]), sequence: sequence, into: &addresses) == .more
+                    try AddressMessages.readDump(datagram: UnsafeRawBufferPointer(rebasing: buffer[..<length]), sequence: sequence, into: &addresses)
+                        == .more
                 {}
                 return false
             }

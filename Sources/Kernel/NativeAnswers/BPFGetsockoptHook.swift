@@ -157,9 +157,10 @@ public final class BPFGetsockoptHook: NativeAnswerMap, @unchecked Sendable {
         var result = nfqr_native_answers_next_key(&state, nil, &next)
         while result == 0 {
             if next.netns_cookie == netnsCookie {
-                pairs.append(NativeAnswerPair(
-                    local: Endpoint(Self.address(next.local_addr), next.local_port),
-                    peer: Endpoint(Self.address(next.peer_addr), next.peer_port)))
+                pairs.append(
+                    NativeAnswerPair(
+                        local: Endpoint(Self.address(next.local_addr), next.local_port),
+                        peer: Endpoint(Self.address(next.peer_addr), next.peer_port)))
             }
             key = next
             result = nfqr_native_answers_next_key(&state, &key, &next)
@@ -181,8 +182,10 @@ public final class BPFGetsockoptHook: NativeAnswerMap, @unchecked Sendable {
     /// The address as four network-order words (IPv4-mapped for IPv4, as `IPAddress` holds it).
     @inline(__always)
     static func words(_ address: IPAddress) -> (UInt32, UInt32, UInt32, UInt32) {
-        (UInt32(truncatingIfNeeded: address.high >> 32).bigEndian, UInt32(truncatingIfNeeded: address.high).bigEndian,
-         UInt32(truncatingIfNeeded: address.low >> 32).bigEndian, UInt32(truncatingIfNeeded: address.low).bigEndian)
+        (
+            UInt32(truncatingIfNeeded: address.high >> 32).bigEndian, UInt32(truncatingIfNeeded: address.high).bigEndian,
+            UInt32(truncatingIfNeeded: address.low >> 32).bigEndian, UInt32(truncatingIfNeeded: address.low).bigEndian
+        )
     }
 
     static func address(_ words: (UInt32, UInt32, UInt32, UInt32)) -> IPAddress {

@@ -1,5 +1,5 @@
-import CSystemCalls
 import CNetfilterQueue
+import CSystemCalls
 import Glibc
 import RedirectCore
 import SystemCalls

@@ -1,4 +1,5 @@
 import SystemCalls
+
 /// One line of /proc/net/netfilter/nfnetlink_queue: the kernel's own view of a bound queue.
 public struct NetfilterQueueKernelStatistics: Equatable, Sendable {
     public var queueNumber: UInt16

@@ -1,7 +1,7 @@
-import RedirectCore
-import CNetlinkAttributes
 import CNetfilterQueue
+import CNetlinkAttributes
 import Glibc
+import RedirectCore
 import SystemCalls
 
 /// The configuration exchange that binds a queue: BIND, copy mode, queue length and flags,
@@ -57,7 +57,8 @@ enum QueueBinding {
         guard lastID > 0 else { return false }
         var verdict = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         try withUnsafeMutableBytes(of: &verdict) { (bytes) throws(KernelError) in
-            VerdictWriter.encodeHeader(into: bytes, type: VerdictWriter.batchVerdictMessageType, queue: queue, verdict: UInt32(NF_REPEAT), id: lastID, payloadLength: nil)
+            VerdictWriter.encodeHeader(
+                into: bytes, type: VerdictWriter.batchVerdictMessageType, queue: queue, verdict: UInt32(NF_REPEAT), id: lastID, payloadLength: nil)
             // NLM_F_REQUEST | NLM_F_ACK, sequence 5
             bytes.storeBytes(of: UInt16(1 | NLM_F_ACK), toByteOffset: 6, as: UInt16.self)
             bytes.storeBytes(of: UInt32(5), toByteOffset: 8, as: UInt32.self)
@@ -126,7 +127,9 @@ enum QueueBinding {
         guard fields.has_packet_header != 0 else { return }
         var verdict = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         try withUnsafeMutableBytes(of: &verdict) { (bytes) throws(KernelError) in
-            VerdictWriter.encodeHeader(into: bytes, type: VerdictWriter.verdictMessageType, queue: queue, verdict: UInt32(NF_REPEAT), id: fields.packet_id, payloadLength: nil)
+            VerdictWriter.encodeHeader(
+                into: bytes, type: VerdictWriter.verdictMessageType, queue: queue, verdict: UInt32(NF_REPEAT), id: fields.packet_id,
+                payloadLength: nil)
             try socket.send(UnsafeRawBufferPointer(bytes), label: "sendto(NFQUEUE \(queue) repeat verdict)")
         }
     }

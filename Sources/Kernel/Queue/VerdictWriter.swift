@@ -1,5 +1,5 @@
-import RedirectCore
 import Glibc
+import RedirectCore
 
 /// Builds the verdict messages of a batch into preallocated headers and iovecs and hands
 /// them to `send` in as few datagrams as the send limit allows (normally one).
@@ -76,26 +76,36 @@ package final class VerdictWriter {
                     plainAccepts += 1
                     continue
                 }
-                try append(header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.accept, id: packet.id, payload: nil, state: &state, sendLimit: sendLimit, send: send)
+                try append(
+                    header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.accept, id: packet.id, payload: nil,
+                    state: &state, sendLimit: sendLimit, send: send)
             case .acceptModified:
                 counters.acceptedModified &+= 1
-                try append(header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.accept, id: packet.id, payload: UnsafeRawBufferPointer(packet.payload), state: &state, sendLimit: sendLimit, send: send)
+                try append(
+                    header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.accept, id: packet.id,
+                    payload: UnsafeRawBufferPointer(packet.payload), state: &state, sendLimit: sendLimit, send: send)
             case .drop:
                 counters.dropped &+= 1
-                try append(header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.drop, id: packet.id, payload: nil, state: &state, sendLimit: sendLimit, send: send)
+                try append(
+                    header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.drop, id: packet.id, payload: nil, state: &state,
+                    sendLimit: sendLimit, send: send)
             }
             header += 1
         }
         for index in 0..<batch.unparsedCount {
             let verdict = unparsedPolicy == .accept ? Self.accept : Self.drop
-            try append(header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: verdict, id: batch.unparsedIDs[index], payload: nil, state: &state, sendLimit: sendLimit, send: send)
+            try append(
+                header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: verdict, id: batch.unparsedIDs[index], payload: nil,
+                state: &state, sendLimit: sendLimit, send: send)
             header += 1
         }
         if let lastPlainAccept {
             // A single unmodified accept is sent as a plain verdict: same size, no batch semantics.
             let type = plainAccepts > 1 ? Self.batchVerdictMessageType : Self.verdictMessageType
             if plainAccepts > 1 { counters.batchVerdictMessages &+= 1 }
-            try append(header: header, type: type, queue: queueNumber, verdict: Self.accept, id: lastPlainAccept, payload: nil, state: &state, sendLimit: sendLimit, send: send)
+            try append(
+                header: header, type: type, queue: queueNumber, verdict: Self.accept, id: lastPlainAccept, payload: nil, state: &state,
+                sendLimit: sendLimit, send: send)
         }
         if state.iovecCount > 0 {
             try send(UnsafeMutableBufferPointer(start: iovecs, count: state.iovecCount), state.bytes)

@@ -65,7 +65,8 @@ public final class IptablesRuleInstaller: RuleInstaller {
             missing += IptablesRuleCheck.missing(ruleSet, saved: saved)
         }
         if !missing.isEmpty, orNftTable, let nft = try? ProgramRunner.locate("nft"),
-            let listed = try? ProgramRunner.run(nft, ["list", "table", "inet", "nfq_redirect"]), listed.status == 0 {
+            let listed = try? ProgramRunner.run(nft, ["list", "table", "inet", "nfq_redirect"]), listed.status == 0
+        {
             return []
         }
         return missing

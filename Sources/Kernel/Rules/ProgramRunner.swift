@@ -65,8 +65,10 @@ public enum ProgramRunner {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
         guard spawned == 0 else { throw .system(call: "posix_spawn(\(path))", errno: Errno(rawValue: spawned)) }
-        close(toChild[0]); toChild[0] = -1
-        close(fromChild[1]); fromChild[1] = -1
+        close(toChild[0])
+        toChild[0] = -1
+        close(fromChild[1])
+        fromChild[1] = -1
 
         let output = try exchange(input: Array(input.utf8), writeTo: &toChild[1], readFrom: fromChild[0])
         var status: CInt = 0
@@ -80,7 +82,10 @@ public enum ProgramRunner {
     private static func exchange(input: [UInt8], writeTo inputFD: inout CInt, readFrom outputFD: CInt) throws(KernelError) -> [UInt8] {
         var output: [UInt8] = []
         var written = 0
-        if input.isEmpty { close(inputFD); inputFD = -1 }
+        if input.isEmpty {
+            close(inputFD)
+            inputFD = -1
+        }
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             var fds = [pollfd(fd: outputFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inputFD, events: Int16(POLLOUT), revents: 0)]

@@ -88,10 +88,13 @@ public enum RuleGenerator {
             let portMatch = ports.count == 1 ? ports[0] : "{ \(ports.joined(separator: ", ")) }"
             var any = false
             for family in AddressFamily.allCases where rule.families.contains(family) {
-                guard let sources = addresses(rule.sources, family: family), let destinations = addresses(rule.destinations, family: family) else { continue }
+                guard let sources = addresses(rule.sources, family: family), let destinations = addresses(rule.destinations, family: family) else {
+                    continue
+                }
                 any = true
                 let keyword = family == .ipv4 ? "ip" : "ip6"
-                var prefix = rule.families.count == 2 && sources == [nil] && destinations == [nil] ? "" : "meta nfproto \(family == .ipv4 ? "ipv4" : "ipv6") "
+                var prefix =
+                    rule.families.count == 2 && sources == [nil] && destinations == [nil] ? "" : "meta nfproto \(family == .ipv4 ? "ipv4" : "ipv6") "
                 if sources != [nil] { prefix += "\(keyword) saddr \(setText(sources.compactMap { $0 })) " }
                 if destinations != [nil] { prefix += "\(keyword) daddr \(setText(destinations.compactMap { $0 })) " }
                 let line = "\(prefix)\(rule.proto) dport \(portMatch) \(original)"
@@ -182,7 +185,8 @@ public enum RuleGenerator {
     }
 
     private static func queueTarget(_ queues: ClosedRange<UInt16>, bypass: Bool) -> String {
-        let target = queues.count == 1 ? "NFQUEUE --queue-num \(queues.lowerBound)" : "NFQUEUE --queue-balance \(queues.lowerBound):\(queues.upperBound)"
+        let target =
+            queues.count == 1 ? "NFQUEUE --queue-num \(queues.lowerBound)" : "NFQUEUE --queue-balance \(queues.lowerBound):\(queues.upperBound)"
         return bypass ? target + " --queue-bypass" : target
     }
 

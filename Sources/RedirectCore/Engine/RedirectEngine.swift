@@ -37,9 +37,10 @@ public final class RedirectEngine: Sendable {
             ) { tuple in
                 switch rules.policy.decide(tuple, hook: metadata.hook) {
                 case .redirect(let toPort):
-                    guard let address = rules.addresses.redirectAddress(
-                        hook: metadata.hook, inputInterface: metadata.inputInterface,
-                        originalDestination: tuple.destination.address)
+                    guard
+                        let address = rules.addresses.redirectAddress(
+                            hook: metadata.hook, inputInterface: metadata.inputInterface,
+                            originalDestination: tuple.destination.address)
                     else { return nil }  // refused: .noRedirectAddress
                     return .redirect(to: Endpoint(address, toPort))
                 case .trackOnly:

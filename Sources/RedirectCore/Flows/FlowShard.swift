@@ -345,7 +345,10 @@ struct FlowShard: ~Copyable {
         // may take that unit first.
         for round in 0..<2 {
             if slab.hasFreeSlot && occupancy.reserve() {
-                guard let slot = slab.insert(flow) else { occupancy.release(); return nil }
+                guard let slot = slab.insert(flow) else {
+                    occupancy.release()
+                    return nil
+                }
                 count += 1
                 stateCounts[Int(flow.state.rawValue)] += 1
                 return slot
@@ -519,7 +522,8 @@ struct FlowShard: ~Copyable {
             problems.append("shard \(shardNumber): free list does not cover the unoccupied slots")
         }
         for state in FlowState.allCases where gauge[Int(state.rawValue)] != stateCounts[Int(state.rawValue)] {
-            problems.append("shard \(shardNumber): state gauge for \(state) is \(stateCounts[Int(state.rawValue)]), not \(gauge[Int(state.rawValue)])")
+            problems.append(
+                "shard \(shardNumber): state gauge for \(state) is \(stateCounts[Int(state.rawValue)]), not \(gauge[Int(state.rawValue)])")
         }
         checkIndex(originalIndex, name: "original", into: &problems) { $0.originalDestinationEndpoint }
         checkIndex(replyIndex, name: "reply", into: &problems) { $0.replySourceEndpoint }

@@ -88,7 +88,7 @@ struct FlowSlab: ~Copyable {
         dirty.pointee.store(slot, ordering: .relaxed)
         atomicMemoryFence(ordering: .releasing)
         #if DEBUG
-        FlowSlab.writeHook?(.begun, UnsafeRawPointer(dirty), slot)
+            FlowSlab.writeHook?(.begun, UnsafeRawPointer(dirty), slot)
         #endif
     }
 
@@ -96,19 +96,19 @@ struct FlowSlab: ~Copyable {
     @inline(__always)
     func endWrite(_ slot: UInt32) {
         #if DEBUG
-        FlowSlab.writeHook?(.written, UnsafeRawPointer(dirty), slot)
+            FlowSlab.writeHook?(.written, UnsafeRawPointer(dirty), slot)
         #endif
         dirty.pointee.store(FlowSlab.clean, ordering: .releasing)
         #if DEBUG
-        FlowSlab.writeHook?(.ended, UnsafeRawPointer(dirty), slot)
+            FlowSlab.writeHook?(.ended, UnsafeRawPointer(dirty), slot)
         #endif
     }
 
     #if DEBUG
-    enum WritePhase { case begun, written, ended }
-    /// Tests: called at each boundary of the dirty-slot protocol (under the shard's lock), with
-    /// the shard's dirty word and the slot, so a test can capture the shared file there.
-    nonisolated(unsafe) static var writeHook: ((WritePhase, UnsafeRawPointer, UInt32) -> Void)?
+        enum WritePhase { case begun, written, ended }
+        /// Tests: called at each boundary of the dirty-slot protocol (under the shard's lock), with
+        /// the shard's dirty word and the slot, so a test can capture the shared file there.
+        nonisolated(unsafe) static var writeHook: ((WritePhase, UnsafeRawPointer, UInt32) -> Void)?
     #endif
 
     // MARK: Slots

@@ -77,7 +77,7 @@ extension FlowSlot {
         replyPackets = record.replyPackets
         expires = record.expires
         created = record.created
-        clientSequenceEnd = 0   // not persisted: learnt again from the client's next segment
+        clientSequenceEnd = 0  // not persisted: learnt again from the client's next segment
         clientPort = record.client.port
         originalDestinationPort = record.originalDestination.port
         replySourcePort = replySource.port

@@ -60,8 +60,9 @@ public final class FlowTable: Sendable {
         let limit = configuration.limit
         let (shardCount, slabCapacity) = Self.shardLayout(for: configuration)
         if let sharedFile {
-            precondition(sharedFile.shardCount == shardCount && sharedFile.slabCapacity == slabCapacity,
-                         "the live table file was made for another table size")
+            precondition(
+                sharedFile.shardCount == shardCount && sharedFile.slabCapacity == slabCapacity,
+                "the live table file was made for another table size")
         }
         self.sharedFile = sharedFile
         self.shardCount = shardCount
@@ -69,7 +70,8 @@ public final class FlowTable: Sendable {
         occupancy = FlowOccupancy(limit: limit)
         let tombstonesPerShard = (configuration.tombstoneCapacity + shardCount - 1) / shardCount
         let eventsPerShard = (configuration.eventCapacity + shardCount - 1) / shardCount
-        let hasher = self.hasher, occupancy = self.occupancy
+        let hasher = self.hasher
+        let occupancy = self.occupancy
         shards = LockedShards(count: shardCount) { number in
             FlowShard(
                 number: number, slabCapacity: slabCapacity, tombstoneCapacity: tombstonesPerShard,

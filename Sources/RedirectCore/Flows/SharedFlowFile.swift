@@ -71,12 +71,28 @@ public final class SharedFlowFile: @unchecked Sendable {
         guard fd >= 0 else { throw .system("create \(path)", errno) }
         var handedOver = false
         defer { if !handedOver { close(fd) } }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { let code = errno; unlink(path); throw .system("lock \(path)", code) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            unlink(path)
+            throw .system("lock \(path)", code)
+        }
         // fchmod: the umask must not decide who may write the flows a restart will trust.
-        guard fchmod(fd, 0o600) == 0 else { let code = errno; unlink(path); throw .system("chmod \(path)", code) }
-        guard ftruncate(fd, off_t(length)) == 0 else { let code = errno; unlink(path); throw .system("size \(path)", code) }
+        guard fchmod(fd, 0o600) == 0 else {
+            let code = errno
+            unlink(path)
+            throw .system("chmod \(path)", code)
+        }
+        guard ftruncate(fd, off_t(length)) == 0 else {
+            let code = errno
+            unlink(path)
+            throw .system("size \(path)", code)
+        }
         let mapped = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        guard let mapped, mapped != MAP_FAILED else { let code = errno; unlink(path); throw .system("map \(path)", code) }
+        guard let mapped, mapped != MAP_FAILED else {
+            let code = errno
+            unlink(path)
+            throw .system("map \(path)", code)
+        }
         let file = SharedFlowFile(
             path: path, shardCount: shardCount, slabCapacity: slabCapacity, base: mapped, length: length,
             slotsOffset: slotsOffset, shardStride: shardStride, fd: fd)
@@ -189,13 +205,17 @@ public final class SharedFlowFile: @unchecked Sendable {
         let stride = MemoryLayout<FlowSlot>.stride
         guard u32(12) == stride, u64(16) == slotSignature else { throw .unsupportedLayout("flow slot layout differs from this daemon's") }
         guard UInt128(u64(24)) << 64 | UInt128(u64(32)) == bootID else { throw .otherBoot }
-        let shards = Int(u32(40)), capacity = Int(u32(44))
-        let controls = u64(48), slots = u64(56), shardStride = u64(64), length = u64(72)
+        let shards = Int(u32(40))
+        let capacity = Int(u32(44))
+        let controls = u64(48)
+        let slots = u64(56)
+        let shardStride = u64(64)
+        let length = u64(72)
         guard length == UInt64(bytes.count) else { throw .lengthMismatch(expected: Int(clamping: length), actual: bytes.count) }
         guard (1...4096).contains(shards), (1...FlowTableConfiguration.maximumLimit).contains(capacity),
-              controls >= UInt64(headerLength), controls + UInt64(shards * controlLength) <= slots,
-              shardStride >= UInt64(capacity * stride),
-              slots + UInt64(shards) * shardStride <= length
+            controls >= UInt64(headerLength), controls + UInt64(shards * controlLength) <= slots,
+            shardStride >= UInt64(capacity * stride),
+            slots + UInt64(shards) * shardStride <= length
         else { throw .unsupportedLayout("header geometry is inconsistent") }
 
         var records: [FlowRecord] = []
@@ -262,8 +282,10 @@ enum FlowSlotFields {
     static let isOccupied = MemoryLayout<FlowSlot>.offset(of: \.isOccupied)!
 
     static var offsets: [Int] {
-        [client, originalDestination, replySource, originalBytes, replyBytes, originalPackets, replyPackets, expires,
-         created, clientSequenceEnd, clientPort, originalDestinationPort, replySourcePort, proto, state, flags, isOccupied]
+        [
+            client, originalDestination, replySource, originalBytes, replyBytes, originalPackets, replyPackets, expires,
+            created, clientSequenceEnd, clientPort, originalDestinationPort, replySourcePort, proto, state, flags, isOccupied,
+        ]
     }
 
     static let knownFlags: UInt8 = 0x1f
@@ -277,10 +299,12 @@ enum FlowSlotFields {
         let stateValue = bytes[offset + Self.state]
         let flagValue = bytes[offset + Self.flags]
         // An enum is stored as its case's index (declaration order), not its raw value.
-        let protocols = TransportProtocol.allCases, states = FlowState.allCases
+        let protocols = TransportProtocol.allCases
+        let states = FlowState.allCases
         guard Int(protoValue) < protocols.count else { throw SlotDecodingError(reason: "unknown protocol tag \(protoValue)") }
         guard Int(stateValue) < states.count else { throw SlotDecodingError(reason: "unknown state tag \(stateValue)") }
-        let transport = protocols[Int(protoValue)], flowState = states[Int(stateValue)]
+        let transport = protocols[Int(protoValue)]
+        let flowState = states[Int(stateValue)]
         guard flagValue & ~knownFlags == 0 else { throw SlotDecodingError(reason: "unknown flag bits \(flagValue)") }
         let slotFlags = FlowSlotFlags(rawValue: flagValue)
         let record = FlowRecord(

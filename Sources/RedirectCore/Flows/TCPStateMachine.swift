@@ -29,7 +29,11 @@ enum TCPStateMachine {
             // Raw header bits (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40,
             // CWR 0x80) rather than option-set values: this runs per packet, and literals need no
             // lazy-global access or array building.
-            let fin: UInt8 = 0x01, syn: UInt8 = 0x02, rst: UInt8 = 0x04, ack: UInt8 = 0x10, urg: UInt8 = 0x20
+            let fin: UInt8 = 0x01
+            let syn: UInt8 = 0x02
+            let rst: UInt8 = 0x04
+            let ack: UInt8 = 0x10
+            let urg: UInt8 = 0x20
             let ignored: UInt8 = 0x08 | 0x40 | 0x80
             switch flags.rawValue & ~ignored {
             case syn, syn | urg: self = .syn
@@ -55,24 +59,29 @@ enum TCPStateMachine {
     // NONE column (only a lone SYN creates a flow, see FlowShard) and SYN_SENT2 column (see above);
     // the kernel's "none" row is all invalid and never reached here because such flags are rejected.
     private static let table: [Transition] = {
-        let sSS = Transition.move(to: .synSent), sSR = Transition.move(to: .synReceived)
-        let sES = Transition.move(to: .established), sFW = Transition.move(to: .finWait)
-        let sCW = Transition.move(to: .closeWait), sLA = Transition.move(to: .lastAck)
-        let sTW = Transition.move(to: .timeWait), sCL = Transition.move(to: .close)
-        let sIG = Transition.ignore, sIV = Transition.invalid
+        let sSS = Transition.move(to: .synSent)
+        let sSR = Transition.move(to: .synReceived)
+        let sES = Transition.move(to: .established)
+        let sFW = Transition.move(to: .finWait)
+        let sCW = Transition.move(to: .closeWait)
+        let sLA = Transition.move(to: .lastAck)
+        let sTW = Transition.move(to: .timeWait)
+        let sCL = Transition.move(to: .close)
+        let sIG = Transition.ignore
+        let sIV = Transition.invalid
         return [
             // ORIGINAL      sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL
-            /* syn    */     sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS,
-            /* synack */     sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV,
-            /* fin    */     sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL,
-            /* ack    */     sIV, sES, sES, sCW, sCW, sTW, sTW, sCL,
-            /* rst    */     sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL,
+            /* syn    */ sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS,
+            /* synack */ sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV,
+            /* fin    */ sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL,
+            /* ack    */ sIV, sES, sES, sCW, sCW, sTW, sTW, sCL,
+            /* rst    */ sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL,
             // REPLY         sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL
-            /* syn    */     sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV,
-            /* synack */     sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG,
-            /* fin    */     sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL,
-            /* ack    */     sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL,
-            /* rst    */     sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL,
+            /* syn    */ sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV,
+            /* synack */ sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG,
+            /* fin    */ sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL,
+            /* ack    */ sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL,
+            /* rst    */ sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL,
         ]
     }()
 }

@@ -46,12 +46,17 @@ extension IPAddress: CustomStringConvertible, LosslessStringConvertible {
             UInt16(truncatingIfNeeded: (i < 4 ? high : low) >> (UInt64(3 - i % 4) * 16))
         }
         // RFC 5952: compress the longest run (length >= 2) of zero words, the first on a tie.
-        var bestStart = -1, bestLength = 0, runStart = -1
+        var bestStart = -1
+        var bestLength = 0
+        var runStart = -1
         for i in 0...8 {
             if i < 8 && word(i) == 0 {
                 if runStart < 0 { runStart = i }
             } else if runStart >= 0 {
-                if i - runStart > bestLength { bestStart = runStart; bestLength = i - runStart }
+                if i - runStart > bestLength {
+                    bestStart = runStart
+                    bestLength = i - runStart
+                }
                 runStart = -1
             }
         }
@@ -99,8 +104,10 @@ extension IPAddress: CustomStringConvertible, LosslessStringConvertible {
     static func parseIPv6(_ text: UnsafeRawBufferPointer) -> (high: UInt64, low: UInt64)? {
         guard !text.isEmpty, text.count <= maximumTextLength else { return nil }
         // The groups before `::` (head) and after it (tail), each shifted in as read.
-        var head: UInt128 = 0, tail: UInt128 = 0
-        var headCount = 0, tailCount = 0
+        var head: UInt128 = 0
+        var tail: UInt128 = 0
+        var headCount = 0
+        var tailCount = 0
         var compressed = false
         func push(_ word: UInt16) -> Bool {
             guard headCount + tailCount < 8 else { return false }

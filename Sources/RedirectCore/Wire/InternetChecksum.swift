@@ -40,16 +40,16 @@ public enum InternetChecksum {
         if offset < count {
             // The odd byte is the high byte of a big-endian word whose low byte is zero.
             #if _endian(little)
-            wideB &+= UInt64(bytes[offset])
+                wideB &+= UInt64(bytes[offset])
             #else
-            wideB &+= UInt64(bytes[offset]) << 8
+                wideB &+= UInt64(bytes[offset]) << 8
             #endif
         }
         let hostOrderSum = fold(wideA &+ wideB)
         #if _endian(little)
-        return hostOrderSum.byteSwapped
+            return hostOrderSum.byteSwapped
         #else
-        return hostOrderSum
+            return hostOrderSum
         #endif
     }
 

@@ -72,7 +72,9 @@ final class RedirectEngineTests: XCTestCase {
 
     func testUDPIsRedirectedAndItsAnswerComesFromTheOriginalAddress() {
         let engine = makeEngine()
-        let client = endpoint("192.0.2.2", 5000), server = endpoint("203.0.113.10", 53), relay = endpoint("192.0.2.1", 5353)
+        let client = endpoint("192.0.2.2", 5000)
+        let server = endpoint("203.0.113.10", 53)
+        let relay = endpoint("192.0.2.1", 5353)
         var query = WireTestPacket(proto: .udp, source: client, destination: server)
         query.payload = [0xab, 0xcd, 1, 0]
         XCTAssertEqual(run(engine, query, fromNetwork).1, expected(query, destination: relay))
@@ -98,14 +100,17 @@ final class RedirectEngineTests: XCTestCase {
         let engine = makeEngine()
         let syn4 = WireTestPacket(proto: .tcp, source: endpoint("198.51.100.1", 41000), destination: endpoint("203.0.113.10", 9000), tcpFlags: [.syn])
         XCTAssertEqual(run(engine, syn4, fromLocal).1, expected(syn4, destination: endpoint("127.0.0.1", 8090)))
-        let syn6 = WireTestPacket(proto: .tcp, source: endpoint("2001:db8:2::1", 41000), destination: endpoint("2001:db8:3::10", 9000), tcpFlags: [.syn])
+        let syn6 = WireTestPacket(
+            proto: .tcp, source: endpoint("2001:db8:2::1", 41000), destination: endpoint("2001:db8:3::10", 9000), tcpFlags: [.syn])
         XCTAssertEqual(run(engine, syn6, fromLocal).1, expected(syn6, destination: endpoint("::1", 8090)))
     }
 
     func testALocalHandshakeAnnouncesAnMSSWhoseSegmentsWeCanRewrite() {
         // Loopback's MTU (65536) makes 65536-byte segments, more than NFQUEUE copies (65531).
         let engine = makeEngine()
-        let client = endpoint("127.0.0.1", 41000), server = endpoint("127.0.0.2", 9000), proxy = endpoint("127.0.0.1", 8090)
+        let client = endpoint("127.0.0.1", 41000)
+        let server = endpoint("127.0.0.2", 9000)
+        let proxy = endpoint("127.0.0.1", 8090)
         let loopbackMSS: [UInt8] = [2, 4, 0xff, 0xcb]  // 65483
         let clamped: [UInt8] = [2, 4, UInt8(ParsedPacket.maximumRewritableMSS >> 8), UInt8(ParsedPacket.maximumRewritableMSS & 0xff)]
         var syn = WireTestPacket(proto: .tcp, source: client, destination: server, tcpFlags: [.syn])
@@ -140,7 +145,8 @@ final class RedirectEngineTests: XCTestCase {
 
     func testADirectConnectionToTheProxyIsTrackedNotRedirected() {
         let engine = makeEngine()
-        let client = endpoint("192.0.2.2", 40000), proxy = endpoint("192.0.2.1", 8080)
+        let client = endpoint("192.0.2.2", 40000)
+        let proxy = endpoint("192.0.2.1", 8080)
         let syn = WireTestPacket(proto: .tcp, source: client, destination: proxy, tcpFlags: [.syn])
         let (verdict, bytes) = run(engine, syn, fromNetwork)
         XCTAssertEqual(verdict, .accept)
@@ -159,7 +165,8 @@ final class RedirectEngineTests: XCTestCase {
 
     func testBadPacketsAreCountedByReasonAndNeverRewritten() {
         let engine = makeEngine()
-        var lying = WireTestPacket(proto: .tcp, source: endpoint("192.0.2.2", 40000), destination: endpoint("203.0.113.10", 80), tcpFlags: [.syn]).bytes
+        var lying = WireTestPacket(proto: .tcp, source: endpoint("192.0.2.2", 40000), destination: endpoint("203.0.113.10", 80), tcpFlags: [.syn])
+            .bytes
         let truncated = Array(lying.prefix(30))
         lying[0] = 0x4f  // IHL says 60 bytes of header
         for (index, original) in [truncated, lying].enumerated() {
@@ -175,7 +182,8 @@ final class RedirectEngineTests: XCTestCase {
 
     func testAFullTableRefusesNewFlowsButKeepsEstablishedOnes() {
         let engine = makeEngine(limit: 1024)
-        let server = endpoint("203.0.113.10", 80), proxy = endpoint("192.0.2.1", 8080)
+        let server = endpoint("203.0.113.10", 80)
+        let proxy = endpoint("192.0.2.1", 8080)
         // Fill the table with established flows (nothing evictable).
         for i in 0..<1024 {
             let client = Endpoint(IPAddress(ipv4: 0xC000_0200 | UInt32(i >> 8)), UInt16(30000 + (i & 0xff)))

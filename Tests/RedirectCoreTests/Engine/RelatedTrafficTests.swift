@@ -29,12 +29,15 @@ final class RelatedTrafficTests: XCTestCase {
     }
 
     private func ends(_ family: AddressFamily, _ proto: TransportProtocol) -> Ends {
-        let port: UInt16 = proto == .tcp ? 80 : 53, proxyPort: UInt16 = proto == .tcp ? 8080 : 5353
+        let port: UInt16 = proto == .tcp ? 80 : 53
+        let proxyPort: UInt16 = proto == .tcp ? 8080 : 5353
         return family == .ipv4
-            ? Ends(client: Endpoint(IPAddress("192.0.2.2")!, 40_000), origin: Endpoint(IPAddress("203.0.113.10")!, port),
-                   proxy: Endpoint(IPAddress("192.0.2.1")!, proxyPort), router: IPAddress("192.0.2.254")!)
-            : Ends(client: Endpoint(IPAddress("2001:db8:1::2")!, 40_000), origin: Endpoint(IPAddress("2001:db8:3::10")!, port),
-                   proxy: Endpoint(IPAddress("2001:db8:1::1")!, proxyPort), router: IPAddress("2001:db8:1::fe")!)
+            ? Ends(
+                client: Endpoint(IPAddress("192.0.2.2")!, 40_000), origin: Endpoint(IPAddress("203.0.113.10")!, port),
+                proxy: Endpoint(IPAddress("192.0.2.1")!, proxyPort), router: IPAddress("192.0.2.254")!)
+            : Ends(
+                client: Endpoint(IPAddress("2001:db8:1::2")!, 40_000), origin: Endpoint(IPAddress("2001:db8:3::10")!, port),
+                proxy: Endpoint(IPAddress("2001:db8:1::1")!, proxyPort), router: IPAddress("2001:db8:1::fe")!)
     }
 
     private func makeEngine() -> RedirectEngine {
@@ -77,8 +80,9 @@ final class RelatedTrafficTests: XCTestCase {
                     quoteLength: family == .ipv4 ? 576 - 28 : 1280 - 48)
                 var (verdict, bytes) = run(engine, tooBig.bytes, fromNetwork)
                 XCTAssertEqual(verdict, .acceptModified, "\(family) \(proto)")
-                XCTAssertEqual(bytes, tooBig.with(outerDestination: e.proxy.address, quotedSource: e.proxy).bytes,
-                               "\(family) \(proto): to the proxy, about proxy -> client")
+                XCTAssertEqual(
+                    bytes, tooBig.with(outerDestination: e.proxy.address, quotedSource: e.proxy).bytes,
+                    "\(family) \(proto): to the proxy, about proxy -> client")
 
                 // The client's own stack refuses it (port unreachable), from its own address.
                 let unreachable = WireTestICMPError(
@@ -94,8 +98,9 @@ final class RelatedTrafficTests: XCTestCase {
                     code: family == .ipv4 ? 3 : 4, quoted: quoted(proto, e.client, e.proxy), quoteLength: family == .ipv4 ? 548 : 1232)
                 (verdict, bytes) = run(engine, refused.bytes, reply)
                 XCTAssertEqual(verdict, .acceptModified)
-                XCTAssertEqual(bytes, refused.with(outerSource: e.origin.address, quotedDestination: e.origin).bytes,
-                               "\(family) \(proto): from the origin, about client -> origin")
+                XCTAssertEqual(
+                    bytes, refused.with(outerSource: e.origin.address, quotedDestination: e.origin).bytes,
+                    "\(family) \(proto): from the origin, about client -> origin")
 
                 XCTAssertEqual(engine.counters.relatedTranslated.load, 3)
                 XCTAssertEqual(engine.table.records(now: 100), recordsBefore, "errors change no flow, state or timer")
@@ -113,24 +118,42 @@ final class RelatedTrafficTests: XCTestCase {
             let type: UInt8 = family == .ipv4 ? 3 : 1
             let stranger = Endpoint(e.client.address, 40_001)
             let cases: [(WireTestICMPError, PacketMetadata, String)] = [
-                (WireTestICMPError(outerSource: e.router, outerDestination: e.origin.address, type: type,
-                                   quoted: quoted(.tcp, e.origin, stranger), quoteLength: 200),
-                 fromNetwork, "a reply to another client port"),
-                (WireTestICMPError(outerSource: e.router, outerDestination: e.client.address, type: type,
-                                   quoted: quoted(.tcp, e.client, e.origin), quoteLength: 200),
-                 fromNetwork, "the flow's original tuple as quoted by the wrong side (forged)"),
-                (WireTestICMPError(outerSource: e.router, outerDestination: e.proxy.address, type: type,
-                                   quoted: quoted(.tcp, e.proxy, e.client), quoteLength: 200),
-                 fromNetwork, "the proxy's own tuple from the network (forged)"),
-                (WireTestICMPError(outerSource: e.router, outerDestination: e.origin.address, type: type,
-                                   quoted: quoted(.udp, e.origin, e.client), quoteLength: 200),
-                 fromNetwork, "the right ends, the wrong protocol"),
-                (WireTestICMPError(outerSource: e.proxy.address, outerDestination: e.client.address, type: type,
-                                   quoted: quoted(.tcp, e.origin, e.client), quoteLength: 200),
-                 reply, "a reply-direction quote in the reply queue"),
-                (WireTestICMPError(outerSource: e.proxy.address, outerDestination: e.client.address, type: type,
-                                   quoted: quoted(.tcp, e.client, e.proxy), quoteLength: 200),
-                 fromNetwork, "a client -> proxy quote in the original queue"),
+                (
+                    WireTestICMPError(
+                        outerSource: e.router, outerDestination: e.origin.address, type: type,
+                        quoted: quoted(.tcp, e.origin, stranger), quoteLength: 200),
+                    fromNetwork, "a reply to another client port"
+                ),
+                (
+                    WireTestICMPError(
+                        outerSource: e.router, outerDestination: e.client.address, type: type,
+                        quoted: quoted(.tcp, e.client, e.origin), quoteLength: 200),
+                    fromNetwork, "the flow's original tuple as quoted by the wrong side (forged)"
+                ),
+                (
+                    WireTestICMPError(
+                        outerSource: e.router, outerDestination: e.proxy.address, type: type,
+                        quoted: quoted(.tcp, e.proxy, e.client), quoteLength: 200),
+                    fromNetwork, "the proxy's own tuple from the network (forged)"
+                ),
+                (
+                    WireTestICMPError(
+                        outerSource: e.router, outerDestination: e.origin.address, type: type,
+                        quoted: quoted(.udp, e.origin, e.client), quoteLength: 200),
+                    fromNetwork, "the right ends, the wrong protocol"
+                ),
+                (
+                    WireTestICMPError(
+                        outerSource: e.proxy.address, outerDestination: e.client.address, type: type,
+                        quoted: quoted(.tcp, e.origin, e.client), quoteLength: 200),
+                    reply, "a reply-direction quote in the reply queue"
+                ),
+                (
+                    WireTestICMPError(
+                        outerSource: e.proxy.address, outerDestination: e.client.address, type: type,
+                        quoted: quoted(.tcp, e.client, e.proxy), quoteLength: 200),
+                    fromNetwork, "a client -> proxy quote in the original queue"
+                ),
             ]
             for (error, metadata, what) in cases {
                 let (verdict, bytes) = run(engine, error.bytes, metadata)
@@ -166,9 +189,11 @@ final class RelatedTrafficTests: XCTestCase {
         let engine = makeEngine()
         let e = ends(.ipv4, .tcp)
         // A client dialling the proxy port directly: tracked, not redirected.
-        XCTAssertEqual(run(engine, WireTestPacket(proto: .tcp, source: e.client, destination: e.proxy, tcpFlags: [.syn]).bytes, fromNetwork).0, .accept)
-        let error = WireTestICMPError(outerSource: e.router, outerDestination: e.proxy.address, type: 3, code: 4,
-                                      quoted: quoted(.tcp, e.proxy, e.client), quoteLength: 100)
+        XCTAssertEqual(
+            run(engine, WireTestPacket(proto: .tcp, source: e.client, destination: e.proxy, tcpFlags: [.syn]).bytes, fromNetwork).0, .accept)
+        let error = WireTestICMPError(
+            outerSource: e.router, outerDestination: e.proxy.address, type: 3, code: 4,
+            quoted: quoted(.tcp, e.proxy, e.client), quoteLength: 100)
         let (verdict, bytes) = run(engine, error.bytes, fromNetwork)
         XCTAssertEqual(verdict, .accept)
         XCTAssertEqual(bytes, error.bytes)
@@ -177,11 +202,14 @@ final class RelatedTrafficTests: XCTestCase {
 
     func testLocalFlowsTranslateInTheLocalOriginalQueueToo() {
         let engine = makeEngine()
-        let client = Endpoint(IPAddress("198.51.100.1")!, 41_000), origin = Endpoint(IPAddress("203.0.113.10")!, 9000)
+        let client = Endpoint(IPAddress("198.51.100.1")!, 41_000)
+        let origin = Endpoint(IPAddress("203.0.113.10")!, 9000)
         let proxy = Endpoint(IPAddress("127.0.0.1")!, 8090)
-        XCTAssertEqual(run(engine, WireTestPacket(proto: .tcp, source: client, destination: origin, tcpFlags: [.syn]).bytes, fromLocal).0, .acceptModified)
-        let error = WireTestICMPError(outerSource: client.address, outerDestination: origin.address, type: 3, code: 3,
-                                      quoted: quoted(.tcp, origin, client), quoteLength: 100)
+        XCTAssertEqual(
+            run(engine, WireTestPacket(proto: .tcp, source: client, destination: origin, tcpFlags: [.syn]).bytes, fromLocal).0, .acceptModified)
+        let error = WireTestICMPError(
+            outerSource: client.address, outerDestination: origin.address, type: 3, code: 3,
+            quoted: quoted(.tcp, origin, client), quoteLength: 100)
         let (verdict, bytes) = run(engine, error.bytes, fromLocal)
         XCTAssertEqual(verdict, .acceptModified)
         XCTAssertEqual(bytes, error.with(outerDestination: proxy.address, quotedSource: proxy).bytes)
@@ -191,8 +219,9 @@ final class RelatedTrafficTests: XCTestCase {
         let engine = makeEngine()
         let e = ends(.ipv4, .tcp)
         open(engine, e, proto: .tcp)
-        let base = WireTestICMPError(outerSource: e.router, outerDestination: e.origin.address, type: 3, code: 4,
-                                     quoted: quoted(.tcp, e.origin, e.client))
+        let base = WireTestICMPError(
+            outerSource: e.router, outerDestination: e.origin.address, type: 3, code: 4,
+            quoted: quoted(.tcp, e.origin, e.client))
         var truncated = base
         truncated.quoteLength = 27
         var badQuote = base

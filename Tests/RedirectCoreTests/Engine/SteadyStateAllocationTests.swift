@@ -1,5 +1,6 @@
 import MallocInterposerSwift
 import XCTest
+
 @testable import RedirectCore
 
 /// The per-packet path allocates nothing, counted by an interposed malloc (as swift-nio's
@@ -40,14 +41,22 @@ final class SteadyStateAllocationTests: XCTestCase {
             // Related traffic: an error about the proxy's reply (to the proxy) and one about the
             // client's packet (to the client), each translated.
             let ipv4 = client.address.isIPv4
-            steadyState.append((WireTestICMPError(
-                outerSource: client.address, outerDestination: server.address, type: ipv4 ? 3 : 2, code: ipv4 ? 4 : 0,
-                quoted: WireTestPacket(proto: .tcp, source: server, destination: client, payload: data), quoteLength: 100).bytes,
-                Self.original))
-            steadyState.append((WireTestICMPError(
-                outerSource: proxy.address, outerDestination: client.address, type: ipv4 ? 3 : 1, code: ipv4 ? 3 : 4,
-                quoted: WireTestPacket(proto: .tcp, source: client, destination: proxy, payload: data)).bytes,
-                Self.reply))
+            steadyState.append(
+                (
+                    WireTestICMPError(
+                        outerSource: client.address, outerDestination: server.address, type: ipv4 ? 3 : 2, code: ipv4 ? 4 : 0,
+                        quoted: WireTestPacket(proto: .tcp, source: server, destination: client, payload: data), quoteLength: 100
+                    ).bytes,
+                    Self.original
+                ))
+            steadyState.append(
+                (
+                    WireTestICMPError(
+                        outerSource: proxy.address, outerDestination: client.address, type: ipv4 ? 3 : 1, code: ipv4 ? 3 : 4,
+                        quoted: WireTestPacket(proto: .tcp, source: client, destination: proxy, payload: data)
+                    ).bytes,
+                    Self.reply
+                ))
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
         defer { buffer.deallocate() }

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import RedirectCore
 
 /// A forged reset (RST at any sequence number but the client's next one) must not end an
@@ -65,7 +66,7 @@ final class BlindResetTests: XCTestCase {
         let table = Fixture.table()
         segment(table, .syn, start: 0xFFFF_FF00, dataLength: 0)
         table.reply(reply, [.syn, .ack], now: 1)
-        segment(table, .ack, start: 0xFFFF_FF01, dataLength: 0x200)   // ends at 0x101, past the wrap
+        segment(table, .ack, start: 0xFFFF_FF01, dataLength: 0x200)  // ends at 0x101, past the wrap
         segment(table, .rst, start: 0x101, dataLength: 0)
         XCTAssertEqual(table.record(of: Fixture.client, now: 1)?.state, .close)
     }

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import RedirectCore
 
 final class EarlyDropTests: XCTestCase {
@@ -13,7 +14,9 @@ final class EarlyDropTests: XCTestCase {
     func testANewFlowEvictsOneThatIsNotAssured() {
         let table = Fixture.table(limit: limit)
         for i in 0..<limit {
-            if i % 2 == 0 { establish(table, Fixture.client(i), now: 1) } else {
+            if i % 2 == 0 {
+                establish(table, Fixture.client(i), now: 1)
+            } else {
                 table.original(.tcp(Fixture.client(i), Fixture.server), .syn, now: 1)
             }
         }
@@ -28,8 +31,9 @@ final class EarlyDropTests: XCTestCase {
         // Every established flow survived; one SYN_SENT flow made room.
         XCTAssertEqual(stats.byState, [.established: limit / 2, .synSent: limit / 2])
         for i in stride(from: 0, to: limit, by: 2) {
-            XCTAssertEqual(table.lookup(proto: .tcp, client: Fixture.client(i), local: Fixture.proxy, now: 2),
-                           .redirected(original: Fixture.server))
+            XCTAssertEqual(
+                table.lookup(proto: .tcp, client: Fixture.client(i), local: Fixture.proxy, now: 2),
+                .redirected(original: Fixture.server))
         }
         XCTAssertEqual(table.invariantViolations(), [])
     }
@@ -78,8 +82,9 @@ final class EarlyDropTests: XCTestCase {
         table.original(.udp(Fixture.client(2), Fixture.server), now: 1)
         XCTAssertEqual(table.original(.udp(Fixture.client(3), Fixture.server), now: 1), .rewriteDestination(Fixture.proxy))
         XCTAssertEqual(table.lookup(proto: .udp, client: Fixture.client(2), local: Fixture.proxy, now: 1), .expired(.evicted))
-        XCTAssertEqual(table.lookup(proto: .udp, client: Fixture.client(1), local: Fixture.proxy, now: 1),
-                       .redirected(original: Fixture.server))
+        XCTAssertEqual(
+            table.lookup(proto: .udp, client: Fixture.client(1), local: Fixture.proxy, now: 1),
+            .redirected(original: Fixture.server))
     }
 
     func testLimitHoldsAcrossShards() {

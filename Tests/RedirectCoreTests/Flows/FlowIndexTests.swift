@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import RedirectCore
 
 /// The open-addressing index on its own, with hashes chosen to force long probe runs that wrap

@@ -1,14 +1,17 @@
 import XCTest
+
 @testable import RedirectCore
 
 final class FlowLookupTests: XCTestCase {
     func testRedirectedFlowAnswersItsOriginalDestination() {
         let table = Fixture.table()
         table.original(.tcp(Fixture.client6, Fixture.server6), .syn, now: 1, redirectTo: Fixture.proxy6)
-        XCTAssertEqual(table.lookup(proto: .tcp, client: Fixture.client6, local: Fixture.proxy6, now: 2),
-                       .redirected(original: Fixture.server6))
-        XCTAssertEqual(table.handleReply(.tcp(Fixture.proxy6, Fixture.client6), tcpFlags: [.syn, .ack], length: 80, now: 2),
-                       .rewriteSource(Fixture.server6))
+        XCTAssertEqual(
+            table.lookup(proto: .tcp, client: Fixture.client6, local: Fixture.proxy6, now: 2),
+            .redirected(original: Fixture.server6))
+        XCTAssertEqual(
+            table.handleReply(.tcp(Fixture.proxy6, Fixture.client6), tcpFlags: [.syn, .ack], length: 80, now: 2),
+            .rewriteSource(Fixture.server6))
     }
 
     func testTrackOnlyFlowAnswersNotRedirected() {
@@ -31,7 +34,9 @@ final class FlowLookupTests: XCTestCase {
 
     func testEndedFlowsAreRememberedAsExpiredWithTheirReason() {
         let table = Fixture.table(tombstones: 2)
-        let first = Fixture.client(1), second = Fixture.client(2), third = Fixture.client(3)
+        let first = Fixture.client(1)
+        let second = Fixture.client(2)
+        let third = Fixture.client(3)
         table.original(.tcp(first, Fixture.server), .syn, now: 1)
         table.original(.tcp(first, Fixture.server), .rst, now: 2)  // reset before a reply: closed at once
         XCTAssertEqual(table.lookup(proto: .tcp, client: first, local: Fixture.proxy, now: 2), .expired(.closed))
@@ -66,8 +71,9 @@ final class FlowLookupTests: XCTestCase {
         // Once the first connection has finished, its tuple may be reused.
         table.original(.tcp(Fixture.client, Fixture.server), .rst, now: 2)
         XCTAssertEqual(table.original(.tcp(Fixture.client, elsewhere), .syn, now: 2), .rewriteDestination(Fixture.proxy))
-        XCTAssertEqual(table.lookup(proto: .tcp, client: Fixture.client, local: Fixture.proxy, now: 2),
-                       .redirected(original: elsewhere))
+        XCTAssertEqual(
+            table.lookup(proto: .tcp, client: Fixture.client, local: Fixture.proxy, now: 2),
+            .redirected(original: elsewhere))
         XCTAssertEqual(table.invariantViolations(), [])
     }
 
@@ -87,7 +93,10 @@ final class FlowLookupTests: XCTestCase {
     func testDecideIsOnlyAskedForNewFlows() {
         let table = Fixture.table()
         var asked = 0
-        let decide: (FlowTuple) -> FlowDecision = { _ in asked += 1; return .redirect(to: Fixture.proxy) }
+        let decide: (FlowTuple) -> FlowDecision = { _ in
+            asked += 1
+            return .redirect(to: Fixture.proxy)
+        }
         let tuple = FlowTuple.tcp(Fixture.client, Fixture.server)
         _ = table.handleOriginal(tuple, tcpFlags: .ack, length: 60, now: 1, decide: decide)
         _ = table.handleOriginal(tuple, tcpFlags: .syn, length: 60, now: 1, decide: decide)

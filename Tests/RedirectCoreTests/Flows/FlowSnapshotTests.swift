@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import RedirectCore
 
 final class FlowSnapshotTests: XCTestCase {
@@ -35,8 +36,9 @@ final class FlowSnapshotTests: XCTestCase {
         XCTAssertEqual(sorted(restoredTable.records(now: 120)), sorted(records))
         XCTAssertEqual(restoredTable.statistics.restored, 43)
         XCTAssertEqual(restoredTable.statistics.created, 0)
-        XCTAssertEqual(restoredTable.lookup(proto: .tcp, client: Fixture.client6, local: Fixture.proxy6, now: 120),
-                       .redirected(original: Fixture.server6))
+        XCTAssertEqual(
+            restoredTable.lookup(proto: .tcp, client: Fixture.client6, local: Fixture.proxy6, now: 120),
+            .redirected(original: Fixture.server6))
         // The restored flow carries on where it was.
         XCTAssertEqual(restoredTable.reply(.tcp(Fixture.proxy6, Fixture.client6), .ack, now: 121), .rewriteSource(Fixture.server6))
         XCTAssertEqual(restoredTable.record(of: Fixture.client6, now: 121)?.state, .established)

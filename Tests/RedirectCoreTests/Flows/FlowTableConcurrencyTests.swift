@@ -1,6 +1,7 @@
 import Dispatch
 import Synchronization
 import XCTest
+
 @testable import RedirectCore
 
 /// Datapath threads, lookup readers and a sweeper on one table at once; afterwards the
@@ -20,7 +21,10 @@ final class FlowTableConcurrencyTests: XCTestCase {
                 for round in 0..<20_000 {
                     let client = Fixture.client(Int(random.next() % UInt64(workers * flowsPerWorker)))
                     _ = table.lookup(proto: .tcp, client: client, local: Fixture.proxy, now: UInt32(round / 1000))
-                    if round % 500 == 0 { _ = table.drainEvents(); _ = table.statistics }
+                    if round % 500 == 0 {
+                        _ = table.drainEvents()
+                        _ = table.statistics
+                    }
                 }
                 return
             }

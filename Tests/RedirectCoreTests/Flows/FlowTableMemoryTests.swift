@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import RedirectCore
 
 final class FlowTableMemoryTests: XCTestCase {

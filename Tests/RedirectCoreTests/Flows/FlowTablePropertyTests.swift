@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import RedirectCore
 
 /// Random operation sequences against small tables, checking the structural invariants after
@@ -35,7 +36,8 @@ final class FlowTablePropertyTests: XCTestCase {
             var random = SplitMix64(seed: seed)
             let limit = [8, 16, 40][Int(seed % 3)]
             let table = Fixture.table(
-                limit: limit, timeouts: FlowTimeouts(
+                limit: limit,
+                timeouts: FlowTimeouts(
                     synSent: 20, synReceived: 10, established: 60, finWait: 20, closeWait: 10, lastAck: 5,
                     timeWait: 20, close: 3, udpUnreplied: 5, udpReplied: 15),
                 tombstones: 8, events: 32, seed: seed)
@@ -59,8 +61,9 @@ final class FlowTablePropertyTests: XCTestCase {
                         // unless this very packet was a reset that ended it.
                         let answer = table.lookup(proto: proto, client: client, local: to, now: now)
                         let endedByReset = proto == .tcp && flags.contains(.rst) && answer == .expired(.closed)
-                        XCTAssertTrue(answer == .redirected(original: server) || endedByReset,
-                                      "seed \(seed) step \(step): \(answer)")
+                        XCTAssertTrue(
+                            answer == .redirected(original: server) || endedByReset,
+                            "seed \(seed) step \(step): \(answer)")
                     }
                 case 45..<80:
                     let source = random.next() % 4 == 0 ? server : target

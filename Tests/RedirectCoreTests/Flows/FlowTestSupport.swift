@@ -32,9 +32,10 @@ enum Fixture {
         limit: Int = 1024, shards: Int = 1, timeouts: FlowTimeouts = FlowTimeouts(),
         tombstones: Int = 64, events: Int = 0, seed: UInt64 = 42
     ) -> FlowTable {
-        try! FlowTable(configuration: FlowTableConfiguration(
-            limit: limit, shardCount: shards, timeouts: timeouts, seed: seed,
-            tombstoneCapacity: tombstones, eventCapacity: events))
+        try! FlowTable(
+            configuration: FlowTableConfiguration(
+                limit: limit, shardCount: shards, timeouts: timeouts, seed: seed,
+                tombstoneCapacity: tombstones, eventCapacity: events))
     }
 }
 

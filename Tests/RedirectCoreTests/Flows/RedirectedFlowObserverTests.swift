@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import RedirectCore
 
 /// The table tells its observer of every redirected flow that starts and ends, so a copy of
@@ -31,7 +32,7 @@ final class RedirectedFlowObserverTests: XCTestCase {
         let table = table(recorder)
         XCTAssertEqual(table.original(.tcp(Fixture.client, Fixture.server), .syn, now: 1), .rewriteDestination(Fixture.proxy))
         XCTAssertEqual(recorder.log, [start])
-        table.original(.tcp(Fixture.client, Fixture.server), .syn, now: 2)   // a retransmitted SYN
+        table.original(.tcp(Fixture.client, Fixture.server), .syn, now: 2)  // a retransmitted SYN
         table.reply(.tcp(Fixture.proxy, Fixture.client), [.syn, .ack], now: 2)
         table.original(.tcp(Fixture.client, Fixture.server), .ack, now: 2)
         XCTAssertEqual(recorder.log, [start])

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import RedirectCore
 
 final class TCPStateMachineTests: XCTestCase {
@@ -32,56 +33,80 @@ final class TCPStateMachineTests: XCTestCase {
 
     private var scenarios: [Scenario] {
         [
-            Scenario(name: "three-way handshake and data", steps: [
-                Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
-                Step(.client, data, .established), Step(.proxy, data, .established),
-            ], assuredAtEnd: true),
-            Scenario(name: "client closes first", steps: [
-                Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
-                Step(.client, fin, .finWait), Step(.proxy, ack, .closeWait), Step(.proxy, fin, .lastAck),
-                Step(.client, ack, .timeWait),
-            ], assuredAtEnd: true),
-            Scenario(name: "proxy closes first", steps: [
-                Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
-                Step(.proxy, fin, .finWait), Step(.client, ack, .closeWait), Step(.client, fin, .lastAck),
-                Step(.proxy, ack, .timeWait),
-            ], assuredAtEnd: true),
-            Scenario(name: "simultaneous FINs", steps: [
-                Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
-                Step(.client, fin, .finWait), Step(.proxy, fin, .lastAck), Step(.client, ack, .timeWait),
-                Step(.proxy, ack, .timeWait),
-            ], assuredAtEnd: true),
-            Scenario(name: "RST on an established flow", steps: [
-                Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
-                Step(.proxy, rstAck, .close),
-            ], assuredAtEnd: true),
-            Scenario(name: "proxy refuses: RST before any reply ends the flow at once", steps: [
-                Step(.client, syn, .synSent), Step(.proxy, rstAck, nil),
-            ]),
+            Scenario(
+                name: "three-way handshake and data",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
+                    Step(.client, data, .established), Step(.proxy, data, .established),
+                ], assuredAtEnd: true),
+            Scenario(
+                name: "client closes first",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
+                    Step(.client, fin, .finWait), Step(.proxy, ack, .closeWait), Step(.proxy, fin, .lastAck),
+                    Step(.client, ack, .timeWait),
+                ], assuredAtEnd: true),
+            Scenario(
+                name: "proxy closes first",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
+                    Step(.proxy, fin, .finWait), Step(.client, ack, .closeWait), Step(.client, fin, .lastAck),
+                    Step(.proxy, ack, .timeWait),
+                ], assuredAtEnd: true),
+            Scenario(
+                name: "simultaneous FINs",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
+                    Step(.client, fin, .finWait), Step(.proxy, fin, .lastAck), Step(.client, ack, .timeWait),
+                    Step(.proxy, ack, .timeWait),
+                ], assuredAtEnd: true),
+            Scenario(
+                name: "RST on an established flow",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
+                    Step(.proxy, rstAck, .close),
+                ], assuredAtEnd: true),
+            Scenario(
+                name: "proxy refuses: RST before any reply ends the flow at once",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.proxy, rstAck, nil),
+                ]),
             Scenario(name: "client aborts its SYN", steps: [Step(.client, syn, .synSent), Step(.client, rst, nil)]),
-            Scenario(name: "retransmitted SYN and SYN/ACK", steps: [
-                Step(.client, syn, .synSent), Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived),
-                Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
-            ], assuredAtEnd: true),
-            Scenario(name: "invalid packets change nothing", steps: [
-                Step(.client, syn, .synSent), Step(.client, ack, .synSent), Step(.client, fin, .synSent),
-                Step(.proxy, fin, .synSent), Step(.proxy, syn, .synSent), Step(.client, [.syn, .fin], .synSent),
-                Step(.client, [], .synSent), Step(.proxy, synAck, .synReceived),
-            ]),
-            Scenario(name: "half-open: proxy ACK without SYN/ACK is ignored", steps: [
-                Step(.client, syn, .synSent), Step(.proxy, ack, .synSent),
-            ]),
-            Scenario(name: "SYN on an established flow is ignored, its SYN/ACK resynchronises", steps: [
-                Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
-                Step(.client, syn, .established), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
-            ], assuredAtEnd: true),
-            Scenario(name: "late SYN/ACK on an established flow is ignored", steps: [
-                Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
-                Step(.proxy, synAck, .established),
-            ], assuredAtEnd: true),
-            Scenario(name: "not assured until the client's ACK", steps: [
-                Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived),
-            ]),
+            Scenario(
+                name: "retransmitted SYN and SYN/ACK",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived),
+                    Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
+                ], assuredAtEnd: true),
+            Scenario(
+                name: "invalid packets change nothing",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.client, ack, .synSent), Step(.client, fin, .synSent),
+                    Step(.proxy, fin, .synSent), Step(.proxy, syn, .synSent), Step(.client, [.syn, .fin], .synSent),
+                    Step(.client, [], .synSent), Step(.proxy, synAck, .synReceived),
+                ]),
+            Scenario(
+                name: "half-open: proxy ACK without SYN/ACK is ignored",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.proxy, ack, .synSent),
+                ]),
+            Scenario(
+                name: "SYN on an established flow is ignored, its SYN/ACK resynchronises",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
+                    Step(.client, syn, .established), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
+                ], assuredAtEnd: true),
+            Scenario(
+                name: "late SYN/ACK on an established flow is ignored",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived), Step(.client, ack, .established),
+                    Step(.proxy, synAck, .established),
+                ], assuredAtEnd: true),
+            Scenario(
+                name: "not assured until the client's ACK",
+                steps: [
+                    Step(.client, syn, .synSent), Step(.proxy, synAck, .synReceived),
+                ]),
         ]
     }
 
@@ -94,14 +119,17 @@ final class TCPStateMachineTests: XCTestCase {
                 let now = UInt32(100 + number)
                 switch step.side {
                 case .client:
-                    XCTAssertEqual(table.original(tuple, step.flags, now: now), .rewriteDestination(Fixture.proxy),
-                                   "\(scenario.name), step \(number)")
+                    XCTAssertEqual(
+                        table.original(tuple, step.flags, now: now), .rewriteDestination(Fixture.proxy),
+                        "\(scenario.name), step \(number)")
                 case .proxy:
-                    XCTAssertEqual(table.handleReply(reply, tcpFlags: step.flags, length: 60, now: now),
-                                   .rewriteSource(Fixture.server), "\(scenario.name), step \(number)")
+                    XCTAssertEqual(
+                        table.handleReply(reply, tcpFlags: step.flags, length: 60, now: now),
+                        .rewriteSource(Fixture.server), "\(scenario.name), step \(number)")
                 }
-                XCTAssertEqual(table.record(of: Fixture.client, now: now)?.state, step.expected,
-                               "\(scenario.name), step \(number)")
+                XCTAssertEqual(
+                    table.record(of: Fixture.client, now: now)?.state, step.expected,
+                    "\(scenario.name), step \(number)")
             }
             if let last = scenario.steps.last, last.expected != nil {
                 let end = UInt32(100 + scenario.steps.count - 1)
@@ -175,8 +203,13 @@ final class TCPStateMachineTests: XCTestCase {
             (.finWait, [syn, (.proxy, [.syn, .ack]), (.client, .ack), (.client, [.fin, .ack])], .expired),
             (.closeWait, [syn, (.proxy, [.syn, .ack]), (.client, .ack), (.client, [.fin, .ack]), (.proxy, .ack)], .expired),
             (.lastAck, [syn, (.proxy, [.syn, .ack]), (.client, .ack), (.client, [.fin, .ack]), (.proxy, [.fin, .ack])], .expired),
-            (.timeWait, [syn, (.proxy, [.syn, .ack]), (.client, .ack), (.client, [.fin, .ack]), (.proxy, [.fin, .ack]),
-                         (.client, .ack)], .closed),
+            (
+                .timeWait,
+                [
+                    syn, (.proxy, [.syn, .ack]), (.client, .ack), (.client, [.fin, .ack]), (.proxy, [.fin, .ack]),
+                    (.client, .ack),
+                ], .closed
+            ),
             (.close, [syn, (.proxy, [.syn, .ack]), (.client, .ack), (.proxy, .rst)], .closed),
         ]
         for (state, packets, reason) in paths {
@@ -185,7 +218,9 @@ final class TCPStateMachineTests: XCTestCase {
             let reply = FlowTuple.tcp(Fixture.proxy, Fixture.client)
             let start: UInt32 = 1000
             for (side, flags) in packets {
-                if side == .client { table.original(tuple, flags, now: start) } else {
+                if side == .client {
+                    table.original(tuple, flags, now: start)
+                } else {
                     table.reply(reply, flags, length: 60, now: start)
                 }
             }

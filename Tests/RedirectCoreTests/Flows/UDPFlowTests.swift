@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import RedirectCore
 
 final class UDPFlowTests: XCTestCase {
@@ -15,8 +16,9 @@ final class UDPFlowTests: XCTestCase {
         XCTAssertEqual(record?.originalPackets, 2)
         XCTAssertEqual(record?.originalBytes, 150)
         XCTAssertEqual(record?.assured, false)
-        XCTAssertEqual(table.lookup(proto: .udp, client: Fixture.client, local: Fixture.proxy, now: 49),
-                       .redirected(original: Fixture.server))
+        XCTAssertEqual(
+            table.lookup(proto: .udp, client: Fixture.client, local: Fixture.proxy, now: 49),
+            .redirected(original: Fixture.server))
         XCTAssertEqual(table.lookup(proto: .udp, client: Fixture.client, local: Fixture.proxy, now: 50), .expired(.expired))
     }
 
@@ -37,8 +39,9 @@ final class UDPFlowTests: XCTestCase {
         XCTAssertEqual(record?.replyBytes, 80)
         table.reply(reply, [], length: 80, now: 100)
         XCTAssertEqual(table.record(of: Fixture.client, now: 100)?.expires, 220)
-        XCTAssertEqual(table.lookup(proto: .udp, client: Fixture.client, local: Fixture.proxy, now: 219),
-                       .redirected(original: Fixture.server))
+        XCTAssertEqual(
+            table.lookup(proto: .udp, client: Fixture.client, local: Fixture.proxy, now: 219),
+            .redirected(original: Fixture.server))
         XCTAssertEqual(table.handleReply(reply, tcpFlags: [], length: 80, now: 220), .untracked)
         XCTAssertEqual(table.count, 0)
         XCTAssertEqual(table.statistics.destroyedExpired, 1)
@@ -48,8 +51,9 @@ final class UDPFlowTests: XCTestCase {
         let table = Fixture.table()
         table.original(tuple, now: 1, redirectTo: Fixture.proxy)
         table.original(.tcp(Fixture.client, Fixture.server), .syn, now: 1, redirectTo: nil)
-        XCTAssertEqual(table.lookup(proto: .udp, client: Fixture.client, local: Fixture.proxy, now: 1),
-                       .redirected(original: Fixture.server))
+        XCTAssertEqual(
+            table.lookup(proto: .udp, client: Fixture.client, local: Fixture.proxy, now: 1),
+            .redirected(original: Fixture.server))
         XCTAssertEqual(table.lookup(proto: .tcp, client: Fixture.client, local: Fixture.server, now: 1), .notRedirected)
         XCTAssertEqual(table.lookup(proto: .tcp, client: Fixture.client, local: Fixture.proxy, now: 1), .notFound)
     }

@@ -31,6 +31,7 @@ final class RedirectAddressBookTests: XCTestCase {
 
     func testTheEmptyBookOnlyAnswersLocalTraffic() {
         XCTAssertNil(RedirectAddressBook.empty.redirectAddress(hook: .preRouting, inputInterface: 2, originalDestination: IPAddress("203.0.113.10")!))
-        XCTAssertEqual(RedirectAddressBook.empty.redirectAddress(hook: .localOut, inputInterface: 0, originalDestination: IPAddress("::2")!), .ipv6Loopback)
+        XCTAssertEqual(
+            RedirectAddressBook.empty.redirectAddress(hook: .localOut, inputInterface: 0, originalDestination: IPAddress("::2")!), .ipv6Loopback)
     }
 }

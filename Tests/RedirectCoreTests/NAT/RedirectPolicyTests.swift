@@ -41,12 +41,15 @@ final class RedirectPolicyTests: XCTestCase {
         narrow.destinations = [CIDR("203.0.113.0/24")!]
         let policy = RedirectPolicy(rules: [narrow, rule("tcp:80:8081")])
         XCTAssertEqual(policy.decide(tuple(.tcp, from: "192.0.2.2", to: "203.0.113.10", port: 80), hook: .preRouting), .redirect(to: 8080))
-        XCTAssertEqual(policy.decide(tuple(.tcp, from: "192.0.2.200", to: "203.0.113.10", port: 80), hook: .preRouting), .redirect(to: 8081),
-                       "a source outside the prefix falls through to the next rule")
-        XCTAssertEqual(policy.decide(tuple(.tcp, from: "192.0.2.2", to: "198.51.100.7", port: 80), hook: .preRouting), .redirect(to: 8081),
-                       "a destination outside the prefix falls through")
-        XCTAssertEqual(policy.decide(tuple(.tcp, from: "2001:db8:1::9", to: "2001:db8:3::10", port: 80), hook: .preRouting), .redirect(to: 8081),
-                       "an IPv6 flow never matches an IPv4-only destination list")
+        XCTAssertEqual(
+            policy.decide(tuple(.tcp, from: "192.0.2.200", to: "203.0.113.10", port: 80), hook: .preRouting), .redirect(to: 8081),
+            "a source outside the prefix falls through to the next rule")
+        XCTAssertEqual(
+            policy.decide(tuple(.tcp, from: "192.0.2.2", to: "198.51.100.7", port: 80), hook: .preRouting), .redirect(to: 8081),
+            "a destination outside the prefix falls through")
+        XCTAssertEqual(
+            policy.decide(tuple(.tcp, from: "2001:db8:1::9", to: "2001:db8:3::10", port: 80), hook: .preRouting), .redirect(to: 8081),
+            "an IPv6 flow never matches an IPv4-only destination list")
     }
 
     func testTheFirstMatchingRuleWins() {

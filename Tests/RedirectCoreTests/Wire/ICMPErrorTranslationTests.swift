@@ -58,7 +58,7 @@ final class ICMPErrorTranslationTests: XCTestCase {
     /// can update it, and the kernel's NAT (tcp_manip_pkt) leaves a checksum it cannot see whole.
     private func expectedTranslation(_ error: WireTestICMPError, _ translated: WireTestICMPError) -> [UInt8] {
         guard let length = error.quoteLength, error.quoted.proto == .tcp,
-              length == error.quoted.l3HeaderLength + TCPChecksumHalf.transportLength
+            length == error.quoted.l3HeaderLength + TCPChecksumHalf.transportLength
         else { return translated.bytes }
         var quote = translated.quote
         quote[length - 1] = error.quote[length - 1]
@@ -147,7 +147,8 @@ final class ICMPErrorTranslationTests: XCTestCase {
     func testAQuotedUDPChecksumOfZeroStaysZero() throws {
         var reply = quotedPacket(.udp, from: Endpoint(origin4.address, 53), to: client4)
         reply.udpChecksumNone = true
-        let error = WireTestICMPError(outerSource: client4.address, outerDestination: origin4.address, type: 3, code: 3, quoted: reply, quoteLength: 28)
+        let error = WireTestICMPError(
+            outerSource: client4.address, outerDestination: origin4.address, type: 3, code: 3, quoted: reply, quoteLength: 28)
         var bytes = error.bytes
         _ = try translate(&bytes, .quotedSource(Endpoint(proxy4.address, 5353)))
         XCTAssertEqual(Array(bytes[(28 + 20 + 6)..<(28 + 20 + 8)]), [0, 0])
@@ -183,7 +184,9 @@ final class ICMPErrorTranslationTests: XCTestCase {
     }
 
     func testTranslatingToTheOtherFamilyIsRefused() throws {
-        var bytes = WireTestICMPError(outerSource: router4, outerDestination: origin4.address, type: 3, code: 4, quoted: quotedPacket(.tcp, from: origin4, to: client4)).bytes
+        var bytes = WireTestICMPError(
+            outerSource: router4, outerDestination: origin4.address, type: 3, code: 4, quoted: quotedPacket(.tcp, from: origin4, to: client4)
+        ).bytes
         let before = bytes
         XCTAssertThrowsError(try translate(&bytes, .quotedSource(proxy6))) { XCTAssertEqual($0 as? PacketError, .familyMismatch) }
         XCTAssertEqual(bytes, before)
@@ -210,12 +213,16 @@ final class ICMPErrorTranslationTests: XCTestCase {
         let reply4 = quotedPacket(.udp, from: Endpoint(origin4.address, 53), to: client4)
         let reply6 = quotedPacket(.udp, from: Endpoint(origin6.address, 53), to: client6)
         func error4(type: UInt8 = 3, length: Int? = nil, override: [UInt8]? = nil) -> [UInt8] {
-            WireTestICMPError(outerSource: router4, outerDestination: origin4.address, type: type, code: 3,
-                              quoted: reply4, quoteLength: length, quoteOverride: override).bytes
+            WireTestICMPError(
+                outerSource: router4, outerDestination: origin4.address, type: type, code: 3,
+                quoted: reply4, quoteLength: length, quoteOverride: override
+            ).bytes
         }
         func error6(type: UInt8 = 1, length: Int? = nil, override: [UInt8]? = nil) -> [UInt8] {
-            WireTestICMPError(outerSource: router6, outerDestination: origin6.address, type: type, code: 4,
-                              quoted: reply6, quoteLength: length, quoteOverride: override).bytes
+            WireTestICMPError(
+                outerSource: router6, outerDestination: origin6.address, type: type, code: 4,
+                quoted: reply6, quoteLength: length, quoteOverride: override
+            ).bytes
         }
         func reason(_ bytes: [UInt8]) -> PacketError? {
             if case .failure(let error) = parseICMPError(bytes) { return error }
@@ -288,7 +295,8 @@ final class ICMPErrorTranslationTests: XCTestCase {
             }
             var bytes = WireTestICMPError(
                 outerSource: router, outerDestination: origin.address, type: kind.type, code: kind.code,
-                quoted: base, quoteOverride: quote).bytes
+                quoted: base, quoteOverride: quote
+            ).bytes
             guard case .success(var message) = parseICMPError(bytes) else { continue }
             XCTAssertGreaterThanOrEqual(message.quotedTransportLength, 8, "round \(round)")
             XCTAssertLessThanOrEqual(message.quotedTransportOffset + message.quotedTransportLength, bytes.count, "round \(round)")
@@ -335,7 +343,9 @@ final class ICMPErrorSeedTests: XCTestCase {
             XCTAssertEqual(message.proto, seed.proto, name)
             XCTAssertEqual(message.quotedTransportLength, seed.transport, name)
             let valid = { (bytes: [UInt8], message: ICMPErrorPacket) -> Bool in
-                bytes.withUnsafeBytes { message.fullChecksum(in: $0) == UInt16(bytes[message.icmpOffset + 2]) << 8 | UInt16(bytes[message.icmpOffset + 3]) }
+                bytes.withUnsafeBytes {
+                    message.fullChecksum(in: $0) == UInt16(bytes[message.icmpOffset + 2]) << 8 | UInt16(bytes[message.icmpOffset + 3])
+                }
             }
             XCTAssertTrue(valid(bytes, message), "\(name): the seed's ICMP checksum")
             let target = Endpoint(seed.family == .ipv4 ? IPAddress("192.0.2.1")! : IPAddress("2001:db8:1::1")!, 8080)

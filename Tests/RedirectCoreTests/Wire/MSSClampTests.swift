@@ -32,8 +32,10 @@ final class MSSClampTests: XCTestCase {
             for (before, after) in [
                 (mss(65483), mss(max)),  // even offset: the value is one checksum word
                 ([1] + mss(65483) + [1, 1, 1], [1] + mss(max) + [1, 1, 1]),  // odd offset: it straddles two
-                ([1, 1, 4, 2] + mss(65495) + [8, 10] + Array(repeating: 7, count: 8) + [0, 0],
-                 [1, 1, 4, 2] + mss(max) + [8, 10] + Array(repeating: 7, count: 8) + [0, 0]),  // after SACK-permitted
+                (
+                    [1, 1, 4, 2] + mss(65495) + [8, 10] + Array(repeating: 7, count: 8) + [0, 0],
+                    [1, 1, 4, 2] + mss(max) + [8, 10] + Array(repeating: 7, count: 8) + [0, 0]
+                ),  // after SACK-permitted
             ] {
                 for flags: TCPFlags in [[.syn], [.syn, .ack]] {
                     let (changed, bytes) = clamp(syn(options: before, flags: flags, family: family))

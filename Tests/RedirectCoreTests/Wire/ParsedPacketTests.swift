@@ -130,12 +130,12 @@ final class ParsedPacketTests: XCTestCase {
     }
 
     func testTCPSequenceSpanCountsDataAndSYNAndFIN() throws {
-        var bytes = WireFixtures.ipv4TCPWithOptions   // SYN, 24-byte IP header
+        var bytes = WireFixtures.ipv4TCPWithOptions  // SYN, 24-byte IP header
         bytes[24 + 4..<24 + 8] = [0xFF, 0xFF, 0xFF, 0xF0]
         let syn = try parsePacket(bytes).get()
         XCTAssertEqual(syn.tcpSequence, TCPSequenceSpan(start: 0xFFFF_FFF0, end: 0xFFFF_FFF1))
-        bytes[24 + 13] = 0x11   // FIN+ACK, and 4 bytes of data past a 20-byte header
-        bytes[24 + 12] = 0x90   // data offset 9 words = 36 bytes of the 40
+        bytes[24 + 13] = 0x11  // FIN+ACK, and 4 bytes of data past a 20-byte header
+        bytes[24 + 12] = 0x90  // data offset 9 words = 36 bytes of the 40
         let fin = try parsePacket(bytes).get()
         XCTAssertEqual(fin.tcpSequence, TCPSequenceSpan(start: 0xFFFF_FFF0, end: 0xFFFF_FFF0 &+ 4 &+ 1))
         XCTAssertEqual(try parsePacket(WireFixtures.ipv4UDP).get().tcpSequence, TCPSequenceSpan(start: 0, end: 0))

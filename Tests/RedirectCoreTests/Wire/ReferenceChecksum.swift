@@ -19,7 +19,8 @@ enum ReferenceChecksum {
     static func checksum(_ bytes: [UInt8]) -> UInt16 { ~onesComplementSum(bytes) }
 
     static func addressBytes(_ address: IPAddress, family: AddressFamily) -> [UInt8] {
-        let all = (0..<8).map { UInt8(truncatingIfNeeded: address.high >> (56 - 8 * $0)) }
+        let all =
+            (0..<8).map { UInt8(truncatingIfNeeded: address.high >> (56 - 8 * $0)) }
             + (0..<8).map { UInt8(truncatingIfNeeded: address.low >> (56 - 8 * $0)) }
         return family == .ipv4 ? Array(all[12...]) : all
     }

@@ -74,11 +74,15 @@ struct WireTestICMPError {
     static func errorKinds(_ family: AddressFamily) -> [(type: UInt8, code: UInt8, name: String)] {
         switch family {
         case .ipv4:
-            [(3, 4, "fragmentation needed"), (3, 3, "port unreachable"), (3, 1, "host unreachable"),
-             (11, 0, "time exceeded"), (12, 0, "parameter problem")]
+            [
+                (3, 4, "fragmentation needed"), (3, 3, "port unreachable"), (3, 1, "host unreachable"),
+                (11, 0, "time exceeded"), (12, 0, "parameter problem"),
+            ]
         case .ipv6:
-            [(2, 0, "packet too big"), (1, 4, "port unreachable"), (1, 0, "no route"),
-             (3, 0, "time exceeded"), (4, 0, "parameter problem")]
+            [
+                (2, 0, "packet too big"), (1, 4, "port unreachable"), (1, 0, "no route"),
+                (3, 0, "time exceeded"), (4, 0, "parameter problem"),
+            ]
         }
     }
 }
