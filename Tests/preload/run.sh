@@ -193,6 +193,7 @@ if ! $netns_only; then
         "$bin/preload_tests" --busy-poll
     run env LD_PRELOAD="$lib" NFQ_REDIRECT_SOCKET="$work/absent.sock" "$bin/preload_tests" --absent
     run env NFQ_REDIRECT_SOCKET="$socket_path" "$bin/preload_tests" --no-preload
+    run_fallback_notice
 fi
 
 run_netns
