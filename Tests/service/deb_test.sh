@@ -7,14 +7,20 @@
 # The package is purged, and the test's daemon, namespace and group removed, on any exit.
 # Prints a PASS or FAIL line per check; make runs it under the harness's reporter
 # (Tests/harness/report.py), whose summary line ends the output. Exit status non-zero on any failure.
+# The daemon runs in the harness's namespace (shape "single"): the script runs itself again
+# under `python3 -m harness.netns run`, which creates it and removes it on any exit.
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 [ "$(id -u)" = 0 ] || { echo "deb_test.sh: run as root (it installs the package with dpkg)"; exit 1; }
+export PYTHONPATH="${PYTHONPATH:-$repo/Tests}"
+if [ -z "${NFQR_NS_ROUTER:-}" ]; then
+    exec /usr/bin/python3 -m harness.netns run --tag "nfqr-deb-$$" --shape single -- "$0" "$@"
+fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-deb-test.XXXXXX")"
 chmod 0755 "$work"   # the unprivileged clients below reach the socket in it
 log="$work/log"
-netns="nfqr-deb-$$"
+netns="$NFQR_NS_ROUTER"
 daemon=""
 group_before="$(getent group nfq-redirect || true)"
 installed_by_us=""
@@ -22,7 +28,6 @@ passed=0 failed=0
 
 cleanup() {
     [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
-    ip netns del "$netns" 2>/dev/null
     if [ -n "$installed_by_us" ] && dpkg-query -W -f='${Status}' nfq-redirect 2>/dev/null | grep -q installed; then
         dpkg --purge nfq-redirect >/dev/null 2>&1
     fi
@@ -148,8 +153,7 @@ socket="$work/lookup.sock"
 config="$work/nfq-redirect.toml"
 start_daemon() {
     sed -e "s|^socket = .*|socket = \"$socket\"|" /etc/nfq-redirect/nfq-redirect.toml >"$config" &&
-    printf '\n[[redirect]]\nproto = "tcp"\nports = "9000"\nto_port = 8090\nscope = "local"\n' >>"$config" &&
-    ip netns add "$netns" && ip -n "$netns" link set lo up || return 1
+    printf '\n[[redirect]]\nproto = "tcp"\nports = "9000"\nto_port = 8090\nscope = "local"\n' >>"$config" || return 1
     # As the unit runs it: its CapabilityBoundingSet= (no CAP_CHOWN) and SupplementaryGroups=.
     local unit=/usr/lib/systemd/system/nfq-redirect.service caps groups
     caps="$(sed -n 's/^CapabilityBoundingSet=//p' "$unit" | tr 'A-Z ' 'a-z\n' | sed -n 's/^cap_\(.*\)/+\1/p' | paste -sd,)"
@@ -191,14 +195,14 @@ ok = ok and outsider.returncode != 0 and "ermission denied" in (outsider.stdout 
 sys.exit(0 if ok else 1)
 PY
 }
-stop_daemon() { kill "$daemon" && wait "$daemon"; local status=$?; daemon=""; ip netns del "$netns"; [ "$status" = 0 ]; }
+stop_daemon() { kill "$daemon" && wait "$daemon"; local status=$?; daemon=""; [ "$status" = 0 ]; }
 # A group the host lacks: one line and exit status 2, from the check and from the daemon, in
-# a namespace of its own in case it touched anything.
+# the harness's namespace, after the test's daemon has stopped.
 missing_group_refused() {
     local missing="nfqr-missing-$$" extra output status
     sed -e "s|^group = .*|group = \"$missing\"|" "$config" >"$work/missing.toml"
     for extra in --check-config --no-state; do
-        output="$(timeout 20 unshare --net /usr/sbin/nfq-redirectd --config "$work/missing.toml" --no-getsockopt-hook $extra 2>&1)"; status=$?
+        output="$(timeout 20 ip netns exec "$netns" /usr/sbin/nfq-redirectd --config "$work/missing.toml" --no-getsockopt-hook $extra 2>&1)"; status=$?
         echo "$extra: exit $status: $output"
         [ "$status" = 2 ] && [ "$(wc -l <<<"$output")" = 1 ] && grep -q "lookup.group: no group named '$missing'" <<<"$output" || return 1
     done
