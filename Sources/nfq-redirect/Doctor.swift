@@ -10,14 +10,20 @@ extension RedirectControl {
     struct DoctorCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "doctor",
-            abstract: "Check the host: config, firewall tools, rules, queues, lookup socket, systemd unit.",
+            abstract:
+                "Check the host: config, firewall tools, rules, queues, forwarding, rp_filter, exclusions, lookup socket, getsockopt hook, systemd unit.",
             discussion: """
-                One line per check: ok, warn or FAIL, then what was found. Exit status 1 when a check \
-                failed. Give the same --config (and flags) the daemon runs with. Changes nothing.
+                One line per check: ok, warn or FAIL, then what was found and what to fix. Exit status 1 \
+                when a check failed. Give the same --config (and flags) the daemon runs with; --user NAME \
+                also checks that a proxy running as NAME may use the lookup socket. Changes nothing.
                 """)
 
         @OptionGroup var options: RedirectOptions
         @Option(name: .customLong("unit"), help: "The systemd unit to look at.") var unit = "nfq-redirect.service"
+        @Option(
+            name: .customLong("user"),
+            help: ArgumentHelp("Check that a proxy running as this user (name or uid) may use the lookup socket.", valueName: "name"))
+        var user: String?
 
         func run() throws {
             var findings: [Doctor.Finding] = []
@@ -56,7 +62,16 @@ extension RedirectControl {
                         .fail, "queues",
                         "no /proc/net/netfilter/nfnetlink_queue: the nfnetlink_queue module is not loaded (no daemon has bound a queue)"))
             }
+            if let forwarding = Doctor.forwarding(
+                configuration, ipv4: sysctl("/proc/sys/net/ipv4/ip_forward"), ipv6: sysctl("/proc/sys/net/ipv6/conf/all/forwarding"))
+            {
+                findings.append(forwarding)
+            }
+            if let reversePath = Doctor.reversePathFilter(configuration, values: reversePathFilterValues()) { findings.append(reversePath) }
+            findings.append(Doctor.exclusions(configuration))
             findings.append(lookup)
+            if let user { findings.append(socketAccess(user, configuration.lookup)) }
+            findings.append(getsockoptHook(configuration, daemonRunning: daemonRunning))
             if let unitFinding = systemdUnit() { findings.append(unitFinding) }
             findings.forEach { print($0) }
             let status = Doctor.exitStatus(findings)
@@ -89,6 +104,67 @@ extension RedirectControl {
             } catch {
                 return .init(.fail, "lookup socket", "\(path): \(error)")
             }
+        }
+
+        private func sysctl(_ path: String) -> Int? {
+            guard let file = fopen(path, "re") else { return nil }
+            defer { fclose(file) }
+            var buffer = [CChar](repeating: 0, count: 32)
+            guard fgets(&buffer, 32, file) != nil else { return nil }
+            return Int(String(cString: buffer).filter { !$0.isWhitespace })
+        }
+
+        /// net.ipv4.conf.<interface>.rp_filter for every interface, `all` included.
+        private func reversePathFilterValues() -> [String: Int] {
+            guard let directory = opendir("/proc/sys/net/ipv4/conf") else { return [:] }
+            defer { closedir(directory) }
+            var values: [String: Int] = [:]
+            while let entry = readdir(directory) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                guard name != ".", name != ".." else { continue }
+                if let value = sysctl("/proc/sys/net/ipv4/conf/\(name)/rp_filter") { values[name] = value }
+            }
+            return values
+        }
+
+        private func getsockoptHook(_ configuration: DaemonConfiguration, daemonRunning: Bool) -> Doctor.Finding {
+            var attached: Int?
+            var why: String?
+            if BPFGetsockoptHook.isBuiltIn && configuration.getsockopt.enabled {
+                do {
+                    attached = try BPFGetsockoptHook.attachedCount(cgroupPath: configuration.getsockopt.cgroup)
+                } catch {
+                    why = "\(error)"
+                }
+            }
+            return Doctor.getsockoptHook(
+                configuration, builtIn: BPFGetsockoptHook.isBuiltIn, attached: attached, why: why, daemonRunning: daemonRunning)
+        }
+
+        /// The user's ids and groups as the kernel will check them, and the permissions on the way.
+        private func socketAccess(_ name: String, _ lookup: DaemonConfiguration.Lookup) -> Doctor.Finding {
+            let entry = uid_t(name).flatMap { getpwuid($0) } ?? getpwnam(name)
+            guard let entry else { return .init(.fail, "lookup socket for \(name)", "no user named '\(name)' on this host") }
+            let account = String(cString: entry.pointee.pw_name)
+            let uid = entry.pointee.pw_uid
+            let gid = entry.pointee.pw_gid
+            var count: Int32 = 64
+            var groups = [gid_t](repeating: 0, count: Int(count))
+            if getgrouplist(account, gid, &groups, &count) < 0 {
+                groups = [gid_t](repeating: 0, count: Int(count))
+                _ = getgrouplist(account, gid, &groups, &count)
+            }
+            groups = Array(groups.prefix(Int(max(0, count))))
+            func access(_ path: String) -> Doctor.FileAccess? {
+                var info = stat()
+                guard stat(path, &info) == 0 else { return nil }
+                return Doctor.FileAccess(path: path, uid: info.st_uid, gid: info.st_gid, mode: info.st_mode)
+            }
+            let parts = lookup.socketPath.split(separator: "/").dropLast()
+            let directories = (0...parts.count).compactMap { access("/" + parts.prefix($0).joined(separator: "/")) }
+            return Doctor.socketAccess(
+                Doctor.Account(name: account, uid: uid, gid: gid, groups: groups), socketPath: lookup.socketPath,
+                directories: directories, socket: access(lookup.socketPath), lookup: lookup)
         }
 
         /// Only where systemd runs as PID 1.

@@ -1,4 +1,5 @@
 import Kernel
+import RedirectCore
 import XCTest
 
 @testable import Daemon
@@ -34,5 +35,75 @@ final class DoctorTests: XCTestCase {
         XCTAssertTrue(Doctor.rules(missing: ["x"], manage: true, daemonRunning: false).detail.hasPrefix("not installed"))
         XCTAssertEqual(Doctor.rules(missing: ["x"], manage: false, daemonRunning: true).level, .fail)
         XCTAssertEqual(Doctor.Finding(.warn, "rules", "x").description, "warn  rules: x")
+    }
+
+    private func configuration(_ scopes: [RedirectRule.Scope]) -> DaemonConfiguration {
+        var configuration = DaemonConfiguration()
+        configuration.redirects = scopes.map { try! RedirectRule(parsing: "tcp:80:8080", scope: $0) }
+        return configuration
+    }
+
+    func testForwardingMattersOnlyForNetworkRedirects() {
+        XCTAssertNil(Doctor.forwarding(configuration([.local]), ipv4: 0, ipv6: 0))
+        XCTAssertEqual(Doctor.forwarding(configuration([.network]), ipv4: 1, ipv6: 1)?.level, .ok)
+        let off = Doctor.forwarding(configuration([.network]), ipv4: 0, ipv6: 1)
+        XCTAssertEqual(off?.level, .warn)
+        XCTAssertTrue(off?.detail.contains("sysctl -w net.ipv4.ip_forward=1") ?? false, off?.detail ?? "")
+    }
+
+    func testStrictReversePathFilter() {
+        let network = configuration([.network])
+        XCTAssertNil(Doctor.reversePathFilter(configuration([.local]), values: ["all": 1, "eth0": 1]))
+        XCTAssertEqual(Doctor.reversePathFilter(network, values: ["all": 0, "default": 1, "lo": 1, "eth0": 2])?.level, .ok)
+        let strict = Doctor.reversePathFilter(network, values: ["all": 1, "lo": 0, "eth0": 0, "eth1": 2])
+        XCTAssertEqual(strict?.level, .warn)
+        XCTAssertTrue(strict?.detail.hasPrefix("strict on eth0:") ?? false, strict?.detail ?? "")  // max(all, eth1) = 2: loose
+    }
+
+    func testALocalRedirectWithoutExclusionsLoops() {
+        var local = configuration([.local])
+        XCTAssertEqual(Doctor.exclusions(local).level, .warn)
+        local.exclusions.uids = [13]
+        XCTAssertEqual(Doctor.exclusions(local).level, .ok)
+        XCTAssertEqual(Doctor.exclusions(configuration([.network])).level, .ok)
+    }
+
+    func testGetsockoptHook() {
+        var hooked = configuration([.network])
+        XCTAssertEqual(Doctor.getsockoptHook(hooked, builtIn: true, attached: 1, why: nil, daemonRunning: true).level, .ok)
+        let missing = Doctor.getsockoptHook(hooked, builtIn: true, attached: 0, why: nil, daemonRunning: true)
+        XCTAssertEqual(missing.level, .warn)
+        XCTAssertTrue(missing.detail.contains("journalctl"), missing.detail)
+        XCTAssertEqual(Doctor.getsockoptHook(hooked, builtIn: true, attached: nil, why: "EPERM", daemonRunning: true).level, .warn)
+        hooked.getsockopt.enabled = false
+        XCTAssertEqual(Doctor.getsockoptHook(hooked, builtIn: true, attached: 0, why: nil, daemonRunning: true).level, .ok)
+    }
+
+    func testSocketAccessForAUser() {
+        let proxy = Doctor.Account(name: "proxy", uid: 13, gid: 13, groups: [13])
+        let root = Doctor.Account(name: "root", uid: 0, gid: 0, groups: [0])
+        let path = "/run/nfq-redirect/lookup.sock"
+        let directories = [
+            Doctor.FileAccess(path: "/", uid: 0, gid: 0, mode: 0o755), Doctor.FileAccess(path: "/run", uid: 0, gid: 0, mode: 0o755),
+            Doctor.FileAccess(path: "/run/nfq-redirect", uid: 0, gid: 0, mode: 0o755),
+        ]
+        let socket = Doctor.FileAccess(path: path, uid: 0, gid: 4242, mode: 0o140660)
+        var lookup = DaemonConfiguration.Lookup()
+        let refused = Doctor.socketAccess(proxy, socketPath: path, directories: directories, socket: socket, lookup: lookup)
+        XCTAssertEqual(refused.level, .fail)
+        XCTAssertTrue(refused.detail.contains("EACCES") && refused.detail.contains("usermod -aG 4242 proxy"), refused.detail)
+        var member = proxy
+        member.groups.append(4242)
+        XCTAssertEqual(Doctor.socketAccess(member, socketPath: path, directories: directories, socket: socket, lookup: lookup).level, .ok)
+        XCTAssertEqual(Doctor.socketAccess(root, socketPath: path, directories: directories, socket: socket, lookup: lookup).level, .ok)
+        var closed = directories
+        closed[2].mode = 0o700
+        let blocked = Doctor.socketAccess(member, socketPath: path, directories: closed, socket: socket, lookup: lookup)
+        XCTAssertTrue(blocked.detail.hasPrefix("cannot enter /run/nfq-redirect"), blocked.detail)
+        lookup.allowAll = false
+        lookup.allowUsers = ["0"]
+        let denied = Doctor.socketAccess(member, socketPath: path, directories: directories, socket: socket, lookup: lookup)
+        XCTAssertTrue(denied.detail.contains("ERR DENIED"), denied.detail)
+        XCTAssertEqual(Doctor.socketAccess(member, socketPath: path, directories: directories, socket: nil, lookup: lookup).level, .fail)
     }
 }

@@ -983,6 +983,17 @@ def doctor(env):
     expect(status == 0 and all(levels.get(check) == "ok" for check in ("config", "firewall", "rules", "queues", "lookup"))
            and "FAIL" not in out, "doctor with the daemon running: config, tools, rules, queues, socket ok; exit 0",
            (status, out, err))
+    expect(any(line.split(":")[0].split(None, 1)[-1] == "getsockopt hook" for line in out.splitlines())
+           and any(" exclusions:" in line for line in out.splitlines()),
+           "doctor also reports the getsockopt hook and the exclusions", out)
+    status, out, err = run_in_router(env, [*argv, "--user", "root"])
+    expect(status == 0 and any(line.startswith("ok    lookup socket for root:") for line in out.splitlines()),
+           "doctor --user root: may connect and is answered; exit 0", (status, out, err))
+    status, out, err = run_in_router(env, [*argv, "--user", "nobody"])
+    nobody = next((line for line in out.splitlines() if "lookup socket for nobody" in line), "")
+    # The suite's socket is world-writable behind an allow list: nobody may connect but is denied.
+    expect(status == 1 and nobody.startswith("FAIL") and any(why in nobody for why in ("EACCES", "cannot enter", "ERR DENIED")),
+           "doctor --user nobody (not allowed): FAIL with the reason and the fix; exit 1", (status, out, err))
     try:
         stop_daemon(env, signal.SIGKILL)
         status, out, _ = run_in_router(env, argv)
