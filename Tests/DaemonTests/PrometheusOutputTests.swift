@@ -111,6 +111,17 @@ final class MetricCatalogTests: XCTestCase {
         }
     }
 
+    /// docs/operations.md's metrics table names every metric of the catalog (with its labels),
+    /// so the operators' reference cannot fall behind the exporter.
+    func testTheOperationsPageNamesEveryMetric() throws {
+        let page = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/operations.md")
+        let text = try String(contentsOf: page, encoding: .utf8)
+        for metric in MetricCatalog.all {
+            let written = metric.labels.isEmpty ? "`\(metric.name)`" : "`\(metric.name){\(metric.labels.joined(separator: ","))}`"
+            XCTAssertTrue(text.contains(written), "docs/operations.md does not name \(written)")
+        }
+    }
+
     func testAReportTakesItsTypeAndHelpFromTheTable() {
         var report = DaemonStatistics()
         report.counter("nfqr_drops_total", 3, labels: [("reason", "table_full")])
