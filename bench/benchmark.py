@@ -91,6 +91,9 @@ def parse_options(argv):
                         help="also measure the daemon with --no-getsockopt-hook (side 'nohook') in every "
                              "figure: what the getsockopt hook costs (its map entry per TCP flow) next to the "
                              "daemon with it (new connections always has this side)")
+    parser.add_argument("--live-table", action="store_true",
+                        help="run the daemon with its live flow table (a shared mapping of a file in the run "
+                             "directory, as shipped) instead of --no-state: what the crash-proof table costs")
     parser.add_argument("--quick", action="store_true",
                         help="2 s samples, 2 rounds, flow sizes 10k and 100k: about 2 minutes")
     parser.add_argument("--rounds", type=int, help="samples per side per figure (default 3; --quick 2)")

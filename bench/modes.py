@@ -123,6 +123,11 @@ class DaemonMode(DaemonRedirect):
         self.config_file = None
         self.table_limit = options.table_limit
         self.extra_args = list(options.daemon_arg) + list(extra)
+        # Off by default (a fresh table per sample); --live-table keeps it as the shipped config
+        # does, in this run's directory (a stop for good removes it, so no sample adopts another's).
+        self.state_args = (["--state-file", os.path.join(run_dir, "flows.state"),
+                            "--table-file", os.path.join(run_dir, "flows.table")]
+                           if getattr(options, "live_table", False) else ["--no-state"])
         self.starts = 0
         self.stale_sockets = 0
         self.hook = None   # the daemon's log line about its getsockopt hook, from the last start
@@ -135,7 +140,7 @@ class DaemonMode(DaemonRedirect):
         self.config_file = path
 
     def argv(self):
-        argv = [self.binary, "--queue", str(self.queue), "--socket", self.socket_path, "--no-state",
+        argv = [self.binary, "--queue", str(self.queue), "--socket", self.socket_path, *self.state_args,
                 "--table-limit", str(self.table_limit)]
         if self.config_file:
             argv += ["--config", self.config_file]
