@@ -5,20 +5,34 @@ import XCTest
 
 @testable import Kernel
 
-/// A throwaway network namespace for root tests. Work happens on a dedicated thread that
-/// setns()es into it (namespace membership is per thread); programs spawned from that thread
-/// inherit it. `withNamespace` always deletes the namespace, failures included.
+/// A throwaway network namespace for root tests, made and removed by the test harness
+/// (Tests/harness, shape "single": loopback up, no duplicate address detection). Work happens
+/// on a dedicated thread that setns()es into it (namespace membership is per thread); programs
+/// spawned from that thread inherit it. `withNamespace` always deletes the namespace, failures
+/// included.
 final class NetworkNamespace {
     let name: String
 
     private init(name: String) { self.name = name }
 
     static func withNamespace<T>(_ body: (NetworkNamespace) throws -> T) throws -> T {
-        var generator = SplitMix64(seed: UInt64(UInt32(truncatingIfNeeded: getpid())) << 32 | UInt64(UInt32(truncatingIfNeeded: time(nil))))
-        let namespace = NetworkNamespace(name: "nfqr-kt-\(String(generator.next() & 0xffff_ffff, radix: 16))")
-        try namespace.host(["ip", "netns", "add", namespace.name])
-        defer { _ = try? ProgramRunner.run(try ProgramRunner.locate("ip"), ["netns", "delete", namespace.name]) }
-        return try body(namespace)
+        // A tag per call: tests may run in parallel (swift test --parallel).
+        let tag = "nfqr-kt-\(String(UInt32.random(in: 0 ... .max), radix: 16))"
+        defer { _ = try? ProgramRunner.run("/usr/bin/env", harness(["delete", "--tag", tag])) }
+        let created = try ProgramRunner.run("/usr/bin/env", harness(["create", "--tag", tag, "--shape", "single"]))
+        let names = created.output.split(separator: "\n").map(String.init).filter { $0.hasPrefix("\(tag)-") }
+        guard created.status == 0, names.count == 1 else {
+            throw KernelError.programFailed(command: "python3 -m harness.netns create --tag \(tag)", status: created.status, output: created.output)
+        }
+        return try body(NetworkNamespace(name: names[0]))
+    }
+
+    /// `python3 -m harness.netns ARGUMENTS` through env(1): the harness is found through
+    /// PYTHONPATH when set (the Makefile exports it), else in this repository's Tests directory.
+    private static func harness(_ arguments: [String]) -> [String] {
+        let tests = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path
+        let path = ProcessInfo.processInfo.environment["PYTHONPATH"].flatMap { $0.isEmpty ? nil : $0 } ?? tests
+        return ["PYTHONPATH=\(path)", "/usr/bin/python3", "-m", "harness.netns"] + arguments
     }
 
     /// Runs a command on the calling thread (in whatever namespace that thread is in).

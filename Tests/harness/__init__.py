@@ -2,7 +2,8 @@
 
 Found by one mechanism: the make fragments export PYTHONPATH=<repo>/Tests, so every suite,
 the benchmarks and `make demo` import `harness.<module>`; bash entry points call its
-command-line tools (`python3 -m harness.netns run ...`, `python3 -m harness.report ...`).
+command-line tools (`python3 -m harness.netns run ...`, `python3 -m harness.report ...`); the
+Swift root tests (Tests/KernelTests/NetworkNamespace.swift) call `harness.netns create/delete`.
 
     topology      the namespaces and addresses, described once (shapes: full, three, pair, single)
     processes     commands and background programs in a namespace, always with a time limit
@@ -14,5 +15,6 @@ command-line tools (`python3 -m harness.netns run ...`, `python3 -m harness.repo
     cleanup       the run marker and the "nothing left behind" check
     unprivileged  world-readable copies of what runs as uid 65534
     suite         the loop of a namespace suite: set up, run the cases, tear down, check
-    netns         command line: namespaces of a shape around a command, removed afterwards
+    netns         command line: namespaces of a shape around a command, removed afterwards;
+                  or made (create) and removed (delete) for a caller in another language
 """

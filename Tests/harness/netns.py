@@ -14,6 +14,16 @@
         Runs COMMAND (a Python suite that makes and removes its own namespaces, named TAG-*)
         and afterwards removes whatever of them is left: the safety net for a suite killed hard.
 
+    python3 -m harness.netns create --tag TAG [--shape single|pair|three|full]
+        Creates the namespaces of the shape, as `run` does, and prints their names, one a line
+        (for a caller in another language that runs its own code in them, e.g. the Swift root
+        tests); it must call `delete` with the same TAG afterwards, failure included. If the
+        set-up fails half-way, what was made is removed and the exit status is 1.
+
+    python3 -m harness.netns delete --tag TAG
+        Stops the processes left in the namespaces TAG-* and deletes those namespaces, as `run`
+        does at its end (never the caller's own process).
+
     python3 -m harness.netns wait-socket PATH [--pid PID] [--log FILE] [--timeout S]
         Waits until the unix socket PATH accepts a connection (a daemon is ready); fails early,
         showing FILE, if process PID exits.
@@ -60,7 +70,8 @@ def remove_leftovers(tag, run_dir=None, quiet=False):
     """Stops the processes in namespaces TAG-* and those carrying the marker, deletes the
     namespaces (their links, addresses and rules go with them) and the run directory."""
     ours = [ns for ns in topology.existing_namespaces() if ns.startswith(f"{tag}-")]
-    stop_pids(sorted({pid for ns in ours for pid in namespace_pids(ns)} | set(processes_marked(tag))))
+    spared = {os.getpid(), os.getppid()}  # `delete`'s caller may still hold a thread in one
+    stop_pids(sorted(({pid for ns in ours for pid in namespace_pids(ns)} | set(processes_marked(tag))) - spared))
     for ns in ours:
         run_command(["ip", "netns", "del", ns], check=False)
         if not quiet:
@@ -117,6 +128,25 @@ def command_run(args):
         remove_leftovers(args.tag, run_dir, quiet=True)
 
 
+def command_create(args):
+    shape_topology = topology.Topology(args.tag, args.shape)
+    try:
+        shape_topology.create()
+        if args.shape != "single":
+            shape_topology.wait_for_neighbours()
+    except CommandFailed as error:
+        print(f"harness: namespace set-up failed: {error}", file=sys.stderr)
+        remove_leftovers(args.tag, quiet=True)
+        return 1
+    print("\n".join(shape_topology.namespaces))
+    return 0
+
+
+def command_delete(args):
+    remove_leftovers(args.tag, quiet=True)
+    return 0
+
+
 def command_guard(args):
     try:
         return run_child(args.command, dict(os.environ, **{RUN_MARKER: args.tag}))
@@ -163,6 +193,11 @@ def main(argv):
     run.add_argument("--tag", required=True)
     run.add_argument("--shape", choices=topology.SHAPES, default="single")
     run.add_argument("command", nargs="+")
+    create = commands.add_parser("create")
+    create.add_argument("--tag", required=True)
+    create.add_argument("--shape", choices=topology.SHAPES, default="single")
+    delete = commands.add_parser("delete")
+    delete.add_argument("--tag", required=True)
     guard = commands.add_parser("guard")
     guard.add_argument("--tag", required=True)
     guard.add_argument("command", nargs="+")
@@ -175,7 +210,7 @@ def main(argv):
     if args.action != "wait-socket" and os.geteuid() != 0:
         print("harness: must be run as root (it creates network namespaces)", file=sys.stderr)
         return 2
-    return {"run": command_run, "guard": command_guard, "wait-socket": command_wait_socket}[args.action](args)
+    return {"run": command_run, "create": command_create, "delete": command_delete, "guard": command_guard, "wait-socket": command_wait_socket}[args.action](args)
 
 
 if __name__ == "__main__":

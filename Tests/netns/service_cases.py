@@ -1359,33 +1359,6 @@ def watchdog_restarts_hung_daemon(env):
 
 # --- sd_notify, watchdog, metrics ----------------------------------------------------------------
 
-class FakeNotifySocket:
-    """systemd's side of sd_notify: a datagram socket; every message with its arrival time."""
-
-    def __init__(self, path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.messages = []
-
-    def collect(self, seconds):
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
-            except socket.timeout:
-                break
-        return self.messages
-
-    def since(self, moment):
-        return [text for at, text in self.messages if at >= moment]
-
-    def close(self):
-        self.sock.close()
-        os.unlink(self.path)
-
-
 def datapath_thread(pid, name):
     for tid in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{tid}/comm") as comm:
@@ -1408,15 +1381,16 @@ def release_thread(tid):
 
 
 def notify_protocol_and_watchdog(env):
-    notify = FakeNotifySocket(os.path.join(env.run_dir, "notify.sock"))
+    from service_manager import NotifySocket
+    notify = NotifySocket(os.path.join(env.run_dir, "notify.sock"))
     stop_daemon(env, signal.SIGUSR2)
     try:
         daemon = start_daemon(env, argv=env.redirect.argv(["--metrics", f"127.0.0.1:{METRICS_PORT}"]),
                               environment={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "4000000"})
         notify.collect(3.2)
         # The queue sockets and the lookup listener go to the descriptor store before READY=1
-        # (service_manager.py keeps them; this socket only reads the text).
-        texts = [text for _, text in notify.messages]
+        # (FakeServiceManager keeps them; here only the text is read).
+        texts = [text for _, _, text in notify.messages]
         stored = [text for text in texts if text.startswith("FDSTORE=1")]
         expect(len(stored) >= 3 and "FDSTORE=1\nFDNAME=lookup" in stored
                and all(re.fullmatch(r"FDSTORE=1\nFDNAME=(nfqueue-\d+|lookup)", text) for text in stored),

@@ -17,6 +17,10 @@ service suite emulates the parts of the manager the unit relies on:
 - Restart=on-failure with RestartSec=: a non-zero exit, a signal other than SIGHUP/SIGINT/
   SIGTERM/SIGPIPE, or a watchdog kill starts the service again after RestartSec.
 
+NotifySocket, the receiving end of sd_notify alone (each message with its sender's pid, its
+descriptors and its arrival time), is the manager's building block; the sd_notify case of the
+service suite reads the daemon's messages with it directly.
+
 Run as a program (`service_manager.py exec FDS -- argv...`) it is the tiny wrapper between fork
 and the daemon: it moves the inherited descriptors FDS to 3, 4, ..., sets LISTEN_PID to its own
 pid (which exec keeps) and execs argv.
@@ -57,6 +61,55 @@ class ManagedProgram(Program):
         self.pid = self.popen.pid
 
 
+class NotifySocket:
+    """systemd's side of sd_notify: a datagram socket (SO_PASSCRED) at `path`; `messages` holds
+    every message received, as (monotonic arrival time, sender pid, text)."""
+
+    def __init__(self, path):
+        self.path = path
+        if os.path.exists(path):
+            os.unlink(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_PASSCRED, 1)
+        self.messages = []
+
+    def readable(self, timeout):
+        return bool(select.select([self.sock], [], [], timeout)[0])
+
+    def receive(self):
+        """One message (blocks until there is one): (pid, text, fields, fds); the caller owns fds."""
+        fd_size = array.array("i").itemsize
+        data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(64 * fd_size) + socket.CMSG_SPACE(12))
+        fds, pid = [], 0
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                passed = array.array("i")
+                passed.frombytes(payload[:len(payload) - len(payload) % fd_size])
+                fds += list(passed)
+            elif level == socket.SOL_SOCKET and kind == SCM_CREDENTIALS:
+                pid = struct.unpack("iII", payload[:12])[0]
+        text = data.decode(errors="replace")
+        self.messages.append((time.monotonic(), pid, text))
+        return pid, text, dict(line.split("=", 1) for line in text.split("\n") if "=" in line), fds
+
+    def collect(self, seconds):
+        """Receives for `seconds`, closing any descriptors passed (only the text is kept)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and self.readable(left):
+            for fd in self.receive()[3]:
+                os.close(fd)
+        return self.messages
+
+    def since(self, moment):
+        return [text for at, _, text in self.messages if at >= moment]
+
+    def close(self):
+        self.sock.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
 def failed(status):
     """Restart=on-failure: a non-zero exit or an unclean signal."""
     return status != 0 and -status not in CLEAN_SIGNALS
@@ -74,11 +127,7 @@ class FakeServiceManager:
         self.fd_store_max = fd_store_max
         self.started_hook = started_hook
         self.notify_path = os.path.join(env.run_dir, f"{name}.notify")
-        if os.path.exists(self.notify_path):
-            os.unlink(self.notify_path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.notify_path)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_PASSCRED, 1)
+        self.notify = NotifySocket(self.notify_path)
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.store = []        # [name, fd]
@@ -175,9 +224,7 @@ class FakeServiceManager:
                 program.popen.wait(5)
         with self.lock:
             self.release_store_locked("closed")
-        self.sock.close()
-        if os.path.exists(self.notify_path):
-            os.unlink(self.notify_path)
+        self.notify.close()
 
     # --- the manager ---------------------------------------------------------------------------
 
@@ -213,7 +260,7 @@ class FakeServiceManager:
                         self.exits[self.main.pid] = self.main.popen.wait()
                         self.log(f"exited with status {self.exits[self.main.pid]}", self.main.pid)
                     return
-            readable, _, _ = select.select([self.sock], [], [], 0.02)
+            readable = self.notify.readable(0.02)
             with self.lock:
                 if readable:
                     self.receive_locked()
@@ -222,18 +269,7 @@ class FakeServiceManager:
                 self.check_watchdog_locked()
 
     def receive_locked(self):
-        fd_size = array.array("i").itemsize
-        data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(64 * fd_size) + socket.CMSG_SPACE(12))
-        fds, pid = [], 0
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                passed = array.array("i")
-                passed.frombytes(payload[:len(payload) - len(payload) % fd_size])
-                fds += list(passed)
-            elif level == socket.SOL_SOCKET and kind == SCM_CREDENTIALS:
-                pid = struct.unpack("iII", payload[:12])[0]
-        text = data.decode(errors="replace")
-        fields = dict(line.split("=", 1) for line in text.split("\n") if "=" in line)
+        pid, text, fields, fds = self.notify.receive()
         main = self.main
         if main is None or pid != main.pid:       # NotifyAccess=main
             for fd in fds:
