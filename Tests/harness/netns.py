@@ -107,19 +107,27 @@ def environment(shape_topology, run_dir):
     return env
 
 
-def command_run(args):
+def create_shape(args):
+    """The shape's namespaces, neighbours resolved; None (after saying why) when set-up failed."""
     shape_topology = topology.Topology(args.tag, args.shape)
+    try:
+        shape_topology.create()
+        if args.shape != "single":
+            shape_topology.wait_for_neighbours()
+    except CommandFailed as error:
+        print(f"harness: namespace set-up failed: {error}", file=sys.stderr)
+        return None
+    return shape_topology
+
+
+def command_run(args):
     run_dir = tempfile.mkdtemp(prefix=f"{args.tag}.")
     os.chmod(run_dir, 0o711)  # a peer of another uid may reach a socket in it (to be refused)
     for stop in STOP_SIGNALS:  # until the child runs, a stop signal just cleans up
         signal.signal(stop, lambda signum, frame: sys.exit(128 + signum))
     try:
-        try:
-            shape_topology.create()
-            if args.shape != "single":
-                shape_topology.wait_for_neighbours()
-        except CommandFailed as error:
-            print(f"harness: namespace set-up failed: {error}", file=sys.stderr)
+        shape_topology = create_shape(args)
+        if shape_topology is None:
             return 1
         return run_child(args.command, environment(shape_topology, run_dir))
     finally:
@@ -129,13 +137,8 @@ def command_run(args):
 
 
 def command_create(args):
-    shape_topology = topology.Topology(args.tag, args.shape)
-    try:
-        shape_topology.create()
-        if args.shape != "single":
-            shape_topology.wait_for_neighbours()
-    except CommandFailed as error:
-        print(f"harness: namespace set-up failed: {error}", file=sys.stderr)
+    shape_topology = create_shape(args)
+    if shape_topology is None:
         remove_leftovers(args.tag, quiet=True)
         return 1
     print("\n".join(shape_topology.namespaces))

@@ -26,6 +26,18 @@ PYTHON = "/usr/bin/python3"
 LOG_WAIT = 5.0  # seconds a proxy may take to log a finished connection
 
 
+
+def squid_test_settings(directory):
+    """What every squid of the suite adds: its core dumps in its directory, no DNS, ICP, HTCP or
+    pinger, and no grace period at shutdown (a test stops it at once)."""
+    return f"""coredump_dir {directory}
+dns_nameservers 127.0.0.1
+icp_port 0
+htcp_port 0
+pinger_enable off
+shutdown_lifetime 0 seconds
+"""
+
 class Redsocks:
     name = "redsocks"
     via_header = None  # a TCP relay: the origin sees no Via header
@@ -90,13 +102,7 @@ pid_filename {directory}/squid.pid
 cache_log {cache_log}
 logformat nfqr %>a %>p %Sh/%<a %<p %ru
 access_log stdio:{self.access_log} nfqr
-coredump_dir {directory}
-dns_nameservers 127.0.0.1
-icp_port 0
-htcp_port 0
-pinger_enable off
-shutdown_lifetime 0 seconds
-""")
+{squid_test_settings(directory)}""")
         self.program = stage.launch(self.name, ["squid", "-N", "-f", config])
         stage.wait_listening(self.program, self.block.listen_port)
 

@@ -25,6 +25,7 @@ from harness.redirectors import DaemonRedirect
 from harness.topology import (CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6, ROUTER_SERVER_SIDE_V4,
                               ROUTER_SERVER_SIDE_V6)
 from plan import PROXY_GROUP
+from proxies import squid_test_settings
 from stage import Stage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -94,13 +95,7 @@ cache_effective_user {PROXY_GROUP}
 pid_filename {directory}/squid.pid
 cache_log {directory}/cache.log
 access_log stdio:{directory}/access.log
-coredump_dir {directory}
-dns_nameservers 127.0.0.1
-icp_port 0
-htcp_port 0
-pinger_enable off
-shutdown_lifetime 0 seconds
-"""
+{squid_test_settings(directory)}"""
     config = stage.write_file("recipe-squid.conf", preamble + files["squid.conf"])
     environment = [] if preload is None else ["env", f"LD_PRELOAD={preload[0]}", f"NFQ_REDIRECT_SOCKET={preload[1]}"]
     return stage.programs.start("squid", stage.topology.router, [*environment, "squid", "-N", "-f", config]), 3129
@@ -268,16 +263,13 @@ class RecipeStage(Stage):
         self.redirect = NoStandingRedirect()
         self.proxies = []
 
+    def origin_ports(self):
+        """Every recipe's first port."""
+        return sorted({first_port(files["nfq-redirect.toml"]) for files in read_recipes().values()
+                       if "nfq-redirect.toml" in files})
+
     def set_up(self):
-        self.topology.create()
-        ports = sorted({first_port(files["nfq-redirect.toml"]) for files in read_recipes().values()
-                        if "nfq-redirect.toml" in files})
-        origin = self.programs.start("origin", self.topology.server,
-                                     [PYTHON, os.path.join(HERE, "origin.py"), *[f"--port={p}" for p in ports]])
-        origin.wait_for_log(lambda text: "ready" in text, 10, "ready line")
-        for remote, client in ((REMOTE_V4, CLIENT_V4), (REMOTE_V6, CLIENT_V6)):
-            self.check_plain_forwarding(format_endpoint(remote, ports[0]), client)
-        self.topology.wait_for_neighbours()
+        self.start_origin()
 
 
 class NoStandingRedirect:

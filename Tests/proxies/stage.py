@@ -39,18 +39,26 @@ class Stage:
             self.redirect = KernelRedirects()
         self.proxies = all_proxies(mode)
 
+    def origin_ports(self):
+        """The ports the origin in S listens on: every block's."""
+        return sorted(port for block in PORTS.values() for port in block.all_ports)
+
     def set_up(self):
+        self.start_origin()
+        self.redirect.start(self.programs, self.topology.router)
+        for proxy in self.proxies:
+            proxy.start(self)
+
+    def start_origin(self):
+        """The namespaces, the HTTP origin in S, and plain forwarding C -> S checked."""
         self.topology.create()
-        ports = sorted(port for block in PORTS.values() for port in block.all_ports)
+        ports = self.origin_ports()
         origin = self.programs.start("origin", self.topology.server,
                                      [PYTHON, os.path.join(HERE, "origin.py"), *[f"--port={p}" for p in ports]])
         origin.wait_for_log(lambda text: "ready" in text, 10, "ready line")
         for remote, client in ((REMOTE_V4, CLIENT_V4), (REMOTE_V6, CLIENT_V6)):
             self.check_plain_forwarding(format_endpoint(remote, ports[0]), client)
         self.topology.wait_for_neighbours()
-        self.redirect.start(self.programs, self.topology.router)
-        for proxy in self.proxies:
-            proxy.start(self)
 
     def check_plain_forwarding(self, target, client, timeout=10.0):
         """Before any redirect, C reaches the origin itself through R (and neighbours resolve)."""

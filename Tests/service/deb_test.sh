@@ -24,7 +24,6 @@ netns="$NFQR_NS_ROUTER"
 daemon=""
 group_before="$(getent group nfq-redirect || true)"
 installed_by_us=""
-passed=0 failed=0
 
 cleanup() {
     [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
@@ -40,15 +39,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-check() {  # check NAME COMMAND...: PASS when COMMAND succeeds
-    local name="$1"; shift
-    : >"$log"
-    if "$@" >>"$log" 2>&1; then
-        passed=$((passed + 1)); echo "PASS  $name"
-    else
-        failed=$((failed + 1)); echo "FAIL  $name"; tail -n 15 "$log" | sed 's/^/      /'
-    fi
-}
+# shellcheck source=../harness/check.sh
+source "$repo/Tests/harness/check.sh"
 
 upstream="$(sed -n 's/.*static let current = "\(.*\)".*/\1/p' Sources/Daemon/Support/DaemonVersion.swift)"
 triplet="$(dpkg-architecture -qDEB_HOST_MULTIARCH)"

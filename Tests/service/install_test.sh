@@ -10,17 +10,8 @@ cd "$repo"
 root="$(mktemp -d "${TMPDIR:-/tmp}/nfqr-install.XXXXXX")"
 log="$(mktemp "${TMPDIR:-/tmp}/nfqr-install-log.XXXXXX")"
 trap 'rm -rf "$root" "$log"; getent group "nfqr-install-$$" >/dev/null && groupdel "nfqr-install-$$"' EXIT
-passed=0 failed=0
-
-check() {  # check NAME COMMAND...: PASS when COMMAND succeeds
-    local name="$1"; shift
-    : >"$log"
-    if "$@" >>"$log" 2>&1; then
-        passed=$((passed + 1)); echo "PASS  $name"
-    else
-        failed=$((failed + 1)); echo "FAIL  $name"; tail -n 15 "$log" | sed 's/^/      /'
-    fi
-}
+# shellcheck source=../harness/check.sh
+source "$repo/Tests/harness/check.sh"
 
 files() { (cd "$root" && find . -type f -o -type l | sed 's|^\./|/|' | sort); }
 

@@ -11,17 +11,8 @@ cd "$repo"
 bin="${NFQR_BIN_DIR:-$repo/.build/release}"
 log="$(mktemp "${TMPDIR:-/tmp}/nfqr-man-log.XXXXXX")"
 trap 'rm -f "$log"' EXIT
-passed=0 failed=0
-
-check() {  # check NAME COMMAND...: PASS when COMMAND succeeds
-    local name="$1"; shift
-    : >"$log"
-    if "$@" >>"$log" 2>&1; then
-        passed=$((passed + 1)); echo "PASS  $name"
-    else
-        failed=$((failed + 1)); echo "FAIL  $name"; tail -n 15 "$log" | sed 's/^/      /'
-    fi
-}
+# shellcheck source=../harness/check.sh
+source "$repo/Tests/harness/check.sh"
 
 # The page's text as written, roff's \- as -, fonts dropped: what a reader can search for.
 source_text() { sed -e 's/\\-/-/g' -e 's/\\f[BIRP]//g' -e 's/\\(dq/"/g' "man/$1"; }
