@@ -64,6 +64,8 @@ let package = Package(
         ),
         // Fakes of the kernel boundary (like swift-nio's NIOEmbedded): only test targets depend on it.
         .target(name: "KernelTesting", dependencies: ["Kernel", "RedirectCore", "SystemCalls"]),
+        // The seeded generator of the property tests, for the test targets only.
+        .target(name: "SeededRandom"),
         .target(
             name: "Daemon",
             dependencies: [
@@ -94,9 +96,10 @@ let package = Package(
         ),
         .testTarget(
             name: "RedirectCoreTests",
-            dependencies: ["RedirectCore", .product(name: "MallocInterposerSwift", package: "malloc-interposer")]
+            dependencies: ["RedirectCore", "SeededRandom", .product(name: "MallocInterposerSwift", package: "malloc-interposer")]
         ),
-        .testTarget(name: "KernelTests", dependencies: ["Kernel", "KernelTesting", "SystemCalls", "CNetfilterQueue", "CSystemCalls"]),
+        .testTarget(
+            name: "KernelTests", dependencies: ["Kernel", "KernelTesting", "SeededRandom", "SystemCalls", "CNetfilterQueue", "CSystemCalls"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "KernelTesting", "NFQRedirectClient", "SystemCalls"]),
     ],
     swiftLanguageModes: [.v5]

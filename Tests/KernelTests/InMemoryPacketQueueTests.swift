@@ -1,6 +1,7 @@
 import Foundation
 import KernelTesting
 import RedirectCore
+import SeededRandom
 import XCTest
 
 @testable import Kernel

@@ -1,20 +1,5 @@
 @testable import RedirectCore
 
-/// A small seeded generator so property tests replay exactly.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 enum Fixture {
     static let client = Endpoint(IPAddress(ipv4: 0x0A00_0002), 40000)  // 10.0.0.2:40000
     static let server = Endpoint(IPAddress(ipv4: 0x5DB8_D822), 80)  // 93.184.216.34:80

@@ -1,17 +1,13 @@
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator, so every property test
-/// replays exactly from its seed.
+import SeededRandom
+
+/// The property tests' generator (SplitMix64, so every test replays exactly from its seed)
+/// with the draws packet tests need.
 struct PacketRandom: RandomNumberGenerator {
-    private var state: UInt64
+    private var base: SplitMix64
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { base = SplitMix64(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { base.next() }
 
     mutating func bytes(_ count: Int) -> [UInt8] {
         (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &self) }
