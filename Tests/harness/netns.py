@@ -24,6 +24,10 @@
         Stops the processes left in the namespaces TAG-* and deletes those namespaces, as `run`
         does at its end (never the caller's own process).
 
+    python3 -m harness.netns mounts [--script 'SHELL COMMANDS'] -- COMMAND [ARG...]
+        Runs COMMAND in a private mount namespace, after SHELL COMMANDS (e.g. a tmpfs over a
+        directory to hide it) ran there; the host's mounts are untouched.
+
     python3 -m harness.netns wait-socket PATH [--pid PID] [--log FILE] [--timeout S]
         Waits until the unix socket PATH accepts a connection (a daemon is ready); fails early,
         showing FILE, if process PID exits.
@@ -40,7 +44,7 @@ import tempfile
 import time
 
 from harness.cleanup import RUN_MARKER, processes_marked
-from harness.processes import CommandFailed, run_command
+from harness.processes import CommandFailed, in_private_mounts, run_command
 from harness import topology
 from harness.report import STOP_SIGNALS
 
@@ -188,6 +192,14 @@ def command_wait_socket(args):
     return 0
 
 
+def command_mounts(args):
+    """COMMAND in a private mount namespace, after the shell `--script` changed what it needs
+    there (the host's mounts are untouched); the exit status is COMMAND's."""
+    script = f'{args.script} && exec "$@"' if args.script else 'exec "$@"'
+    argv = [*in_private_mounts(script, "harness-mounts"), *args.command]
+    os.execvp(argv[0], argv)
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="python3 -m harness.netns", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,6 +216,9 @@ def main(argv):
     guard = commands.add_parser("guard")
     guard.add_argument("--tag", required=True)
     guard.add_argument("command", nargs="+")
+    mounts = commands.add_parser("mounts")
+    mounts.add_argument("--script", default="", help="shell commands run first, inside the mount namespace")
+    mounts.add_argument("command", nargs="+")
     wait = commands.add_parser("wait-socket")
     wait.add_argument("path")
     wait.add_argument("--pid", type=int)
@@ -213,7 +228,8 @@ def main(argv):
     if args.action != "wait-socket" and os.geteuid() != 0:
         print("harness: must be run as root (it creates network namespaces)", file=sys.stderr)
         return 2
-    return {"run": command_run, "create": command_create, "delete": command_delete, "guard": command_guard, "wait-socket": command_wait_socket}[args.action](args)
+    return {"run": command_run, "create": command_create, "delete": command_delete, "guard": command_guard,
+            "mounts": command_mounts, "wait-socket": command_wait_socket}[args.action](args)
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ PY
     # stderr /dev/null (a daemonised proxy): the notice goes to syslog instead, once. Needs a
     # mount namespace to point /dev/log at the test's own socket: root only.
     if [ "$(id -u)" = 0 ]; then
-        run unshare --mount --propagation private "$python" "$here/syslog_notice.py" "$notice_lib" "$proxy" "$sock"
+        run "$python" -m harness.netns mounts -- "$python" "$here/syslog_notice.py" "$notice_lib" "$proxy" "$sock"
     fi
     stop_notice_daemon
     rm -rf "$notice_dir"

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """The preload library's refusal notice reaches syslog when stderr is /dev/null.
 
-    unshare --mount --propagation private syslog_notice.py LIB PROXY LOOKUP_SOCKET
+    python3 -m harness.netns mounts -- syslog_notice.py LIB PROXY LOOKUP_SOCKET
 
-Run by run.sh as root in a mount namespace of its own: /dev/log is pointed at a datagram
+Run by run.sh as root in the harness's private mount namespace: /dev/log is pointed at a datagram
 socket of this script's (a tmpfs over the missing part of the path /dev/log leads to, or a
 bind mount over an existing socket), visible to nothing outside the namespace. The stand-in
 proxy (fallback_notice) asks 3 times as `nobody`, with stderr /dev/null, against a lookup

@@ -98,10 +98,10 @@ no_toolchain_in_ldd() {
     done
     return 0
 }
-# A private mount namespace where the Swift toolchain's directory is an empty tmpfs.
+# The harness's private mount namespace, where the Swift toolchain's directory is an empty tmpfs.
 runs_without_toolchain() {
-    unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs "$1" && /usr/sbin/nfq-redirectd --version && /usr/bin/nfq-redirect --version' \
-        sh "$toolchain" | tee /dev/stderr | [ "$(sort -u)" = "$upstream" ]
+    TOOLCHAIN="$toolchain" /usr/bin/python3 -m harness.netns mounts --script 'mount -t tmpfs tmpfs "$TOOLCHAIN"' -- \
+        sh -c '/usr/sbin/nfq-redirectd --version && /usr/bin/nfq-redirect --version' | tee /dev/stderr | [ "$(sort -u)" = "$upstream" ]
 }
 conffile() { dpkg-query -W -f='${Conffiles}\n' nfq-redirect | tee /dev/stderr | grep -q '^ /etc/nfq-redirect/nfq-redirect.toml [0-9a-f]\{32\}$'; }
 group_created() { getent group nfq-redirect; }
