@@ -87,7 +87,9 @@ public final class SharedFlowFile: @unchecked Sendable {
             unlink(path)
             throw .system("size \(path)", code)
         }
-        let mapped = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        // MAP_POPULATE: every page of the table now, not a tmpfs page fault per new slab page
+        // during a burst of new flows (a fresh daemon lost 12-21 % of a 100k flows/s burst).
+        let mapped = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)
         guard let mapped, mapped != MAP_FAILED else {
             let code = errno
             unlink(path)
