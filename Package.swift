@@ -90,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "nfq-redirect",
             dependencies: [
-                "Daemon", "NFQRedirectClient", "Kernel", "RedirectCore",
+                "Daemon", "NFQRedirectClient", "Kernel", "RedirectCore", "SystemCalls",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -34,6 +34,26 @@ public enum UnixSocketAddress {
         }
     }
 
+    /// The path `fd` is bound to, read back with getsockname(2): "" for none, "@name" for an
+    /// abstract socket (the form `withAddress(path:abstractNames:)` takes); nil when it cannot
+    /// be read.
+    public static func boundPath(of fd: Int32) -> String? {
+        var address = sockaddr_un()
+        var length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { return nil }
+        let count = max(0, Int(length) - MemoryLayout<sa_family_t>.size)
+        var bytes = withUnsafeBytes(of: address.sun_path) { Array($0.prefix(count)) }
+        if bytes.first == 0, !bytes.isEmpty {
+            bytes[0] = UInt8(ascii: "@")
+        } else if let end = bytes.firstIndex(of: 0) {
+            bytes = Array(bytes[..<end])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// Control-message room for 8 descriptors per message; more are cut off by the kernel
     /// (MSG_CTRUNC) and closed by it.
     public static let controlLength = 8 * MemoryLayout<Int32>.size + 2 * MemoryLayout<cmsghdr>.size

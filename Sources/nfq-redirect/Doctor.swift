@@ -4,6 +4,7 @@ import Glibc
 import Kernel
 import NFQRedirectClient
 import RedirectCore
+import SystemCalls
 
 extension RedirectControl {
     /// Day one on a host: is everything in place for the daemon to redirect? Reads only.
@@ -107,11 +108,7 @@ extension RedirectControl {
         }
 
         private func sysctl(_ path: String) -> Int? {
-            guard let file = fopen(path, "re") else { return nil }
-            defer { fclose(file) }
-            var buffer = [CChar](repeating: 0, count: 32)
-            guard fgets(&buffer, 32, file) != nil else { return nil }
-            return Int(String(cString: buffer).filter { !$0.isWhitespace })
+            (try? Descriptor.readFile(path)).flatMap { Int(String(decoding: $0, as: UTF8.self).filter { !$0.isWhitespace }) }
         }
 
         /// net.ipv4.conf.<interface>.rp_filter for every interface, `all` included.

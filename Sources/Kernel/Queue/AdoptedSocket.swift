@@ -1,5 +1,6 @@
 import CNetfilterQueue
 import Glibc
+import SystemCalls
 
 /// What an inherited descriptor is, read from the kernel (SO_DOMAIN, SO_TYPE, SO_PROTOCOL,
 /// SO_ACCEPTCONN, getsockname): a descriptor passed in by the service manager is trusted
@@ -28,24 +29,7 @@ public struct AdoptedSocket: Equatable, Sendable {
             return getsockopt(descriptor, SOL_SOCKET, name, &value, &length) == 0 ? value : nil
         }
         guard let domain = option(SO_DOMAIN), let type = option(SO_TYPE), let proto = option(SO_PROTOCOL) else { return nil }
-        var path = ""
-        if domain == AF_UNIX {
-            var address = sockaddr_un()
-            var length = socklen_t(MemoryLayout<sockaddr_un>.size)
-            let named = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-            }
-            if named == 0 {
-                let count = max(0, Int(length) - MemoryLayout<sa_family_t>.size)
-                var bytes = withUnsafeBytes(of: address.sun_path) { Array($0.prefix(count)) }
-                if bytes.first == 0, !bytes.isEmpty {
-                    bytes[0] = UInt8(ascii: "@")
-                } else if let end = bytes.firstIndex(of: 0) {
-                    bytes = Array(bytes[..<end])
-                }
-                path = String(decoding: bytes, as: UTF8.self)
-            }
-        }
+        let path = domain == AF_UNIX ? UnixSocketAddress.boundPath(of: descriptor) ?? "" : ""
         return AdoptedSocket(domain: domain, type: type, proto: proto, listening: option(SO_ACCEPTCONN) == 1, unixPath: path)
     }
 
