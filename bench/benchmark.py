@@ -10,7 +10,8 @@ Topology: stage.py. Figures and goals: figures.py. How each is measured: workloa
 docs/performance.md.
 
 Usage (root, through bench/run.sh): benchmark.py [--quick] [--only kernel|daemon|floor|nohook] [--floor]
-[--nohook] [--out FILE]
+[--nohook] [--live-table] [--out FILE]
+The daemon runs with --no-state (a fresh table per sample) unless --live-table is given.
 """
 
 import argparse
