@@ -36,16 +36,22 @@ SLOW_LINES = 10       # per byte-at-a-time writer: about a second, across the tr
 DATAPATH_KEPT = 0.6   # of the quiet throughput, at least, while under attack
 
 passed = failed = 0
+# The attacks run in threads, and print() writes a line's text and its newline separately:
+# two checks at once could share one line, and the reporter, which counts lines, would miss
+# one (seen: "...refused]PASS  1 MiB line..."). One write per line, under a lock.
+output_lock = threading.Lock()
 
 
 def check(what, ok, detail=""):
     global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS  {what}{f'  [{detail}]' if detail else ''}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL  {what}: {detail}", flush=True)
+    line = f"PASS  {what}{f'  [{detail}]' if detail else ''}" if ok else f"FAIL  {what}: {detail}"
+    with output_lock:
+        if ok:
+            passed += 1
+        else:
+            failed += 1
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def connect(path, timeout=5.0):
