@@ -18,11 +18,14 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
         public var verdict: Verdict
         /// The packet as it continues (rewritten or original); empty for a drop.
         public var bytes: [UInt8]
+        /// The mark the verdict set (`.acceptMarked`), nil when it set none.
+        public var mark: UInt32?
 
-        public init(id: UInt32, verdict: Verdict, bytes: [UInt8]) {
+        public init(id: UInt32, verdict: Verdict, bytes: [UInt8], mark: UInt32? = nil) {
             self.id = id
             self.verdict = verdict
             self.bytes = bytes
+            self.mark = mark
         }
     }
 
@@ -235,6 +238,7 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
             state.counters.acceptedUnmodified &+= delta.acceptedUnmodified
             state.counters.acceptedModified &+= delta.acceptedModified
             state.counters.dropped &+= delta.dropped
+            state.counters.acceptedMarked &+= delta.acceptedMarked
             state.counters.rejectedRewrites &+= delta.rejectedRewrites
             state.counters.batchVerdictMessages &+= delta.batchVerdictMessages
             for datagram in datagrams {
@@ -259,7 +263,7 @@ public final class InMemoryPacketQueue: PacketQueue, @unchecked Sendable {
             } else if let index = state.inFlight.firstIndex(where: { $0.id == decoded.id }) {
                 let pending = state.inFlight.remove(at: index)
                 let bytes = decoded.verdict == .drop ? [] : (decoded.payload ?? pending.bytes)
-                state.verdicts.append(VerdictRecord(id: pending.id, verdict: decoded.verdict, bytes: bytes))
+                state.verdicts.append(VerdictRecord(id: pending.id, verdict: decoded.verdict, bytes: bytes, mark: decoded.mark))
             } else {
                 state.counters.netlinkErrors &+= 1  // the kernel answers ENOENT
             }
@@ -273,6 +277,7 @@ struct DecodedVerdict {
     var verdict: Verdict
     var id: UInt32
     var payload: [UInt8]?
+    var mark: UInt32?
 
     init?(_ message: NetlinkMessage) {
         guard message.type == VerdictWriter.verdictMessageType || message.type == VerdictWriter.batchVerdictMessageType else { return nil }
@@ -288,6 +293,8 @@ struct DecodedVerdict {
                 header = (bytes.loadBigEndianUInt32(at: offset + 4), bytes.loadBigEndianUInt32(at: offset + 8))
             } else if type == NetfilterQueueWire.payloadAttribute {
                 payload = Array(bytes[(offset + 4)..<(offset + length)])
+            } else if type == NetfilterQueueWire.markAttribute, length == 8 {
+                mark = bytes.loadBigEndianUInt32(at: offset + 4)
             }
             offset += (length + 3) & ~3
         }
@@ -295,7 +302,7 @@ struct DecodedVerdict {
         self.id = id
         switch code {
         case NetfilterQueueWire.drop: verdict = .drop
-        case NetfilterQueueWire.accept: verdict = payload == nil ? .accept : .acceptModified
+        case NetfilterQueueWire.accept: verdict = payload != nil ? .acceptModified : mark != nil ? .acceptMarked : .accept
         default: return nil
         }
     }

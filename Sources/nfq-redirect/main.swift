@@ -165,7 +165,7 @@ extension RedirectControl {
                     for family in [AddressFamily.ipv4, .ipv6] {
                         guard let rules = try RuleGenerator.iptables(ruleSet, family: family) else { continue }
                         print("# \(family == .ipv4 ? "iptables-restore" : "ip6tables-restore") --noflush")
-                        print(rules.restoreInput(insertingJumps: ChainJump.all), terminator: "")
+                        print(rules.restoreInput(insertingJumps: rules.chains), terminator: "")
                     }
                 case .nft:
                     print(try RuleGenerator.nftables(ruleSet), terminator: "")

@@ -49,6 +49,43 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertNoThrow(try configuration.validate(source: "config/nfq-redirect.toml"))
     }
 
+    func testDatapathSection() throws {
+        let configuration = try load(
+            """
+            [datapath]
+            mode = "kernel-nat"
+            mark_mask = "0x00f00000"
+            resync_interval = 10
+            [[redirect]]
+            proto = "tcp"
+            ports = "80"
+            to_port = 8080
+            """)
+        XCTAssertEqual(configuration.datapath.mode, .kernelNAT)
+        XCTAssertEqual(configuration.datapath.markMask, 0x00f0_0000)
+        XCTAssertEqual(configuration.datapath.resyncSeconds, 10)
+        XCTAssertEqual(configuration.ruleSet.kernelNAT?.value(for: 8080), 0x0010_0000)
+        XCTAssertEqual(DaemonConfiguration().datapath.mode, .userspace, "the userspace mode stays the default")
+        assertError("[datapath]\nmode = \"fast\"\n", location: "test.toml:2", field: "datapath.mode", contains: "userspace or kernel-nat")
+        assertError("[datapath]\nmark_mask = \"0\"\n", location: "test.toml:2", field: "datapath.mark_mask", contains: "non-zero mask")
+
+        var tooMany = configuration
+        tooMany.datapath.markMask = 0x1
+        tooMany.redirects += [try RedirectRule(parsing: "tcp:81:8081", scope: .network)]
+        XCTAssertThrowsError(try tooMany.validate(source: "x")) { XCTAssertTrue("\($0)".contains("tells 1 redirect ports apart, the rules name 2"), "\($0)") }
+        var overlapping = configuration
+        overlapping.exclusions.marks = [FirewallMark(value: 0x0010_0000)]
+        XCTAssertThrowsError(try overlapping.validate(source: "x")) { XCTAssertTrue("\($0)".contains("overlaps"), "\($0)") }
+
+        var flags = CommandLineOverrides()
+        flags.datapath = "kernel-nat"
+        var fromFlags = DaemonConfiguration()
+        try flags.apply(to: &fromFlags)
+        XCTAssertEqual(fromFlags.datapath.mode, .kernelNAT)
+        flags.datapath = "kernel"
+        XCTAssertThrowsError(try flags.apply(to: &fromFlags))
+    }
+
     func testRulesSection() throws {
         let configuration = try load("[rules]\nmanage = false\non_give_up = \"keep\"\n")
         XCTAssertFalse(configuration.ruleManagement.manage)

@@ -187,7 +187,7 @@ final class RuleGeneratorTests: XCTestCase {
 
     func testRemovalInputDeletesOurChains() {
         XCTAssertEqual(
-            IptablesRuleSet.removalInput,
+            IptablesRuleSet.removalInput(),
             """
             *raw
             :NFQR-PREROUTING - [0:0]
@@ -197,10 +197,66 @@ final class RuleGeneratorTests: XCTestCase {
             COMMIT
             *mangle
             :NFQR-REPLY - [0:0]
+            :NFQR-NEW-PREROUTING - [0:0]
+            :NFQR-NEW-OUTPUT - [0:0]
             -X NFQR-REPLY
+            -X NFQR-NEW-PREROUTING
+            -X NFQR-NEW-OUTPUT
+            COMMIT
+            *nat
+            :NFQR-NAT-PREROUTING - [0:0]
+            :NFQR-NAT-OUTPUT - [0:0]
+            -X NFQR-NAT-PREROUTING
+            -X NFQR-NAT-OUTPUT
             COMMIT
 
             """)
+    }
+
+    func testKernelNATGolden() throws {
+        var configuration = mixed
+        configuration.kernelNAT = KernelNATMarks(mask: 0x0ff0_0000, ports: configuration.rules.map(\.toPort))
+        let ruleSet = try XCTUnwrap(try RuleGenerator.iptables(configuration, family: .ipv4))
+        XCTAssertEqual(
+            ruleSet.restoreInput(insertingJumps: ChainJump.all),
+            """
+            *mangle
+            :NFQR-NEW-PREROUTING - [0:0]
+            :NFQR-NEW-OUTPUT - [0:0]
+            -F NFQR-NEW-PREROUTING
+            -F NFQR-NEW-OUTPUT
+            -A NFQR-NEW-PREROUTING -i lo -j RETURN
+            -A NFQR-NEW-PREROUTING -m conntrack ! --ctstate NEW -j RETURN
+            -A NFQR-NEW-PREROUTING -m mark --mark 0x10/0xf0 -j RETURN
+            -A NFQR-NEW-PREROUTING -m mark --mark 0x7 -j RETURN
+            -A NFQR-NEW-PREROUTING -p tcp -m multiport --dports 80,443,8000:8100 -j NFQUEUE --queue-balance 4:5 --queue-bypass
+            -A NFQR-NEW-PREROUTING -p tcp --dport 8080 -j NFQUEUE --queue-balance 4:5 --queue-bypass
+            -A NFQR-NEW-OUTPUT -m conntrack ! --ctstate NEW -j RETURN
+            -A NFQR-NEW-OUTPUT -m mark --mark 0x10/0xf0 -j RETURN
+            -A NFQR-NEW-OUTPUT -m mark --mark 0x7 -j RETURN
+            -A NFQR-NEW-OUTPUT -m owner --uid-owner 995 -j RETURN
+            -A NFQR-NEW-OUTPUT -p udp --dport 53 -j NFQUEUE --queue-balance 4:5 --queue-bypass
+            -A NFQR-NEW-OUTPUT -p udp --dport 5353 -j NFQUEUE --queue-balance 4:5 --queue-bypass
+            -I PREROUTING 1 -j NFQR-NEW-PREROUTING
+            -I OUTPUT 1 -j NFQR-NEW-OUTPUT
+            COMMIT
+            *nat
+            :NFQR-NAT-PREROUTING - [0:0]
+            :NFQR-NAT-OUTPUT - [0:0]
+            -F NFQR-NAT-PREROUTING
+            -F NFQR-NAT-OUTPUT
+            -A NFQR-NAT-PREROUTING -m mark --mark 0x0/0xff00000 -j RETURN
+            -A NFQR-NAT-PREROUTING -j CONNMARK --save-mark --nfmask 0xff00000 --ctmask 0xff00000
+            -A NFQR-NAT-PREROUTING -p tcp -m mark --mark 0x200000/0xff00000 -j REDIRECT --to-ports 8080
+            -A NFQR-NAT-OUTPUT -m mark --mark 0x0/0xff00000 -j RETURN
+            -A NFQR-NAT-OUTPUT -j CONNMARK --save-mark --nfmask 0xff00000 --ctmask 0xff00000
+            -A NFQR-NAT-OUTPUT -p udp -m mark --mark 0x100000/0xff00000 -j REDIRECT --to-ports 5353
+            -I PREROUTING 1 -j NFQR-NAT-PREROUTING
+            -I OUTPUT 1 -j NFQR-NAT-OUTPUT
+            COMMIT
+
+            """)
+        XCTAssertThrowsError(try RuleGenerator.nftables(configuration), "the nft form is the userspace mode's")
     }
 
     func testRecordingInstaller() throws {

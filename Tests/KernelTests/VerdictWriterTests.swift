@@ -115,4 +115,22 @@ final class VerdictWriterTests: XCTestCase {
             XCTAssertEqual(Array(actual[..<headerLength]), Array(expected[..<headerLength]), "\(String(describing: payloadLength))")
         }
     }
+
+    func testAMarkedAcceptCarriesTheMarkLikeLibnetfilterQueue() {
+        var expected = [UInt8](repeating: 0, count: 256)
+        let expectedLength = expected.withUnsafeMutableBytes { raw -> Int in
+            let header = nfq_nlmsg_put(raw.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(NFQNL_MSG_VERDICT.rawValue), 5)!
+            nfq_nlmsg_verdict_put(header, 9, Int32(NF_ACCEPT))
+            nfq_nlmsg_verdict_put_mark(header, 0xf02f_0539)
+            return Int(header.pointee.nlmsg_len)
+        }
+        let marked = batch([(7, [0x45, 7], .accept), (9, [0x45, 9], .acceptMarked)])
+        marked.packets[1].mark = 0xf02f_0539
+        var counters = PacketQueueCounters()
+        let datagrams = write(marked, counters: &counters)
+        XCTAssertEqual(expectedLength, 40)
+        XCTAssertEqual(datagrams, [Array(expected[..<40]) + verdict(0x0301, 1, id: 7)])
+        XCTAssertEqual(counters.acceptedMarked, 1)
+        XCTAssertEqual(counters.acceptedUnmodified, 1)
+    }
 }

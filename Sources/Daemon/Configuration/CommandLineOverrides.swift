@@ -9,6 +9,7 @@ public struct CommandLineOverrides: Sendable {
     public var busyPoll: Int?
     public var lookupBusyPoll: Int?
     public var socket: String?
+    public var datapath: String?
     public var redirects: [String] = []
     public var localRedirects: [String] = []
     public var excludeMarks: [String] = []
@@ -48,6 +49,12 @@ public struct CommandLineOverrides: Sendable {
             c[keyPath: field] = value
         }
         if let socket { c.lookup.socketPath = socket }
+        if let datapath {
+            guard let mode = DaemonConfiguration.Datapath.Mode(rawValue: datapath) else {
+                throw fail("--datapath", "'\(datapath)' is not userspace or kernel-nat")
+            }
+            c.datapath.mode = mode
+        }
         // Flags name the whole redirect set when given: the config file's list is replaced.
         if !redirects.isEmpty || !localRedirects.isEmpty {
             var rules: [RedirectRule] = []
@@ -122,6 +129,9 @@ extension DaemonConfiguration {
     /// A human-readable summary (for `--check-config` and the start-up log line).
     public var summary: String {
         var lines: [String] = []
+        if datapath.mode == .kernelNAT {
+            lines.append("datapath kernel-nat mark mask 0x\(String(datapath.markMask, radix: 16)) resync every \(datapath.resyncSeconds) s")
+        }
         for rule in redirects {
             var line = "redirect \(rule.scope == .network ? "network" : "local") \(rule)"
             if !rule.sources.isEmpty { line += " from \(rule.sources.map(\.description).joined(separator: ","))" }

@@ -81,7 +81,7 @@ private struct TOMLReader {
 
     mutating func read(_ root: TOMLTable, into c: inout DaemonConfiguration) throws(ConfigurationError) {
         try checkKeys(
-            root, "", allowed: ["queue", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics", "rules", "getsockopt"])
+            root, "", allowed: ["queue", "datapath", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics", "rules", "getsockopt"])
         if let queue = try table(root, "queue", "queue") {
             try checkKeys(queue, "queue", allowed: ["first", "count", "max_length", "receive_buffer", "fail_open", "gso", "busy_poll"])
             if let v = try int(queue, "first", "queue.first", in: 0...65000) { c.queues.first = UInt16(v) }
@@ -146,6 +146,22 @@ private struct TOMLReader {
                     guard let uid = UInt32(text) else { throw error("exclude.uids", "'\(text)' is not a numeric uid") }
                     c.exclusions.uids.append(uid)
                 }
+            }
+        }
+        if let datapath = try table(root, "datapath", "datapath") {
+            try checkKeys(datapath, "datapath", allowed: ["mode", "mark_mask", "resync_interval"])
+            if let v = try string(datapath, "mode", "datapath.mode") {
+                guard let mode = DaemonConfiguration.Datapath.Mode(rawValue: v) else { throw error("datapath.mode", "'\(v)' is not userspace or kernel-nat") }
+                c.datapath.mode = mode
+            }
+            if let v = try string(datapath, "mark_mask", "datapath.mark_mask") {
+                guard let mark = FirewallMark(parsing: v), mark.mask == 0xffff_ffff, mark.value != 0 else {
+                    throw error("datapath.mark_mask", "'\(v)' is not a non-zero mask like 0x0ff00000")
+                }
+                c.datapath.markMask = mark.value
+            }
+            if let v = try int(datapath, "resync_interval", "datapath.resync_interval", in: DaemonConfiguration.Datapath.resyncLimit) {
+                c.datapath.resyncSeconds = v
             }
         }
         if let flows = try table(root, "table", "table") {

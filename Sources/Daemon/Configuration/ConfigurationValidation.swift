@@ -16,6 +16,19 @@ extension DaemonConfiguration {
                 "nothing to redirect: add a [[redirect]] to the config file (the shipped one has only commented-out examples) or give --redirect / --redirect-local"
             )
         }
+        if datapath.mode == .kernelNAT {
+            let ports = Set(redirects.map(\.toPort)).count
+            guard kernelNATMarks != nil else {
+                throw fail(
+                    "datapath.mark_mask",
+                    "mask \("0x" + String(datapath.markMask, radix: 16)) tells \(KernelNATMarks.capacity(of: datapath.markMask)) redirect ports apart, the rules name \(ports)")
+            }
+            for mark in exclusions.marks where mark.mask & datapath.markMask != 0 {
+                throw fail(
+                    "exclude.marks",
+                    "\("0x" + String(mark.value, radix: 16) + "/0x" + String(mark.mask, radix: 16)) overlaps kernel-nat's mark bits \("0x" + String(datapath.markMask, radix: 16)) (set datapath.mark_mask to other bits)")
+            }
+        }
         guard Int(queues.first) + 2 * Int(queues.count) - 1 <= Int(UInt16.max) else {
             throw fail("queue", "queues \(queues.first) to \(Int(queues.first) + 2 * Int(queues.count) - 1) exceed 65535")
         }

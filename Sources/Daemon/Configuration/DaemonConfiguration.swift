@@ -69,7 +69,28 @@ public struct DaemonConfiguration: Equatable, Sendable {
         public var cgroup: String?
     }
 
+    /// `[datapath]`: who rewrites the packets of a redirected flow.
+    public struct Datapath: Equatable, Sendable {
+        public enum Mode: String, CaseIterable, Sendable {
+            /// Every packet of a redirected flow goes through the daemon, which rewrites it.
+            case userspace
+            /// Only a flow's first packet goes through the daemon; the kernel's NAT rewrites
+            /// the flow on the mark the daemon's verdict sets (docs/performance.md, "Choosing a mode").
+            case kernelNAT = "kernel-nat"
+        }
+        public var mode: Mode = .userspace
+        /// Kernel-nat mode: the packet and conntrack mark bits the daemon uses, one value per
+        /// redirect port (`KernelNATMarks`).
+        public var markMask: UInt32 = KernelNATMarks.defaultMask
+        /// Kernel-nat mode: seconds between full reads of the daemon's conntrack entries,
+        /// which refresh flows the kernel keeps without telling (UDP) and drop ones whose end
+        /// was not heard.
+        public var resyncSeconds: Int = 30
+        public static let resyncLimit = 1...3600
+    }
+
     public var queues = Queues()
+    public var datapath = Datapath()
     public var getsockopt = GetsockoptHook()
     public var lookup = Lookup()
     public var redirects: [RedirectRule] = []

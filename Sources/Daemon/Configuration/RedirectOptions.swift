@@ -26,6 +26,13 @@ public struct RedirectOptions: ParsableArguments, Sendable {
             valueName: "microseconds"))
     public var lookupBusyPoll: Int?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Who rewrites redirected flows: userspace (every packet through the daemon) or kernel-nat (the daemon decides each flow's first packet, the kernel's NAT carries the rest).",
+            valueName: "mode"))
+    public var datapath: String?
+
     @Option(name: .long, help: "Lookup socket path.")
     public var socket: String?
 
@@ -94,6 +101,7 @@ public struct RedirectOptions: ParsableArguments, Sendable {
         overrides.busyPoll = busyPoll
         overrides.lookupBusyPoll = lookupBusyPoll
         overrides.socket = socket
+        overrides.datapath = datapath
         overrides.redirects = redirect
         overrides.localRedirects = redirectLocal
         overrides.excludeMarks = excludeMark

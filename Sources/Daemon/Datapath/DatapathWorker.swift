@@ -22,6 +22,7 @@ final class DatapathWorker: @unchecked Sendable {
     /// Bytes by the verdict they got (packets by verdict are the engine's counters).
     let acceptedBytes = AtomicCounter()
     let rewrittenBytes = AtomicCounter()
+    let markedBytes = AtomicCounter()
     let droppedBytes = AtomicCounter()
     /// Time from a batch's arrival to its verdicts being sent, per batch.
     let batchLatency = LatencyHistogram()
@@ -73,8 +74,13 @@ final class DatapathWorker: @unchecked Sendable {
                     truncatedCaptures.add(1)
                     continue
                 }
-                let verdict = engine.process(batch[index].payload, metadata: metadata, rules: rules, now: now)
+                var mark: UInt32 = 0
+                let verdict = engine.process(batch[index].payload, metadata: metadata, rules: rules, now: now, mark: &mark)
                 batch[index].verdict = verdict
+                if verdict == .acceptMarked, let marks = rules.kernelNAT {
+                    // The packet's own mark bits outside the daemon's mask are kept.
+                    batch[index].mark = marks.applying(mark, to: batch[index].mark)
+                }
                 countBytes(UInt64(batch[index].payload.count), verdict)
             }
             if let answers { nativeAnswers?.closeBatch(answers, table: engine.table, now: now) }
@@ -91,6 +97,7 @@ final class DatapathWorker: @unchecked Sendable {
     private func countBytes(_ bytes: UInt64, _ verdict: Verdict) {
         switch verdict {
         case .accept: acceptedBytes.add(bytes)
+        case .acceptMarked: markedBytes.add(bytes)
         case .acceptModified: rewrittenBytes.add(bytes)
         case .drop: droppedBytes.add(bytes)
         }

@@ -29,6 +29,24 @@ enum MetricCatalog {
             "nfqr_build_info", .gauge, labels: ["version"],
             help: "Always 1; the daemon's version as a label."),
         Metric(
+            "nfqr_datapath_mode", .gauge, labels: ["mode"],
+            help: "Always 1; the datapath mode (userspace or kernel-nat) as a label."),
+        Metric(
+            "nfqr_conntrack_events_total", .counter, labels: ["kind"],
+            help: "Kernel-nat mode: conntrack events about the daemon's flows, by kind (new, update, destroy)."),
+        Metric(
+            "nfqr_conntrack_resyncs_total", .counter, labels: ["reason"],
+            help: "Kernel-nat mode: full reads of the daemon's conntrack entries, by reason (start, periodic, overrun)."),
+        Metric(
+            "nfqr_conntrack_flows_total", .counter, labels: ["result"],
+            help: "Kernel-nat mode: what conntrack reports did to the flow table (adopted, rekeyed, removed, removed_unheard)."),
+        Metric(
+            "nfqr_kernel_conntrack_entries", .gauge,
+            help: "Entries in the kernel's conntrack table (all of the namespace's flows, not only the daemon's)."),
+        Metric(
+            "nfqr_kernel_conntrack_limit", .gauge,
+            help: "The kernel's conntrack table limit (net.netfilter.nf_conntrack_max)."),
+        Metric(
             "nfqr_packets_total", .counter,
             help: "Packets received from the kernel's queues."),
         Metric(

@@ -10,14 +10,17 @@ extension DaemonRuntime {
         let engines = workers.map(\.engine.counters)
         func sum(_ value: (EngineCounters) -> AtomicCounter) -> UInt64 { engines.reduce(0) { $0 + value($1).load } }
         report.gauge("nfqr_build_info", 1, labels: [("version", DaemonVersion.current)])
+        report.gauge("nfqr_datapath_mode", 1, labels: [("mode", configuration.datapath.mode.rawValue)])
+        //CTSYNC
         report.counter("nfqr_packets_total", sum(\.packets))
         report.counter("nfqr_bytes_total", sum(\.bytes))
         report.counter("nfqr_verdicts_total", sum(\.accepted), labels: [("verdict", "accept")])
         report.counter(
             "nfqr_verdicts_total", sum(\.rewrittenOriginal) + sum(\.rewrittenReply) + sum(\.relatedTranslated), labels: [("verdict", "rewrite")])
+        report.counter("nfqr_verdicts_total", sum(\.markedOriginal), labels: [("verdict", "mark")])
         report.counter("nfqr_verdicts_total", sum(\.dropped), labels: [("verdict", "drop")])
         let byteCounters: [(String, KeyPath<DatapathWorker, AtomicCounter>)] =
-            [("accept", \.acceptedBytes), ("rewrite", \.rewrittenBytes), ("drop", \.droppedBytes)]
+            [("accept", \.acceptedBytes), ("rewrite", \.rewrittenBytes), ("mark", \.markedBytes), ("drop", \.droppedBytes)]
         for (verdict, counter) in byteCounters {
             report.counter("nfqr_verdict_bytes_total", workers.reduce(0) { $0 + $1[keyPath: counter].load }, labels: [("verdict", verdict)])
         }

@@ -84,7 +84,8 @@ final class DaemonRuntime: @unchecked Sendable {
         } catch {
             throw StartupError("table: \(error)")
         }
-        rules = SnapshotBox(DatapathRules(policy: RedirectPolicy(rules: configuration.redirects), addresses: .empty))
+        rules = SnapshotBox(
+            DatapathRules(policy: RedirectPolicy(rules: configuration.redirects), addresses: .empty, kernelNAT: configuration.kernelNATMarks))
     }
 
     var ruleSet: RuleSetConfiguration { configuration.ruleSet }
@@ -145,6 +146,12 @@ final class DaemonRuntime: @unchecked Sendable {
 
     private func startGetsockoptHook() {
         let settings = configuration.getsockopt
+        if configuration.datapath.mode == .kernelNAT {
+            // The kernel's NAT holds every flow: its own getsockopt(SO_ORIGINAL_DST) answers.
+            getsockoptHook = .off
+            logger.info("getsockopt hook not needed in kernel-nat mode: the kernel's conntrack answers SO_ORIGINAL_DST itself")
+            return
+        }
         guard settings.enabled else {
             getsockoptHook = .off
             logger.info("getsockopt hook off (getsockopt.hook = false): proxies get answers from the lookup socket or the preload library")
@@ -198,8 +205,9 @@ final class DaemonRuntime: @unchecked Sendable {
 
     private func bindQueues() throws(StartupError) {
         let queues = configuration.queues
-        let plan: [(UInt16, PacketMetadata.Direction)] =
-            queues.originalQueues.map { ($0, .original) } + queues.replyQueues.map { ($0, .reply) }
+        // Kernel-nat mode queues first packets only: no reply queues.
+        let replies = configuration.datapath.mode == .kernelNAT ? [] : queues.replyQueues.map { ($0, PacketMetadata.Direction.reply) }
+        let plan: [(UInt16, PacketMetadata.Direction)] = queues.originalQueues.map { ($0, .original) } + replies
         descriptorStore?.prepare(wantedQueues: Set(plan.map(\.0)))
         for (number, direction) in plan {
             var queueConfiguration = NetfilterQueueConfiguration(queueNumber: number)
@@ -275,6 +283,7 @@ final class DaemonRuntime: @unchecked Sendable {
         if new.liveTablePath != configuration.liveTablePath { needsRestart.append("state.table") }
         if new.metrics != configuration.metrics { needsRestart.append("metrics listener") }
         if new.getsockopt != configuration.getsockopt { needsRestart.append("getsockopt hook settings") }
+        if new.datapath != configuration.datapath { needsRestart.append("datapath settings") }
         guard needsRestart.isEmpty else {
             throw StartupError("\(needsRestart.joined(separator: ", ")) changed: these need a restart, not a reload")
         }
@@ -287,7 +296,7 @@ final class DaemonRuntime: @unchecked Sendable {
             } catch {
                 throw StartupError("installing the new rules: \(error)")
             }
-            rules.update { $0.replacingPolicy(RedirectPolicy(rules: new.redirects)) }
+            rules.update { $0.replacingPolicy(RedirectPolicy(rules: new.redirects), kernelNAT: new.kernelNATMarks) }
             configuration = new
             retired = stillRetired
         }
@@ -296,6 +305,8 @@ final class DaemonRuntime: @unchecked Sendable {
     /// What the kernel queues: the configured rules, and retired ones for their last flows.
     private static func kernelRuleSet(_ configuration: DaemonConfiguration, retired: [RedirectRule]) -> RuleSetConfiguration {
         var ruleSet = configuration.ruleSet
+        // Kernel-nat mode: established flows are the kernel's NAT's; nothing of theirs is queued.
+        guard configuration.datapath.mode == .userspace else { return ruleSet }
         ruleSet.rules += retired.filter { !ruleSet.rules.contains($0) }
         return ruleSet
     }
@@ -524,6 +535,13 @@ extension DaemonConfiguration {
     public var ruleSet: RuleSetConfiguration {
         RuleSetConfiguration(
             rules: redirects, firstQueue: queues.first, queueCount: queues.count, failOpen: queues.failOpen,
-            excludedMarks: exclusions.marks, excludedUserIDs: exclusions.uids)
+            excludedMarks: exclusions.marks, excludedUserIDs: exclusions.uids, kernelNAT: kernelNATMarks)
+    }
+
+    /// Kernel-nat mode's marks for the configured redirects; nil in the userspace mode (and
+    /// when the mask cannot hold the ports, which validation refuses).
+    public var kernelNATMarks: KernelNATMarks? {
+        guard datapath.mode == .kernelNAT else { return nil }
+        return KernelNATMarks(mask: datapath.markMask, ports: redirects.map(\.toPort))
     }
 }

@@ -13,6 +13,8 @@ package enum NetfilterQueueWire {
     package static let verdictHeaderAttribute = UInt16(NFQA_VERDICT_HDR.rawValue)
     /// NFQA_PAYLOAD: the packet, from its IP header on.
     package static let payloadAttribute = UInt16(NFQA_PAYLOAD.rawValue)
+    /// NFQA_MARK: in a verdict, the packet's new firewall mark (big-endian u32).
+    package static let markAttribute = UInt16(NFQA_MARK.rawValue)
     /// NF_ACCEPT and NF_DROP, the verdicts this daemon gives.
     package static let accept = UInt32(NF_ACCEPT)
     package static let drop = UInt32(NF_DROP)

@@ -10,6 +10,8 @@ public struct PacketQueueCounters: Sendable, Equatable {
     public var acceptedUnmodified: UInt64 = 0
     public var acceptedModified: UInt64 = 0
     public var dropped: UInt64 = 0
+    /// Accepts carrying a new mark (kernel-nat mode).
+    public var acceptedMarked: UInt64 = 0
     /// ENOBUFS on receive: the kernel lost messages because the socket buffer was full.
     public var noBufferSpace: UInt64 = 0
     /// NLMSG_ERROR messages with a non-zero error (usually a rejected verdict).
@@ -35,6 +37,7 @@ final class PacketQueueCounterCells: Sendable {
     private let acceptedUnmodified = Atomic<UInt64>(0)
     private let acceptedModified = Atomic<UInt64>(0)
     private let dropped = Atomic<UInt64>(0)
+    private let acceptedMarked = Atomic<UInt64>(0)
     private let noBufferSpace = Atomic<UInt64>(0)
     private let netlinkErrors = Atomic<UInt64>(0)
     private let parseErrors = Atomic<UInt64>(0)
@@ -51,6 +54,7 @@ final class PacketQueueCounterCells: Sendable {
         add(acceptedUnmodified, delta.acceptedUnmodified)
         add(acceptedModified, delta.acceptedModified)
         add(dropped, delta.dropped)
+        add(acceptedMarked, delta.acceptedMarked)
         add(noBufferSpace, delta.noBufferSpace)
         add(netlinkErrors, delta.netlinkErrors)
         add(parseErrors, delta.parseErrors)
@@ -66,6 +70,7 @@ final class PacketQueueCounterCells: Sendable {
         counters.acceptedUnmodified = acceptedUnmodified.load(ordering: .relaxed)
         counters.acceptedModified = acceptedModified.load(ordering: .relaxed)
         counters.dropped = dropped.load(ordering: .relaxed)
+        counters.acceptedMarked = acceptedMarked.load(ordering: .relaxed)
         counters.noBufferSpace = noBufferSpace.load(ordering: .relaxed)
         counters.netlinkErrors = netlinkErrors.load(ordering: .relaxed)
         counters.parseErrors = parseErrors.load(ordering: .relaxed)

@@ -5,7 +5,8 @@ import RedirectCore
 /// them to `send` in as few datagrams as the send limit allows (normally one).
 ///
 /// Layout of one verdict (what nfq_nlmsg_put + nfq_nlmsg_verdict_put[_pkt] produce):
-/// nlmsghdr(16) nfgenmsg(4) NFQA_VERDICT_HDR(4+8) [NFQA_PAYLOAD(4) payload pad].
+/// nlmsghdr(16) nfgenmsg(4) NFQA_VERDICT_HDR(4+8) [NFQA_PAYLOAD(4) payload pad] or
+/// [NFQA_MARK(4+4)] (kernel-nat mode's marked accept).
 /// The payload is not copied: its iovec points at the packet in the receive buffer.
 ///
 /// Order: drops, rewritten accepts and fallback verdicts one message each, then ONE
@@ -20,6 +21,7 @@ package final class VerdictWriter {
     package static let batchVerdictMessageType = NetfilterQueueWire.batchVerdictMessageType
     static let verdictHeaderLength = 32
     static let payloadAttributeHeaderLength = 4
+    static let markAttributeLength = 8
     /// nla_len is 16 bits: 65535 - 4 bytes of attribute header.
     static let maximumPayloadLength = 65531
     private static let headerStride = 40
@@ -84,6 +86,11 @@ package final class VerdictWriter {
                 try append(
                     header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.accept, id: packet.id,
                     payload: UnsafeRawBufferPointer(packet.payload), state: &state, sendLimit: sendLimit, send: send)
+            case .acceptMarked:
+                counters.acceptedMarked &+= 1
+                try append(
+                    header: header, type: Self.verdictMessageType, queue: queueNumber, verdict: Self.accept, id: packet.id,
+                    payload: nil, mark: packet.mark, state: &state, sendLimit: sendLimit, send: send)
             case .drop:
                 counters.dropped &+= 1
                 try append(
@@ -119,10 +126,11 @@ package final class VerdictWriter {
 
     private func append(
         header index: Int, type: UInt16, queue: UInt16, verdict: UInt32, id: UInt32, payload: UnsafeRawBufferPointer?,
-        state: inout ChunkState, sendLimit: Int, send: (UnsafeMutableBufferPointer<iovec>, Int) throws(KernelError) -> Void
+        mark: UInt32? = nil, state: inout ChunkState, sendLimit: Int, send: (UnsafeMutableBufferPointer<iovec>, Int) throws(KernelError) -> Void
     ) throws(KernelError) {
         let payloadLength = payload?.count ?? 0
-        let headerLength = Self.verdictHeaderLength + (payload == nil ? 0 : Self.payloadAttributeHeaderLength)
+        let headerLength =
+            Self.verdictHeaderLength + (payload == nil ? 0 : Self.payloadAttributeHeaderLength) + (mark == nil ? 0 : Self.markAttributeLength)
         let paddingLength = (4 - payloadLength & 3) & 3
         let messageLength = headerLength + payloadLength + paddingLength
         if state.bytes > 0 && state.bytes + messageLength > sendLimit {
@@ -130,7 +138,8 @@ package final class VerdictWriter {
             state = ChunkState()
         }
         let bytes = UnsafeMutableRawBufferPointer(start: headers + index * Self.headerStride, count: headerLength)
-        Self.encodeHeader(into: bytes, type: type, queue: queue, verdict: verdict, id: id, payloadLength: payload == nil ? nil : payloadLength)
+        Self.encodeHeader(
+            into: bytes, type: type, queue: queue, verdict: verdict, id: id, payloadLength: payload == nil ? nil : payloadLength, mark: mark)
         iovecs[state.iovecCount] = iovec(iov_base: bytes.baseAddress, iov_len: headerLength)
         state.iovecCount += 1
         if let payload, payloadLength > 0 {
@@ -146,10 +155,13 @@ package final class VerdictWriter {
 
     /// Writes a verdict message's headers. With `payloadLength`, also the NFQA_PAYLOAD
     /// attribute header, and nlmsg_len covers the payload and its padding (as libmnl does).
+    /// With `mark` (and no payload), the NFQA_MARK attribute.
     static func encodeHeader(
-        into bytes: UnsafeMutableRawBufferPointer, type: UInt16, queue: UInt16, verdict: UInt32, id: UInt32, payloadLength: Int?
+        into bytes: UnsafeMutableRawBufferPointer, type: UInt16, queue: UInt16, verdict: UInt32, id: UInt32, payloadLength: Int?,
+        mark: UInt32? = nil
     ) {
         var messageLength = verdictHeaderLength
+        if mark != nil { messageLength += markAttributeLength }
         if let payloadLength { messageLength += payloadAttributeHeaderLength + (payloadLength + 3) & ~3 }
         // nlmsghdr, host order
         bytes.storeBytes(of: UInt32(messageLength), toByteOffset: 0, as: UInt32.self)
@@ -169,6 +181,10 @@ package final class VerdictWriter {
             // NFQA_PAYLOAD; nla_len counts the data without padding
             bytes.storeBytes(of: UInt16(truncatingIfNeeded: 4 + payloadLength), toByteOffset: 32, as: UInt16.self)
             bytes.storeBytes(of: NetfilterQueueWire.payloadAttribute, toByteOffset: 34, as: UInt16.self)
+        } else if let mark {
+            bytes.storeBytes(of: UInt16(markAttributeLength), toByteOffset: 32, as: UInt16.self)
+            bytes.storeBytes(of: NetfilterQueueWire.markAttribute, toByteOffset: 34, as: UInt16.self)
+            bytes.storeBigEndian(mark, at: 36)
         }
     }
 }

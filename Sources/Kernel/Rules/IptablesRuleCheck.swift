@@ -1,13 +1,13 @@
 import RedirectCore
 
-/// Tells from `iptables-save -t raw` / `-t mangle` output whether the daemon's rules are all
+/// Tells from `iptables-save -t raw` / `-t mangle` (and `-t nat` in kernel-nat mode) output whether the daemon's rules are all
 /// in place: each of its chains present with as many rules as it installed, and each jump to
 /// them from the built-in chains. A firewall reload (`iptables -t raw -F`, `nft flush
 /// ruleset`, a full `iptables-restore`) takes some or all of them away; counting is enough to
 /// see that, without comparing rule text that iptables-save normalises.
 public enum IptablesRuleCheck {
     /// What of `ruleSet` is missing from `saved` (the concatenated `iptables-save -t raw` and
-    /// `-t mangle` output of its family), one phrase each; empty when everything is there.
+    /// `-t mangle` output of its family, and `-t nat` in kernel-nat mode), one phrase each; empty when everything is there.
     public static func missing(_ ruleSet: IptablesRuleSet, saved: String) -> [String] {
         var table = ""
         var chains = Set<String>()
@@ -33,7 +33,7 @@ public enum IptablesRuleCheck {
         }
         let family = ruleSet.family == .ipv4 ? "iptables" : "ip6tables"
         var missing: [String] = []
-        for jump in ChainJump.all {
+        for jump in ruleSet.chains {
             let key = "\(jump.table) \(jump.chain)"
             let wanted = ruleSet.rules[jump]?.count ?? 0
             if !chains.contains(key) {

@@ -37,10 +37,12 @@ public final class IptablesRuleInstaller: RuleInstaller {
                 let tools = try tools(family)
                 try restore(tools, ruleSet.restoreInput())
                 var missing: [ChainJump] = []
-                for jump in ChainJump.all where try !jumpExists(jump, tools) { missing.append(jump) }
+                for jump in ruleSet.chains where try !jumpExists(jump, tools) { missing.append(jump) }
                 if !missing.isEmpty {
-                    try restore(tools, IptablesRuleSet(family: family, rules: ruleSet.rules).restoreInput(insertingJumps: missing))
+                    try restore(tools, ruleSet.restoreInput(insertingJumps: missing))
                 }
+                // The other mode's chains go (a restart that changed the datapath mode).
+                try remove(tools, chains: ChainJump.all.filter { !ruleSet.chains.contains($0) })
             } else if let tools = try? self.tools(family) {
                 try remove(tools)
             }
@@ -55,7 +57,7 @@ public final class IptablesRuleInstaller: RuleInstaller {
             guard let ruleSet = try RuleGenerator.iptables(configuration, family: family) else { continue }
             let save = try Self.save(family)
             var saved = ""
-            for table in ["raw", "mangle"] {
+            for table in ruleSet.tables {
                 let outcome = try ProgramRunner.run(save, ["-t", table])
                 guard outcome.status == 0 else {
                     throw .programFailed(command: "\(save) -t \(table)", status: outcome.status, output: outcome.output)
@@ -81,7 +83,7 @@ public final class IptablesRuleInstaller: RuleInstaller {
                 if (try? tools(family)) != nil { return true }  // cannot look: assume they may be there
                 continue
             }
-            for table in ["raw", "mangle"] {
+            for table in ChainJump.tables {
                 let outcome = try ProgramRunner.run(save, ["-t", table])
                 if outcome.status == 0, outcome.output.split(separator: "\n").contains(where: { line in ours.contains { line.hasPrefix($0) } }) {
                     return true
@@ -98,14 +100,22 @@ public final class IptablesRuleInstaller: RuleInstaller {
         }
     }
 
-    private func remove(_ tools: Tools) throws(KernelError) {
-        for jump in ChainJump.all {
+    private func remove(_ tools: Tools, chains: [ChainJump] = ChainJump.all) throws(KernelError) {
+        var present: [ChainJump] = []
+        for jump in chains {
             // -C fails with status 2 when our chain does not exist; then no jump to it can either.
+            guard try chainExists(jump, tools) else { continue }
+            present.append(jump)
             while try jumpExists(jump, tools) {
                 try run(tools.command, ["-w", "-t", jump.table, "-D", jump.builtinChain, "-j", jump.chain])
             }
         }
-        try restore(tools, IptablesRuleSet.removalInput)
+        if !present.isEmpty { try restore(tools, IptablesRuleSet.removalInput(present)) }
+    }
+
+    /// `iptables -S CHAIN`: status 0 when the chain exists.
+    private func chainExists(_ jump: ChainJump, _ tools: Tools) throws(KernelError) -> Bool {
+        try ProgramRunner.run(tools.command, ["-w", "-t", jump.table, "-S", jump.chain]).status == 0
     }
 
     /// `iptables -C`: status 0 present, 1 absent, 2 when the target chain does not exist.

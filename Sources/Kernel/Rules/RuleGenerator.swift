@@ -14,6 +14,7 @@ public enum RuleGenerator {
     /// The iptables rules for `family`, or nil when no rule applies to it.
     public static func iptables(_ configuration: RuleSetConfiguration, family: AddressFamily) throws(KernelError) -> IptablesRuleSet? {
         try configuration.validate()
+        if let marks = configuration.kernelNAT { return kernelNATRules(configuration, marks: marks, family: family) }
         let original = queueTarget(configuration.originalQueues, bypass: configuration.failOpen)
         let reply = queueTarget(configuration.replyQueues, bypass: false)
         var rules: [ChainJump: [String]] = [:]
@@ -63,11 +64,65 @@ public enum RuleGenerator {
         return matched ? IptablesRuleSet(family: family, rules: rules) : nil
     }
 
+    /// Kernel-nat mode's rules: the first packet of a flow (ctstate NEW, so after conntrack, in
+    /// mangle) is queued with the same matches as the userspace mode's; the daemon's verdict
+    /// marks it; the nat table's REDIRECT, jumped to at the nat hook that comes right after,
+    /// acts on that mark, and CONNMARK keeps the mark on the conntrack entry, where the daemon's
+    /// ctnetlink listener filters on it. Every later packet of the flow is NATed by conntrack
+    /// alone and never queued; related ICMP errors are translated by the kernel's NAT. Nothing
+    /// is queued for replies.
+    private static func kernelNATRules(_ configuration: RuleSetConfiguration, marks: KernelNATMarks, family: AddressFamily) -> IptablesRuleSet? {
+        let original = queueTarget(configuration.originalQueues, bypass: configuration.failOpen)
+        var rules: [ChainJump: [String]] = [:]
+        var matched = false
+        func add(_ rule: String, to chain: ChainJump) {
+            if !(rules[chain] ?? []).contains(rule) { rules[chain, default: []].append(rule) }
+        }
+        add("-i lo -j RETURN", to: .newPreRouting)
+        for chain in [ChainJump.newPreRouting, .newOutput] { add("-m conntrack ! --ctstate NEW -j RETURN", to: chain) }
+        for mark in configuration.excludedMarks {
+            add("-m mark --mark \(markText(mark)) -j RETURN", to: .newPreRouting)
+            add("-m mark --mark \(markText(mark)) -j RETURN", to: .newOutput)
+        }
+        for uid in configuration.excludedUserIDs { add("-m owner --uid-owner \(uid) -j RETURN", to: .newOutput) }
+        let maskText = hex(marks.mask)
+        for chain in [ChainJump.natPreRouting, .natOutput] {
+            add("-m mark --mark 0x0/\(maskText) -j RETURN", to: chain)
+            add("-j CONNMARK --save-mark --nfmask \(maskText) --ctmask \(maskText)", to: chain)
+        }
+        for rule in configuration.rules where rule.families.contains(family) {
+            guard let sources = addresses(rule.sources, family: family), let destinations = addresses(rule.destinations, family: family) else {
+                continue
+            }
+            matched = true
+            let queueChain: ChainJump = rule.scope == .network ? .newPreRouting : .newOutput
+            let natChain: ChainJump = rule.scope == .network ? .natPreRouting : .natOutput
+            for source in sources {
+                for destination in destinations {
+                    for ports in portMatches(rule.ports) {
+                        var spec = "-p \(rule.proto)"
+                        if let source { spec += " -s \(source)" }
+                        if let destination { spec += " -d \(destination)" }
+                        add("\(spec) \(ports) -j \(original)", to: queueChain)
+                    }
+                }
+            }
+            add("-p \(rule.proto) --dport \(rule.toPort) -j \(original)", to: queueChain)
+            if let value = marks.value(for: rule.toPort) {
+                add("-p \(rule.proto) -m mark --mark \(hex(value))/\(maskText) -j REDIRECT --to-ports \(rule.toPort)", to: natChain)
+            }
+        }
+        return matched ? IptablesRuleSet(family: family, rules: rules, chains: ChainJump.kernelNAT) : nil
+    }
+
     /// The same rules as one nftables ruleset (`nft -f`), for hosts whose firewall is managed
     /// as nftables text. Both families in one `inet` table; the base chains sit at the raw
     /// (-300) and mangle (-150) priorities.
     public static func nftables(_ configuration: RuleSetConfiguration) throws(KernelError) -> String {
         try configuration.validate()
+        guard configuration.kernelNAT == nil else {
+            throw .invalidConfiguration("the nft form is for the userspace datapath; kernel-nat mode installs its iptables rules itself")
+        }
         let original = nftQueue(configuration.originalQueues, bypass: configuration.failOpen)
         let reply = nftQueue(configuration.replyQueues, bypass: false)
         var preRouting: [String] = ["iif \"lo\" return"]

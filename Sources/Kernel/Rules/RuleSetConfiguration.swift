@@ -30,10 +30,13 @@ public struct RuleSetConfiguration: Hashable, Sendable {
     /// Packets from sockets of these users (a local proxy's own upstream connections) are
     /// never queued; the owner match exists only on OUTPUT.
     public var excludedUserIDs: [UInt32]
+    /// Kernel-nat mode's marks: only a flow's first packet is queued (mangle, after conntrack)
+    /// and the kernel's NAT carries the flow. Nil: the userspace mode.
+    public var kernelNAT: KernelNATMarks?
 
     public init(
         rules: [RedirectRule], firstQueue: UInt16 = 0, queueCount: UInt16 = 1, failOpen: Bool = false,
-        excludedMarks: [FirewallMark] = [], excludedUserIDs: [UInt32] = []
+        excludedMarks: [FirewallMark] = [], excludedUserIDs: [UInt32] = [], kernelNAT: KernelNATMarks? = nil
     ) {
         self.rules = rules
         self.firstQueue = firstQueue
@@ -41,7 +44,11 @@ public struct RuleSetConfiguration: Hashable, Sendable {
         self.failOpen = failOpen
         self.excludedMarks = excludedMarks
         self.excludedUserIDs = excludedUserIDs
+        self.kernelNAT = kernelNAT
     }
+
+    /// The daemon's chains in this configuration's mode.
+    public var chains: [ChainJump] { kernelNAT == nil ? ChainJump.userspace : ChainJump.kernelNAT }
 
     public var originalQueues: ClosedRange<UInt16> { firstQueue...(firstQueue &+ queueCount &- 1) }
     public var replyQueues: ClosedRange<UInt16> { (firstQueue &+ queueCount)...(firstQueue &+ 2 &* queueCount &- 1) }
@@ -64,5 +71,17 @@ public struct ChainJump: Hashable, Sendable {
     public static let preRouting = ChainJump(table: "raw", builtinChain: "PREROUTING", chain: "NFQR-PREROUTING")
     public static let output = ChainJump(table: "raw", builtinChain: "OUTPUT", chain: "NFQR-OUTPUT")
     public static let reply = ChainJump(table: "mangle", builtinChain: "OUTPUT", chain: "NFQR-REPLY")
-    public static let all = [preRouting, output, reply]
+    /// Kernel-nat mode: first packets (ctstate NEW) are queued in mangle, after conntrack...
+    public static let newPreRouting = ChainJump(table: "mangle", builtinChain: "PREROUTING", chain: "NFQR-NEW-PREROUTING")
+    public static let newOutput = ChainJump(table: "mangle", builtinChain: "OUTPUT", chain: "NFQR-NEW-OUTPUT")
+    /// ...and the nat table's REDIRECT acts on the mark the daemon's verdict set.
+    public static let natPreRouting = ChainJump(table: "nat", builtinChain: "PREROUTING", chain: "NFQR-NAT-PREROUTING")
+    public static let natOutput = ChainJump(table: "nat", builtinChain: "OUTPUT", chain: "NFQR-NAT-OUTPUT")
+
+    public static let userspace = [preRouting, output, reply]
+    public static let kernelNAT = [newPreRouting, newOutput, natPreRouting, natOutput]
+    /// Every chain of either mode: what a stop for good removes.
+    public static let all = userspace + kernelNAT
+    /// The tables the daemon's chains live in.
+    public static let tables = ["raw", "mangle", "nat"]
 }

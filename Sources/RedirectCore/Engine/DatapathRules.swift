@@ -5,17 +5,20 @@
 public final class DatapathRules: Sendable {
     public let policy: RedirectPolicy
     public let addresses: RedirectAddressBook
+    /// Kernel-nat mode's marks; nil in the userspace mode, where the daemon rewrites packets itself.
+    public let kernelNAT: KernelNATMarks?
 
-    public init(policy: RedirectPolicy, addresses: RedirectAddressBook) {
+    public init(policy: RedirectPolicy, addresses: RedirectAddressBook, kernelNAT: KernelNATMarks? = nil) {
         self.policy = policy
         self.addresses = addresses
+        self.kernelNAT = kernelNAT
     }
 
     public func replacingAddresses(_ addresses: RedirectAddressBook) -> DatapathRules {
-        DatapathRules(policy: policy, addresses: addresses)
+        DatapathRules(policy: policy, addresses: addresses, kernelNAT: kernelNAT)
     }
 
-    public func replacingPolicy(_ policy: RedirectPolicy) -> DatapathRules {
-        DatapathRules(policy: policy, addresses: addresses)
+    public func replacingPolicy(_ policy: RedirectPolicy, kernelNAT: KernelNATMarks? = nil) -> DatapathRules {
+        DatapathRules(policy: policy, addresses: addresses, kernelNAT: kernelNAT)
     }
 }

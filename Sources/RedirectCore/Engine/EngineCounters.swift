@@ -6,6 +6,9 @@ public final class EngineCounters: Sendable {
     public let accepted = AtomicCounter()
     public let rewrittenOriginal = AtomicCounter()
     public let rewrittenReply = AtomicCounter()
+    /// Kernel-nat mode: first packets of redirected flows, accepted with the mark that hands
+    /// the flow to the kernel's NAT.
+    public let markedOriginal = AtomicCounter()
     public let dropped = AtomicCounter()
     /// Packets the table does not track: not ours by policy, or of no known flow and unable to
     /// start one (TCP without SYN, a stray reply).

@@ -17,6 +17,16 @@ public final class RedirectEngine: Sendable {
 
     /// Decides and, when redirecting, rewrites `bytes` in place. Allocates nothing.
     public func process(_ bytes: UnsafeMutableRawBufferPointer, metadata: PacketMetadata, rules: DatapathRules, now: UInt32) -> Verdict {
+        var mark: UInt32 = 0
+        return process(bytes, metadata: metadata, rules: rules, now: now, mark: &mark)
+    }
+
+    /// As above; in kernel-nat mode (`rules.kernelNAT`) a redirected flow's packet is not
+    /// rewritten but gets `.acceptMarked`, with `mark` set to the mark value (inside
+    /// `KernelNATMarks.mask`) of its redirect port, for the kernel's NAT rules to act on.
+    public func process(
+        _ bytes: UnsafeMutableRawBufferPointer, metadata: PacketMetadata, rules: DatapathRules, now: UInt32, mark: inout UInt32
+    ) -> Verdict {
         counters.packets.add(1)
         counters.bytes.add(UInt64(bytes.count))
         var packet: ParsedPacket
@@ -51,6 +61,18 @@ public final class RedirectEngine: Sendable {
             }
             switch outcome {
             case .rewriteDestination(let target):
+                if let marks = rules.kernelNAT {
+                    // Kernel-nat mode: the kernel's NAT rewrites this packet and the rest of the flow.
+                    guard let value = marks.value(for: target.port) else {
+                        // A flow of a port a reload removed: its NAT rule is gone with it.
+                        counters.refused(.noRedirectAddress).add(1)
+                        counters.dropped.add(1)
+                        return .drop
+                    }
+                    mark = value
+                    counters.markedOriginal.add(1)
+                    return .acceptMarked
+                }
                 do {
                     packet.clampMSS(in: bytes, checksumNotReady: metadata.checksumNotReady)
                     try packet.rewriteDestination(to: target, in: bytes, checksumNotReady: metadata.checksumNotReady)

@@ -6,4 +6,7 @@ public enum Verdict: UInt8, Sendable {
     case acceptModified
     /// Drop (counted by reason in `EngineCounters`).
     case drop
+    /// Re-inject unchanged with a new packet mark (kernel-nat mode: the kernel's NAT rules act
+    /// on it; see `KernelNATMarks`). The mark travels beside the verdict.
+    case acceptMarked
 }

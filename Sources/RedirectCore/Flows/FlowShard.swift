@@ -437,6 +437,70 @@ struct FlowShard: ~Copyable {
         }
     }
 
+    // MARK: Kernel reports (kernel-nat mode)
+
+    /// Applies what the kernel's conntrack says about one of the daemon's flows (see
+    /// `FlowTable.applyKernelReport`). The flow's timer becomes the kernel's remaining timeout
+    /// plus `grace`, so it cannot expire here while the kernel still keeps it between reports.
+    mutating func applyKernelReport(_ report: KernelFlowReport, clientHash: UInt64, grace: UInt32, now: UInt32) -> KernelReportOutcome {
+        let tuple = report.original
+        let hash = hasher.tupleHash(clientHash: clientHash, other: tuple.destination)
+        let found = findOriginal(tuple, hash: hash)
+        if report.destroyed {
+            guard let slot = found else { return .ignored }
+            let reason: FlowEndReason = slab[slot].state.isFinished || report.state.isFinished ? .closed : .expired
+            destroy(slot, reason: reason, now: now)
+            return .removed
+        }
+        let expires = expiry(now, report.timeout > UInt32.max - grace ? UInt32.max - grace : report.timeout + grace)
+        guard let slot = found else {
+            // Entered as redirected: only flows the daemon marked are reported.
+            let replyHash = hasher.tupleHash(clientHash: clientHash, other: report.replySource)
+            if findReply(tuple.proto, source: report.replySource, client: tuple.source, hash: replyHash) != nil { return .ignored }
+            var flags: FlowSlotFlags = [.redirected]
+            if report.seenReply { flags.insert(.seenReply) }
+            if report.assured { flags.insert(.assured) }
+            let flow = FlowSlot(
+                client: tuple.source.address, originalDestination: tuple.destination.address,
+                replySource: report.replySource.address, originalBytes: 0, replyBytes: 0, originalPackets: 0, replyPackets: 0,
+                expires: expires, created: now, clientSequenceEnd: 0, clientPort: tuple.source.port,
+                originalDestinationPort: tuple.destination.port, replySourcePort: report.replySource.port, proto: tuple.proto,
+                state: report.state, flags: flags, isOccupied: true)
+            guard let slot = admit(flow, now: now, mayEvict: false) else { return .ignored }
+            originalIndex.insert(hash: hash, slot: slot)
+            replyIndex.insert(hash: replyHash, slot: slot)
+            counters.created &+= 1
+            record(.created, slot, now: now)
+            if let observer, let redirected = slab[slot].redirectedFlow { observer.redirectedFlowStarted(redirected) }
+            return .adopted
+        }
+        var outcome = KernelReportOutcome.updated
+        if slab[slot].replySourceEndpoint != report.replySource && slab[slot].flags.contains(.redirected) {
+            // The kernel's NAT chose another address than the daemon (an address changed between
+            // the decision and the NAT rule): the kernel's choice is where the proxy sees the flow.
+            let newHash = hasher.tupleHash(clientHash: clientHash, other: report.replySource)
+            if findReply(tuple.proto, source: report.replySource, client: tuple.source, hash: newHash) == nil {
+                if let observer, let redirected = slab[slot].redirectedFlow { observer.redirectedFlowEnded(redirected) }
+                let oldHash = hasher.tupleHash(clientHash: clientHash, other: slab[slot].replySourceEndpoint)
+                replyIndex.remove(hash: oldHash, slot: slot)
+                slab.beginWrite(slot)
+                slab[slot].replySource = report.replySource.address
+                slab[slot].replySourcePort = report.replySource.port
+                slab.endWrite(slot)
+                replyIndex.insert(hash: newHash, slot: slot)
+                if let observer, let redirected = slab[slot].redirectedFlow { observer.redirectedFlowStarted(redirected) }
+                outcome = .rekeyed
+            }
+        }
+        slab.beginWrite(slot)
+        if slab[slot].state != report.state { setState(slot, report.state) }
+        if report.seenReply { slab[slot].flags.insert(.seenReply) }
+        if report.assured { slab[slot].flags.insert(.assured) }
+        slab[slot].expires = expires
+        slab.endWrite(slot)
+        return outcome
+    }
+
     // MARK: Maintenance, listing, persistence
 
     /// Removes expired flows among slab slots `start..<start+budget`; returns slots scanned,

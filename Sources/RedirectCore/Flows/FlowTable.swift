@@ -145,6 +145,37 @@ public final class FlowTable: Sendable {
         }
     }
 
+    // MARK: Kernel reports (kernel-nat mode)
+
+    /// What the kernel's conntrack reports about a flow the daemon handed to its NAT: the flow
+    /// takes the kernel's state and timeout (plus `grace`, the longest gap between two reports
+    /// of a flow the kernel keeps), leaves on a destroy, moves its reply tuple where the
+    /// kernel's NAT really sent it, and is entered if the table had lost it.
+    @discardableResult
+    public func applyKernelReport(_ report: KernelFlowReport, grace: UInt32, now: UInt32) -> KernelReportOutcome {
+        let clientHash = hasher.clientHash(proto: report.original.proto, client: report.original.source)
+        return shards.withLock(shardIndex(clientHash)) {
+            $0.applyKernelReport(report, clientHash: clientHash, grace: grace, now: now)
+        }
+    }
+
+    /// Removes the redirected flows created before `before` whose original tuple is not in
+    /// `present` (the kernel no longer has them; their destroy events were lost). Returns how
+    /// many were removed. Not for the packet path: it reads every flow.
+    @discardableResult
+    public func removeRedirected(notIn present: Set<FlowTuple>, createdBefore before: UInt32, now: UInt32) -> Int {
+        var removed = 0
+        for record in records(now: now) where record.redirectTarget != nil && record.created < before {
+            let tuple = record.originalTuple
+            guard !present.contains(tuple) else { continue }
+            let report = KernelFlowReport(
+                original: tuple, replySource: record.redirectTarget!, state: record.state, seenReply: record.seenReply,
+                assured: record.assured, timeout: 0, destroyed: true)
+            if applyKernelReport(report, grace: 0, now: now) == .removed { removed += 1 }
+        }
+        return removed
+    }
+
     // MARK: Maintenance
 
     /// Removes expired flows, examining at most `budget` slots, continuing where the previous call

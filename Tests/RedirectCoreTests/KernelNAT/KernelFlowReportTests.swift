@@ -1,0 +1,77 @@
+@testable import RedirectCore
+import XCTest
+
+/// How conntrack's reports keep the table current in kernel-nat mode: state and timer follow
+/// the kernel, a destroy removes the flow, a flow the table lost is entered again, a reply
+/// tuple the kernel's NAT chose differently moves, and a resync removes the unheard.
+final class KernelFlowReportTests: XCTestCase {
+    private let client = Endpoint(IPAddress("192.0.2.2")!, 40000)
+    private let server = Endpoint(IPAddress("203.0.113.10")!, 80)
+    private let proxy = Endpoint(IPAddress("192.0.2.1")!, 8080)
+
+    private func makeTable() -> FlowTable {
+        try! FlowTable(configuration: FlowTableConfiguration(limit: 1024, shardCount: 2, seed: 5))
+    }
+
+    private func start(_ table: FlowTable, now: UInt32 = 100) {
+        let outcome = table.handleOriginal(
+            FlowTuple(proto: .tcp, source: client, destination: server), tcpFlags: [.syn], length: 60, now: now
+        ) { _ in .redirect(to: self.proxy) }
+        XCTAssertEqual(outcome, .rewriteDestination(proxy))
+    }
+
+    private func report(_ state: FlowState, timeout: UInt32, replySource: Endpoint? = nil, destroyed: Bool = false) -> KernelFlowReport {
+        KernelFlowReport(
+            original: FlowTuple(proto: .tcp, source: client, destination: server), replySource: replySource ?? proxy, state: state,
+            seenReply: state != .synSent, assured: state == .established, timeout: timeout, destroyed: destroyed)
+    }
+
+    func testTheKernelsStateAndTimerWinAndADestroyRemoves() {
+        let table = makeTable()
+        start(table)
+        XCTAssertEqual(table.applyKernelReport(report(.established, timeout: 432_000), grace: 60, now: 101), .updated)
+        var record = table.records(now: 101)[0]
+        XCTAssertEqual(record.state, .established)
+        XCTAssertTrue(record.assured)
+        XCTAssertEqual(record.expires, 101 + 432_000 + 60)
+        XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 120), grace: 60, now: 105), .updated)
+        record = table.records(now: 105)[0]
+        XCTAssertEqual(record.state, .timeWait)
+        XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 0, destroyed: true), grace: 60, now: 200), .removed)
+        XCTAssertEqual(table.count, 0)
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 200), .expired(.closed))
+        XCTAssertEqual(table.applyKernelReport(report(.close, timeout: 0, destroyed: true), grace: 60, now: 201), .ignored)
+        XCTAssertTrue(table.invariantViolations().isEmpty)
+    }
+
+    func testAFlowTheTableLostIsAdoptedAndAMovedReplyTupleIsRekeyed() {
+        let table = makeTable()
+        XCTAssertEqual(table.applyKernelReport(report(.established, timeout: 300), grace: 60, now: 100), .adopted)
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 100), .redirected(original: server))
+        let other = Endpoint(IPAddress("198.51.100.1")!, 8080)
+        XCTAssertEqual(table.applyKernelReport(report(.established, timeout: 300, replySource: other), grace: 60, now: 101), .rekeyed)
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: other, now: 101), .redirected(original: server))
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 101), .notFound)
+        XCTAssertTrue(table.invariantViolations().isEmpty)
+    }
+
+    func testAResyncRemovesFlowsTheKernelNoLongerHasButNotNewerOnes() {
+        let table = makeTable()
+        start(table, now: 100)
+        let newer = Endpoint(IPAddress("192.0.2.3")!, 40001)
+        _ = table.handleOriginal(FlowTuple(proto: .tcp, source: newer, destination: server), tcpFlags: [.syn], length: 60, now: 110) { _ in
+            .redirect(to: self.proxy)
+        }
+        XCTAssertEqual(table.removeRedirected(notIn: [], createdBefore: 110, now: 110), 1)
+        XCTAssertEqual(table.count, 1, "a flow created since the read began may not be confirmed yet")
+        XCTAssertEqual(table.removeRedirected(notIn: [FlowTuple(proto: .tcp, source: newer, destination: server)], createdBefore: 200, now: 200), 0)
+    }
+
+    func testKernelTCPStatesMapOntoTheTablesStates() {
+        XCTAssertEqual(KernelFlowReport.state(proto: .tcp, kernelTCPState: 3, seenReply: true), .established)
+        XCTAssertEqual(KernelFlowReport.state(proto: .tcp, kernelTCPState: 7, seenReply: true), .timeWait)
+        XCTAssertNil(KernelFlowReport.state(proto: .tcp, kernelTCPState: 0, seenReply: false))
+        XCTAssertNil(KernelFlowReport.state(proto: .tcp, kernelTCPState: 9, seenReply: false))
+        XCTAssertEqual(KernelFlowReport.state(proto: .udp, kernelTCPState: 0, seenReply: true), .udpReplied)
+    }
+}
