@@ -31,6 +31,18 @@ UDP_TIMEOUT = 3            # daemon mode: short UDP timeouts, so an expired flow
 PORT_LIST = ",".join(map(str, TCP_PORTS))
 
 
+def kernel_nat():
+    """Whether the daemons of this run use the kernel-nat datapath (NFQR_DATAPATH)."""
+    return os.environ.get("NFQR_DATAPATH") == "kernel-nat"
+
+
+def use_kernel_timeouts(ns):
+    """Kernel-nat mode: the kernel's conntrack times the flows, so the short UDP timeout the
+    daemon's config gives in the userspace mode is set on the namespace's conntrack instead."""
+    for name in ("nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"):
+        run_command(["sysctl", "-q", "-w", f"net.netfilter.{name}={UDP_TIMEOUT}"], ns=ns)
+
+
 class KernelRedirect:
     name = "kernel"
 
@@ -100,6 +112,9 @@ class DaemonRedirect:
         # --lookup-busy-poll 200" (several queues sharing one flow table; datapath and lookup
         # threads that poll before they sleep).
         argv += shlex.split(os.environ.get("NFQR_DAEMON_ARGS", ""))
+        # NFQR_DATAPATH (the suites' --datapath): the whole suite in the other datapath mode.
+        if kernel_nat():
+            argv += ["--datapath", "kernel-nat"]
         return argv + (["--log-level", self.log_level] if self.log_level else []) + self.extra_args
 
     def start(self, programs, ns, name="nfq-redirectd", argv=None, environment=None):
@@ -107,6 +122,8 @@ class DaemonRedirect:
         if not os.access(self.binary, os.X_OK):
             raise CommandFailed(f"no daemon at {self.binary}: build it, or point NFQR_BIN_DIR at it")
         argv = argv or self.argv()
+        if kernel_nat():
+            use_kernel_timeouts(ns)
         if environment:  # `env` execs the daemon, so the pid stays the daemon's
             argv = ["env", *[f"{key}={value}" for key, value in environment.items()], *argv]
         self.program = programs.start(name, ns, argv)

@@ -27,6 +27,28 @@ def add_stage_arguments(parser, tag_prefix):
                         help=f"unique per run; names the namespaces (default {tag_prefix}-<pid>)")
     parser.add_argument("--queue", type=int, default=0, help="first NFQUEUE number for the daemon")
     parser.add_argument("--daemon-log-level", help="passed to nfq-redirectd as --log-level")
+    parser.add_argument("--datapath", choices=DATAPATHS, default=datapath(),
+                        help="the daemon's datapath mode (default: NFQR_DATAPATH, else userspace); "
+                             "kernel-nat runs every case that applies to it with --datapath kernel-nat")
+
+
+DATAPATHS = ("userspace", "kernel-nat")
+
+
+def datapath():
+    """The datapath mode the daemon of this run uses: NFQR_DATAPATH, else userspace."""
+    return os.environ.get("NFQR_DATAPATH") or "userspace"
+
+
+def use_datapath(mode):
+    """Makes `mode` the daemon's datapath for this process and every program it starts (the
+    service manager and helper scripts start daemons too)."""
+    os.environ["NFQR_DATAPATH"] = mode
+
+
+def suite_title(name, mode):
+    """A suite's report name: `netns main (daemon)`, `netns main (daemon, kernel-nat)`."""
+    return f"{name} ({mode})" if datapath() == "userspace" else f"{name} ({mode}, {datapath()})"
 
 
 def stage_settings():

@@ -39,7 +39,7 @@ from cases import CASES
 from robust_cases import ROBUST_CASES, SOAK_CASES
 from service_cases import CASES as SERVICE_CASES
 from harness.report import Report
-from harness.suite import add_stage_arguments, catch_stop_signals, run_suite, stage_settings
+from harness.suite import add_stage_arguments, catch_stop_signals, run_suite, stage_settings, suite_title, use_datapath
 from stage import Stage
 
 def main():
@@ -56,6 +56,7 @@ def main():
                         help="run only the tests whose name contains TEXT (repeatable; any matches); "
                              "the clean-up check always runs")
     args = parser.parse_args()
+    use_datapath(args.datapath)
     bin_dir, ready_timeout = stage_settings()
     suite = {"main": CASES, "robust": ROBUST_CASES, "soak": SOAK_CASES, "service": SERVICE_CASES}[args.suite]
     cases_run = [(name, test, seconds) for name, test, seconds, modes in suite if args.mode in modes]
@@ -71,7 +72,7 @@ def main():
             return 2
     print(f"nfq-redirect netns suite {args.suite}, mode {args.mode}: {len(cases_run) + 1} tests"
           + (f" (daemon binaries from {bin_dir})" if args.mode == "daemon" else ""))
-    report = Report(f"netns {args.suite} ({args.mode})")
+    report = Report(suite_title(f"netns {args.suite}", args.mode))
     for name in left_out:
         report.skip(name, f"not applicable in {args.mode} mode")
 

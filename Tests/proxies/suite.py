@@ -29,7 +29,7 @@ import sys
 
 from checks import tests_for
 from harness.report import Report
-from harness.suite import add_stage_arguments, catch_stop_signals, run_suite, stage_settings
+from harness.suite import add_stage_arguments, catch_stop_signals, run_suite, stage_settings, suite_title, use_datapath
 from recipes import RecipeStage, recipe_cases
 from stage import Stage
 
@@ -51,6 +51,7 @@ def main():
                              "recipes: each recipe of docs/recipes.md run as written (CI)")
     add_stage_arguments(parser, "nfqp")
     args = parser.parse_args()
+    use_datapath(args.datapath)
     bin_dir, ready_timeout = stage_settings()
     host_rules_before = catch_stop_signals()
     if args.mode == "recipes":
@@ -64,7 +65,7 @@ def main():
     missing = missing_programs()
     cannot_start = (f"not installed: {', '.join(missing)} (Debian packages redsocks squid haproxy v2ray "
                     "golang-go strace iproute2 mitmproxy socat)") if missing else None
-    return run_suite(Report(f"proxies ({args.mode})"), stage, cases, host_rules_before, cannot_start)
+    return run_suite(Report(suite_title("proxies", args.mode)), stage, cases, host_rules_before, cannot_start)
 
 
 if __name__ == "__main__":

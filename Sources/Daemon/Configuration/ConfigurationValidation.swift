@@ -23,7 +23,9 @@ extension DaemonConfiguration {
                     "datapath.mark_mask",
                     "mask \("0x" + String(datapath.markMask, radix: 16)) tells \(KernelNATMarks.capacity(of: datapath.markMask)) redirect ports apart, the rules name \(ports)")
             }
-            for mark in exclusions.marks where mark.mask & datapath.markMask != 0 {
+            // A packet carrying such a mark would meet the daemon's nat rules as if the daemon
+            // had marked it.
+            for mark in exclusions.marks where mark.value & mark.mask & datapath.markMask != 0 {
                 throw fail(
                     "exclude.marks",
                     "\("0x" + String(mark.value, radix: 16) + "/0x" + String(mark.mask, radix: 16)) overlaps kernel-nat's mark bits \("0x" + String(datapath.markMask, radix: 16)) (set datapath.mark_mask to other bits)")
