@@ -46,6 +46,33 @@ def use_datapath(mode):
     os.environ["NFQR_DATAPATH"] = mode
 
 
+def userspace_only(reason):
+    """Marks a case that does not apply to the kernel-nat datapath; the report says why."""
+    def mark(test):
+        test.datapaths, test.why_not = ("userspace",), f"userspace datapath only: {reason}"
+        return test
+    return mark
+
+
+def kernel_nat_only(test):
+    """Marks a case of the kernel-nat datapath only."""
+    test.datapaths, test.why_not = ("kernel-nat",), "kernel-nat datapath only (run with --datapath kernel-nat)"
+    return test
+
+
+def split_by_datapath(cases):
+    """(cases for this run's datapath, [(name, why not) of the others]); a case is a tuple whose
+    second item is its test function."""
+    run, left_out = [], []
+    for case in cases:
+        test = case[1]
+        if datapath() in getattr(test, "datapaths", DATAPATHS):
+            run.append(case)
+        else:
+            left_out.append((case[0], test.why_not))
+    return run, left_out
+
+
 def suite_title(name, mode):
     """A suite's report name: `netns main (daemon)`, `netns main (daemon, kernel-nat)`."""
     return f"{name} ({mode})" if datapath() == "userspace" else f"{name} ({mode}, {datapath()})"

@@ -39,7 +39,7 @@ from cases import CASES
 from robust_cases import ROBUST_CASES, SOAK_CASES
 from service_cases import CASES as SERVICE_CASES
 from harness.report import Report
-from harness.suite import add_stage_arguments, catch_stop_signals, run_suite, stage_settings, suite_title, use_datapath
+from harness.suite import add_stage_arguments, catch_stop_signals, run_suite, stage_settings, split_by_datapath, suite_title, use_datapath
 from stage import Stage
 
 def main():
@@ -70,11 +70,14 @@ def main():
         if not cases_run:
             print(f"runner.py: no test of the {args.suite} suite in {args.mode} mode matches {args.only}", file=sys.stderr)
             return 2
+    cases_run, other_datapath = split_by_datapath(cases_run)
     print(f"nfq-redirect netns suite {args.suite}, mode {args.mode}: {len(cases_run) + 1} tests"
           + (f" (daemon binaries from {bin_dir})" if args.mode == "daemon" else ""))
     report = Report(suite_title(f"netns {args.suite}", args.mode))
     for name in left_out:
         report.skip(name, f"not applicable in {args.mode} mode")
+    for name, why in other_datapath:
+        report.skip(name, why)
 
     host_rules_before = catch_stop_signals()
     stage = Stage(args.tag, args.mode, bin_dir, args.queue, args.daemon_log_level, ready_timeout)

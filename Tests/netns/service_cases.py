@@ -31,7 +31,8 @@ from harness.endpoints import connect_from_own_port, format_endpoint, socket_end
 from harness.checks import TestFailure, expect, expect_equal
 from harness.origdst import LookupClient
 from harness.processes import in_namespace, in_private_mounts, run_command
-from harness.redirectors import TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, ruleset
+from harness.redirectors import TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, kernel_nat, ruleset
+from harness.suite import kernel_nat_only, userspace_only
 from harness.topology import (CLIENT_V4, CLIENT_V6, REMOTE_V4, REMOTE_V6, ROUTER_CLIENT_SIDE_V4,
                       ROUTER_CLIENT_SIDE_V6, ROUTER_SERVER_SIDE_V4, ROUTER_SERVER_SIDE_V6, Topology)
 
@@ -230,10 +231,10 @@ def restart_keeps_flows(stop_signal, extra):
                 flow.round_trip(b"before the restart\n")
             for flow in udp:
                 flow.exchange("before")
-            originals = {flow.client: flow.lookup(env) for flow in tcp + udp}
+            originals = {flow_key(flow): flow.lookup(env) for flow in tcp + udp}
             for flow in tcp + udp:
                 expect_equal(f"lookup of {format_endpoint(*flow.client)} before",
-                             f"OK {flow.target[0]} {flow.target[1]}", originals[flow.client])
+                             f"OK {flow.target[0]} {flow.target[1]}", originals[flow_key(flow)])
             rules = our_rules(env)
 
             expect_equal(f"exit status after {stop_signal.name}", 0, stop_daemon(env, stop_signal))
@@ -255,7 +256,7 @@ def restart_keeps_flows(stop_signal, extra):
                 flow.exchange("after")
             for flow in tcp + udp:
                 expect_equal(f"lookup of {format_endpoint(*flow.client)} after the restart",
-                             originals[flow.client], flow.lookup(env))
+                             originals[flow_key(flow)], flow.lookup(env))
             restored = re.search(r"restored (\d+) of (\d+) saved flows", log_of(daemon))
             expect(restored and int(restored.group(1)) >= 4 and restored.group(1) == restored.group(2),
                    "'restored N of N saved flows' with N >= 4", restored.group(0) if restored else log_of(daemon))
@@ -457,6 +458,11 @@ class Transfer(threading.Thread):
         return None
 
 
+def flow_key(flow):
+    """A flow's key among TCP and UDP flows: a TCP and a UDP socket may have the same port."""
+    return (type(flow).__name__, flow.client)
+
+
 def broken_transfers(transfers):
     problems = []
     for transfer in transfers:
@@ -480,10 +486,10 @@ def killed_keeps_flows(env):
         udp = [UdpFlow(env, v6=i % 2 == 1) for i in range(4)]
         for flow in udp:
             flow.exchange("before")
-        originals = {flow.client: flow.lookup(env) for flow in flows + udp}
+        originals = {flow_key(flow): flow.lookup(env) for flow in flows + udp}
         for flow in flows + udp:
             expect_equal(f"lookup of {format_endpoint(*flow.client)} before", f"OK {flow.target[0]} {flow.target[1]}",
-                         originals[flow.client])
+                         originals[flow_key(flow)])
         transfers = [Transfer(flow, seed) for seed, flow in enumerate(flows)]
         for transfer in transfers:
             transfer.start()
@@ -502,7 +508,7 @@ def killed_keeps_flows(env):
         for flow in udp:
             flow.exchange("after")
         for flow in flows + udp:
-            expect_equal(f"lookup of {format_endpoint(*flow.client)} after the kill", originals[flow.client],
+            expect_equal(f"lookup of {format_endpoint(*flow.client)} after the kill", originals[flow_key(flow)],
                          flow.lookup(env))
         stalled = [transfer for transfer, before in zip(transfers, at_kill) if transfer.bytes <= before]
         problems = broken_transfers(transfers)
@@ -733,8 +739,8 @@ def sandboxed_like_the_unit(env):
         expect_equal("capability bounding set of the sandboxed daemon",
                      f"{(1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW) | (1 << CAP_BPF) | (1 << CAP_SYS_ADMIN):016x}",
                      status_field(daemon.pid, "CapBnd"))
-        expect("getsockopt hook attached" in log_of(daemon), "'getsockopt hook attached' in the sandbox",
-               log_of(daemon))
+        hook_line = "getsockopt hook not needed in kernel-nat mode" if kernel_nat() else "getsockopt hook attached"
+        expect(hook_line in log_of(daemon), f"'{hook_line}' in the sandbox", log_of(daemon))
         expect_equal("NoNewPrivs of the sandboxed daemon", "1", status_field(daemon.pid, "NoNewPrivs"))
         expect(our_rules(env) != [], "rules installed by iptables-restore inside the sandbox", "none")
         expect_redirected(env)
@@ -1091,10 +1097,10 @@ def outage_with_flows(env, manager, daemon, interrupt, label):
         udp = [UdpFlow(env, v6=i % 2 == 1) for i in range(4)]
         for flow in udp:
             flow.exchange("before")
-        originals = {flow.client: flow.lookup(env) for flow in flows + udp}
+        originals = {flow_key(flow): flow.lookup(env) for flow in flows + udp}
         for flow in flows + udp:
-            expect(originals[flow.client].startswith("OK "), f"lookup of {format_endpoint(*flow.client)} before",
-                   originals[flow.client])
+            expect(originals[flow_key(flow)].startswith("OK "), f"lookup of {format_endpoint(*flow.client)} before",
+                   originals[flow_key(flow)])
         stored = manager.stored_names()
         queues = sorted(int(name.split("-")[1]) for name in stored if name.startswith("nfqueue-"))
         bound = kernel_queues(env)
@@ -1145,7 +1151,7 @@ def outage_with_flows(env, manager, daemon, interrupt, label):
         for flow in udp:
             flow.exchange("after")
         for flow in flows + udp:
-            expect_equal(f"lookup of {format_endpoint(*flow.client)} after {label}", originals[flow.client],
+            expect_equal(f"lookup of {format_endpoint(*flow.client)} after {label}", originals[flow_key(flow)],
                          flow.lookup(env))
         problems = broken_transfers(transfers)
         expect(not problems, f"every transfer carried on after {label}, byte for byte, no reset", "; ".join(problems[:5]))
@@ -1245,10 +1251,11 @@ def fd_store_refuses_wrong_descriptors(env):
     manager = None
     impostors = []
     try:
-        manager, daemon = managed_daemon(env, "fdcheck", restart_sec=0.2)
+        # Kernel-nat mode has no reply queue: two original queues give the two to tell apart.
+        manager, daemon = managed_daemon(env, "fdcheck", extra=["--queues", "2"] if kernel_nat() else [], restart_sec=0.2)
         stored = manager.stored_names()
         queues = [name for name in stored if name.startswith("nfqueue-")]
-        expect(len(queues) >= 2, "two stored queues (original and reply)", stored)
+        expect(len(queues) >= 2, "two stored queues", stored)
         wrong_queue, kept_queue = queues[-1], queues[0]
         route = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
         elsewhere = os.path.join(env.run_dir, "elsewhere.sock")
@@ -1392,7 +1399,7 @@ def notify_protocol_and_watchdog(env):
         # (FakeServiceManager keeps them; here only the text is read).
         texts = [text for _, _, text in notify.messages]
         stored = [text for text in texts if text.startswith("FDSTORE=1")]
-        expect(len(stored) >= 3 and "FDSTORE=1\nFDNAME=lookup" in stored
+        expect(len(stored) >= (2 if kernel_nat() else 3) and "FDSTORE=1\nFDNAME=lookup" in stored
                and all(re.fullmatch(r"FDSTORE=1\nFDNAME=(nfqueue-\d+|lookup)", text) for text in stored),
                "FDSTORE=1 + FDNAME for each queue and the lookup listener", stored)
         first = texts[len(stored)] if len(texts) > len(stored) else ""
@@ -1545,6 +1552,7 @@ def hook_attached(env, ns=None):
     return "attached (" in output
 
 
+@userspace_only("the kernel's NAT answers SO_ORIGINAL_DST itself, no hook is attached")
 def getsockopt_hook_across_restart(env):
     """The proxy's own getsockopt(SO_ORIGINAL_DST) answers for the daemon's flows, before a
     restart (SIGUSR2), in the gap with no daemon running, and after; a stop for good detaches
@@ -1584,6 +1592,37 @@ def getsockopt_hook_across_restart(env):
     return "answers before, during and after a restart; detached by a stop for good and by rules --remove"
 
 
+@kernel_nat_only
+def kernel_nat_native_answers(env):
+    """Kernel-nat mode: the proxy's own getsockopt(SO_ORIGINAL_DST) is the kernel's NAT answering,
+    with no hook attached, before a restart, with no daemon running, and after; the daemon's
+    lookup answers the same."""
+    flows = [EchoFlow(env, False), EchoFlow(env, True)]
+    try:
+        expect(not hook_attached(env), "no getsockopt hook in kernel-nat mode", "attached")
+        wanted = {flow.client: format_endpoint(*flow.target) for flow in flows}
+        for flow in flows:
+            flow.round_trip(b"before\n")
+            expect_equal(f"native answer for {format_endpoint(*flow.client)}", wanted[flow.client], native_answer(env, flow))
+            expect_equal(f"lookup of {format_endpoint(*flow.client)}", f"OK {flow.target[0]} {flow.target[1]}", flow.lookup(env))
+        expect_equal("exit status after SIGUSR2", 0, stop_daemon(env, signal.SIGUSR2))
+        for flow in flows:
+            flow.round_trip(b"away\n")
+            expect_equal(f"native answer for {format_endpoint(*flow.client)} with no daemon running",
+                         wanted[flow.client], native_answer(env, flow))
+        start_daemon(env)
+        for flow in flows:
+            flow.round_trip(b"after\n")
+            expect_equal(f"native answer for {format_endpoint(*flow.client)} after the restart",
+                         wanted[flow.client], native_answer(env, flow))
+            expect_equal(f"lookup of {format_endpoint(*flow.client)} after the restart",
+                         f"OK {flow.target[0]} {flow.target[1]}", flow.lookup(env))
+    finally:
+        for flow in flows:
+            flow.close()
+    return "the kernel's NAT answers before, during and after a restart, no hook attached"
+
+
 TWIN_LISTEN, TWIN_PORT, TWIN_DESTINATION = 18090, 19000, "127.0.0.5"
 
 
@@ -1608,6 +1647,7 @@ def ipv4_answer(sock):
     return format_endpoint(socket.inet_ntop(socket.AF_INET, raw[4:8]), int.from_bytes(raw[2:4], "big"))
 
 
+@userspace_only("the kernel's NAT answers SO_ORIGINAL_DST itself, no hook is attached")
 def two_daemons_two_namespaces(env):
     """A second daemon in a namespace of its own: each answers for its own flows only (the key
     carries the namespace), a flow with the same socket pair in R that R's daemon did not
@@ -1688,6 +1728,8 @@ CASES = [
      "stop for good and rules --remove detach it", getsockopt_hook_across_restart, 90, DAEMON),
     ("getsockopt hook: two daemons in two namespaces each answer only their own flows",
      two_daemons_two_namespaces, 60, DAEMON),
+    ("kernel-nat: the proxy's own SO_ORIGINAL_DST is the kernel's NAT's answer, no hook, across a restart",
+     kernel_nat_native_answers, 60, DAEMON),
     ("reload (SIGHUP): new rules for new flows, old flows kept, broken configs refused, atomic swap",
      reload_semantics, 120, DAEMON),
     ("signals right after start (before READY): SIGHUP reloads, SIGTERM stops and removes the rules",

@@ -140,7 +140,7 @@ extension DaemonConfiguration {
             lines.append(line)
         }
         lines.append(
-            "queues original \(queues.originalQueues.lowerBound)-\(queues.originalQueues.upperBound) reply \(queues.replyQueues.lowerBound)-\(queues.replyQueues.upperBound)\(queues.failOpen ? " fail-open" : " fail-closed")\(queues.busyPollMicroseconds > 0 ? " busy-poll \(queues.busyPollMicroseconds) µs" : "")"
+            "queues original \(queues.originalQueues.lowerBound)-\(queues.originalQueues.upperBound)\(datapath.mode == .kernelNAT ? " (first packets)" : " reply \(queues.replyQueues.lowerBound)-\(queues.replyQueues.upperBound)")\(queues.failOpen ? " fail-open" : " fail-closed")\(queues.busyPollMicroseconds > 0 ? " busy-poll \(queues.busyPollMicroseconds) µs" : "")"
         )
         lines.append("lookup socket \(lookup.socketPath)\(lookup.busyPollMicroseconds > 0 ? " busy-poll \(lookup.busyPollMicroseconds) µs" : "")")
         lines.append("table limit \(tableLimit)")

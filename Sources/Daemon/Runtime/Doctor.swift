@@ -30,7 +30,9 @@ public enum Doctor {
     /// `rulesInPlace`: whether the rules that feed them are in the kernel (unbound queues behind
     /// them hold or pass redirected traffic).
     public static func queues(_ configuration: DaemonConfiguration, kernel: [NetfilterQueueKernelStatistics], rulesInPlace: Bool) -> [Finding] {
-        let ours = Array(configuration.queues.originalQueues) + Array(configuration.queues.replyQueues)
+        // Kernel-nat mode queues first packets only: no reply queues.
+        let replies = configuration.datapath.mode == .kernelNAT ? [] : Array(configuration.queues.replyQueues)
+        let ours = Array(configuration.queues.originalQueues) + replies
         let bound = Dictionary(kernel.map { ($0.queueNumber, $0) }, uniquingKeysWith: { first, _ in first })
         let unbound = ours.filter { bound[$0] == nil }
         var findings: [Finding] = []

@@ -447,8 +447,11 @@ struct FlowShard: ~Copyable {
         let hash = hasher.tupleHash(clientHash: clientHash, other: tuple.destination)
         let found = findOriginal(tuple, hash: hash)
         if report.destroyed {
-            guard let slot = found else { return .ignored }
-            let reason: FlowEndReason = slab[slot].state.isFinished || report.state.isFinished ? .closed : .expired
+            // An entry the kernel never confirmed to us may be a new connection on the tuple of
+            // the destroyed one (a SYN after TIME_WAIT: the kernel deletes the old entry, then
+            // queues the SYN, then reports the new entry).
+            guard let slot = found, slab[slot].flags.contains(.kernelConfirmed) else { return .ignored }
+            let reason: FlowEndReason = slab[slot].state.isFinished || report.state?.isFinished == true ? .closed : .expired
             destroy(slot, reason: reason, now: now)
             return .removed
         }
@@ -457,15 +460,16 @@ struct FlowShard: ~Copyable {
             // Entered as redirected: only flows the daemon marked are reported.
             let replyHash = hasher.tupleHash(clientHash: clientHash, other: report.replySource)
             if findReply(tuple.proto, source: report.replySource, client: tuple.source, hash: replyHash) != nil { return .ignored }
-            var flags: FlowSlotFlags = [.redirected]
+            var flags: FlowSlotFlags = [.redirected, .kernelConfirmed]
             if report.seenReply { flags.insert(.seenReply) }
+            let state = report.state ?? (tuple.proto == .udp ? (report.seenReply ? .udpReplied : .udpUnreplied) : .established)
             if report.assured { flags.insert(.assured) }
             let flow = FlowSlot(
                 client: tuple.source.address, originalDestination: tuple.destination.address,
                 replySource: report.replySource.address, originalBytes: 0, replyBytes: 0, originalPackets: 0, replyPackets: 0,
                 expires: expires, created: now, clientSequenceEnd: 0, clientPort: tuple.source.port,
                 originalDestinationPort: tuple.destination.port, replySourcePort: report.replySource.port, proto: tuple.proto,
-                state: report.state, flags: flags, isOccupied: true)
+                state: state, flags: flags, isOccupied: true)
             guard let slot = admit(flow, now: now, mayEvict: false) else { return .ignored }
             originalIndex.insert(hash: hash, slot: slot)
             replyIndex.insert(hash: replyHash, slot: slot)
@@ -493,12 +497,24 @@ struct FlowShard: ~Copyable {
             }
         }
         slab.beginWrite(slot)
-        if slab[slot].state != report.state { setState(slot, report.state) }
+        if let state = report.state, state.proto == tuple.proto, slab[slot].state != state { setState(slot, state) }
+        slab[slot].flags.insert(.kernelConfirmed)
         if report.seenReply { slab[slot].flags.insert(.seenReply) }
         if report.assured { slab[slot].flags.insert(.assured) }
         slab[slot].expires = expires
         slab.endWrite(slot)
         return outcome
+    }
+
+    /// Removes the redirected flow of `tuple` if it was created before `before` (see
+    /// `FlowTable.removeRedirected`); true when it did.
+    mutating func removeUnreported(_ tuple: FlowTuple, clientHash: UInt64, createdBefore before: UInt32, now: UInt32) -> Bool {
+        let hash = hasher.tupleHash(clientHash: clientHash, other: tuple.destination)
+        guard let slot = findOriginal(tuple, hash: hash), slab[slot].flags.contains(.redirected), slab[slot].created < before else {
+            return false
+        }
+        destroy(slot, reason: slab[slot].state.isFinished ? .closed : .expired, now: now)
+        return true
     }
 
     // MARK: Maintenance, listing, persistence

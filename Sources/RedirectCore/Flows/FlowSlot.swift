@@ -104,4 +104,7 @@ struct FlowSlotFlags: OptionSet {
     static let ignoredSyn = FlowSlotFlags(rawValue: 0x08)
     /// `clientSequenceEnd` holds a sequence number seen on this flow.
     static let clientSequenceKnown = FlowSlotFlags(rawValue: 0x10)
+    /// Kernel-nat mode: the kernel's conntrack has reported this flow (its entry is confirmed),
+    /// so a destroy report is about this flow and not about an older one on the same tuple.
+    static let kernelConfirmed = FlowSlotFlags(rawValue: 0x20)
 }

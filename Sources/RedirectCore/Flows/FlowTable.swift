@@ -160,18 +160,19 @@ public final class FlowTable: Sendable {
     }
 
     /// Removes the redirected flows created before `before` whose original tuple is not in
-    /// `present` (the kernel no longer has them; their destroy events were lost). Returns how
-    /// many were removed. Not for the packet path: it reads every flow.
+    /// `present` (a full read of the kernel's entries: it no longer has them, their destroy
+    /// events were lost, or their first packet never got through). Returns how many were
+    /// removed. Not for the packet path: it reads every flow.
     @discardableResult
     public func removeRedirected(notIn present: Set<FlowTuple>, createdBefore before: UInt32, now: UInt32) -> Int {
         var removed = 0
         for record in records(now: now) where record.redirectTarget != nil && record.created < before {
             let tuple = record.originalTuple
             guard !present.contains(tuple) else { continue }
-            let report = KernelFlowReport(
-                original: tuple, replySource: record.redirectTarget!, state: record.state, seenReply: record.seenReply,
-                assured: record.assured, timeout: 0, destroyed: true)
-            if applyKernelReport(report, grace: 0, now: now) == .removed { removed += 1 }
+            let clientHash = hasher.clientHash(proto: tuple.proto, client: tuple.source)
+            if shards.withLock(shardIndex(clientHash), { $0.removeUnreported(tuple, clientHash: clientHash, createdBefore: before, now: now) }) {
+                removed += 1
+            }
         }
         return removed
     }

@@ -11,8 +11,9 @@ public struct KernelFlowReport: Sendable, Equatable {
     /// The source of the REPLY tuple: where the kernel's NAT sent the flow (the proxy's end).
     public var replySource: Endpoint
     /// The TCP state (the kernel's TCP_CONNTRACK_* numbers are `FlowState`'s raw values), or
-    /// `.udpUnreplied` / `.udpReplied` for UDP.
-    public var state: FlowState
+    /// `.udpUnreplied` / `.udpReplied` for UDP; nil when the report carries none (an update
+    /// about something else, a destroy): the flow keeps the state it has.
+    public var state: FlowState?
     public var seenReply: Bool
     public var assured: Bool
     /// Seconds the kernel keeps the entry from now if nothing else happens (0 when unknown).
@@ -21,7 +22,7 @@ public struct KernelFlowReport: Sendable, Equatable {
     public var destroyed: Bool
 
     public init(
-        original: FlowTuple, replySource: Endpoint, state: FlowState, seenReply: Bool, assured: Bool, timeout: UInt32,
+        original: FlowTuple, replySource: Endpoint, state: FlowState?, seenReply: Bool, assured: Bool, timeout: UInt32,
         destroyed: Bool = false
     ) {
         self.original = original
@@ -57,7 +58,8 @@ public enum KernelReportOutcome: Sendable, Equatable {
     case adopted
     /// A destroyed flow left the table.
     case removed
-    /// Nothing to do: a destroyed flow the table did not hold, or a flow it could not enter
-    /// (table full, reply tuple in use).
+    /// Nothing to do: a destroyed flow the table did not hold (or holds only as a newer flow
+    /// on the same tuple the kernel has not reported yet), or a flow it could not enter (table
+    /// full, reply tuple in use).
     case ignored
 }

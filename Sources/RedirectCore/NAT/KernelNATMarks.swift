@@ -44,6 +44,11 @@ public struct KernelNATMarks: Hashable, Sendable {
         return nil
     }
 
+    /// The mark value of the `number`th port (1-based), whether or not that many ports are
+    /// configured now: flows marked under an earlier configuration may carry it.
+    @inline(__always)
+    public func value(number: Int) -> UInt32 { UInt32(truncatingIfNeeded: number) << shift & mask }
+
     /// `existing` with its bits inside the mask replaced by `value`.
     @inline(__always)
     public func applying(_ value: UInt32, to existing: UInt32) -> UInt32 {

@@ -44,6 +44,30 @@ final class KernelFlowReportTests: XCTestCase {
         XCTAssertTrue(table.invariantViolations().isEmpty)
     }
 
+    func testTheDestroyOfAnOldConnectionSparesANewOneOnTheSameTuple() {
+        let table = makeTable()
+        start(table, now: 100)
+        XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 120), grace: 60, now: 110), .updated)
+        // The client reopens: the kernel deletes the TIME_WAIT entry and queues the new SYN...
+        start(table, now: 111)
+        XCTAssertEqual(table.statistics.destroyedReplaced, 1)
+        // ...then reports the old entry's end, then the new entry.
+        XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 0, destroyed: true), grace: 60, now: 111), .ignored)
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 111), .redirected(original: server))
+        XCTAssertEqual(table.applyKernelReport(report(.synSent, timeout: 120), grace: 60, now: 111), .updated)
+        XCTAssertEqual(table.applyKernelReport(report(.close, timeout: 0, destroyed: true), grace: 60, now: 112), .removed)
+    }
+
+    func testAReportWithoutAStateKeepsTheFlowsState() {
+        let table = makeTable()
+        start(table)
+        var noState = report(.established, timeout: 300)
+        noState.state = nil
+        XCTAssertEqual(table.applyKernelReport(noState, grace: 60, now: 101), .updated)
+        XCTAssertEqual(table.records(now: 101)[0].state, .synSent)
+        XCTAssertEqual(table.records(now: 101)[0].expires, 101 + 300 + 60)
+    }
+
     func testAFlowTheTableLostIsAdoptedAndAMovedReplyTupleIsRekeyed() {
         let table = makeTable()
         XCTAssertEqual(table.applyKernelReport(report(.established, timeout: 300), grace: 60, now: 100), .adopted)
