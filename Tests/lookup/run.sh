@@ -14,7 +14,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin_dir=${NFQR_BIN_DIR:?set NFQR_BIN_DIR to the folder with nfq-redirectd}
 [ "$(id -u)" = 0 ] || { echo "run.sh: run as root (it uses a network namespace)"; exit 1; }
 if [ -z "${NFQR_RUN_DIR:-}" ]; then
-    exec /usr/bin/python3 -m harness.report lookup -- \
+    # NFQR_DATAPATH=kernel-nat: the same clients against the daemon's kernel-nat datapath.
+    exec /usr/bin/python3 -m harness.report "lookup${NFQR_DATAPATH:+ ($NFQR_DATAPATH)}" -- \
         /usr/bin/python3 -m harness.netns run --tag "nfqr-lk-$$" --shape pair -- "$0" "$@"
 fi
 
@@ -31,7 +32,7 @@ TOML
 
 # C's transfers to R's address, port 9999, go to :7778; R's own connections to 127.0.0.2:9998 to :7777.
 ip netns exec "$NFQR_NS_ROUTER" "$bin_dir/nfq-redirectd" --config "$work/config.toml" --state-file "$work/state" \
-    --redirect tcp:9999:7778 --redirect-local tcp:9998:7777 >"$work/daemon.log" 2>&1 &
+    --redirect tcp:9999:7778 --redirect-local tcp:9998:7777 ${NFQR_DATAPATH:+--datapath "$NFQR_DATAPATH"} >"$work/daemon.log" 2>&1 &
 daemon=$!   # `ip netns exec` execs the daemon, so this is its own pid
 /usr/bin/python3 -m harness.netns wait-socket "$work/lookup.sock" --pid "$daemon" --log "$work/daemon.log"
 

@@ -1147,7 +1147,7 @@ def outage_with_flows(env, manager, daemon, interrupt, label):
         for (result, error), what in zip(outcomes, ["new v4 connection", "new v6 connection", "lookup of an old flow"]):
             expect(error is None and result and result.startswith("OK "), f"{what} started while the daemon was away",
                    error or result)
-        expect_equal("lookup answer started while the daemon was away", originals[old.client], outcomes[2][0])
+        expect_equal("lookup answer started while the daemon was away", originals[flow_key(old)], outcomes[2][0])
         for flow in udp:
             flow.exchange("after")
         for flow in flows + udp:

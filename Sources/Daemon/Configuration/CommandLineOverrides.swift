@@ -144,7 +144,10 @@ extension DaemonConfiguration {
         )
         lines.append("lookup socket \(lookup.socketPath)\(lookup.busyPollMicroseconds > 0 ? " busy-poll \(lookup.busyPollMicroseconds) µs" : "")")
         lines.append("table limit \(tableLimit)")
-        lines.append(getsockopt.enabled ? "getsockopt hook on \(getsockopt.cgroup ?? "the cgroup v2 root")" : "getsockopt hook off")
+        lines.append(
+            datapath.mode == .kernelNAT
+                ? "getsockopt answered by the kernel's NAT"
+                : getsockopt.enabled ? "getsockopt hook on \(getsockopt.cgroup ?? "the cgroup v2 root")" : "getsockopt hook off")
         lines.append("state file \(stateFile ?? "none")")
         lines.append("live table \(liveTablePath ?? "none (private memory)")")
         if !exclusions.marks.isEmpty { lines.append("exclude marks \(exclusions.marks.map(\.description).joined(separator: ","))") }
