@@ -50,8 +50,8 @@ def flow_rows(sizes):
     return rows
 
 
-HANDLED_PACKET = "packet the daemon handled (each flow's first packet only)"
-LOAD_PACKET = "datagram of the load delivered (the kernel carried it)"
+HANDLED_PACKET = "packet that reached its queue (the design: each flow's first packet)"
+LOAD_PACKET = "datagram of the load delivered (the kernel carries a flow's later packets)"
 
 
 def rows_for(flow_sizes):
