@@ -1,16 +1,18 @@
 #!/usr/bin/python3
 """nfq-redirect against the kernel's own REDIRECT, measured in the same run.
 
-For each figure, N rounds; in each round the kernel and the daemon take turns (kernel,
-daemon, kernel, daemon, ...) on the same namespaces and listeners, each with a fresh
-redirector and an empty conntrack table. New connections (every figure with --nohook) has a
+For each figure, N rounds; in each round the kernel, the daemon and the daemon in kernel-nat
+mode take turns (kernel, daemon, knat, kernel, daemon, knat, ...) on the same namespaces and
+listeners, each with a fresh redirector and an empty conntrack table. "knat" (shown as
+"kernel-nat") is nfq-redirectd with --datapath kernel-nat: only each flow's first packet goes
+through NFQUEUE, the kernel's NAT carries the rest (--no-knat leaves it out). New connections (every figure with --nohook) has a
 third side, "nohook": the daemon with --no-getsockopt-hook. The figure is the median of each
 side's samples.
 Topology: stage.py. Figures and goals: figures.py. How each is measured: workloads.py and
 docs/performance.md.
 
-Usage (root, through bench/run.sh): benchmark.py [--quick] [--only kernel|daemon|floor|nohook] [--floor]
-[--nohook] [--live-table] [--out FILE]
+Usage (root, through bench/run.sh): benchmark.py [--quick] [--only kernel|daemon|knat|floor|nohook]
+[--no-knat] [--floor] [--nohook] [--live-table] [--out FILE]
 The daemon runs with --no-state (a fresh table per sample) unless --live-table is given.
 """
 
@@ -31,7 +33,7 @@ REPO = os.path.dirname(HERE)
 import workloads
 from accounting import cpu_shares, machine_cpu_ticks
 from figures import rows_for
-from modes import DaemonMode, FloorMode, KernelMode, reset_router
+from modes import DaemonMode, FloorMode, KernelMode, KernelNatMode, reset_router
 from peers import Listeners, build_program
 from harness.processes import CommandFailed, Programs
 from harness.redirectors import ruleset
@@ -41,6 +43,7 @@ from stage import Stage
 
 RUN_MARKER = "NFQR_BENCH_RUN"   # in the environment of every process the bench starts
 FIGURE_KEYS = ("bulk", "conn", "rr", "udp", "cpu", "flows")
+DAEMON_SIDES = workloads.DAEMON_SIDES   # the sides where nfq-redirectd runs
 DAEMON_TIMEOUTS_CONFIG = "[timeouts]\n# Pre-filled flows are idle, unreplied UDP: keep them for the whole sample.\nudp_unreplied = 3600\n"
 
 
@@ -50,7 +53,7 @@ class Measurement:
     without their option (new connections always has the daemon without its getsockopt hook
     beside it: the hook's map entry per flow is a per-connection cost)."""
 
-    def __init__(self, key, title, run, variants, modes=("kernel", "daemon", "nohook", "floor"), always=()):
+    def __init__(self, key, title, run, variants, modes=("kernel", "daemon", "knat", "nohook", "floor"), always=()):
         self.key, self.title, self.run, self.variants, self.modes = key, title, run, variants, modes
         self.always = always
 
@@ -73,8 +76,9 @@ def measurements(options):
         Measurement("conn", "new connections", workloads.new_connections, [None], always=("nohook",)),
         Measurement("rr", "request/response", workloads.request_response, [None]),
         Measurement("udp", "UDP rate", workloads.udp_rate, ["v4", "v6"]),
-        Measurement("cpu", "daemon CPU per packet", workloads.daemon_cpu_per_packet, [0], modes=("daemon",)),
-        Measurement("flows", "flow table", workloads.daemon_cpu_per_packet, options.flow_sizes, modes=("daemon",)),
+        Measurement("cpu", "daemon CPU per packet", workloads.daemon_cpu_per_packet, [0], modes=("daemon", "knat")),
+        Measurement("flows", "flow table", workloads.daemon_cpu_per_packet, options.flow_sizes,
+                    modes=("daemon", "knat")),
     ]
     return [measurement for measurement in every if measurement.key in options.figures]
 
@@ -82,9 +86,14 @@ def measurements(options):
 def parse_options(argv):
     parser = argparse.ArgumentParser(
         prog="bench/run.sh",
-        description="Kernel REDIRECT vs nfq-redirectd in throwaway namespaces (root only).")
-    parser.add_argument("--only", choices=("kernel", "daemon", "floor", "nohook"),
-                        help="measure one side only (kernel needs no daemon at all)")
+        description="Kernel REDIRECT vs nfq-redirectd (userspace and kernel-nat datapaths) in throwaway "
+                    "namespaces (root only).")
+    parser.add_argument("--only", choices=("kernel", "daemon", "knat", "floor", "nohook"),
+                        help="measure one side only (kernel needs no daemon at all; knat is the daemon "
+                             "with --datapath kernel-nat)")
+    parser.add_argument("--no-knat", action="store_true",
+                        help="leave out the kernel-nat side (the daemon with --datapath kernel-nat), "
+                             "e.g. with a daemon built before that mode existed")
     parser.add_argument("--floor", action="store_true",
                         help="also measure the NFQUEUE floor: kernel REDIRECT plus a C program that "
                              "only takes each packet through the daemon's queues (bench/nfqfloor.c)")
@@ -134,8 +143,11 @@ def parse_options(argv):
     options.figures = options.figures.split(",")
     if not set(options.figures) <= set(FIGURE_KEYS):
         parser.error(f"--figures: not a comma list of {','.join(FIGURE_KEYS)}: {','.join(options.figures)}")
+    if options.only and options.no_knat:
+        parser.error("--no-knat and --only do not go together")
     options.modes = (options.only,) if options.only else (
-        ("kernel", "daemon") + (("nohook",) if options.nohook else ()) + (("floor",) if options.floor else ()))
+        ("kernel", "daemon") + (() if options.no_knat else ("knat",))
+        + (("nohook",) if options.nohook else ()) + (("floor",) if options.floor else ()))
     options.ready_timeout = float(os.environ.get("NFQR_READY_TIMEOUT", "15"))
     options.bin_dir = os.environ.get("NFQR_BIN_DIR", os.path.join(REPO, ".build", "release"))
     return options
@@ -157,6 +169,7 @@ class Bench:
         self.daemon = DaemonMode(self.stage.router, self.programs, options.bin_dir, self.run_dir, options)
         self.nohook = DaemonMode(self.stage.router, self.programs, options.bin_dir, self.run_dir, options,
                                  name="nohook", extra=["--no-getsockopt-hook"])
+        self.knat = KernelNatMode(self.stage.router, self.programs, options.bin_dir, self.run_dir, options)
         self.floor = FloorMode(self.stage.router, self.programs, None, options.queue)
         self.notes = []
         self.samples = {}
@@ -174,8 +187,8 @@ class Bench:
                                    run_seconds=int(self.options.max_minutes * 60) + 60)
         self.listeners.start()
         self.rules_before = ruleset(self.stage.router)
-        if {"daemon", "nohook"} & set(self.options.modes):
-            self.configure_daemon()   # both daemon sides: new connections always measures the two
+        if set(DAEMON_SIDES) & set(self.options.modes):
+            self.configure_daemon()   # every daemon side: new connections always measures nohook too
 
     def configure_daemon(self):
         """A long UDP timeout keeps pre-filled flows alive; if this daemon refuses the config
@@ -185,22 +198,23 @@ class Bench:
             out.write(DAEMON_TIMEOUTS_CONFIG)
             if self.options.gso:
                 out.write(f"[queue]\ngso = {'true' if self.options.gso == 'on' else 'false'}\n")
-        daemons = [self.daemon, self.nohook] if "daemon" in self.options.modes else [self.nohook]
+        modes = self.options.modes
+        daemons = ([self.daemon] if "daemon" in modes else []) + \
+                  ([self.nohook] if {"daemon", "nohook"} & set(modes) else []) + \
+                  ([self.knat] if "knat" in modes else [])
         for daemon in daemons:
             daemon.use_config(path)
-        accepted, why = daemons[0].check_config()
-        if not accepted:
-            for daemon in daemons:
-                daemon.use_config(None)
-            fine, why_plain = daemons[0].check_config()
+        # Each side checked with its own flags: kernel-nat may refuse what the userspace mode takes.
+        for daemon in daemons:
+            accepted, why = daemon.check_config()
+            if accepted:
+                continue
+            daemon.use_config(None)
+            fine, why_plain = daemon.check_config()
             if not fine:
-                raise CommandFailed(f"nfq-redirectd --check-config refuses the bench's flags: {why_plain}")
-            self.note(f"the daemon refused [timeouts] udp_unreplied ({why.splitlines()[-1][:160]}): "
+                raise CommandFailed(f"nfq-redirectd --check-config refuses the {daemon.name} side's flags: {why_plain}")
+            self.note(f"{daemon.name}: the daemon refused the bench's config ({why.splitlines()[-1][:160]}): "
                       f"pre-filled flows keep its default UDP timeout")
-        for daemon in daemons[1:]:
-            fine, why_other = daemon.check_config()
-            if not fine:
-                raise CommandFailed(f"nfq-redirectd --check-config refuses the {daemon.name} side's flags: {why_other}")
 
     def note(self, text):
         if text not in self.notes:
@@ -208,7 +222,8 @@ class Bench:
             print(f"note: {text}", flush=True)
 
     def mode(self, name):
-        return {"kernel": self.kernel, "daemon": self.daemon, "nohook": self.nohook, "floor": self.floor}[name]
+        return {"kernel": self.kernel, "daemon": self.daemon, "nohook": self.nohook, "knat": self.knat,
+                "floor": self.floor}[name]
 
     def sample(self, measurement, variant, mode_name):
         """Runs one sample with `mode_name` switched on; always switches it off again.
@@ -216,7 +231,7 @@ class Bench:
         mode = self.mode(mode_name)
         try:
             mode.start()
-            if mode_name in ("daemon", "nohook"):
+            if mode_name in DAEMON_SIDES:
                 # The hook's state, as the daemon logged it: "attached ..." for daemon, "off" for nohook.
                 self.note(f"{mode_name}: {mode.hook or 'no getsockopt hook line in the log'}")
             ticks = machine_cpu_ticks()
@@ -224,7 +239,7 @@ class Bench:
             return values, details, cpu_shares(ticks, machine_cpu_ticks())
         finally:
             status = mode.stop()
-            if mode_name in ("daemon", "floor", "nohook") and status not in (0, None):
+            if mode_name in ("floor", *DAEMON_SIDES) and status not in (0, None):
                 self.note(f"{mode_name}: the program exited with status {status} on SIGTERM")
             warning = reset_router(self.stage.router, self.rules_before)
             if warning:
@@ -253,11 +268,15 @@ def run(bench, options):
                     record = {"figure": measurement.label(variant), "round": round_number, "mode": mode}
                     try:
                         values, details, cpu = bench.sample(measurement, variant, mode)
+                    except workloads.SampleSkipped as why:
+                        record["skipped"] = str(why)
+                        bench.note(str(why))
+                        print(f"{label}: skipped", flush=True)
                     except (workloads.SampleFailed, CommandFailed, OSError, ValueError, KeyError) as error:
                         bench.failures += 1
                         record["error"] = str(error)
                         print(f"{label}: FAILED: {error}", flush=True)
-                        daemon = bench.mode(mode) if mode in ("daemon", "nohook") else None
+                        daemon = bench.mode(mode) if mode in DAEMON_SIDES else None
                         tails = daemon.program.log_tail(10) if daemon and daemon.program else ""
                         if tails:
                             print("  daemon log tail:\n    " + tails.replace("\n", "\n    "), flush=True)
@@ -292,7 +311,7 @@ def machine_description(options):
         "link": "veth pair between two network namespaces, MTU 1500, default offloads",
         "iperf3": first_line(["iperf3", "--version"]), "wrk": first_line(["wrk", "--version"]),
         "nginx": first_line(["nginx", "-v"]),
-        "daemon": os.path.join(options.bin_dir, "nfq-redirectd") if {"daemon", "nohook"} & set(options.modes) else None,
+        "daemon": os.path.join(options.bin_dir, "nfq-redirectd") if set(DAEMON_SIDES) & set(options.modes) else None,
         "commit": first_line(["git", "-C", REPO, "rev-parse", "--short", "HEAD"]),
     }
 
@@ -302,7 +321,7 @@ def main(argv):
     if os.geteuid() != 0:
         print("bench/run.sh: must be run as root (it creates network namespaces)", file=sys.stderr)
         return 2
-    if {"daemon", "nohook"} & set(options.modes) and not os.access(os.path.join(options.bin_dir, "nfq-redirectd"), os.X_OK):
+    if set(DAEMON_SIDES) & set(options.modes) and not os.access(os.path.join(options.bin_dir, "nfq-redirectd"), os.X_OK):
         print(f"bench: no nfq-redirectd in {options.bin_dir}: build it (swift build -c release), "
               f"set NFQR_BIN_DIR, or measure the kernel alone with --only kernel", file=sys.stderr)
         return 2
@@ -351,7 +370,7 @@ def main(argv):
     summary = summarise(rows, bench.samples, bench.cpu_busy)
     print()
     print(table(rows, summary, floor="floor" in options.modes,
-                nohook=any(entry["nohook"] is not None for entry in summary)))
+                nohook=any(entry["nohook"] is not None for entry in summary), knat="knat" in options.modes))
     for text in bench.notes:
         print(f"note: {text}")
     document = {

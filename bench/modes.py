@@ -1,10 +1,14 @@
-"""The two redirectors the bench compares, in router namespace R, with one redirect plan.
+"""The redirectors the bench compares, in router namespace R, with one redirect plan.
 
 - `KernelMode`: the kernel's own `iptables -t nat -A PREROUTING ... -j REDIRECT` (and ip6tables).
 - `DaemonMode`: nfq-redirectd with `--redirect`, which installs its own rules in R. As side
   "nohook" (new connections always, every figure with `--nohook`) the same daemon with
   `--no-getsockopt-hook`: without the cgroup/getsockopt program and the map entry (one bpf()
   call) at each TCP flow's start and end.
+- `KernelNatMode` (side "knat", shown as "kernel-nat", on by default): the same daemon with
+  `--datapath kernel-nat`. Only each flow's first packet goes through NFQUEUE; the daemon's
+  verdict marks it and the daemon's own nat-table chains REDIRECT on that mark, so the
+  kernel's NAT carries every packet of the flow.
 - `FloorMode` (`--floor`): the kernel's REDIRECT plus `nfqfloor`, a C program that takes every
   packet of the redirected ports through the daemon's queues and hooks and answers a plain
   accept, one packet per system call: the cost of the trip through userspace alone.
@@ -178,6 +182,41 @@ class DaemonMode(DaemonRedirect):
         status = super().stop()
         self.program = None
         return status
+
+
+class KernelNatMode(DaemonMode):
+    """nfq-redirectd with `--datapath kernel-nat`. There the kernel's conntrack, not the
+    daemon's table, times the flows: while this side runs, R's conntrack keeps idle UDP flows
+    as long as the bench's daemon config keeps them in the userspace mode (pre-filled flows
+    stay for the whole sample); the previous timeouts come back when it stops."""
+
+    UDP_TIMEOUTS = {"nf_conntrack_udp_timeout": 3600, "nf_conntrack_udp_timeout_stream": 3600}
+
+    def __init__(self, ns, programs, bin_dir, run_dir, options):
+        super().__init__(ns, programs, bin_dir, run_dir, options, name="knat",
+                         extra=["--datapath", "kernel-nat"])
+        self.saved_timeouts = {}
+
+    def conntrack_limit(self):
+        """The kernel's conntrack table limit as R sees it (nf_conntrack_max), or None."""
+        text = run_command(["cat", "/proc/sys/net/netfilter/nf_conntrack_max"], ns=self.ns, check=False).strip()
+        return int(text) if text.isdigit() else None
+
+    def start(self):
+        for name, seconds in self.UDP_TIMEOUTS.items():
+            current = run_command(["cat", f"/proc/sys/net/netfilter/{name}"], ns=self.ns, check=False).strip()
+            if current.isdigit():
+                self.saved_timeouts[name] = current
+                run_command(["sysctl", "-q", "-w", f"net.netfilter.{name}={seconds}"], ns=self.ns)
+        super().start()
+
+    def stop(self):
+        try:
+            return super().stop()
+        finally:
+            for name, value in self.saved_timeouts.items():
+                run_command(["sysctl", "-q", "-w", f"net.netfilter.{name}={value}"], ns=self.ns, check=False)
+            self.saved_timeouts = {}
 
 
 def reset_router(ns, rules_before):

@@ -21,8 +21,15 @@ LOAD_SOURCE_BASE = "192.0.2.100"   # udpblast spread: flow i from 192.0.2.(100 +
 LOAD_FLOWS = 1000                  # the fixed load cycles over the first 1000 flows
 
 
+DAEMON_SIDES = ("daemon", "nohook", "knat")   # the sides where nfq-redirectd runs
+
+
 class SampleFailed(Exception):
     pass
+
+
+class SampleSkipped(Exception):
+    """A sample that does not apply to this side (not a failure): the reason is noted."""
 
 
 def bulk_tcp(bench, mode, variant):
@@ -65,8 +72,9 @@ def run_wrk(bench, connections, close):
 
 def new_connections(bench, mode, variant):
     """wrk with `Connection: close`: one TCP connection per request, so requests/s = connections/s.
-    With a redirecting process (the daemon, with or without its getsockopt hook), also its CPU
-    time per connection: what a flow's start and end cost it, less sensitive to a busy machine
+    With a redirecting process (the daemon, with or without its getsockopt hook, or in
+    kernel-nat mode, where it sees each connection's first packet only), also its CPU time per
+    connection: what a flow's start and end cost it, less sensitive to a busy machine
     than the rate."""
     pid = mode.pid
     cpu_before = process_cpu_seconds(pid) if pid else None
@@ -74,7 +82,7 @@ def new_connections(bench, mode, variant):
     rate = report["requests"] / (report["duration_us"] / 1e6)
     values = {"conn_rate": rate}
     details = {"requests": report["requests"], "errors": report["errors"], "latency_mean_us": report["latency_mean_us"]}
-    if pid and mode.name in ("daemon", "nohook"):
+    if pid and mode.name in DAEMON_SIDES:
         cpu = process_cpu_seconds(pid) - cpu_before
         values["conn_cpu"] = cpu / report["requests"] * 1e6
         details["daemon_cpu_seconds"] = cpu
@@ -117,36 +125,69 @@ def run_udpblast(bench, arguments, timeout_extra=30):
 
 
 def daemon_cpu_per_packet(bench, mode, prefill):
-    """The daemon's CPU time per packet it handled under a fixed UDP load.
+    """The daemon's CPU time per packet under a fixed UDP load (`mode` is the daemon side
+    measured: its own process, control tool and lookup socket).
+
+    Two divisors: the packets it handled (every datagram of the load in the userspace mode;
+    only each flow's first packet in kernel-nat mode) and the datagrams of the load that reached
+    the listener (which the kernel alone carried after each flow's first packet in kernel-nat
+    mode). Row "daemon_ns" is per packet handled, row "load_ns" per packet of the load; the
+    userspace daemon gets the same number in both, up to packets it did not deliver.
 
     With `prefill` > 0 the table first gets that many idle UDP flows (one datagram each from a
-    distinct source), and the row is the per-packet cost at that table size."""
-    daemon = bench.daemon
+    distinct source), and the row is the per-packet cost at that table size: per packet handled
+    for the userspace daemon (as before), per packet of the load in kernel-nat mode (the load's
+    flows are among the pre-filled ones, so by design the daemon handles none of its packets).
+
+    Kernel-nat: when more packets than the load's flows reached the queue, a note says so (the
+    mode's queue rule let later packets of a flow through, not only its first)."""
+    daemon = mode
+    knat = mode.name == "knat"
     details = {}
     if prefill:
-        details.update(fill_table(bench, prefill))
+        if knat:
+            limit = mode.conntrack_limit()
+            if limit is not None and prefill + LOAD_FLOWS > limit:
+                raise SampleSkipped(f"kernel-nat: {prefill} flows exceed the kernel's conntrack limit in R "
+                                    f"(nf_conntrack_max {limit}), which would evict them")
+        details.update(fill_table(bench, daemon, prefill))
     count = PacketCount(bench.stage.router, daemon.control, daemon.socket_path)
     packets_before = count.read()
+    delivered_before = udp_delivered(bench.stage.router)
     cpu_before = process_cpu_seconds(daemon.pid)
     load = run_udpblast(bench, ["spread", "--source-base", LOAD_SOURCE_BASE, "--to", REMOTE_V4,
                                 "--port", str(UDP_PORT), "--flows", str(LOAD_FLOWS),
                                 "--rate", str(bench.options.load_rate), "--seconds", str(bench.options.seconds)])
     settle()
     cpu = process_cpu_seconds(daemon.pid) - cpu_before
+    delivered = udp_delivered(bench.stage.router) - delivered_before
     source, handled = PacketCount.difference(packets_before, count.read())
-    if not handled:
+    if handled is None or (not handled and not knat):
         raise SampleFailed(f"no count of the packets the daemon handled (sources seen: {list(packets_before)})")
+    if delivered <= 0:
+        raise SampleFailed(f"the load delivered no datagram ({load['sent']} sent)")
     if prefill:
         details["flows_after_load"] = flows_tracked(daemon.control, daemon.socket_path)
+    if knat and handled > 2 * LOAD_FLOWS:
+        details["later_packets_queued"] = True
+        bench.note(f"kernel-nat: the daemon's queue got more than each flow's first packet of the UDP load "
+                   f"(packets handled per datagram delivered in the JSON): one-way UDP stays ctstate NEW "
+                   f"in conntrack until a reply, so a NEW-only queue rule takes all of its packets")
+    per_handled = cpu / handled * 1e9 if handled else None
+    per_load = cpu / delivered * 1e9
     details.update({"packets": handled, "packet_count_source": source, "cpu_seconds": cpu,
-                    "sent": load["sent"]})
-    key = f"flows_{prefill}" if prefill else "daemon_ns"
-    return {key: cpu / handled * 1e9}, details
+                    "sent": load["sent"], "delivered": delivered,
+                    "ns_per_packet_handled": per_handled, "ns_per_packet_of_load": per_load})
+    if prefill:
+        return {f"flows_{prefill}": per_load if knat else per_handled}, details
+    values = {"load_ns": per_load}
+    if per_handled is not None:
+        values["daemon_ns"] = per_handled
+    return values, details
 
 
-def fill_table(bench, flows):
-    """Sends one datagram from each of `flows` distinct sources; returns what the daemon tracks."""
-    daemon = bench.daemon
+def fill_table(bench, daemon, flows):
+    """Sends one datagram from each of `flows` distinct sources; returns what `daemon` tracks."""
     before = udp_delivered(bench.stage.router)
     started = time.monotonic()
     run_udpblast(bench, ["spread", "--source-base", LOAD_SOURCE_BASE, "--to", REMOTE_V4,

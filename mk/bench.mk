@@ -1,7 +1,8 @@
 # Benchmarks: see docs/performance.md. SwiftPM microbenchmarks live in Benchmarks/, runs on the
 # real kernel (side by side with the kernel's own REDIRECT / SO_ORIGINAL_DST) in bench/.
-#   make bench        kernel REDIRECT vs nfq-redirectd side by side (root, about 7 min; not in CI)
-#                     (new connections also with the daemon's getsockopt hook off: --no-getsockopt-hook)
+#   make bench        kernel REDIRECT vs nfq-redirectd, userspace and kernel-nat datapaths, side by
+#                     side (root, about 10 min; not in CI) (new connections also with the daemon's
+#                     getsockopt hook off: --no-getsockopt-hook)
 #   make microbench   package-benchmark microbenchmarks of the datapath core; fails on any
 #                     malloc in a per-packet or flow-table operation (Benchmarks/Thresholds)
 #   make lookup-bench lookups/s and p50/p99 of the daemon next to the kernel's SO_ORIGINAL_DST
