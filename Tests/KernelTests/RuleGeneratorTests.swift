@@ -227,11 +227,13 @@ final class RuleGeneratorTests: XCTestCase {
             -F NFQR-NEW-OUTPUT
             -A NFQR-NEW-PREROUTING -i lo -j RETURN
             -A NFQR-NEW-PREROUTING -m conntrack ! --ctstate NEW -j RETURN
+            -A NFQR-NEW-PREROUTING -m connmark ! --mark 0x0/0xff00000 -j RETURN
             -A NFQR-NEW-PREROUTING -m mark --mark 0x10/0xf0 -j RETURN
             -A NFQR-NEW-PREROUTING -m mark --mark 0x7 -j RETURN
             -A NFQR-NEW-PREROUTING -p tcp -m multiport --dports 80,443,8000:8100 -j NFQUEUE --queue-balance 4:5 --queue-bypass
             -A NFQR-NEW-PREROUTING -p tcp --dport 8080 -j NFQUEUE --queue-balance 4:5 --queue-bypass
             -A NFQR-NEW-OUTPUT -m conntrack ! --ctstate NEW -j RETURN
+            -A NFQR-NEW-OUTPUT -m connmark ! --mark 0x0/0xff00000 -j RETURN
             -A NFQR-NEW-OUTPUT -m mark --mark 0x10/0xf0 -j RETURN
             -A NFQR-NEW-OUTPUT -m mark --mark 0x7 -j RETURN
             -A NFQR-NEW-OUTPUT -m owner --uid-owner 995 -j RETURN

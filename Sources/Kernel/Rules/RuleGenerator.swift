@@ -65,7 +65,7 @@ public enum RuleGenerator {
     }
 
     /// Kernel-nat mode's rules: the first packet of a flow (ctstate NEW, so after conntrack, in
-    /// mangle) is queued with the same matches as the userspace mode's; the daemon's verdict
+    /// mangle, and no mark of the daemon's on its conntrack entry yet) is queued with the same matches as the userspace mode's; the daemon's verdict
     /// marks it; the nat table's REDIRECT, jumped to at the nat hook that comes right after,
     /// acts on that mark, and CONNMARK keeps the mark on the conntrack entry, where the daemon's
     /// ctnetlink listener filters on it. Every later packet of the flow is NATed by conntrack
@@ -79,13 +79,19 @@ public enum RuleGenerator {
             if !(rules[chain] ?? []).contains(rule) { rules[chain, default: []].append(rule) }
         }
         add("-i lo -j RETURN", to: .newPreRouting)
-        for chain in [ChainJump.newPreRouting, .newOutput] { add("-m conntrack ! --ctstate NEW -j RETURN", to: chain) }
+        let maskText = hex(marks.mask)
+        for chain in [ChainJump.newPreRouting, .newOutput] {
+            add("-m conntrack ! --ctstate NEW -j RETURN", to: chain)
+            // Conntrack calls a flow NEW until it sees a reply: without this, every datagram
+            // of one-way UDP (and a SYN's retransmissions) would come up again. The entry of a
+            // flow the daemon handed over already carries its mark.
+            add("-m connmark ! --mark 0x0/\(maskText) -j RETURN", to: chain)
+        }
         for mark in configuration.excludedMarks {
             add("-m mark --mark \(markText(mark)) -j RETURN", to: .newPreRouting)
             add("-m mark --mark \(markText(mark)) -j RETURN", to: .newOutput)
         }
         for uid in configuration.excludedUserIDs { add("-m owner --uid-owner \(uid) -j RETURN", to: .newOutput) }
-        let maskText = hex(marks.mask)
         for chain in [ChainJump.natPreRouting, .natOutput] {
             add("-m mark --mark 0x0/\(maskText) -j RETURN", to: chain)
             add("-j CONNMARK --save-mark --nfmask \(maskText) --ctmask \(maskText)", to: chain)
