@@ -4,6 +4,7 @@ import PackageDescription
 // Layers, innermost first (each may only import the ones above it):
 //   RedirectCore      pure Swift: packet views, checksums, flow table, policy, NAT engine, lookup codec
 //   CNetfilterQueue   system libraries libnetfilter_queue + libmnl
+//   CConntrack        system library libnetfilter_conntrack (conntrack event filters, dumps)
 //   CNetlinkAttributes, CSystemCalls   small C shims: netlink attribute walks; libc calls Swift's Glibc lacks
 //   SystemCalls       the one system-call layer (errno policy, descriptors, wake-ups, Unix socket addresses)
 //   Kernel            the kernel boundary (NFQUEUE sockets, rtnetlink addresses, iptables) behind protocols
@@ -41,6 +42,11 @@ let package = Package(
             pkgConfig: "libnetfilter_queue",
             providers: [.apt(["libnetfilter-queue-dev", "libnfnetlink-dev", "libmnl-dev"])]
         ),
+        .systemLibrary(
+            name: "CConntrack",
+            pkgConfig: "libnetfilter_conntrack",
+            providers: [.apt(["libnetfilter-conntrack-dev", "libnfnetlink-dev", "libmnl-dev"])]
+        ),
         // C shims by purpose, every symbol prefixed `nfqr_`: netlink attribute walks over
         // kernel-filled buffers, and the libc calls the Glibc module does not export.
         .target(name: "CNetlinkAttributes"),
@@ -58,7 +64,8 @@ let package = Package(
         .target(
             name: "Kernel",
             dependencies: [
-                "RedirectCore", "SystemCalls", "CNetfilterQueue", "CNetlinkAttributes", "CSystemCalls", "CNativeAnswers",
+                "RedirectCore", "SystemCalls", "CNetfilterQueue", "CConntrack", "CNetlinkAttributes", "CSystemCalls",
+                "CNativeAnswers",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -99,7 +106,8 @@ let package = Package(
             dependencies: ["RedirectCore", "SeededRandom", .product(name: "MallocInterposerSwift", package: "malloc-interposer")]
         ),
         .testTarget(
-            name: "KernelTests", dependencies: ["Kernel", "KernelTesting", "SeededRandom", "SystemCalls", "CNetfilterQueue", "CSystemCalls"]),
+            name: "KernelTests",
+            dependencies: ["Kernel", "KernelTesting", "SeededRandom", "SystemCalls", "CNetfilterQueue", "CConntrack", "CSystemCalls"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "KernelTesting", "NFQRedirectClient", "SystemCalls"]),
     ],
     swiftLanguageModes: [.v5]
