@@ -89,7 +89,9 @@ final class ConntrackMessagesTests: XCTestCase {
             nfct_set_attr_u8(ct, ATTR_L4PROTO, UInt8(IPPROTO_UDP))
             nfct_set_attr_u8(ct, ATTR_REPL_L3PROTO, UInt8(AF_INET6))
             nfct_set_attr_u8(ct, ATTR_REPL_L4PROTO, UInt8(IPPROTO_UDP))
-            for (attribute, address) in [(ATTR_IPV6_SRC, client), (ATTR_IPV6_DST, server), (ATTR_REPL_IPV6_SRC, .ipv6Loopback), (ATTR_REPL_IPV6_DST, client)] {
+            for (attribute, address) in [
+                (ATTR_IPV6_SRC, client), (ATTR_IPV6_DST, server), (ATTR_REPL_IPV6_SRC, .ipv6Loopback), (ATTR_REPL_IPV6_DST, client),
+            ] {
                 var raw = [UInt8](repeating: 0, count: 16)
                 raw.withUnsafeMutableBytes { address.write(to: $0, at: 0) }
                 nfct_set_attr(ct, attribute, raw)

@@ -22,7 +22,9 @@ final class ConntrackRootTests: XCTestCase {
 
     /// Marks `proto` to `port` and redirects it to `target` (the daemon's kernel-nat rules, in short).
     private func markAndRedirect(_ namespace: NetworkNamespace, _ tool: String, _ proto: String, port: UInt16, to target: UInt16) throws {
-        try namespace.host([tool, "-w", "-t", "mangle", "-A", "OUTPUT", "-p", proto, "--dport", "\(port)", "-j", "MARK", "--set-xmark", Self.markText])
+        try namespace.host([
+            tool, "-w", "-t", "mangle", "-A", "OUTPUT", "-p", proto, "--dport", "\(port)", "-j", "MARK", "--set-xmark", Self.markText,
+        ])
         try namespace.host([
             tool, "-w", "-t", "nat", "-A", "OUTPUT", "-p", proto, "--dport", "\(port)", "-m", "mark", "--mark", Self.markText,
             "-j", "CONNMARK", "--save-mark", "--mask", "0x7f000000",
@@ -196,13 +198,17 @@ final class TestSocket {
             address.sin6_family = sa_family_t(AF_INET6)
             address.sin6_port = port.bigEndian
             address.sin6_addr = in6addr_loopback
-            return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+            return withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
         }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
     }
 
     func connect(toPort port: UInt16) throws {

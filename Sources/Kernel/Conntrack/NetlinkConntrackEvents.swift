@@ -196,7 +196,9 @@ private final class DumpSocket {
                     return interrupted ? nil : entries
                 case NLMSG_ERROR_TYPE:
                     if let code = message.errorCode, code != 0 {
-                        throw .netlink(request: "conntrack dump (mark 0x\(String(markValue, radix: 16))/0x\(String(markMask, radix: 16)))", errno: Errno(rawValue: -code))
+                        throw .netlink(
+                            request: "conntrack dump (mark 0x\(String(markValue, radix: 16))/0x\(String(markMask, radix: 16)))",
+                            errno: Errno(rawValue: -code))
                     }
                 default:
                     if case .event(let entry) = ConntrackMessages.read(message, markValue: markValue, markMask: markMask, dumped: true) {
