@@ -171,6 +171,61 @@ final class ConntrackMessagesTests: XCTestCase {
         XCTAssertEqual(kinds, [.new, .destroy])
     }
 
+    /// A bare netlink message of `type` (NLMSG_DONE 3, NLMSG_ERROR 2 with `error`).
+    private func control(type: UInt16, sequence: UInt32, flags: UInt16 = 0, error: Int32? = nil) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: error == nil ? 20 : 36)
+        bytes.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: UInt32(raw.count), toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: type, toByteOffset: 4, as: UInt16.self)
+            raw.storeBytes(of: flags, toByteOffset: 6, as: UInt16.self)
+            raw.storeBytes(of: sequence, toByteOffset: 8, as: UInt32.self)
+            if let error { raw.storeBytes(of: error, toByteOffset: 16, as: Int32.self) }
+        }
+        return bytes
+    }
+
+    private func dumped(_ datagram: [UInt8], sequence: UInt32 = 7) throws -> (done: Bool, entries: [ConntrackEvent], interrupted: Bool) {
+        var entries: [ConntrackEvent] = []
+        var interrupted = false
+        let done = try datagram.withUnsafeBytes { raw in
+            try ConntrackMessages.readDump(
+                datagram: raw, sequence: sequence, markValue: Self.daemonMark, markMask: Self.markMask, into: &entries,
+                interrupted: &interrupted)
+        }
+        return (done, entries, interrupted)
+    }
+
+    private func withSequence(_ sequence: UInt32, flags: UInt16 = 0, _ bytes: [UInt8]) -> [UInt8] {
+        var bytes = bytes
+        bytes.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: sequence, toByteOffset: 8, as: UInt32.self)
+            raw.storeBytes(of: raw.load(fromByteOffset: 6, as: UInt16.self) | flags, toByteOffset: 6, as: UInt16.self)
+        }
+        return bytes
+    }
+
+    func testDumpDatagramsEndAtDoneAndReportInterruptionsAndErrors() throws {
+        let entry = withSequence(7, flags: 0x2, message(type: 0, redirectedTCP))  // NLM_F_MULTI
+        var result = try dumped(entry + withSequence(8, message(type: 0, redirectedTCP)))
+        XCTAssertFalse(result.done)
+        XCTAssertEqual(result.entries.map(\.kind), [.update], "another sequence's reply is not ours")
+        result = try dumped(entry + control(type: 3, sequence: 7))
+        XCTAssertTrue(result.done)
+        XCTAssertEqual(result.entries.count, 1)
+        XCTAssertFalse(result.interrupted)
+        result = try dumped(withSequence(7, flags: 0x10, message(type: 0, redirectedTCP)) + control(type: 3, sequence: 7))
+        XCTAssertTrue(result.done && result.interrupted, "NLM_F_DUMP_INTR")
+        XCTAssertThrowsError(try dumped(control(type: 2, sequence: 7, error: -EOPNOTSUPP))) { error in
+            XCTAssertEqual(error as? KernelError, .netlink(request: "conntrack dump (mark 0x1000000/0x7f000000)", errno: Errno(rawValue: EOPNOTSUPP)))
+        }
+        XCTAssertFalse(try dumped(control(type: 2, sequence: 7, error: 0)).done, "an ACK is not the end")
+        var cut = entry
+        cut[20] = 0xff
+        XCTAssertThrowsError(try dumped(cut + control(type: 3, sequence: 7)), "an entry that does not read fails the dump") { error in
+            XCTAssertTrue("\(error)".contains("does not parse"), "\(error)")
+        }
+    }
+
     func testAttributeWalkStopsAtImpossibleLengths() {
         let bytes: [UInt8] = [8, 0, 0x01, 0x80, 1, 2, 3, 4, 5, 0, 7, 0, 9, 0, 0, 0, 4, 0]
         bytes.withUnsafeBytes { raw in

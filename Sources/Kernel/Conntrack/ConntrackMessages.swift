@@ -107,6 +107,36 @@ enum ConntrackMessages {
                 status: ConntrackStatus(rawValue: status), id: id))
     }
 
+    /// Appends the entries of one datagram of a dump (replies to `sequence` only) and sets
+    /// `interrupted` when the kernel flags one (NLM_F_DUMP_INTR: the table changed meanwhile).
+    /// True once NLMSG_DONE arrived. A message that does not read is an error, not a skip: a
+    /// dump that silently missed an entry would hide a flow from the caller.
+    static func readDump(
+        datagram: UnsafeRawBufferPointer, sequence: UInt32, markValue: UInt32, markMask: UInt32, into entries: inout [ConntrackEvent],
+        interrupted: inout Bool
+    ) throws(KernelError) -> Bool {
+        for message in NetlinkMessages(datagram) where message.sequence == sequence {
+            if message.flags & dumpInterrupted != 0 { interrupted = true }
+            switch Int(message.type) {
+            case NLMSG_DONE_TYPE:
+                return true
+            case NLMSG_ERROR_TYPE:
+                if let code = message.errorCode, code != 0 {
+                    throw .netlink(
+                        request: "conntrack dump (mark 0x\(String(markValue, radix: 16))/0x\(String(markMask, radix: 16)))",
+                        errno: Errno(rawValue: -code))
+                }
+            default:
+                switch read(message, markValue: markValue, markMask: markMask, dumped: true) {
+                case .event(let entry): entries.append(entry)
+                case .filtered: continue
+                case .malformed: throw .unexpectedReply("a conntrack dump entry that does not parse (\(message.payload.count) bytes)")
+                }
+            }
+        }
+        return false
+    }
+
     /// CTA_PROTOINFO: the TCP state when there is one (0xff: none), nil when malformed.
     private static func tcpState(in protocolInfo: UnsafeRawBufferPointer) -> UInt8? {
         var state: UInt8 = 0xff

@@ -188,23 +188,11 @@ private final class DumpSocket {
             guard case .completed(let length) = result else {
                 throw .system(call: "recv(conntrack dump)", errno: .noBufferSpace)
             }
-            for message in NetlinkMessages(UnsafeRawBufferPointer(rebasing: buffer[..<Swift.min(length, buffer.count)]))
-            where message.sequence == sequence {
-                if message.flags & ConntrackMessages.dumpInterrupted != 0 { interrupted = true }
-                switch Int(message.type) {
-                case NLMSG_DONE_TYPE:
-                    return interrupted ? nil : entries
-                case NLMSG_ERROR_TYPE:
-                    if let code = message.errorCode, code != 0 {
-                        throw .netlink(
-                            request: "conntrack dump (mark 0x\(String(markValue, radix: 16))/0x\(String(markMask, radix: 16)))",
-                            errno: Errno(rawValue: -code))
-                    }
-                default:
-                    if case .event(let entry) = ConntrackMessages.read(message, markValue: markValue, markMask: markMask, dumped: true) {
-                        entries.append(entry)
-                    }
-                }
+            let datagram = UnsafeRawBufferPointer(rebasing: buffer[..<Swift.min(length, buffer.count)])
+            if try ConntrackMessages.readDump(
+                datagram: datagram, sequence: sequence, markValue: markValue, markMask: markMask, into: &entries, interrupted: &interrupted)
+            {
+                return interrupted ? nil : entries
             }
         }
     }
