@@ -156,6 +156,53 @@ final class ConntrackRootTests: XCTestCase {
         }
     }
 
+    /// A burst of unmarked flows (a SYN flood's shape: many new entries) never wakes the
+    /// receiver, and a burst of marked ones fits the default 8 MiB buffer without an overrun.
+    func testUnmarkedBurstIsDroppedInTheKernelAndAMarkedBurstFits() throws {
+        try NetworkNamespace.withNamespace { namespace in
+            try namespace.run {
+                // Marked: UDP to ports 20000-29999 (mark, then saved to the entry in mangle itself).
+                try namespace.host([
+                    "iptables", "-w", "-t", "mangle", "-A", "OUTPUT", "-p", "udp", "--dport", "20000:29999", "-j", "MARK", "--set-xmark",
+                    Self.markText,
+                ])
+                try namespace.host(["iptables", "-w", "-t", "mangle", "-A", "OUTPUT", "-j", "CONNMARK", "--save-mark", "--mask", "0x7f000000"])
+                let source = try NetlinkConntrackEvents(configuration: ConntrackEventsConfiguration(markValue: Self.mark, markMask: Self.mask))
+                let sender = try TestSocket(family: AF_INET, type: SOCK_DGRAM, port: 0)
+                let flows = 5000
+                var batch: [ConntrackEvent] = []
+
+                // One new entry per destination port; nothing listens (the ICMP errors are RELATED, no entries).
+                var started = ContinuousClock.now
+                for port in 0..<flows { try sender.send("x", toPort: UInt16(30000 + port)) }
+                let unmarkedSend = ContinuousClock.now - started
+                XCTAssertEqual(try source.receive(into: &batch, timeoutMilliseconds: 300), .timedOut, "\(batch.count) events")
+                XCTAssertEqual(source.counters, ConntrackEventCounters(), "nothing reached the socket")
+
+                started = ContinuousClock.now
+                for port in 0..<flows { try sender.send("x", toPort: UInt16(20000 + port)) }
+                let markedSend = ContinuousClock.now - started
+                var received = 0
+                var receives = 0
+                started = ContinuousClock.now
+                while received < flows {
+                    let result = try source.receive(into: &batch, timeoutMilliseconds: 2000)
+                    guard result == .received else { return XCTFail("\(result) after \(received) events") }
+                    XCTAssertTrue(batch.allSatisfy { $0.kind == .new && $0.original.destination.port >= 20000 })
+                    received += batch.count
+                    receives += 1
+                }
+                let reading = ContinuousClock.now - started
+                XCTAssertEqual(source.counters.received, UInt64(flows))
+                XCTAssertEqual(source.counters.overruns, 0)
+                XCTAssertEqual(try ConntrackTableUsage.read().count, 2 * flows)
+                print(
+                    "conntrack burst: \(flows) unmarked flows sent in \(unmarkedSend), 0 events; \(flows) marked sent in \(markedSend),",
+                    "their NEW events read in \(reading) by \(receives) receives")
+            }
+        }
+    }
+
     func testTableUsageReadsTheNamespacesCounts() throws {
         try NetworkNamespace.withNamespace { namespace in
             try namespace.run {
