@@ -128,7 +128,7 @@ final class ConntrackRootTests: XCTestCase {
         try NetworkNamespace.withNamespace { namespace in
             try namespace.run {
                 try self.markAndRedirect(namespace, "iptables", "udp", port: 7200, to: 7201)
-                // The smallest buffer the kernel allows (it raises 1 B to about 4 KiB): a few events.
+                // The smallest buffer the kernel allows (it raises 1 B to a few KiB): a few events.
                 let source = try NetlinkConntrackEvents(
                     configuration: ConntrackEventsConfiguration(markValue: Self.mark, markMask: Self.mask, receiveBufferBytes: 1))
                 XCTAssertLessThan(source.receiveBufferBytes, 16 * 1024)

@@ -12,7 +12,7 @@ public struct ConntrackEventsConfiguration: Sendable, Equatable {
     public var markMask: UInt32
     /// SO_RCVBUF(FORCE) of the event socket: how big a burst of events may queue before the
     /// kernel drops some (`.overrun`). The kernel doubles it for its bookkeeping and raises a
-    /// tiny value to its minimum (about 2 KiB).
+    /// tiny value to its minimum (a few KiB).
     public var receiveBufferBytes: Int = 8 << 20
     /// At most this many events per `receive`, so one burst cannot hold the thread for long.
     public var eventsPerReceive: Int = 256
