@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, innermost first (each may only import the ones above it):
 //   RedirectCore      pure Swift: packet views, checksums, flow table, policy, NAT engine, lookup codec
 //   CNetfilterQueue   system libraries libnetfilter_queue + libmnl
-//   CConntrack        system library libnetfilter_conntrack (conntrack event filters, dumps)
+//   CConntrack        C shim over libnetfilter_conntrack (conntrack event and dump mark filters)
 //   CNetlinkAttributes, CSystemCalls   small C shims: netlink attribute walks; libc calls Swift's Glibc lacks
 //   SystemCalls       the one system-call layer (errno policy, descriptors, wake-ups, Unix socket addresses)
 //   Kernel            the kernel boundary (NFQUEUE sockets, rtnetlink addresses, iptables) behind protocols
@@ -42,10 +42,12 @@ let package = Package(
             pkgConfig: "libnetfilter_queue",
             providers: [.apt(["libnetfilter-queue-dev", "libnfnetlink-dev", "libmnl-dev"])]
         ),
-        .systemLibrary(
+        // libnetfilter_conntrack (Debian libnetfilter-conntrack-dev) behind a stdint-only header:
+        // a second system module of netfilter headers beside CNetfilterQueue breaks clean builds
+        // (Sources/CConntrack/include/nfqr_conntrack.h says how).
+        .target(
             name: "CConntrack",
-            pkgConfig: "libnetfilter_conntrack",
-            providers: [.apt(["libnetfilter-conntrack-dev", "libnfnetlink-dev", "libmnl-dev"])]
+            linkerSettings: [.linkedLibrary("netfilter_conntrack"), .linkedLibrary("nfnetlink"), .linkedLibrary("mnl")]
         ),
         // C shims by purpose, every symbol prefixed `nfqr_`: netlink attribute walks over
         // kernel-filled buffers, and the libc calls the Glibc module does not export.
@@ -106,8 +108,7 @@ let package = Package(
             dependencies: ["RedirectCore", "SeededRandom", .product(name: "MallocInterposerSwift", package: "malloc-interposer")]
         ),
         .testTarget(
-            name: "KernelTests",
-            dependencies: ["Kernel", "KernelTesting", "SeededRandom", "SystemCalls", "CNetfilterQueue", "CConntrack", "CSystemCalls"]),
+            name: "KernelTests", dependencies: ["Kernel", "KernelTesting", "SeededRandom", "SystemCalls", "CNetfilterQueue", "CSystemCalls"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "KernelTesting", "NFQRedirectClient", "SystemCalls"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,51 +1,79 @@
-import CConntrack
 import Glibc
 import RedirectCore
 import XCTest
 
 @testable import Kernel
 
-/// The ctnetlink reader against messages libnetfilter_conntrack's own builder produces
-/// (`nfct_nlmsg_build`), and against hand-cut malformed ones.
+/// The ctnetlink reader against messages laid out as the kernel's ctnetlink_fill_info lays
+/// them out (the root tests read the real kernel's), and against hand-cut malformed ones.
 final class ConntrackMessagesTests: XCTestCase {
     private static let daemonMark: UInt32 = 0x0100_0000
     private static let markMask: UInt32 = 0x7f00_0000
 
-    /// A TCP flow 10.0.0.1:40000 -> 10.0.0.2:80 redirected to 127.0.0.1:8080.
-    private func redirectedTCP(_ ct: OpaquePointer) {
-        nfct_set_attr_u8(ct, ATTR_L3PROTO, UInt8(AF_INET))
-        nfct_set_attr_u8(ct, ATTR_L4PROTO, UInt8(IPPROTO_TCP))
-        nfct_set_attr_u32(ct, ATTR_IPV4_SRC, UInt32(0x0a00_0001).bigEndian)
-        nfct_set_attr_u32(ct, ATTR_IPV4_DST, UInt32(0x0a00_0002).bigEndian)
-        nfct_set_attr_u16(ct, ATTR_PORT_SRC, UInt16(40000).bigEndian)
-        nfct_set_attr_u16(ct, ATTR_PORT_DST, UInt16(80).bigEndian)
-        nfct_set_attr_u8(ct, ATTR_REPL_L3PROTO, UInt8(AF_INET))
-        nfct_set_attr_u8(ct, ATTR_REPL_L4PROTO, UInt8(IPPROTO_TCP))
-        nfct_set_attr_u32(ct, ATTR_REPL_IPV4_SRC, UInt32(0x7f00_0001).bigEndian)
-        nfct_set_attr_u32(ct, ATTR_REPL_IPV4_DST, UInt32(0x0a00_0001).bigEndian)
-        nfct_set_attr_u16(ct, ATTR_REPL_PORT_SRC, UInt16(8080).bigEndian)
-        nfct_set_attr_u16(ct, ATTR_REPL_PORT_DST, UInt16(40000).bigEndian)
-        nfct_set_attr_u8(ct, ATTR_TCP_STATE, 3)  // TCP_CONNTRACK_ESTABLISHED
-        nfct_set_attr_u32(ct, ATTR_MARK, 0x0100_0042)
-        nfct_set_attr_u32(ct, ATTR_STATUS, UInt32(IPS_ASSURED.rawValue | IPS_SEEN_REPLY.rawValue | IPS_DST_NAT.rawValue))
+    /// What a test message holds; a nil field is left out, as the kernel leaves out what an
+    /// entry does not have.
+    struct Entry {
+        var proto: UInt8 = 6
+        var original: (IPAddress, UInt16?, IPAddress, UInt16?)?
+        var reply: (IPAddress, UInt16?, IPAddress, UInt16?)?
+        var tcpState: UInt8?
+        var mark: UInt32?
+        var status: UInt32?
+        var id: UInt32?
     }
 
-    /// One ctnetlink message: IPCTNL_MSG_CT_NEW (0) or _DELETE (2), built by the library.
-    private func message(type: UInt16, flags: UInt16 = 0, family: Int32 = AF_INET, _ configure: (OpaquePointer) -> Void) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 4096)
-        let length = bytes.withUnsafeMutableBytes { raw -> Int in
-            let header = mnl_nlmsg_put_header(raw.baseAddress)!
-            header.pointee.nlmsg_type = 1 << 8 | type
-            header.pointee.nlmsg_flags = flags
-            let generic = mnl_nlmsg_put_extra_header(header, MemoryLayout<nfgenmsg>.size)!.assumingMemoryBound(to: nfgenmsg.self)
-            generic.pointee.nfgen_family = UInt8(family)
-            let ct = nfct_new()!
-            defer { nfct_destroy(ct) }
-            configure(ct)
-            XCTAssertEqual(nfct_nlmsg_build(header, ct), 0)
-            return Int(header.pointee.nlmsg_len)
+    /// A TCP flow 10.0.0.1:40000 -> 10.0.0.2:80 redirected to 127.0.0.1:8080.
+    private let redirectedTCP = Entry(
+        proto: 6, original: (IPAddress("10.0.0.1")!, 40000, IPAddress("10.0.0.2")!, 80), reply: (.ipv4Loopback, 8080, IPAddress("10.0.0.1")!, 40000),
+        tcpState: 3,  // TCP_CONNTRACK_ESTABLISHED
+        mark: 0x0100_0042,
+        status: 0x4 | 0x2 | 0x8 | 0x20,  // IPS_ASSURED | IPS_SEEN_REPLY | IPS_CONFIRMED | IPS_DST_NAT
+        id: 77)
+
+    /// One netlink attribute: header in host order, value, padding to 4 bytes.
+    private static func attribute(_ type: UInt16, _ value: [UInt8], nested: Bool = false) -> [UInt8] {
+        var bytes = withUnsafeBytes(of: UInt16(4 + value.count)) { Array($0) }
+        bytes += withUnsafeBytes(of: type | (nested ? 0x8000 : 0)) { Array($0) }  // NLA_F_NESTED
+        bytes += value
+        while bytes.count % 4 != 0 { bytes.append(0) }
+        return bytes
+    }
+
+    private static func bigEndian<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
+
+    /// CTA_TUPLE_IP { CTA_IP_V4/V6_SRC, _DST }, CTA_TUPLE_PROTO { CTA_PROTO_NUM, _SRC_PORT, _DST_PORT }.
+    private static func tuple(_ type: UInt16, proto: UInt8, _ ends: (IPAddress, UInt16?, IPAddress, UInt16?)) -> [UInt8] {
+        func address(_ address: IPAddress) -> [UInt8] {
+            var raw = [UInt8](repeating: 0, count: address.isIPv4 ? 4 : 16)
+            raw.withUnsafeMutableBytes { address.write(to: $0, at: 0) }
+            return raw
         }
-        return Array(bytes[..<length])
+        let base: UInt16 = ends.0.isIPv4 ? 1 : 3
+        let ip = attribute(base, address(ends.0)) + attribute(base + 1, address(ends.2))
+        var ports = attribute(1, [proto])
+        if let port = ends.1 { ports += attribute(2, bigEndian(port)) }
+        if let port = ends.3 { ports += attribute(3, bigEndian(port)) }
+        return attribute(type, attribute(1, ip, nested: true) + attribute(2, ports, nested: true), nested: true)
+    }
+
+    /// One ctnetlink message: IPCTNL_MSG_CT_NEW (0) or _DELETE (2); NLM_F_CREATE|NLM_F_EXCL is 0x600.
+    private func message(type: UInt16, flags: UInt16 = 0, _ entry: Entry) -> [UInt8] {
+        var attributes: [UInt8] = []
+        if let original = entry.original { attributes += Self.tuple(1, proto: entry.proto, original) }
+        if let reply = entry.reply { attributes += Self.tuple(2, proto: entry.proto, reply) }
+        if let status = entry.status { attributes += Self.attribute(3, Self.bigEndian(status)) }
+        if let state = entry.tcpState {
+            attributes += Self.attribute(4, Self.attribute(1, Self.attribute(1, [state]), nested: true), nested: true)
+        }
+        if let mark = entry.mark { attributes += Self.attribute(8, Self.bigEndian(mark)) }
+        if let id = entry.id { attributes += Self.attribute(12, Self.bigEndian(id)) }
+        let family: UInt8 = entry.original.map { $0.0.isIPv4 ? UInt8(AF_INET) : UInt8(AF_INET6) } ?? UInt8(AF_INET)
+        var bytes = withUnsafeBytes(of: UInt32(20 + attributes.count)) { Array($0) }
+        bytes += withUnsafeBytes(of: UInt16(1 << 8) | type) { Array($0) }  // NFNL_SUBSYS_CTNETLINK
+        bytes += withUnsafeBytes(of: flags) { Array($0) }
+        bytes += [UInt8](repeating: 0, count: 8)  // sequence, port id
+        bytes += [family, 0, 0, 0]  // nfgenmsg: family, NFNETLINK_V0, res_id
+        return bytes + attributes
     }
 
     private func read(_ bytes: [UInt8], markValue: UInt32 = daemonMark, markMask: UInt32 = markMask, dumped: Bool = false)
@@ -61,7 +89,7 @@ final class ConntrackMessagesTests: XCTestCase {
             kind: .new,
             original: FlowTuple(proto: .tcp, source: Endpoint(IPAddress("10.0.0.1")!, 40000), destination: Endpoint(IPAddress("10.0.0.2")!, 80)),
             reply: FlowTuple(proto: .tcp, source: Endpoint(.ipv4Loopback, 8080), destination: Endpoint(IPAddress("10.0.0.1")!, 40000)),
-            tcpState: .established, mark: 0x0100_0042, status: [.assured, .seenReply, .destinationNAT, .confirmed])  // the builder adds IPS_CONFIRMED
+            tcpState: .established, mark: 0x0100_0042, status: [.assured, .seenReply, .destinationNAT, .confirmed], id: 77)
         // NLM_F_CREATE | NLM_F_EXCL: NEW; without: UPDATE; IPCTNL_MSG_CT_DELETE: DESTROY.
         XCTAssertEqual(read(message(type: 0, flags: 0x600, redirectedTCP)), [.event(expected)])
         var update = expected
@@ -84,23 +112,8 @@ final class ConntrackMessagesTests: XCTestCase {
     func testIPv6UDPHasNoTCPStateAndNoMarkMeansZero() throws {
         let client = IPAddress("2001:db8::1")!
         let server = IPAddress("2001:db8::2")!
-        let bytes = message(type: 0, flags: 0x600, family: AF_INET6) { ct in
-            nfct_set_attr_u8(ct, ATTR_L3PROTO, UInt8(AF_INET6))
-            nfct_set_attr_u8(ct, ATTR_L4PROTO, UInt8(IPPROTO_UDP))
-            nfct_set_attr_u8(ct, ATTR_REPL_L3PROTO, UInt8(AF_INET6))
-            nfct_set_attr_u8(ct, ATTR_REPL_L4PROTO, UInt8(IPPROTO_UDP))
-            for (attribute, address) in [
-                (ATTR_IPV6_SRC, client), (ATTR_IPV6_DST, server), (ATTR_REPL_IPV6_SRC, .ipv6Loopback), (ATTR_REPL_IPV6_DST, client),
-            ] {
-                var raw = [UInt8](repeating: 0, count: 16)
-                raw.withUnsafeMutableBytes { address.write(to: $0, at: 0) }
-                nfct_set_attr(ct, attribute, raw)
-            }
-            nfct_set_attr_u16(ct, ATTR_PORT_SRC, UInt16(5000).bigEndian)
-            nfct_set_attr_u16(ct, ATTR_PORT_DST, UInt16(53).bigEndian)
-            nfct_set_attr_u16(ct, ATTR_REPL_PORT_SRC, UInt16(5353).bigEndian)
-            nfct_set_attr_u16(ct, ATTR_REPL_PORT_DST, UInt16(5000).bigEndian)
-        }
+        let bytes = message(
+            type: 0, flags: 0x600, Entry(proto: 17, original: (client, 5000, server, 53), reply: (.ipv6Loopback, 5353, client, 5000)))
         let expected = ConntrackEvent(
             kind: .new,
             original: FlowTuple(proto: .udp, source: Endpoint(client, 5000), destination: Endpoint(server, 53)),
@@ -111,17 +124,11 @@ final class ConntrackMessagesTests: XCTestCase {
     }
 
     func testOtherProtocolsMarksAndMessagesAreFiltered() {
-        let icmp = message(type: 0) { ct in
-            nfct_set_attr_u8(ct, ATTR_L3PROTO, UInt8(AF_INET))
-            nfct_set_attr_u8(ct, ATTR_L4PROTO, UInt8(IPPROTO_ICMP))
-            nfct_set_attr_u8(ct, ATTR_REPL_L3PROTO, UInt8(AF_INET))
-            nfct_set_attr_u8(ct, ATTR_REPL_L4PROTO, UInt8(IPPROTO_ICMP))
-            nfct_set_attr_u32(ct, ATTR_IPV4_SRC, 1)
-            nfct_set_attr_u32(ct, ATTR_IPV4_DST, 2)
-            nfct_set_attr_u32(ct, ATTR_REPL_IPV4_SRC, 2)
-            nfct_set_attr_u32(ct, ATTR_REPL_IPV4_DST, 1)
-            nfct_set_attr_u32(ct, ATTR_MARK, 0x0100_0000)
-        }
+        let icmp = message(
+            type: 0,
+            Entry(
+                proto: 1, original: (IPAddress("10.0.0.1")!, nil, IPAddress("10.0.0.2")!, nil),
+                reply: (IPAddress("10.0.0.2")!, nil, IPAddress("10.0.0.1")!, nil), mark: 0x0100_0000))
         XCTAssertEqual(read(icmp), [.filtered])
         XCTAssertEqual(read(message(type: 0, redirectedTCP), markValue: 0x0200_0000), [.filtered], "another mark")
         XCTAssertEqual(read(message(type: 1, redirectedTCP)), [.filtered], "IPCTNL_MSG_CT_GET is no event")
@@ -145,15 +152,12 @@ final class ConntrackMessagesTests: XCTestCase {
         tiny[21] = 0
         XCTAssertEqual(read(tiny), [.malformed])
         // No reply tuple.
-        let noReply = message(type: 0) { ct in
-            nfct_set_attr_u8(ct, ATTR_L3PROTO, UInt8(AF_INET))
-            nfct_set_attr_u8(ct, ATTR_L4PROTO, UInt8(IPPROTO_TCP))
-            nfct_set_attr_u32(ct, ATTR_IPV4_SRC, 1)
-            nfct_set_attr_u32(ct, ATTR_IPV4_DST, 2)
-            nfct_set_attr_u16(ct, ATTR_PORT_SRC, 1)
-            nfct_set_attr_u16(ct, ATTR_PORT_DST, 2)
-            nfct_set_attr_u32(ct, ATTR_MARK, 0x0100_0000)
-        }
+        var withoutReply = redirectedTCP
+        withoutReply.reply = nil
+        let noReply = message(type: 0, withoutReply)
+        var withoutPort = redirectedTCP
+        withoutPort.reply?.1 = nil
+        XCTAssertEqual(read(message(type: 0, withoutPort)), [.malformed], "a TCP tuple without its source port")
         XCTAssertEqual(read(noReply), [.malformed])
         // Only the nfgenmsg header, no attributes.
         var bare: [UInt8] = [20, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]
@@ -245,10 +249,11 @@ final class ConntrackMessagesTests: XCTestCase {
         XCTAssertEqual(ConntrackTCPState.allCases.map(\.rawValue), Array(0...9))
         XCTAssertEqual(ConntrackTCPState.synReceived.description, "SYN_RECV")
         XCTAssertEqual(ConntrackTCPState.timeWait.description, "TIME_WAIT")
-        XCTAssertEqual(ConntrackStatus.assured.rawValue, UInt32(IPS_ASSURED.rawValue))
-        XCTAssertEqual(ConntrackStatus.seenReply.rawValue, UInt32(IPS_SEEN_REPLY.rawValue))
-        XCTAssertEqual(ConntrackStatus.dying.rawValue, UInt32(IPS_DYING.rawValue))
-        XCTAssertEqual(ConntrackStatus.offload.rawValue, UInt32(IPS_OFFLOAD.rawValue))
+        // include/uapi/linux/netfilter/nf_conntrack_common.h: IPS_SEEN_REPLY_BIT 1, IPS_ASSURED_BIT 2, ...
+        XCTAssertEqual(ConntrackStatus.seenReply.rawValue, 0x2)
+        XCTAssertEqual(ConntrackStatus.assured.rawValue, 0x4)
+        XCTAssertEqual(ConntrackStatus.dying.rawValue, 0x200)
+        XCTAssertEqual(ConntrackStatus.offload.rawValue, 0x4000)
     }
 
     func testTableUsageParsesSysctlFiles() throws {

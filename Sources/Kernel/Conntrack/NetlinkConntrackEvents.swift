@@ -1,4 +1,5 @@
 import CConntrack
+import CNetfilterQueue
 import Glibc
 import RedirectCore
 import Synchronization
@@ -141,12 +142,8 @@ public final class NetlinkConntrackEvents: ConntrackEventSource, @unchecked Send
     /// The kernel-side event filter: a classic BPF program libnetfilter_conntrack generates,
     /// which reads CTA_MARK (0 when absent) and drops the message unless `mark & mask == value`.
     private static func attachMarkFilter(_ descriptor: CInt, value: UInt32, mask: UInt32) throws(KernelError) {
-        guard let filter = nfct_filter_create() else { throw .system(call: "nfct_filter_create", errno: .current) }
-        defer { nfct_filter_destroy(filter) }
-        var mark = nfct_filter_dump_mark(val: value, mask: mask)
-        nfct_filter_add_attr(filter, NFCT_FILTER_MARK, &mark)
-        guard nfct_filter_attach(descriptor, filter) == 0 else {
-            throw .system(call: "setsockopt(SO_ATTACH_FILTER, conntrack mark filter)", errno: .current)
+        _ = try syscallCompleting("setsockopt(SO_ATTACH_FILTER, conntrack mark filter)") {
+            nfqr_conntrack_attach_mark_filter(descriptor, value, mask)
         }
     }
 }
@@ -164,20 +161,10 @@ private final class DumpSocket {
         sequence &+= 1
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
         defer { buffer.deallocate() }
-        let header = mnl_nlmsg_put_header(buffer.baseAddress)!
-        header.pointee.nlmsg_type = UInt16(NFNL_SUBSYS_CTNETLINK << 8) | UInt16(IPCTNL_MSG_CT_GET.rawValue)
-        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
-        header.pointee.nlmsg_seq = sequence
-        let family = mnl_nlmsg_put_extra_header(header, MemoryLayout<nfgenmsg>.size)!.assumingMemoryBound(to: nfgenmsg.self)
-        family.pointee.nfgen_family = UInt8(AF_UNSPEC)  // both IPv4 and IPv6 entries
-        family.pointee.version = UInt8(NFNETLINK_V0)
-        family.pointee.res_id = 0
-        guard let filter = nfct_filter_dump_create() else { throw .system(call: "nfct_filter_dump_create", errno: .current) }
-        defer { nfct_filter_dump_destroy(filter) }
-        var mark = nfct_filter_dump_mark(val: markValue, mask: markMask)
-        nfct_filter_dump_set_attr(filter, NFCT_FILTER_DUMP_MARK, &mark)
-        guard nfct_nlmsg_build_filter(header, filter) == 0 else { throw .system(call: "nfct_nlmsg_build_filter", errno: .current) }
-        try socket.send(UnsafeRawBufferPointer(start: buffer.baseAddress, count: Int(header.pointee.nlmsg_len)), label: "sendto(conntrack dump)")
+        let length = try syscallCompleting("nfct_nlmsg_build_filter(conntrack dump request)") {
+            nfqr_conntrack_dump_request(buffer.baseAddress, buffer.count, sequence, markValue, markMask)
+        }
+        try socket.send(UnsafeRawBufferPointer(start: buffer.baseAddress, count: Int(length)), label: "sendto(conntrack dump)")
 
         var entries: [ConntrackEvent] = []
         var interrupted = false
