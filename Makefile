@@ -15,7 +15,7 @@ DEBUG_DIR    := .build/debug
 BUILD_DIR    := $(RELEASE_DIR)
 
 # Debian packages: build dependencies, then what the tests and the demo run.
-BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev libbpf-dev bpftool
+BUILD_DEPS   := pkg-config libnetfilter-queue-dev libnetfilter-conntrack-dev libnfnetlink-dev libmnl-dev libbpf-dev bpftool
 RUN_DEPS     := iptables iproute2 kmod procps
 TEST_DEPS    := python3 python3-scapy socat conntrack systemd man-db strace redsocks squid haproxy v2ray golang-go mitmproxy
 

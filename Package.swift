@@ -4,6 +4,7 @@ import PackageDescription
 // Layers, innermost first (each may only import the ones above it):
 //   RedirectCore      pure Swift: packet views, checksums, flow table, policy, NAT engine, lookup codec
 //   CNetfilterQueue   system libraries libnetfilter_queue + libmnl
+//   CConntrack        C shim over libnetfilter_conntrack (conntrack event and dump mark filters)
 //   CNetlinkAttributes, CSystemCalls   small C shims: netlink attribute walks; libc calls Swift's Glibc lacks
 //   SystemCalls       the one system-call layer (errno policy, descriptors, wake-ups, Unix socket addresses)
 //   Kernel            the kernel boundary (NFQUEUE sockets, rtnetlink addresses, iptables) behind protocols
@@ -41,6 +42,13 @@ let package = Package(
             pkgConfig: "libnetfilter_queue",
             providers: [.apt(["libnetfilter-queue-dev", "libnfnetlink-dev", "libmnl-dev"])]
         ),
+        // libnetfilter_conntrack (Debian libnetfilter-conntrack-dev) behind a stdint-only header:
+        // a second system module of netfilter headers beside CNetfilterQueue breaks clean builds
+        // (Sources/CConntrack/include/nfqr_conntrack.h says how).
+        .target(
+            name: "CConntrack",
+            linkerSettings: [.linkedLibrary("netfilter_conntrack"), .linkedLibrary("nfnetlink"), .linkedLibrary("mnl")]
+        ),
         // C shims by purpose, every symbol prefixed `nfqr_`: netlink attribute walks over
         // kernel-filled buffers, and the libc calls the Glibc module does not export.
         .target(name: "CNetlinkAttributes"),
@@ -58,7 +66,8 @@ let package = Package(
         .target(
             name: "Kernel",
             dependencies: [
-                "RedirectCore", "SystemCalls", "CNetfilterQueue", "CNetlinkAttributes", "CSystemCalls", "CNativeAnswers",
+                "RedirectCore", "SystemCalls", "CNetfilterQueue", "CConntrack", "CNetlinkAttributes", "CSystemCalls",
+                "CNativeAnswers",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

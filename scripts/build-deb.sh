@@ -3,9 +3,9 @@
 #
 # The Swift programs are built a second time with the Swift standard library linked in
 # (--static-swift-stdlib, into .build-static), so the package needs no Swift toolchain on the
-# host: only Debian's libnetfilter-queue, libmnl, libnfnetlink, libc and iptables, which the
-# Depends line lists from what the binaries load (dpkg -S). The files are `make install
-# DESTDIR=... PREFIX=/usr LIBDIR=/usr/lib/<multiarch triplet>`, laid out as debhelper would
+# host: only Debian's libnetfilter-queue, libnetfilter-conntrack, libmnl, libnfnetlink, libc and
+# iptables, which the Depends line lists from what the binaries load (dpkg -S). The files are
+# `make install DESTDIR=... PREFIX=/usr LIBDIR=/usr/lib/<multiarch triplet>`, laid out as debhelper would
 # (man pages and docs compressed, programs stripped, copyright in the machine-readable format,
 # md5sums); packaging/deb holds the control template, the maintainer scripts and the lintian
 # overrides (each with its reason). `lintian` reports no error or warning (Tests/service/deb_test.sh).

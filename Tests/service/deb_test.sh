@@ -59,6 +59,7 @@ control_fields() {
     local info; info="$(dpkg-deb --info "$deb")" && echo "$info" &&
     grep -qx " Package: nfq-redirect" <<<"$info" && grep -qx " Version: $upstream-1" <<<"$info" &&
     grep -q "^ Depends: .*iptables" <<<"$info" && grep -q "^ Depends: .*libnetfilter-queue1" <<<"$info" &&
+    grep -q "^ Depends: .*libnetfilter-conntrack3" <<<"$info" &&
     grep -q "^ Depends: .*adduser" <<<"$info" &&
     ! grep -qi "swift" <<<"$(grep '^ Depends:' <<<"$info")" &&
     [ "$(sed -n 's/^ Installed-Size: //p' <<<"$info")" -lt 150000 ]   # KiB: stripped (208 MB unstripped)
@@ -217,7 +218,7 @@ group_kept_on_purge() { getent group nfq-redirect; }
 check "scripts/build-deb.sh builds the package" builds
 [ -n "$deb" ] || exit 1
 check "lintian: no error, no warning" lintian_clean
-check "control: nfq-redirect $upstream-1, Depends names iptables, libnetfilter-queue1, adduser, no Swift" control_fields
+check "control: nfq-redirect $upstream-1, Depends names iptables, libnetfilter-queue1, libnetfilter-conntrack3, adduser, no Swift" control_fields
 check "nothing of nfq-redirect installed on this machine before" machine_is_clean
 [ "$failed" = 0 ] || exit 1
 check "dpkg -i installs it" installs
