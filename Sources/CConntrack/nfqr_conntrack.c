@@ -15,12 +15,18 @@
 #include <libmnl/libmnl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 
-int nfqr_conntrack_attach_mark_filter(int fd, uint32_t value, uint32_t mask) {
+int nfqr_conntrack_attach_mark_filter(int fd, uint32_t value, uint32_t mask, int negate) {
     struct nfct_filter *filter = nfct_filter_create();
     if (filter == NULL)
         return -1;
     struct nfct_filter_dump_mark mark = {.val = value, .mask = mask};
     nfct_filter_add_attr(filter, NFCT_FILTER_MARK, &mark);
+    if (negate && nfct_filter_set_logic(filter, NFCT_FILTER_MARK, NFCT_FILTER_LOGIC_NEGATIVE) != 0) {
+        int saved = errno;
+        nfct_filter_destroy(filter);
+        errno = saved;
+        return -1;
+    }
     int result = nfct_filter_attach(fd, filter);
     int saved = errno;
     nfct_filter_destroy(filter);

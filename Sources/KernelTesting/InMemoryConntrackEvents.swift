@@ -21,13 +21,16 @@ public final class InMemoryConntrackEvents: ConntrackEventSource, @unchecked Sen
     }
 
     public let markValue: UInt32
+    /// Deliver the entries whose `mark & markMask != markValue` instead (as the real source).
+    public let negated: Bool
     public let markMask: UInt32
     public let eventsPerReceive: Int
     private let state = Locked(State())
     private let readable: WakeUpChannel
     private let wakeUp: WakeUpChannel
 
-    public init(markValue: UInt32 = 0, markMask: UInt32 = 0, eventsPerReceive: Int = 256) throws(KernelError) {
+    public init(markValue: UInt32 = 0, markMask: UInt32 = 0, negated: Bool = false, eventsPerReceive: Int = 256) throws(KernelError) {
+        self.negated = negated
         guard eventsPerReceive > 0 else { throw .invalidConfiguration("events per receive must be positive") }
         self.markValue = markValue
         self.markMask = markMask
@@ -78,7 +81,7 @@ public final class InMemoryConntrackEvents: ConntrackEventSource, @unchecked Sen
                         state.counters.overruns &+= 1
                         result = .overrun
                     case .event(let event):
-                        if event.mark & markMask == markValue {
+                        if (event.mark & markMask == markValue) != negated {
                             events.append(event)
                             state.counters.received &+= 1
                         } else {

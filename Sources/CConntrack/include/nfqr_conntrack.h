@@ -13,8 +13,9 @@
 
 /// Attaches libnetfilter_conntrack's classic BPF socket filter (NFCT_FILTER_MARK) to the
 /// ctnetlink event socket `fd`: the kernel then queues only the events of entries whose
-/// `ctmark & mask == value` (CTA_MARK absent counts as 0). Returns 0, or -1 with errno set.
-int nfqr_conntrack_attach_mark_filter(int fd, uint32_t value, uint32_t mask);
+/// `ctmark & mask == value` (CTA_MARK absent counts as 0), or with `negate` those whose
+/// `ctmark & mask != value` (value 0: any bit of the mask set). Returns 0, or -1 with errno set.
+int nfqr_conntrack_attach_mark_filter(int fd, uint32_t value, uint32_t mask, int negate);
 
 /// Writes into `buffer` an IPCTNL_MSG_CT_GET dump request for both address families,
 /// filtered by the kernel on `ctmark & mask == value` (CTA_MARK + CTA_MARK_MASK, as

@@ -11,7 +11,11 @@ extension DaemonRuntime {
         func sum(_ value: (EngineCounters) -> AtomicCounter) -> UInt64 { engines.reduce(0) { $0 + value($1).load } }
         report.gauge("nfqr_build_info", 1, labels: [("version", DaemonVersion.current)])
         report.gauge("nfqr_datapath_mode", 1, labels: [("mode", configuration.datapath.mode.rawValue)])
-        //CTSYNC
+        if let sync = conntrackSync { sync.addStatistics(to: &report) }
+        if let usage = try? ConntrackTableUsage.read() {
+            report.gauge("nfqr_kernel_conntrack_entries", UInt64(max(0, usage.count)))
+            report.gauge("nfqr_kernel_conntrack_limit", UInt64(max(0, usage.limit)))
+        }
         report.counter("nfqr_packets_total", sum(\.packets))
         report.counter("nfqr_bytes_total", sum(\.bytes))
         report.counter("nfqr_verdicts_total", sum(\.accepted), labels: [("verdict", "accept")])

@@ -16,6 +16,10 @@ final class DaemonRuntime: @unchecked Sendable {
     private let installer: any RuleInstaller
     private let addressSource: any InterfaceAddressSource
     private let queueFactory: (NetfilterQueueConfiguration) throws(KernelError) -> any PacketQueue
+    private let conntrackFactory: (ConntrackEventsConfiguration) throws(KernelError) -> any ConntrackEventSource
+    /// Kernel-nat mode: the thread that keeps the table current from conntrack's events.
+    private(set) var conntrackSync: ConntrackSync?
+    private var conntrackThread: pthread_t?
     private let bootID = Preflight.bootID()
     private(set) var workers: [DatapathWorker] = []
     private var workerThreads: [pthread_t] = []
@@ -56,8 +60,12 @@ final class DaemonRuntime: @unchecked Sendable {
         addressSource: any InterfaceAddressSource = RtnetlinkAddressSource(),
         queueFactory: @escaping (NetfilterQueueConfiguration) throws(KernelError) -> any PacketQueue = { configuration throws(KernelError) in
             try NetfilterQueue(configuration: configuration)
+        },
+        conntrackFactory: @escaping (ConntrackEventsConfiguration) throws(KernelError) -> any ConntrackEventSource = { configuration throws(KernelError) in
+            try NetlinkConntrackEvents(configuration: configuration)
         }
     ) throws(StartupError) {
+        self.conntrackFactory = conntrackFactory
         self.configuration = configuration
         self.logger = logger
         self.rulesLog = RateLimitedLog(logger: logger, interval: 60)
@@ -118,6 +126,14 @@ final class DaemonRuntime: @unchecked Sendable {
         }
         do {
             try bindQueues()
+        } catch {
+            stopWorkers()
+            stopGetsockoptHook(keep: false)
+            throw error
+        }
+        do {
+            // Subscribed before the rules exist, so no event of a flow handed over is missed.
+            try startConntrackSync()
         } catch {
             stopWorkers()
             stopGetsockoptHook(keep: false)
@@ -228,6 +244,24 @@ final class DaemonRuntime: @unchecked Sendable {
             workers.append(worker)
             workerThreads.append(startThread(name: "nfqr-q\(number)") { worker.run() })
         }
+    }
+
+    /// Kernel-nat mode: subscribes to conntrack's events of the daemon's entries (any bit of
+    /// the mark mask set) and starts the thread that applies them.
+    private func startConntrackSync() throws(StartupError) {
+        guard configuration.datapath.mode == .kernelNAT else { return }
+        let source: any ConntrackEventSource
+        do {
+            source = try conntrackFactory(
+                ConntrackEventsConfiguration(markValue: 0, markMask: configuration.datapath.markMask, negated: true))
+        } catch {
+            throw StartupError("conntrack events (kernel-nat mode needs ctnetlink): \(error)")
+        }
+        let sync = ConntrackSync(
+            source: source, table: table, rules: rules, resyncSeconds: configuration.datapath.resyncSeconds, clock: clock,
+            logger: logger)
+        conntrackSync = sync
+        conntrackThread = startThread(name: "nfqr-conntrack") { sync.run() }
     }
 
     /// The queues the datapath threads read (their sockets go to the descriptor store).
@@ -369,6 +403,9 @@ final class DaemonRuntime: @unchecked Sendable {
         for thread in workerThreads { pthread_join(thread, nil) }
         workers.removeAll()
         workerThreads.removeAll()
+        conntrackSync?.stop()
+        if let conntrackThread { pthread_join(conntrackThread, nil) }
+        conntrackThread = nil
     }
 
     // MARK: Housekeeping

@@ -36,10 +36,13 @@ public struct ConntrackEvent: Hashable, Sendable, CustomStringConvertible {
     public var status: ConntrackStatus
     /// The kernel's id of the entry (CTA_ID), stable for its lifetime; 0 when absent.
     public var id: UInt32
+    /// Seconds until the kernel drops the entry if nothing else happens (CTA_TIMEOUT; every
+    /// message but a destroy carries it); nil when absent.
+    public var timeout: UInt32?
 
     public init(
         kind: Kind, original: FlowTuple, reply: FlowTuple, tcpState: ConntrackTCPState? = nil, mark: UInt32 = 0,
-        status: ConntrackStatus = [], id: UInt32 = 0
+        status: ConntrackStatus = [], id: UInt32 = 0, timeout: UInt32? = nil
     ) {
         self.kind = kind
         self.original = original
@@ -48,6 +51,7 @@ public struct ConntrackEvent: Hashable, Sendable, CustomStringConvertible {
         self.mark = mark
         self.status = status
         self.id = id
+        self.timeout = timeout
     }
 
     public var proto: TransportProtocol { original.proto }

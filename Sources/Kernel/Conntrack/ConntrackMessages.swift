@@ -26,6 +26,7 @@ enum ConntrackMessages {
     private static let tupleReply: UInt16 = 2  // CTA_TUPLE_REPLY
     private static let statusAttribute: UInt16 = 3  // CTA_STATUS
     private static let protocolInfo: UInt16 = 4  // CTA_PROTOINFO
+    private static let timeoutAttribute: UInt16 = 7  // CTA_TIMEOUT
     private static let markAttribute: UInt16 = 8  // CTA_MARK
     private static let idAttribute: UInt16 = 12  // CTA_ID
     // enum ctattr_tuple
@@ -55,7 +56,8 @@ enum ConntrackMessages {
     }
 
     /// Reads one message. Dump replies (`dumped`) are `.update`s whatever their flags.
-    static func read(_ message: NetlinkMessage, markValue: UInt32, markMask: UInt32, dumped: Bool = false) -> Outcome {
+    /// `negated`: the caller wants the entries whose `mark & markMask != markValue`.
+    static func read(_ message: NetlinkMessage, markValue: UInt32, markMask: UInt32, negated: Bool = false, dumped: Bool = false) -> Outcome {
         guard message.type >> 8 == subsystem else { return .filtered }
         let kind: ConntrackEvent.Kind
         switch message.type & 0xff {
@@ -72,6 +74,7 @@ enum ConntrackMessages {
         var mark: UInt32 = 0
         var status: UInt32 = 0
         var id: UInt32 = 0
+        var timeout: UInt32?
         var walk = AttributeWalk(attributes)
         while let (type, value) = walk.next() {
             switch type {
@@ -84,6 +87,9 @@ enum ConntrackMessages {
             case markAttribute:
                 guard value.count == 4 else { return .malformed }
                 mark = value.loadBigEndianUInt32(at: 0)
+            case timeoutAttribute:
+                guard value.count == 4 else { return .malformed }
+                timeout = value.loadBigEndianUInt32(at: 0)
             case idAttribute:
                 guard value.count == 4 else { return .malformed }
                 id = value.loadBigEndianUInt32(at: 0)
@@ -98,13 +104,13 @@ enum ConntrackMessages {
         guard original.protocolNumber == reply.protocolNumber, let proto = TransportProtocol(rawValue: original.protocolNumber) else {
             return .filtered
         }
-        guard mark & markMask == markValue else { return .filtered }
+        guard (mark & markMask == markValue) != negated else { return .filtered }
         guard let originalTuple = original.tuple(proto), let replyTuple = reply.tuple(proto) else { return .malformed }
         let tcpState = proto == .tcp ? state.flatMap(ConntrackTCPState.init(rawValue:)) : nil
         return .event(
             ConntrackEvent(
                 kind: kind, original: originalTuple, reply: replyTuple, tcpState: tcpState, mark: mark,
-                status: ConntrackStatus(rawValue: status), id: id))
+                status: ConntrackStatus(rawValue: status), id: id, timeout: timeout))
     }
 
     /// Appends the entries of one datagram of a dump (replies to `sequence` only) and sets

@@ -11,6 +11,9 @@ public struct ConntrackEventsConfiguration: Sendable, Equatable {
     public var markValue: UInt32
     /// 0 delivers every TCP and UDP entry's events (no kernel-side filter).
     public var markMask: UInt32
+    /// Deliver the entries whose `ctmark & markMask != markValue` instead: with value 0, every
+    /// entry with any bit of the mask set (kernel-nat mode's marks, one value per port).
+    public var negated: Bool = false
     /// SO_RCVBUF(FORCE) of the event socket: how big a burst of events may queue before the
     /// kernel drops some (`.overrun`). The kernel doubles it for its bookkeeping and raises a
     /// tiny value to its minimum (a few KiB).
@@ -18,9 +21,12 @@ public struct ConntrackEventsConfiguration: Sendable, Equatable {
     /// At most this many events per `receive`, so one burst cannot hold the thread for long.
     public var eventsPerReceive: Int = 256
 
-    public init(markValue: UInt32, markMask: UInt32, receiveBufferBytes: Int = 8 << 20, eventsPerReceive: Int = 256) {
+    public init(
+        markValue: UInt32, markMask: UInt32, negated: Bool = false, receiveBufferBytes: Int = 8 << 20, eventsPerReceive: Int = 256
+    ) {
         self.markValue = markValue
         self.markMask = markMask
+        self.negated = negated
         self.receiveBufferBytes = receiveBufferBytes
         self.eventsPerReceive = eventsPerReceive
     }
@@ -71,7 +77,7 @@ public final class NetlinkConntrackEvents: ConntrackEventSource, @unchecked Send
                 label: "setsockopt(SO_RCVBUF, conntrack events)")
         }
         if configuration.markMask != 0 {
-            try Self.attachMarkFilter(descriptor, value: configuration.markValue, mask: configuration.markMask)
+            try Self.attachMarkFilter(descriptor, value: configuration.markValue, mask: configuration.markMask, negated: configuration.negated)
         }
         dumps = Locked(DumpSocket(socket: try NetlinkSocket(bus: NETLINK_NETFILTER)))
         wakeUp = try kernelCall { () throws(SystemCallError) in try WakeUpChannel() }
@@ -102,7 +108,7 @@ public final class NetlinkConntrackEvents: ConntrackEventSource, @unchecked Send
                 // walker then flags the cut message as truncated.
                 let datagram = UnsafeRawBufferPointer(rebasing: buffer[..<Swift.min(length, buffer.count)])
                 for message in NetlinkMessages(datagram) {
-                    switch ConntrackMessages.read(message, markValue: value, markMask: mask) {
+                    switch ConntrackMessages.read(message, markValue: value, markMask: mask, negated: configuration.negated) {
                     case .event(let event):
                         events.append(event)
                         delta.received &+= 1
@@ -140,10 +146,11 @@ public final class NetlinkConntrackEvents: ConntrackEventSource, @unchecked Send
     }
 
     /// The kernel-side event filter: a classic BPF program libnetfilter_conntrack generates,
-    /// which reads CTA_MARK (0 when absent) and drops the message unless `mark & mask == value`.
-    private static func attachMarkFilter(_ descriptor: CInt, value: UInt32, mask: UInt32) throws(KernelError) {
+    /// which reads CTA_MARK (0 when absent) and drops the message unless `mark & mask == value`
+    /// (`negated`: unless it differs).
+    private static func attachMarkFilter(_ descriptor: CInt, value: UInt32, mask: UInt32, negated: Bool) throws(KernelError) {
         _ = try syscallCompleting("setsockopt(SO_ATTACH_FILTER, conntrack mark filter)") {
-            nfqr_conntrack_attach_mark_filter(descriptor, value, mask)
+            nfqr_conntrack_attach_mark_filter(descriptor, value, mask, negated ? 1 : 0)
         }
     }
 }

@@ -1,0 +1,113 @@
+import Glibc
+import Kernel
+import KernelTesting
+import RedirectCore
+import XCTest
+
+@testable import Daemon
+
+/// Kernel-nat mode end to end in memory: the real worker marks a first packet (the mark in the
+/// verdict message the kernel would read), and the real conntrack thread keeps the table
+/// current from events of the fake conntrack: state and timer, destroy, adoption, overrun.
+final class KernelNATDatapathTests: XCTestCase {
+    private let client = Endpoint(IPAddress("192.0.2.2")!, 40000)
+    private let server = Endpoint(IPAddress("203.0.113.10")!, 80)
+    private let proxy = Endpoint(IPAddress("192.0.2.1")!, 8080)
+    private let mask: UInt32 = 0x0ff0_0000
+    private lazy var rules = SnapshotBox(
+        DatapathRules(
+            policy: RedirectPolicy(rules: [try! RedirectRule(parsing: "tcp:80:8080", scope: .network)]),
+            addresses: RedirectAddressBook([InterfaceAddress(interfaceIndex: 2, address: IPAddress("192.0.2.1")!, prefixLength: 24)]),
+            kernelNAT: KernelNATMarks(mask: mask, ports: [8080])))
+
+    private func syn(from source: Endpoint, to destination: Endpoint) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 40)
+        bytes[0] = 0x45
+        bytes[3] = 40
+        bytes[8] = 64
+        bytes[9] = 6
+        for (offset, value) in [(12, source.address.ipv4Value), (16, destination.address.ipv4Value)] {
+            for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32(i))) }
+        }
+        bytes[20] = UInt8(source.port >> 8)
+        bytes[21] = UInt8(source.port & 0xff)
+        bytes[22] = UInt8(destination.port >> 8)
+        bytes[23] = UInt8(destination.port & 0xff)
+        bytes[32] = 0x50
+        bytes[33] = 0x02
+        return bytes
+    }
+
+    private func waitFor(_ condition: () -> Bool) -> Bool {
+        let deadline = monotonicMilliseconds() + 5000
+        while !condition() && monotonicMilliseconds() < deadline { usleep(1000) }
+        return condition()
+    }
+
+    private func event(_ kind: ConntrackEvent.Kind, _ state: ConntrackTCPState?, status: ConntrackStatus = [], timeout: UInt32? = 120) -> ConntrackEvent {
+        ConntrackEvent(
+            kind: kind, original: FlowTuple(proto: .tcp, source: client, destination: server),
+            reply: FlowTuple(proto: .tcp, source: proxy, destination: client), tcpState: state, mark: 0x0010_0000,
+            status: status, timeout: kind == .destroy ? nil : timeout)
+    }
+
+    func testAFirstPacketIsMarkedAndConntrackEventsCarryTheFlowToItsEnd() throws {
+        let table = try FlowTable(configuration: FlowTableConfiguration(limit: 1024, shardCount: 1, seed: 1))
+        let queue = try InMemoryPacketQueue(queueNumber: 0)
+        let worker = DatapathWorker(queue: queue, direction: .original, table: table, rules: rules, clock: { 100 }, logger: .init(label: "test"))
+        let events = try InMemoryConntrackEvents(markValue: 0, markMask: mask, negated: true)
+        let sync = ConntrackSync(source: events, table: table, rules: rules, resyncSeconds: 30, clock: { 100 }, logger: .init(label: "test"))
+        let threads = [startThread(name: "test-datapath") { worker.run() }, startThread(name: "test-conntrack") { sync.run() }]
+        defer {
+            worker.stop()
+            sync.stop()
+            for thread in threads { pthread_join(thread, nil) }
+        }
+
+        queue.enqueue(syn(from: client, to: server), hook: .preRouting, inputInterface: 2, mark: 0xf000_0001)
+        XCTAssertTrue(waitFor { queue.verdicts.count == 1 })
+        XCTAssertEqual(queue.verdicts.first?.verdict, .acceptMarked)
+        XCTAssertEqual(queue.verdicts.first?.mark, 0xf010_0001, "the port's value inside the mask, the packet's other bits kept")
+        XCTAssertEqual(queue.verdicts.first?.bytes, syn(from: client, to: server), "not rewritten")
+        XCTAssertEqual(worker.engine.counters.markedOriginal.load, 1)
+
+        events.push(event(.new, .synSent), event(.update, .synReceived, status: [.seenReply]))
+        events.push(event(.update, .established, status: [.seenReply, .assured], timeout: 432_000))
+        XCTAssertTrue(waitFor { table.records(now: 100).first?.state == .established })
+        XCTAssertEqual(table.records(now: 100).first?.expires, 100 + 432_000 + 60, "the kernel's timeout plus two resync intervals")
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 100), .redirected(original: server))
+        // Unmarked entries never reach the thread (the kernel-side filter; the fake filters too).
+        var other = event(.new, .synSent)
+        other.mark = 0
+        other.original.source.port = 40001
+        events.push(other)
+        events.push(event(.destroy, nil))
+        XCTAssertTrue(waitFor { table.count == 0 })
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 100), .expired(.expired))
+        XCTAssertEqual(sync.removed.load, 1)
+
+        // Events lost: the thread reads the entries again; a flow the table did not have is entered.
+        events.table = [event(.update, .established, status: [.seenReply, .assured])]
+        let dumpsBefore = events.dumpCount
+        events.pushOverrun()
+        XCTAssertTrue(waitFor { events.dumpCount > dumpsBefore && table.count == 1 })
+        XCTAssertEqual(sync.adopted.load, 1)
+        XCTAssertEqual(table.records(now: 100).first?.state, .established)
+    }
+
+    func testAResyncRemovesFlowsTheKernelNoLongerHas() throws {
+        let table = try FlowTable(configuration: FlowTableConfiguration(limit: 1024, shardCount: 1, seed: 1))
+        let events = try InMemoryConntrackEvents(markValue: 0, markMask: mask, negated: true)
+        let now = AtomicCounter()
+        now.add(100)
+        let sync = ConntrackSync(
+            source: events, table: table, rules: rules, resyncSeconds: 30, clock: { UInt32(now.load) }, logger: .init(label: "test"))
+        _ = table.handleOriginal(FlowTuple(proto: .tcp, source: client, destination: server), tcpFlags: [.syn], length: 60, now: 100) { _ in
+            .redirect(to: self.proxy)
+        }
+        now.add(5)
+        sync.resync(.periodic)
+        XCTAssertEqual(table.count, 0, "its first packet never got through, or its end was not heard")
+        XCTAssertEqual(sync.removedUnheard.load, 1)
+    }
+}
