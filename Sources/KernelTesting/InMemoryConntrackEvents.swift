@@ -104,6 +104,16 @@ public final class InMemoryConntrackEvents: ConntrackEventSource, @unchecked Sen
         }
     }
 
+    public func entry(original: FlowTuple) throws(KernelError) -> ConntrackEvent? {
+        state.withLock { state in
+            state.table.first { $0.original == original }.map { entry in
+                var found = entry
+                found.kind = .update
+                return found
+            }
+        }
+    }
+
     public func dump(markValue: UInt32, markMask: UInt32) throws(KernelError) -> [ConntrackEvent] {
         guard markValue & ~markMask == 0 else { throw .invalidConfiguration("conntrack mark has bits outside its mask") }
         return state.withLock { state in

@@ -110,4 +110,29 @@ final class KernelNATDatapathTests: XCTestCase {
         XCTAssertEqual(table.count, 0, "its first packet never got through, or its end was not heard")
         XCTAssertEqual(sync.removedUnheard.load, 1)
     }
+
+    func testALookupPastTheKernelsTimeoutAsksTheKernel() throws {
+        let table = try FlowTable(configuration: FlowTableConfiguration(limit: 1024, shardCount: 1, seed: 1))
+        let events = try InMemoryConntrackEvents(markValue: 0, markMask: mask, negated: true)
+        let now = AtomicCounter()
+        now.add(100)
+        let sync = ConntrackSync(
+            source: events, table: table, rules: rules, resyncSeconds: 30, clock: { UInt32(now.load) }, logger: .init(label: "test"))
+        sync.apply(event(.update, .established, status: [.seenReply, .assured], timeout: 3), now: 100)
+        XCTAssertNil(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 102))
+        let original = try XCTUnwrap(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 103))
+        XCTAssertEqual(original, FlowTuple(proto: .tcp, source: client, destination: server))
+        // The kernel refreshed it without telling: still there, with a new timeout.
+        events.table = [event(.update, .established, status: [.seenReply, .assured], timeout: 3)]
+        now.add(3)
+        sync.verify(original)
+        XCTAssertNil(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 103))
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 103), .redirected(original: server))
+        // Now it is gone from the kernel: the lookup says so.
+        events.table = []
+        now.add(3)
+        sync.verify(original)
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 106), .expired(.expired))
+        XCTAssertEqual(sync.verified.load, 2)
+    }
 }

@@ -124,6 +124,38 @@ final class ConntrackRootTests: XCTestCase {
         }
     }
 
+    /// Kernel-nat mode's subscription: any bit of the mask set (one value per port), the
+    /// kernel's timeout in every event, and one entry asked for by its tuple.
+    func testAnyMarkBitFilterTimeoutsAndOneEntryByTuple() throws {
+        try NetworkNamespace.withNamespace { namespace in
+            try namespace.run {
+                try self.markAndRedirect(namespace, "iptables", "udp", port: 7012, to: 7112)
+                let source = try NetlinkConntrackEvents(
+                    configuration: ConntrackEventsConfiguration(markValue: 0, markMask: Self.mask, negated: true))
+                try TestSocket.udpExchange(family: AF_INET, sendTo: 7014, receiveOn: 7014)
+                var batch: [ConntrackEvent] = []
+                XCTAssertEqual(try source.receive(into: &batch, timeoutMilliseconds: 300), .timedOut, "unmarked: \(batch)")
+                try TestSocket.udpExchange(family: AF_INET, sendTo: 7012, receiveOn: 7112)
+                var events: [ConntrackEvent] = []
+                try self.collect(source, into: &events) { all in all.contains { $0.kind == .new } && all.contains { $0.hasSeenReply } }
+                XCTAssertTrue(events.allSatisfy { $0.original.destination.port == 7012 }, "\(events)")
+                let timeout = try XCTUnwrap(events.first?.timeout, "CTA_TIMEOUT in the NEW event")
+                XCTAssertTrue((1...120).contains(timeout), "\(timeout)")
+
+                let original = try XCTUnwrap(events.first?.original)
+                let entry = try XCTUnwrap(try source.entry(original: original))
+                XCTAssertEqual(entry.reply.source, Endpoint(.ipv4Loopback, 7112))
+                XCTAssertEqual(entry.mark & Self.mask, Self.mark)
+                XCTAssertNotNil(entry.timeout)
+                var absent = original
+                absent.source.port = absent.source.port &+ 1
+                XCTAssertNil(try source.entry(original: absent), "no such entry: nil, not an error")
+                try namespace.host(["conntrack", "-D", "-f", "ipv4"])
+                XCTAssertNil(try source.entry(original: original), "deleted")
+            }
+        }
+    }
+
     func testOverrunIsReportedAndADumpRecovers() throws {
         try NetworkNamespace.withNamespace { namespace in
             try namespace.run {

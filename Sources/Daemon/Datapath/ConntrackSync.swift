@@ -48,6 +48,8 @@ final class ConntrackSync: @unchecked Sendable {
     let rekeyed = AtomicCounter()
     let removed = AtomicCounter()
     let removedUnheard = AtomicCounter()
+    /// Lookups that asked the kernel about one entry.
+    let verified = AtomicCounter()
     private let resyncs: [AtomicCounter] = ResyncReason.allCases.map { _ in AtomicCounter() }
 
     init(
@@ -109,6 +111,25 @@ final class ConntrackSync: @unchecked Sendable {
         }
         guard let report = Self.report(event) else { return }
         count(table.applyKernelReport(report, grace: grace, now: now))
+    }
+
+    /// Asks the kernel about one flow (a lookup found the kernel's last timeout for it passed):
+    /// the entry refreshes the flow, its absence ends it. Called from the lookup thread.
+    func verify(_ original: FlowTuple) {
+        verified.add(1)
+        let now = clock()
+        do {
+            if let entry = try source.entry(original: original), let report = Self.report(entry) {
+                count(table.applyKernelReport(report, grace: grace, now: now))
+            } else {
+                let gone = KernelFlowReport(
+                    original: original, replySource: original.destination, state: nil, seenReply: false, assured: false, timeout: 0,
+                    destroyed: true)
+                count(table.applyKernelReport(gone, grace: grace, now: now))
+            }
+        } catch {
+            problems.warning("conntrack: asking about \(original) failed: \(error)")
+        }
     }
 
     private func count(_ outcome: KernelReportOutcome) {
@@ -187,5 +208,6 @@ final class ConntrackSync: @unchecked Sendable {
         report.counter("nfqr_conntrack_flows_total", rekeyed.load, labels: [("result", "rekeyed")])
         report.counter("nfqr_conntrack_flows_total", removed.load, labels: [("result", "removed")])
         report.counter("nfqr_conntrack_flows_total", removedUnheard.load, labels: [("result", "removed_unheard")])
+        report.counter("nfqr_conntrack_lookups_verified_total", verified.load)
     }
 }

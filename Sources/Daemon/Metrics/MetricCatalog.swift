@@ -41,6 +41,9 @@ enum MetricCatalog {
             "nfqr_conntrack_flows_total", .counter, labels: ["result"],
             help: "Kernel-nat mode: what conntrack reports did to the flow table (adopted, rekeyed, removed, removed_unheard)."),
         Metric(
+            "nfqr_conntrack_lookups_verified_total", .counter,
+            help: "Kernel-nat mode: lookups of a flow past the kernel's last timeout for it, which asked the kernel about that entry."),
+        Metric(
             "nfqr_kernel_conntrack_entries", .gauge,
             help: "Entries in the kernel's conntrack table (all of the namespace's flows, not only the daemon's)."),
         Metric(

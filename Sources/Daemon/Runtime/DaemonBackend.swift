@@ -7,12 +7,15 @@ final class DaemonBackend: LookupBackend, @unchecked Sendable {
     private let clock: @Sendable () -> UInt32
     private let statistics: @Sendable () -> DaemonStatistics
     private let latency: LatencyHistogram
+    /// Kernel-nat mode: asks the kernel about a flow whose kernel timeout has passed.
+    private let conntrack: ConntrackSync?
 
     init(
-        table: FlowTable, clock: @escaping @Sendable () -> UInt32, latency: LatencyHistogram,
+        table: FlowTable, clock: @escaping @Sendable () -> UInt32, latency: LatencyHistogram, conntrack: ConntrackSync? = nil,
         statistics: @escaping @Sendable () -> DaemonStatistics
     ) {
         self.table = table
+        self.conntrack = conntrack
         self.clock = clock
         self.latency = latency
         self.statistics = statistics
@@ -20,6 +23,11 @@ final class DaemonBackend: LookupBackend, @unchecked Sendable {
 
     func lookup(proto: TransportProtocol, client: Endpoint, local: Endpoint) -> LookupAnswer {
         let started = ContinuousClock.now
+        if let conntrack, let original = table.kernelExpiryPassed(proto: proto, client: client, local: local, now: clock()) {
+            // The kernel may have refreshed the entry without an event (UDP), or dropped it and
+            // not reaped it yet: its own answer decides (one netlink request).
+            conntrack.verify(original)
+        }
         let answer = LookupAnswer(table.lookup(proto: proto, client: client, local: local, now: clock()))
         latency.record(ContinuousClock.now - started)
         return answer

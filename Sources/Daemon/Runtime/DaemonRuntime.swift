@@ -275,7 +275,7 @@ final class DaemonRuntime: @unchecked Sendable {
             idleTimeoutSeconds: configuration.lookup.idleTimeoutSeconds,
             busyPoll: .microseconds(configuration.lookup.busyPollMicroseconds),
             adoptedListener: descriptorStore?.takeListener(path: configuration.lookup.socketPath))
-        let backend = DaemonBackend(table: table, clock: clock, latency: lookupLatency) { [unowned self] in statistics() }
+        let backend = DaemonBackend(table: table, clock: clock, latency: lookupLatency, conntrack: conntrackSync) { [unowned self] in statistics() }
         let server = LookupServer(settings: settings, backend: backend, logger: logger)
         do {
             try server.start()

@@ -145,6 +145,10 @@ public final class NetlinkConntrackEvents: ConntrackEventSource, @unchecked Send
         }
     }
 
+    public func entry(original: FlowTuple) throws(KernelError) -> ConntrackEvent? {
+        try dumps.withLock { (dump) throws(KernelError) -> ConntrackEvent? in try dump.get(original) }
+    }
+
     /// The kernel-side event filter: a classic BPF program libnetfilter_conntrack generates,
     /// which reads CTA_MARK (0 when absent) and drops the message unless `mark & mask == value`
     /// (`negated`: unless it differs).
@@ -161,6 +165,47 @@ private final class DumpSocket {
     var sequence: UInt32 = 0
 
     init(socket: NetlinkSocket) { self.socket = socket }
+
+    /// One IPCTNL_MSG_CT_GET of a single entry by its ORIGINAL tuple: the entry, or nil on ENOENT.
+    func get(_ original: FlowTuple) throws(KernelError) -> ConntrackEvent? {
+        sequence &+= 1
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 8)
+        defer { buffer.deallocate() }
+        let addresses = UnsafeMutableRawBufferPointer.allocate(byteCount: 32, alignment: 8)
+        defer { addresses.deallocate() }
+        let ipv6 = !original.source.address.isIPv4
+        original.source.address.write(to: addresses, at: 0)
+        original.destination.address.write(to: addresses, at: 16)
+        let sequence = self.sequence
+        let length = try syscallCompleting("nfct_nlmsg_build(conntrack get request)") {
+            nfqr_conntrack_get_request(
+                buffer.baseAddress, buffer.count, sequence, ipv6 ? 1 : 0, original.proto.rawValue,
+                addresses.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                (addresses.baseAddress! + 16).assumingMemoryBound(to: UInt8.self), original.source.port, original.destination.port)
+        }
+        try socket.send(UnsafeRawBufferPointer(start: buffer.baseAddress, count: Int(length)), label: "sendto(conntrack get)")
+        var found: ConntrackEvent?
+        while true {
+            guard let result = try socket.receive(into: buffer, timeoutMilliseconds: 5000) else {
+                throw .unexpectedReply("no answer to a conntrack get within 5 s")
+            }
+            guard case .completed(let received) = result else {
+                throw .system(call: "recv(conntrack get)", errno: .noBufferSpace)
+            }
+            let datagram = UnsafeRawBufferPointer(rebasing: buffer[..<Swift.min(received, buffer.count)])
+            for message in NetlinkMessages(datagram) where message.sequence == sequence {
+                if Int(message.type) == NLMSG_ERROR_TYPE {
+                    // The acknowledgement ends the exchange; ENOENT: no such entry.
+                    guard let code = message.errorCode, code != 0 else { return found }
+                    if code == -ENOENT { return nil }
+                    throw .netlink(request: "conntrack get \(original)", errno: Errno(rawValue: -code))
+                }
+                if case .event(let entry) = ConntrackMessages.read(message, markValue: 0, markMask: 0, dumped: true) {
+                    found = entry
+                }
+            }
+        }
+    }
 
     /// One IPCTNL_MSG_CT_GET dump with the kernel's mark filter (CTA_MARK, CTA_MARK_MASK, as
     /// libnetfilter_conntrack's NFCT_FILTER_DUMP_MARK builds them); nil when it was interrupted.

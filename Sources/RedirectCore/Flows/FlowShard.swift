@@ -467,7 +467,7 @@ struct FlowShard: ~Copyable {
             let flow = FlowSlot(
                 client: tuple.source.address, originalDestination: tuple.destination.address,
                 replySource: report.replySource.address, originalBytes: 0, replyBytes: 0, originalPackets: 0, replyPackets: 0,
-                expires: expires, created: now, clientSequenceEnd: 0, clientPort: tuple.source.port,
+                expires: expires, created: now, clientSequenceEnd: expiry(now, report.timeout), clientPort: tuple.source.port,
                 originalDestinationPort: tuple.destination.port, replySourcePort: report.replySource.port, proto: tuple.proto,
                 state: state, flags: flags, isOccupied: true)
             guard let slot = admit(flow, now: now, mayEvict: false) else { return .ignored }
@@ -499,11 +499,26 @@ struct FlowShard: ~Copyable {
         slab.beginWrite(slot)
         if let state = report.state, state.proto == tuple.proto, slab[slot].state != state { setState(slot, state) }
         slab[slot].flags.insert(.kernelConfirmed)
+        // No client segment reaches the daemon once the kernel carries the flow: the field
+        // holds when the kernel will drop the entry, as it last said (see `kernelExpiryPassed`).
+        slab[slot].flags.remove(.clientSequenceKnown)
+        slab[slot].clientSequenceEnd = expiry(now, report.timeout)
         if report.seenReply { slab[slot].flags.insert(.seenReply) }
         if report.assured { slab[slot].flags.insert(.assured) }
         slab[slot].expires = expires
         slab.endWrite(slot)
         return outcome
+    }
+
+    /// The original tuple of the kernel-confirmed flow a proxy's lookup names, when the time the
+    /// kernel last gave for dropping its entry has passed (the kernel may since have refreshed
+    /// it without an event, or dropped it and not told yet): the caller asks the kernel.
+    func kernelExpiryPassed(proto: TransportProtocol, client: Endpoint, local: Endpoint, clientHash: UInt64, now: UInt32) -> FlowTuple? {
+        let hash = hasher.tupleHash(clientHash: clientHash, other: local)
+        guard let slot = findReply(proto, source: local, client: client, hash: hash) else { return nil }
+        let flow = slab[slot]
+        guard flow.flags.contains(.kernelConfirmed), now >= flow.clientSequenceEnd else { return nil }
+        return FlowTuple(proto: proto, source: client, destination: flow.originalDestinationEndpoint)
     }
 
     /// Removes the redirected flow of `tuple` if it was created before `before` (see

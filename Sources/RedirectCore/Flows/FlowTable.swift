@@ -159,6 +159,16 @@ public final class FlowTable: Sendable {
         }
     }
 
+    /// Kernel-nat mode: the original tuple of the flow a lookup of (client, local) would answer
+    /// from, when the kernel's own timeout for it has passed since its last report; the caller
+    /// asks the kernel about that one entry (`ConntrackEventSource.entry`) before answering.
+    public func kernelExpiryPassed(proto: TransportProtocol, client: Endpoint, local: Endpoint, now: UInt32) -> FlowTuple? {
+        let clientHash = hasher.clientHash(proto: proto, client: client)
+        return shards.withLock(shardIndex(clientHash)) {
+            $0.kernelExpiryPassed(proto: proto, client: client, local: local, clientHash: clientHash, now: now)
+        }
+    }
+
     /// Removes the redirected flows created before `before` whose original tuple is not in
     /// `present` (a full read of the kernel's entries: it no longer has them, their destroy
     /// events were lost, or their first packet never got through). Returns how many were
