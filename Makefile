@@ -72,16 +72,19 @@ unit-test-nonroot: bpf
 	cd $$package && runuser -u $(NONROOT_USER) -- env -u NFQR_ROOT_TESTS HOME=$(NONROOT_DIR)/home \
 	    $(SWIFT) test --parallel --scratch-path $$scratch
 
-# The suite in daemon mode (twice: plain, and several queues with busy polling), then its
-# related-traffic cases (ICMP errors) against the kernel's own REDIRECT, the baseline they copy.
+# The suite in daemon mode (plain; several queues with busy polling; the kernel-nat datapath),
+# then its related-traffic cases (ICMP errors) against the kernel's own REDIRECT, the baseline
+# they copy.
 netns-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon
+	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon --datapath kernel-nat
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) NFQR_DAEMON_ARGS="--queues 2 --busy-poll 200 --lookup-busy-poll 200" Tests/netns/run.sh --mode daemon
 	Tests/netns/run.sh --mode kernel --only related
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) $(REPORT) startup-errors -- Tests/netns/startup_errors.py
 
 proxies-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode daemon
+	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode daemon --datapath kernel-nat
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode preload
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/proxies/run.sh --mode recipes
 

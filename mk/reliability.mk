@@ -75,6 +75,7 @@ sanitize-thread-ci:
 # Hostile packets, SYN flood and queue overflow through the real queued path (root).
 robust-netns-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon --suite robust
+	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon --suite robust --datapath kernel-nat
 
 # Traffic and churn for SOAK_SECONDS (default 30 min), sampling the daemon's RSS (root).
 soak: release

@@ -121,6 +121,7 @@ svc-install-test: release
 
 svc-netns-test: release
 	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon --suite service
+	NFQR_BIN_DIR=$(CURDIR)/$(RELEASE_DIR) Tests/netns/run.sh --mode daemon --suite service --datapath kernel-nat
 
 svc-demo-test: release
 	$(REPORT) demo -- Tests/service/demo_test.sh
