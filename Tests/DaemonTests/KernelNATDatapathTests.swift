@@ -105,7 +105,10 @@ final class KernelNATDatapathTests: XCTestCase {
         _ = table.handleOriginal(FlowTuple(proto: .tcp, source: client, destination: server), tcpFlags: [.syn], length: 60, now: 100) { _ in
             .redirect(to: self.proxy)
         }
-        now.add(5)
+        now.add(4)
+        sync.resync(.periodic)
+        XCTAssertEqual(table.count, 1, "a first packet still on its way to confirmation is not judged")
+        now.add(2)
         sync.resync(.periodic)
         XCTAssertEqual(table.count, 0, "its first packet never got through, or its end was not heard")
         XCTAssertEqual(sync.removedUnheard.load, 1)

@@ -119,7 +119,8 @@ final class ConntrackSync: @unchecked Sendable {
         verified.add(1)
         let now = clock()
         do {
-            if let entry = try source.entry(original: original), let report = Self.report(entry) {
+            if let entry = try source.entry(original: original), var report = Self.report(entry) {
+                report.current = true
                 count(table.applyKernelReport(report, grace: grace, now: now))
             } else {
                 let gone = KernelFlowReport(
@@ -164,15 +165,22 @@ final class ConntrackSync: @unchecked Sendable {
             }
             let now = clock()
             for entry in entries {
-                guard let report = Self.report(entry) else { continue }
+                guard var report = Self.report(entry) else { continue }
+                report.current = true
                 present.insert(report.original)
                 count(table.applyKernelReport(report, grace: grace, now: now))
             }
         }
-        let gone = table.removeRedirected(notIn: present, createdBefore: started, now: clock())
+        // A flow younger than a few seconds may have a first packet still on its way to being
+        // confirmed (or a successor's queue still holding it): it is not judged by this read.
+        let gone = table.removeRedirected(notIn: present, createdBefore: started &- Self.confirmationAllowance, now: clock())
         removedUnheard.add(UInt64(gone))
         if gone > 0 { logger.debug("conntrack resync (\(reason.rawValue)): \(gone) flows had ended unheard") }
     }
+
+    /// Seconds a flow's first packet is given to become a confirmed kernel entry before a
+    /// resync that does not find it removes the flow.
+    static let confirmationAllowance: UInt32 = 5
 
     /// The table's view of an event: the TCP state when it carries one (an update about
     /// something else carries none), whether the proxy answered, the kernel's timeout.

@@ -478,6 +478,14 @@ struct FlowShard: ~Copyable {
             if let observer, let redirected = slab[slot].redirectedFlow { observer.redirectedFlowStarted(redirected) }
             return .adopted
         }
+        if !report.current, !slab[slot].flags.contains(.kernelConfirmed), let state = report.state, state.isTCP,
+            state.rawValue >= FlowState.finWait.rawValue
+        {
+            // A closing state for a flow the kernel has not reported yet: the events of the
+            // previous connection on the tuple (its TIME_WAIT, then its end), read after this
+            // flow's SYN replaced it. The new entry's own events follow.
+            return .ignored
+        }
         var outcome = KernelReportOutcome.updated
         if slab[slot].replySourceEndpoint != report.replySource && slab[slot].flags.contains(.redirected) {
             // The kernel's NAT chose another address than the daemon (an address changed between

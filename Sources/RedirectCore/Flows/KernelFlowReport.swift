@@ -20,10 +20,13 @@ public struct KernelFlowReport: Sendable, Equatable {
     public var timeout: UInt32
     /// The entry is gone from the kernel's table (a DESTROY event).
     public var destroyed: Bool
+    /// Read from the kernel's table (a dump or a get), so it describes the entry as it is now;
+    /// false for an event, which may describe an older entry on the same tuple.
+    public var current: Bool
 
     public init(
         original: FlowTuple, replySource: Endpoint, state: FlowState?, seenReply: Bool, assured: Bool, timeout: UInt32,
-        destroyed: Bool = false
+        destroyed: Bool = false, current: Bool = false
     ) {
         self.original = original
         self.replySource = replySource
@@ -32,6 +35,7 @@ public struct KernelFlowReport: Sendable, Equatable {
         self.assured = assured
         self.timeout = timeout
         self.destroyed = destroyed
+        self.current = current
     }
 
     /// The flow's state from the kernel's TCP state number (TCP_CONNTRACK_*) or, for UDP,

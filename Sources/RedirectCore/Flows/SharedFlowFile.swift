@@ -290,7 +290,9 @@ enum FlowSlotFields {
         ]
     }
 
-    static let knownFlags: UInt8 = 0x1f
+    /// Every `FlowSlotFlags` bit (kernel-nat mode's `kernelConfirmed` included; adoption keeps
+    /// only what a `FlowRecord` holds, and the start-up resync confirms the rest again).
+    static let knownFlags: UInt8 = 0x3f
 
     static func record(at offset: Int, in bytes: UnsafeRawBufferPointer) throws(SlotDecodingError) -> FlowRecord {
         func load<T: FixedWidthInteger>(_ field: Int, _: T.Type) -> T { bytes.loadUnaligned(fromByteOffset: offset + field, as: T.self) }

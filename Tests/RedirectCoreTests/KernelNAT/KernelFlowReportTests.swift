@@ -47,6 +47,7 @@ final class KernelFlowReportTests: XCTestCase {
     func testTheDestroyOfAnOldConnectionSparesANewOneOnTheSameTuple() {
         let table = makeTable()
         start(table, now: 100)
+        XCTAssertEqual(table.applyKernelReport(report(.established, timeout: 300), grace: 60, now: 101), .updated)
         XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 120), grace: 60, now: 110), .updated)
         // The client reopens: the kernel deletes the TIME_WAIT entry and queues the new SYN...
         start(table, now: 111)
@@ -56,6 +57,26 @@ final class KernelFlowReportTests: XCTestCase {
         XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 111), .redirected(original: server))
         XCTAssertEqual(table.applyKernelReport(report(.synSent, timeout: 120), grace: 60, now: 111), .updated)
         XCTAssertEqual(table.applyKernelReport(report(.close, timeout: 0, destroyed: true), grace: 60, now: 112), .removed)
+    }
+
+    func testTheOldConnectionsLateEventsDoNotCloseTheNewOne() {
+        let table = makeTable()
+        start(table, now: 100)
+        XCTAssertEqual(table.applyKernelReport(report(.established, timeout: 300), grace: 60, now: 101), .updated)
+        // The old connection closes and the client reopens at once: the SYN reaches the
+        // datapath before the conntrack thread has read the old entry's TIME_WAIT and end.
+        XCTAssertEqual(table.applyKernelReport(report(.finWait, timeout: 120), grace: 60, now: 102), .updated)
+        start(table, now: 102)
+        XCTAssertEqual(table.statistics.destroyedReplaced, 0, "FIN_WAIT is not finished: the SYN is a retransmission to the table")
+        XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 120), grace: 60, now: 102), .updated)
+        start(table, now: 103)
+        XCTAssertEqual(table.statistics.destroyedReplaced, 1)
+        XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 120), grace: 60, now: 103), .ignored, "the old entry's late event")
+        XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 0, destroyed: true), grace: 60, now: 103), .ignored)
+        XCTAssertEqual(table.records(now: 103).first?.state, .synSent)
+        var current = report(.timeWait, timeout: 100)
+        current.current = true
+        XCTAssertEqual(table.applyKernelReport(current, grace: 60, now: 104), .updated, "a read of the kernel's table is believed")
     }
 
     func testAReportWithoutAStateKeepsTheFlowsState() {
