@@ -61,7 +61,8 @@ wait_for "the server" "$work/server.log" "$last" grep -q ready "$work/server.log
 
 start "$r" "$work/daemon.log" "$bin_dir/nfq-redirectd" --queue 0 --socket "$socket_path" \
     --state-file "$work/state" --redirect tcp:80,443:8080
-"$python" -m harness.netns wait-socket "$socket_path" --pid "$last" --log "$work/daemon.log" || exit 1
+daemon=$last
+"$python" -m harness.netns wait-socket "$socket_path" --pid "$daemon" --log "$work/daemon.log" || exit 1
 echo "nfq-redirectd is running in the router (tcp 80,443 -> 8080)."
 echo "  $(ip netns exec "$r" "$bin_dir/nfq-redirect" hook 2>&1)"
 
@@ -97,4 +98,31 @@ if ! timeout 10 "$bin_dir/nfq-redirect" list --socket "$socket_path" >"$work/lis
 fi
 sed 's/^/  /' "$work/list.out"
 
+echo
+
+# The kernel fast path: the same redirect with --datapath kernel-nat. Only a flow's first
+# packet reaches the daemon; the kernel's NAT carries the rest, and conntrack's events keep the
+# daemon's table (and lookups) current.
+kill -TERM "$daemon" && wait "$daemon" 2>/dev/null
+echo "Again with --datapath kernel-nat: the daemon decides each flow's first packet, the kernel's NAT"
+echo "carries the rest (and answers v2ray's getsockopt itself)."
+start "$r" "$work/daemon-knat.log" "$bin_dir/nfq-redirectd" --queue 0 --socket "$socket_path" \
+    --state-file "$work/state" --redirect tcp:80,443:8080 --datapath kernel-nat
+daemon=$last
+"$python" -m harness.netns wait-socket "$socket_path" --pid "$daemon" --log "$work/daemon-knat.log" || exit 1
+answer="$(timeout 10 ip netns exec "$c" bash -c \
+    "exec 3<>/dev/tcp/$NFQR_REMOTE_V4/80 && echo ID >&3 && head -n1 <&3")" \
+    || fail "the client's connection failed in kernel-nat mode; the proxy and daemon said:" \
+        <(cat "$work/proxy.log" "$work/daemon-knat.log")
+echo "  the server answered:  $answer"
+packets="$(timeout 10 "$bin_dir/nfq-redirect" stats --json --socket "$socket_path" | "$python" -c \
+    'import json, sys; print(int(sum(m["value"] for m in json.load(sys.stdin)["metrics"] if m["name"] == "nfqr_packets_total")))')"
+echo "  packets the daemon saw: $packets (the SYN; every later packet, both ways, went through the kernel's NAT)"
+echo "  nfq-redirect list (state from conntrack's events):"
+for _ in $(seq 50); do
+    timeout 10 "$bin_dir/nfq-redirect" list --socket "$socket_path" >"$work/list-knat.out" 2>&1
+    grep -Eq "TIME_WAIT|CLOSE|FIN_WAIT|ESTABLISHED" "$work/list-knat.out" && break
+    sleep 0.1
+done
+sed 's/^/    /' "$work/list-knat.out"
 echo
