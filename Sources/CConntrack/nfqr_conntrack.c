@@ -36,8 +36,9 @@ int nfqr_conntrack_attach_mark_filter(int fd, uint32_t value, uint32_t mask, int
     return result == 0 ? 0 : -1;
 }
 
-int nfqr_conntrack_get_request(void *buffer, size_t size, uint32_t sequence, int ipv6, uint8_t protocol, const uint8_t *source,
-                               const uint8_t *destination, uint16_t source_port, uint16_t destination_port) {
+int nfqr_conntrack_get_request(void *buffer, size_t size, uint32_t sequence, int ipv6, uint8_t protocol,
+                               const uint8_t *source, const uint8_t *destination, uint16_t source_port,
+                               uint16_t destination_port) {
     if (size < 256) {
         errno = ENOBUFS;
         return -1;

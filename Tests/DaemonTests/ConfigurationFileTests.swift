@@ -72,7 +72,9 @@ final class ConfigurationFileTests: XCTestCase {
         var tooMany = configuration
         tooMany.datapath.markMask = 0x1
         tooMany.redirects += [try RedirectRule(parsing: "tcp:81:8081", scope: .network)]
-        XCTAssertThrowsError(try tooMany.validate(source: "x")) { XCTAssertTrue("\($0)".contains("tells 1 redirect ports apart, the rules name 2"), "\($0)") }
+        XCTAssertThrowsError(try tooMany.validate(source: "x")) {
+            XCTAssertTrue("\($0)".contains("tells 1 redirect ports apart, the rules name 2"), "\($0)")
+        }
         var overlapping = configuration
         overlapping.exclusions.marks = [FirewallMark(value: 0x0010_0000)]
         XCTAssertThrowsError(try overlapping.validate(source: "x")) { XCTAssertTrue("\($0)".contains("overlaps"), "\($0)") }

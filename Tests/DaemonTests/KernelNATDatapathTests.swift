@@ -44,7 +44,9 @@ final class KernelNATDatapathTests: XCTestCase {
         return condition()
     }
 
-    private func event(_ kind: ConntrackEvent.Kind, _ state: ConntrackTCPState?, status: ConntrackStatus = [], timeout: UInt32? = 120) -> ConntrackEvent {
+    private func event(_ kind: ConntrackEvent.Kind, _ state: ConntrackTCPState?, status: ConntrackStatus = [], timeout: UInt32? = 120)
+        -> ConntrackEvent
+    {
         ConntrackEvent(
             kind: kind, original: FlowTuple(proto: .tcp, source: client, destination: server),
             reply: FlowTuple(proto: .tcp, source: proxy, destination: client), tcpState: state, mark: 0x0010_0000,

@@ -27,7 +27,8 @@ int nfqr_conntrack_dump_request(void *buffer, size_t size, uint32_t sequence, ui
 /// ORIGINAL tuple is `source`:`source_port` -> `destination`:`destination_port` of `protocol`;
 /// `ipv6` says whether the addresses are 16 bytes (else 4), network order; ports host order.
 /// Returns the request's length, or -1 with errno set (ENOBUFS: it needs 256 bytes).
-int nfqr_conntrack_get_request(void *buffer, size_t size, uint32_t sequence, int ipv6, uint8_t protocol, const uint8_t *source,
-                               const uint8_t *destination, uint16_t source_port, uint16_t destination_port);
+int nfqr_conntrack_get_request(void *buffer, size_t size, uint32_t sequence, int ipv6, uint8_t protocol,
+                               const uint8_t *source, const uint8_t *destination, uint16_t source_port,
+                               uint16_t destination_port);
 
 #endif

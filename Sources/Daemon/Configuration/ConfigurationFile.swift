@@ -81,7 +81,8 @@ private struct TOMLReader {
 
     mutating func read(_ root: TOMLTable, into c: inout DaemonConfiguration) throws(ConfigurationError) {
         try checkKeys(
-            root, "", allowed: ["queue", "datapath", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics", "rules", "getsockopt"])
+            root, "",
+            allowed: ["queue", "datapath", "lookup", "redirect", "exclude", "table", "timeouts", "state", "log", "metrics", "rules", "getsockopt"])
         if let queue = try table(root, "queue", "queue") {
             try checkKeys(queue, "queue", allowed: ["first", "count", "max_length", "receive_buffer", "fail_open", "gso", "busy_poll"])
             if let v = try int(queue, "first", "queue.first", in: 0...65000) { c.queues.first = UInt16(v) }
@@ -151,7 +152,9 @@ private struct TOMLReader {
         if let datapath = try table(root, "datapath", "datapath") {
             try checkKeys(datapath, "datapath", allowed: ["mode", "mark_mask", "resync_interval"])
             if let v = try string(datapath, "mode", "datapath.mode") {
-                guard let mode = DaemonConfiguration.Datapath.Mode(rawValue: v) else { throw error("datapath.mode", "'\(v)' is not userspace or kernel-nat") }
+                guard let mode = DaemonConfiguration.Datapath.Mode(rawValue: v) else {
+                    throw error("datapath.mode", "'\(v)' is not userspace or kernel-nat")
+                }
                 c.datapath.mode = mode
             }
             if let v = try string(datapath, "mark_mask", "datapath.mark_mask") {

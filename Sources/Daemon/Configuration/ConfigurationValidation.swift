@@ -21,14 +21,16 @@ extension DaemonConfiguration {
             guard kernelNATMarks != nil else {
                 throw fail(
                     "datapath.mark_mask",
-                    "mask \("0x" + String(datapath.markMask, radix: 16)) tells \(KernelNATMarks.capacity(of: datapath.markMask)) redirect ports apart, the rules name \(ports)")
+                    "mask \("0x" + String(datapath.markMask, radix: 16)) tells \(KernelNATMarks.capacity(of: datapath.markMask)) redirect ports apart, the rules name \(ports)"
+                )
             }
             // A packet carrying such a mark would meet the daemon's nat rules as if the daemon
             // had marked it.
             for mark in exclusions.marks where mark.value & mark.mask & datapath.markMask != 0 {
                 throw fail(
                     "exclude.marks",
-                    "\("0x" + String(mark.value, radix: 16) + "/0x" + String(mark.mask, radix: 16)) overlaps kernel-nat's mark bits \("0x" + String(datapath.markMask, radix: 16)) (set datapath.mark_mask to other bits)")
+                    "\("0x" + String(mark.value, radix: 16) + "/0x" + String(mark.mask, radix: 16)) overlaps kernel-nat's mark bits \("0x" + String(datapath.markMask, radix: 16)) (set datapath.mark_mask to other bits)"
+                )
             }
         }
         guard Int(queues.first) + 2 * Int(queues.count) - 1 <= Int(UInt16.max) else {

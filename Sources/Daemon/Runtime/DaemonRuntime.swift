@@ -61,7 +61,8 @@ final class DaemonRuntime: @unchecked Sendable {
         queueFactory: @escaping (NetfilterQueueConfiguration) throws(KernelError) -> any PacketQueue = { configuration throws(KernelError) in
             try NetfilterQueue(configuration: configuration)
         },
-        conntrackFactory: @escaping (ConntrackEventsConfiguration) throws(KernelError) -> any ConntrackEventSource = { configuration throws(KernelError) in
+        conntrackFactory: @escaping (ConntrackEventsConfiguration) throws(KernelError) -> any ConntrackEventSource = {
+            configuration throws(KernelError) in
             try NetlinkConntrackEvents(configuration: configuration)
         }
     ) throws(StartupError) {

@@ -1,5 +1,6 @@
-@testable import RedirectCore
 import XCTest
+
+@testable import RedirectCore
 
 /// How conntrack's reports keep the table current in kernel-nat mode: state and timer follow
 /// the kernel, a destroy removes the flow, a flow the table lost is entered again, a reply
