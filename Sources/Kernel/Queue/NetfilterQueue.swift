@@ -7,8 +7,8 @@ import SystemCalls
 /// A kernel NFQUEUE bound over netlink (libmnl + libnetfilter_queue's nfq_nlmsg_* API).
 ///
 /// Receives with one recvmmsg per wakeup (poll only when nothing is ready, after busy polling
-/// as configured: fixed, or adaptive as `AdaptivePollPolicy` decides), parses in place, and answers a batch with one sendmsg whose payload iovecs
-/// point into the receive buffers.
+/// as configured: fixed, or as `AdaptivePollPolicy` decides), parses in place, and answers a
+/// batch with one sendmsg whose payload iovecs point into the receive buffers.
 /// Nothing on that path allocates. `receive` and `sendVerdicts` belong to one thread;
 /// `counters` and `interrupt()` are safe from any thread.
 public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
