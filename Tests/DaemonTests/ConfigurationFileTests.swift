@@ -210,6 +210,7 @@ final class ConfigurationFileTests: XCTestCase {
         assertError("[queue]\ncount = 0\n", location: "test.toml:2", field: "queue.count", contains: "out of range")
         assertError("[queue]\ncuont = 2\n", location: "test.toml:2", field: "queue.cuont", contains: "unknown key")
         assertError("[queue]\nbusy_poll = 100001\n", location: "test.toml:2", field: "queue.busy_poll", contains: "out of range 0...100000")
+        assertError("[queue]\nbusy_poll = \"fast\"\n", location: "test.toml:2", field: "queue.busy_poll", contains: "\"adaptive\" or an integer")
         assertError("[queue]\nfail_open = \"yes\"\n", location: "test.toml:2", field: "queue.fail_open", contains: "true or false")
         assertError(
             "\n[[redirect]]\nproto = \"sctp\"\nports = \"80\"\nto_port = 8080\n", location: "test.toml:3", field: "redirect[0].proto",
@@ -267,6 +268,22 @@ final class ConfigurationFileTests: XCTestCase {
         XCTAssertEqual(configuration.lookup.busyPollMicroseconds, 100)
         XCTAssertEqual(configuration.redirects.map(\.description), ["udp:53:5353"])
         XCTAssertNil(configuration.stateFile)
+    }
+
+    func testBusyPollIsFixedOrAdaptive() throws {
+        XCTAssertEqual(DaemonConfiguration().queues.polling, .adaptive, "the default")
+        XCTAssertEqual(try load(shippedConfiguration()).queues.polling, .adaptive, "the shipped file says the default")
+        XCTAssertEqual(try load("[queue]\nbusy_poll = \"adaptive\"\n").queues.polling, .adaptive)
+        XCTAssertEqual(try load("[queue]\nbusy_poll = 0\n").queues.polling, .off)
+        var configuration = try load("[queue]\nbusy_poll = 200\n")
+        XCTAssertEqual(configuration.queues.polling, .fixed(microseconds: 200))
+        var overrides = CommandLineOverrides()
+        overrides.busyPoll = QueuePolling(argument: "adaptive")
+        try overrides.apply(to: &configuration)
+        XCTAssertEqual(configuration.queues.polling, .adaptive)
+        XCTAssertEqual(configuration.queues.busyPollMicroseconds, 0)
+        XCTAssertTrue(configuration.summary.contains("busy-poll adaptive"))
+        XCTAssertNil(QueuePolling(argument: "often"))
     }
 
     func testTheLiveTableSitsBesideTheLookupSocketUnlessNamedOrOff() throws {

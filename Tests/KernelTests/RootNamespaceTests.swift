@@ -163,6 +163,36 @@ final class RootNamespaceTests: XCTestCase {
         }
     }
 
+    // (b3) adaptive polling: packets arriving close together are each received (the thread
+    // may spin between them), and once they stop a receive still sleeps until its timeout
+    // and an interrupt still ends it.
+    func testAdaptivePollingQueueReceivesTimesOutAndIsInterrupted() throws {
+        try withLocalUDP(toPort: 5559, queuedTo: 9) {
+            var configuration = NetfilterQueueConfiguration(queueNumber: 9)
+            configuration.polling = .adaptive
+            XCTAssertEqual(configuration.busyPollMicroseconds, 0)
+            let queue = try NetfilterQueue(configuration: configuration)
+            let listener = try UDPSocket(port: 5559)
+            let sender = try UDPSocket(port: 0)
+            let batch = queue.makeBatch()
+
+            var sent: [String] = []
+            for index in 0..<20 {
+                sent.append("close \(index)")
+                try sender.send(sent[index], toPort: 5559)
+                XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .received)
+                XCTAssertEqual(batch.count, 1)
+                try queue.sendVerdicts(for: batch)
+            }
+            XCTAssertEqual(listener.receiveAll(waitMilliseconds: 500), sent)
+
+            XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 50), .timedOut)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) { queue.interrupt() }
+            XCTAssertEqual(try queue.receive(into: batch, timeoutMilliseconds: 5000), .interrupted)
+            XCTAssertEqual(queue.counters.netlinkErrors, 0, "the kernel accepted every verdict")
+        }
+    }
+
     // (c) rtnetlink: dump order and flags, and the monitor.
     func testAddressDumpAndMonitor() throws {
         try NetworkNamespace.withNamespace { namespace in

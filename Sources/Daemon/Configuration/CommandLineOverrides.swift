@@ -6,7 +6,7 @@ import RedirectCore
 public struct CommandLineOverrides: Sendable {
     public var queue: UInt16?
     public var queues: UInt16?
-    public var busyPoll: Int?
+    public var busyPoll: QueuePolling?
     public var lookupBusyPoll: Int?
     public var socket: String?
     public var datapath: String?
@@ -38,15 +38,17 @@ public struct CommandLineOverrides: Sendable {
             c.queues.count = queues
         }
         let limit = NetfilterQueueConfiguration.busyPollLimit
-        for (flag, value, field) in [
-            ("--busy-poll", busyPoll, \DaemonConfiguration.queues.busyPollMicroseconds),
-            ("--lookup-busy-poll", lookupBusyPoll, \DaemonConfiguration.lookup.busyPollMicroseconds),
-        ] {
-            guard let value else { continue }
-            guard limit.contains(value) else {
-                throw fail(flag, "\(value) µs is out of range \(limit.lowerBound)...\(limit.upperBound)")
+        if let busyPoll {
+            if case .fixed(let value) = busyPoll, !limit.contains(value) {
+                throw fail("--busy-poll", "\(value) µs is out of range \(limit.lowerBound)...\(limit.upperBound) (or adaptive)")
             }
-            c[keyPath: field] = value
+            c.queues.polling = busyPoll
+        }
+        if let lookupBusyPoll {
+            guard limit.contains(lookupBusyPoll) else {
+                throw fail("--lookup-busy-poll", "\(lookupBusyPoll) µs is out of range \(limit.lowerBound)...\(limit.upperBound)")
+            }
+            c.lookup.busyPollMicroseconds = lookupBusyPoll
         }
         if let socket { c.lookup.socketPath = socket }
         if let datapath {
@@ -140,7 +142,7 @@ extension DaemonConfiguration {
             lines.append(line)
         }
         lines.append(
-            "queues original \(queues.originalQueues.lowerBound)-\(queues.originalQueues.upperBound)\(datapath.mode == .kernelNAT ? " (first packets)" : " reply \(queues.replyQueues.lowerBound)-\(queues.replyQueues.upperBound)")\(queues.failOpen ? " fail-open" : " fail-closed")\(queues.busyPollMicroseconds > 0 ? " busy-poll \(queues.busyPollMicroseconds) µs" : "")"
+            "queues original \(queues.originalQueues.lowerBound)-\(queues.originalQueues.upperBound)\(datapath.mode == .kernelNAT ? " (first packets)" : " reply \(queues.replyQueues.lowerBound)-\(queues.replyQueues.upperBound)")\(queues.failOpen ? " fail-open" : " fail-closed")\(queues.polling == .adaptive ? " busy-poll adaptive" : queues.busyPollMicroseconds > 0 ? " busy-poll \(queues.busyPollMicroseconds) µs" : "")"
         )
         lines.append("lookup socket \(lookup.socketPath)\(lookup.busyPollMicroseconds > 0 ? " busy-poll \(lookup.busyPollMicroseconds) µs" : "")")
         lines.append("table limit \(tableLimit)")

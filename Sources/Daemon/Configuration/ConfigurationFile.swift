@@ -91,8 +91,16 @@ private struct TOMLReader {
             if let v = try int(queue, "receive_buffer", "queue.receive_buffer", in: 65536...(1 << 30)) { c.queues.receiveBufferBytes = v }
             if let v = try bool(queue, "fail_open", "queue.fail_open") { c.queues.failOpen = v }
             if let v = try bool(queue, "gso", "queue.gso") { c.queues.gso = v }
-            if let v = try int(queue, "busy_poll", "queue.busy_poll", in: NetfilterQueueConfiguration.busyPollLimit) {
-                c.queues.busyPollMicroseconds = v
+            if let value = queue["busy_poll"] {
+                if value.string == "adaptive" {
+                    c.queues.polling = .adaptive
+                } else if value.int != nil {
+                    if let v = try int(queue, "busy_poll", "queue.busy_poll", in: NetfilterQueueConfiguration.busyPollLimit) {
+                        c.queues.polling = .fixed(microseconds: v)
+                    }
+                } else {
+                    throw error("queue.busy_poll", "must be \"adaptive\" or an integer (microseconds)")
+                }
             }
         }
         if let lookup = try table(root, "lookup", "lookup") {

@@ -21,10 +21,17 @@ public struct DaemonConfiguration: Equatable, Sendable {
         /// On by default: bulk TCP through the daemon is about 3-4x faster with it, because one
         /// trip carries up to 64 KiB instead of one MTU (docs/performance.md, "GSO").
         public var gso: Bool = true
-        /// Microseconds a datapath thread keeps asking for packets before it sleeps (0: off).
-        /// Cuts the latency of lone packets (request/response) at the price of CPU time while
-        /// traffic flows (docs/performance.md, "Busy polling").
-        public var busyPollMicroseconds: Int = 0
+        /// How a datapath thread with nothing to read waits: keeps asking for packets for a
+        /// fixed number of microseconds before it sleeps (0: off), or adaptively (only while
+        /// packets keep arriving, within a CPU budget). Cuts the latency of lone packets
+        /// (request/response) at the price of CPU time while traffic flows
+        /// (docs/performance.md, "Busy polling").
+        public var polling: QueuePolling = .adaptive
+        /// The fixed polling time (0 when adaptive or off); setting it chooses fixed polling.
+        public var busyPollMicroseconds: Int {
+            get { if case .fixed(let microseconds) = polling { microseconds } else { 0 } }
+            set { polling = .fixed(microseconds: newValue) }
+        }
 
         public var originalQueues: ClosedRange<UInt16> { first...(first + count - 1) }
         public var replyQueues: ClosedRange<UInt16> { (first + count)...(first + 2 * count - 1) }

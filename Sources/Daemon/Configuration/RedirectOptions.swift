@@ -1,4 +1,5 @@
 import ArgumentParser
+import Kernel
 
 /// The flags that say what to redirect and how, shared by `nfq-redirectd` and
 /// `nfq-redirect rules` so both read the same configuration the same way.
@@ -15,9 +16,9 @@ public struct RedirectOptions: ParsableArguments, Sendable {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Microseconds a datapath thread polls for packets before it sleeps (0: off).",
-            valueName: "microseconds"))
-    public var busyPoll: Int?
+            "How a datapath thread polls for packets before it sleeps: adaptive, or microseconds (0: off).",
+            valueName: "adaptive|microseconds"))
+    public var busyPoll: QueuePolling?
 
     @Option(
         name: .long,
@@ -125,4 +126,8 @@ public struct RedirectOptions: ParsableArguments, Sendable {
     public func resolveUnvalidated() throws(ConfigurationError) -> DaemonConfiguration {
         try resolve(requireRedirects: false)
     }
+}
+
+extension QueuePolling: ExpressibleByArgument {
+    public init?(argument: String) { self.init(parsing: argument) }
 }

@@ -232,7 +232,7 @@ final class DaemonRuntime: @unchecked Sendable {
             queueConfiguration.receiveBufferBytes = queues.receiveBufferBytes
             queueConfiguration.failOpen = queues.failOpen
             queueConfiguration.segmentationOffload = queues.gso
-            queueConfiguration.busyPollMicroseconds = queues.busyPollMicroseconds
+            queueConfiguration.polling = queues.polling
             let queue: any PacketQueue
             do {
                 queue = try descriptorStore?.adoptQueue(queueConfiguration, logger: logger) ?? queueFactory(queueConfiguration)

@@ -7,8 +7,8 @@ import SystemCalls
 /// A kernel NFQUEUE bound over netlink (libmnl + libnetfilter_queue's nfq_nlmsg_* API).
 ///
 /// Receives with one recvmmsg per wakeup (poll only when nothing is ready, after busy polling
-/// if configured), parses in place, and answers a batch with one sendmsg whose payload iovecs
-/// point into the receive buffers.
+/// as configured: fixed, or as `AdaptivePollPolicy` decides), parses in place, and answers a
+/// batch with one sendmsg whose payload iovecs point into the receive buffers.
 /// Nothing on that path allocates. `receive` and `sendVerdicts` belong to one thread;
 /// `counters` and `interrupt()` are safe from any thread.
 public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
@@ -24,7 +24,10 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
     private let cells = PacketQueueCounterCells()
     private let writer: VerdictWriter
     private let sendLimit: Int
-    private let busyPoll: Duration
+    private let busyPollNanoseconds: Int64
+    private let adaptivePolling: Bool
+    /// Read and changed by the receiving thread only.
+    private var pollPolicy: AdaptivePollPolicy
     private let receiveIovecs: UnsafeMutablePointer<iovec>
     private let receivedLengths: UnsafeMutablePointer<UInt32>
     private let receivedFlags: UnsafeMutablePointer<Int32>
@@ -74,7 +77,9 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
             }
         }
         writer = VerdictWriter(batchCapacity: configuration.batchCapacity)
-        busyPoll = .microseconds(configuration.busyPollMicroseconds)
+        busyPollNanoseconds = Int64(configuration.busyPollMicroseconds) * 1000
+        adaptivePolling = configuration.polling == .adaptive
+        pollPolicy = AdaptivePollPolicy(limits: .standard)
         receiveIovecs = .allocate(capacity: configuration.batchCapacity)
         receivedLengths = .allocate(capacity: configuration.batchCapacity)
         receivedFlags = .allocate(capacity: configuration.batchCapacity)
@@ -117,7 +122,9 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
         }
         var delta = PacketQueueCounters()
         defer { cells.add(delta) }
-        var pollingUntil: ContinuousClock.Instant?
+        // Spinning: from when, and until when (0: not decided yet in this call; -1: no spin).
+        var spinStart: Int64 = 0
+        var spinDeadline: Int64 = 0
         while true {
             let outcome = try syscall("recvmmsg(NFQUEUE \(queueNumber))") {
                 nfqr_receive_datagrams(socket.descriptor, receiveIovecs, receivedLengths, receivedFlags, UInt32(batch.capacity))
@@ -133,19 +140,32 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
                     delta.received &+= UInt64(batch.count)
                     delta.batches &+= 1
                 }
+                if adaptivePolling {
+                    let now = Self.monotonicNanoseconds()
+                    if spinDeadline > 0 { pollPolicy.spun(from: spinStart, to: now) }
+                    pollPolicy.batchArrived(at: now)
+                }
                 return .received
             case .noBufferSpace:
                 delta.noBufferSpace &+= 1
             case .wouldBlock:
-                if busyPoll > .zero {
-                    let now = ContinuousClock.now
-                    let deadline = pollingUntil ?? now + busyPoll
-                    pollingUntil = deadline
-                    if now < deadline {
+                if spinDeadline >= 0 && (adaptivePolling || busyPollNanoseconds > 0) {
+                    let now = Self.monotonicNanoseconds()
+                    if spinDeadline == 0 {
+                        spinStart = now
+                        if adaptivePolling {
+                            spinDeadline = pollPolicy.spinDeadline(at: now) ?? -1
+                        } else {
+                            spinDeadline = now + busyPollNanoseconds
+                        }
+                    }
+                    if now < spinDeadline {
                         // Let any runnable thread have this CPU, then ask again.
                         sched_yield()
                         continue
                     }
+                    if adaptivePolling && spinDeadline > 0 { pollPolicy.spun(from: spinStart, to: now) }
+                    spinDeadline = -1
                 }
                 switch try kernelCall({ () throws(SystemCallError) in
                     try ReadinessWait.wait(for: socket.descriptor, wakeUp: wakeUp, timeoutMilliseconds: timeoutMilliseconds)
@@ -156,6 +176,13 @@ public final class NetfilterQueue: PacketQueue, @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// CLOCK_MONOTONIC in nanoseconds (vDSO: no system call).
+    private static func monotonicNanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) &* 1_000_000_000 &+ Int64(now.tv_nsec)
     }
 
     public func sendVerdicts(for batch: PacketBatch) throws(KernelError) {

@@ -23,11 +23,18 @@ public struct NetfilterQueueConfiguration: Sendable, Equatable {
     public var unparsablePacketPolicy: UnparsablePacketPolicy = .drop
     /// Answer unmodified accepts of a batch with one NFQNL_MSG_VERDICT_BATCH message.
     public var batchVerdicts: Bool = true
-    /// When nothing is waiting, keep asking (yielding the CPU between tries) for this many
-    /// microseconds before sleeping (0: sleep at once). A sleeping thread's wake-up, not its
-    /// work, is most of a lone packet's delay; polling trades CPU time for it.
-    public var busyPollMicroseconds: Int = 0
+    /// When nothing is waiting: keep asking (yielding the CPU between tries) for a fixed number
+    /// of microseconds before sleeping (0: sleep at once), or adaptively (`AdaptivePollPolicy`).
+    /// A sleeping thread's wake-up, not its work, is most of a lone packet's delay; polling
+    /// trades CPU time for it.
+    public var polling: QueuePolling = .off
     public static let busyPollLimit = 0...100_000
+
+    /// The fixed polling time (0 when adaptive or off); setting it chooses fixed polling.
+    public var busyPollMicroseconds: Int {
+        get { if case .fixed(let microseconds) = polling { microseconds } else { 0 } }
+        set { polling = .fixed(microseconds: newValue) }
+    }
 
     public init(queueNumber: UInt16) {
         self.queueNumber = queueNumber
