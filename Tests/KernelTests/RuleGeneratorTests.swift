@@ -192,8 +192,12 @@ final class RuleGeneratorTests: XCTestCase {
             *raw
             :NFQR-PREROUTING - [0:0]
             :NFQR-OUTPUT - [0:0]
+            :NFQR-EV-PREROUTING - [0:0]
+            :NFQR-EV-OUTPUT - [0:0]
             -X NFQR-PREROUTING
             -X NFQR-OUTPUT
+            -X NFQR-EV-PREROUTING
+            -X NFQR-EV-OUTPUT
             COMMIT
             *mangle
             :NFQR-REPLY - [0:0]
@@ -220,6 +224,21 @@ final class RuleGeneratorTests: XCTestCase {
         XCTAssertEqual(
             ruleSet.restoreInput(insertingJumps: ChainJump.all),
             """
+            *raw
+            :NFQR-EV-PREROUTING - [0:0]
+            :NFQR-EV-OUTPUT - [0:0]
+            -F NFQR-EV-PREROUTING
+            -F NFQR-EV-OUTPUT
+            -A NFQR-EV-PREROUTING -i lo -j RETURN
+            -A NFQR-EV-PREROUTING -m mark --mark 0x10/0xf0 -j RETURN
+            -A NFQR-EV-PREROUTING -m mark --mark 0x7 -j RETURN
+            -A NFQR-EV-PREROUTING -p tcp --syn -m multiport --dports 80,443,8000:8100 -j CT --ctevents new,reply,assured,destroy
+            -A NFQR-EV-OUTPUT -m mark --mark 0x10/0xf0 -j RETURN
+            -A NFQR-EV-OUTPUT -m mark --mark 0x7 -j RETURN
+            -A NFQR-EV-OUTPUT -m owner --uid-owner 995 -j RETURN
+            -I PREROUTING 1 -j NFQR-EV-PREROUTING
+            -I OUTPUT 1 -j NFQR-EV-OUTPUT
+            COMMIT
             *mangle
             :NFQR-NEW-PREROUTING - [0:0]
             :NFQR-NEW-OUTPUT - [0:0]

@@ -79,6 +79,7 @@ public enum RuleGenerator {
             if !(rules[chain] ?? []).contains(rule) { rules[chain, default: []].append(rule) }
         }
         add("-i lo -j RETURN", to: .newPreRouting)
+        add("-i lo -j RETURN", to: .eventsPreRouting)
         let maskText = hex(marks.mask)
         for chain in [ChainJump.newPreRouting, .newOutput] {
             add("-m conntrack ! --ctstate NEW -j RETURN", to: chain)
@@ -88,10 +89,14 @@ public enum RuleGenerator {
             add("-m connmark ! --mark 0x0/\(maskText) -j RETURN", to: chain)
         }
         for mark in configuration.excludedMarks {
-            add("-m mark --mark \(markText(mark)) -j RETURN", to: .newPreRouting)
-            add("-m mark --mark \(markText(mark)) -j RETURN", to: .newOutput)
+            for chain in [ChainJump.eventsPreRouting, .eventsOutput, .newPreRouting, .newOutput] {
+                add("-m mark --mark \(markText(mark)) -j RETURN", to: chain)
+            }
         }
-        for uid in configuration.excludedUserIDs { add("-m owner --uid-owner \(uid) -j RETURN", to: .newOutput) }
+        for uid in configuration.excludedUserIDs {
+            add("-m owner --uid-owner \(uid) -j RETURN", to: .eventsOutput)
+            add("-m owner --uid-owner \(uid) -j RETURN", to: .newOutput)
+        }
         for chain in [ChainJump.natPreRouting, .natOutput] {
             add("-m mark --mark 0x0/\(maskText) -j RETURN", to: chain)
             add("-j CONNMARK --save-mark --nfmask \(maskText) --ctmask \(maskText)", to: chain)
@@ -103,13 +108,22 @@ public enum RuleGenerator {
             matched = true
             let queueChain: ChainJump = rule.scope == .network ? .newPreRouting : .newOutput
             let natChain: ChainJump = rule.scope == .network ? .natPreRouting : .natOutput
+            let eventsChain: ChainJump = rule.scope == .network ? .eventsPreRouting : .eventsOutput
             for source in sources {
                 for destination in destinations {
                     for ports in portMatches(rule.ports) {
-                        var spec = "-p \(rule.proto)"
-                        if let source { spec += " -s \(source)" }
-                        if let destination { spec += " -d \(destination)" }
+                        var addresses = ""
+                        if let source { addresses += " -s \(source)" }
+                        if let destination { addresses += " -d \(destination)" }
+                        let spec = "-p \(rule.proto)\(addresses)"
                         add("\(spec) \(ports) -j \(original)", to: queueChain)
+                        if rule.proto == .tcp {
+                            // A TCP entry would report every state change (about eight events a
+                            // connection, each built by the kernel for every listener); the table
+                            // needs its start, first reply, assurance and end. Only SYNs create
+                            // entries, so only they carry the template.
+                            add("-p tcp --syn\(addresses) \(ports) -j CT --ctevents new,reply,assured,destroy", to: eventsChain)
+                        }
                     }
                 }
             }

@@ -78,8 +78,13 @@ public struct ChainJump: Hashable, Sendable {
     public static let natPreRouting = ChainJump(table: "nat", builtinChain: "PREROUTING", chain: "NFQR-NAT-PREROUTING")
     public static let natOutput = ChainJump(table: "nat", builtinChain: "OUTPUT", chain: "NFQR-NAT-OUTPUT")
 
+    /// ...and, before conntrack, the events a redirected TCP connection's entry reports are
+    /// limited to the ones the daemon reads (`-j CT --ctevents`).
+    public static let eventsPreRouting = ChainJump(table: "raw", builtinChain: "PREROUTING", chain: "NFQR-EV-PREROUTING")
+    public static let eventsOutput = ChainJump(table: "raw", builtinChain: "OUTPUT", chain: "NFQR-EV-OUTPUT")
+
     public static let userspace = [preRouting, output, reply]
-    public static let kernelNAT = [newPreRouting, newOutput, natPreRouting, natOutput]
+    public static let kernelNAT = [eventsPreRouting, eventsOutput, newPreRouting, newOutput, natPreRouting, natOutput]
     /// Every chain of either mode: what a stop for good removes.
     public static let all = userspace + kernelNAT
     /// The tables the daemon's chains live in.

@@ -64,6 +64,14 @@ struct FlowShard: ~Copyable {
         if let slot = findOriginal(tuple, hash: hash) {
             if slab[slot].isExpired(at: now) {
                 destroy(slot, reason: slab[slot].expiryReason, now: now)
+            } else if slab[slot].flags.contains(.kernelConfirmed)
+                && (tuple.proto == .udp || TCPStateMachine.Segment(flags: tcpFlags) == .syn)
+            {
+                // Kernel-nat mode queues only packets that start a conntrack entry: a SYN or a
+                // datagram of a flow the kernel had confirmed means that entry is gone and a new
+                // connection starts on the tuple. The old entry's late events no longer apply
+                // to the new flow, which the kernel has not confirmed yet.
+                destroy(slot, reason: .replaced, now: now)
             } else {
                 let flow = slab[slot]
                 let outcome: OriginalOutcome =
@@ -505,7 +513,19 @@ struct FlowShard: ~Copyable {
             }
         }
         slab.beginWrite(slot)
-        if let state = report.state, state.proto == tuple.proto, slab[slot].state != state { setState(slot, state) }
+        if let state = report.state, state.proto == tuple.proto, slab[slot].state != state {
+            setState(slot, state)
+        } else if report.state == nil, tuple.proto == .tcp {
+            // Kernel-nat mode asks the kernel for no TCP state changes (only new, reply, assured
+            // and destroy events), so the handshake's progress is read from the status bits;
+            // a resync's read of the table brings the exact state.
+            let old = slab[slot].state
+            if report.assured && (old == .synSent || old == .synReceived) {
+                setState(slot, .established)
+            } else if report.seenReply && old == .synSent {
+                setState(slot, .synReceived)
+            }
+        }
         slab[slot].flags.insert(.kernelConfirmed)
         // No client segment reaches the daemon once the kernel carries the flow: the field
         // holds when the kernel will drop the entry, as it last said (see `kernelExpiryPassed`).

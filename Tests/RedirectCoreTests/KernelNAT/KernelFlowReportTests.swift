@@ -64,12 +64,9 @@ final class KernelFlowReportTests: XCTestCase {
         let table = makeTable()
         start(table, now: 100)
         XCTAssertEqual(table.applyKernelReport(report(.established, timeout: 300), grace: 60, now: 101), .updated)
-        // The old connection closes and the client reopens at once: the SYN reaches the
-        // datapath before the conntrack thread has read the old entry's TIME_WAIT and end.
         XCTAssertEqual(table.applyKernelReport(report(.finWait, timeout: 120), grace: 60, now: 102), .updated)
-        start(table, now: 102)
-        XCTAssertEqual(table.statistics.destroyedReplaced, 0, "FIN_WAIT is not finished: the SYN is a retransmission to the table")
-        XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 120), grace: 60, now: 102), .updated)
+        // The client reopens at once: the SYN reaches the datapath before the conntrack thread
+        // has read the old entry's last events.
         start(table, now: 103)
         XCTAssertEqual(table.statistics.destroyedReplaced, 1)
         XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 120), grace: 60, now: 103), .ignored, "the old entry's late event")
@@ -80,11 +77,40 @@ final class KernelFlowReportTests: XCTestCase {
         XCTAssertEqual(table.applyKernelReport(current, grace: 60, now: 104), .updated, "a read of the kernel's table is believed")
     }
 
+    func testStatusBitsMoveTheHandshakeWhenTheKernelSendsNoState() {
+        let table = makeTable()
+        start(table)
+        var reply = report(.synReceived, timeout: 60)
+        reply.state = nil
+        XCTAssertEqual(table.applyKernelReport(reply, grace: 60, now: 101), .updated)
+        XCTAssertEqual(table.records(now: 101).first?.state, .synReceived)
+        var assured = report(.established, timeout: 432_000)
+        assured.state = nil
+        XCTAssertEqual(table.applyKernelReport(assured, grace: 60, now: 102), .updated)
+        XCTAssertEqual(table.records(now: 102).first?.state, .established)
+        XCTAssertEqual(table.applyKernelReport(report(.timeWait, timeout: 120), grace: 60, now: 103), .updated)
+        XCTAssertEqual(table.applyKernelReport(assured, grace: 60, now: 104), .updated)
+        XCTAssertEqual(table.records(now: 104).first?.state, .timeWait, "status bits never move a flow back")
+    }
+
+    func testAQueuedSynOrDatagramOnAConfirmedFlowIsANewConnection() {
+        let table = makeTable()
+        start(table)
+        XCTAssertEqual(table.applyKernelReport(report(.established, timeout: 300), grace: 60, now: 101), .updated)
+        // Only packets that start a conntrack entry are queued: the old entry is gone.
+        start(table, now: 102)
+        XCTAssertEqual(table.statistics.destroyedReplaced, 1)
+        XCTAssertEqual(table.applyKernelReport(report(.established, timeout: 0, destroyed: true), grace: 60, now: 102), .ignored)
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 102), .redirected(original: server))
+    }
+
     func testAReportWithoutAStateKeepsTheFlowsState() {
         let table = makeTable()
         start(table)
         var noState = report(.established, timeout: 300)
         noState.state = nil
+        noState.seenReply = false
+        noState.assured = false
         XCTAssertEqual(table.applyKernelReport(noState, grace: 60, now: 101), .updated)
         XCTAssertEqual(table.records(now: 101)[0].state, .synSent)
         XCTAssertEqual(table.records(now: 101)[0].expires, 101 + 300 + 60)
