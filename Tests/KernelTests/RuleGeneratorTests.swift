@@ -229,13 +229,7 @@ final class RuleGeneratorTests: XCTestCase {
             :NFQR-EV-OUTPUT - [0:0]
             -F NFQR-EV-PREROUTING
             -F NFQR-EV-OUTPUT
-            -A NFQR-EV-PREROUTING -i lo -j RETURN
-            -A NFQR-EV-PREROUTING -m mark --mark 0x10/0xf0 -j RETURN
-            -A NFQR-EV-PREROUTING -m mark --mark 0x7 -j RETURN
             -A NFQR-EV-PREROUTING -p tcp --syn -m multiport --dports 80,443,8000:8100 -j CT --ctevents new,reply,assured,destroy
-            -A NFQR-EV-OUTPUT -m mark --mark 0x10/0xf0 -j RETURN
-            -A NFQR-EV-OUTPUT -m mark --mark 0x7 -j RETURN
-            -A NFQR-EV-OUTPUT -m owner --uid-owner 995 -j RETURN
             -I PREROUTING 1 -j NFQR-EV-PREROUTING
             -I OUTPUT 1 -j NFQR-EV-OUTPUT
             COMMIT
@@ -244,15 +238,15 @@ final class RuleGeneratorTests: XCTestCase {
             :NFQR-NEW-OUTPUT - [0:0]
             -F NFQR-NEW-PREROUTING
             -F NFQR-NEW-OUTPUT
+            -A NFQR-NEW-PREROUTING -m connmark ! --mark 0x0/0xff00000 -j RETURN
             -A NFQR-NEW-PREROUTING -i lo -j RETURN
             -A NFQR-NEW-PREROUTING -m conntrack ! --ctstate NEW -j RETURN
-            -A NFQR-NEW-PREROUTING -m connmark ! --mark 0x0/0xff00000 -j RETURN
             -A NFQR-NEW-PREROUTING -m mark --mark 0x10/0xf0 -j RETURN
             -A NFQR-NEW-PREROUTING -m mark --mark 0x7 -j RETURN
             -A NFQR-NEW-PREROUTING -p tcp -m multiport --dports 80,443,8000:8100 -j NFQUEUE --queue-balance 4:5 --queue-bypass
             -A NFQR-NEW-PREROUTING -p tcp --dport 8080 -j NFQUEUE --queue-balance 4:5 --queue-bypass
-            -A NFQR-NEW-OUTPUT -m conntrack ! --ctstate NEW -j RETURN
             -A NFQR-NEW-OUTPUT -m connmark ! --mark 0x0/0xff00000 -j RETURN
+            -A NFQR-NEW-OUTPUT -m conntrack ! --ctstate NEW -j RETURN
             -A NFQR-NEW-OUTPUT -m mark --mark 0x10/0xf0 -j RETURN
             -A NFQR-NEW-OUTPUT -m mark --mark 0x7 -j RETURN
             -A NFQR-NEW-OUTPUT -m owner --uid-owner 995 -j RETURN

@@ -78,25 +78,19 @@ public enum RuleGenerator {
         func add(_ rule: String, to chain: ChainJump) {
             if !(rules[chain] ?? []).contains(rule) { rules[chain, default: []].append(rule) }
         }
-        add("-i lo -j RETURN", to: .newPreRouting)
-        add("-i lo -j RETURN", to: .eventsPreRouting)
         let maskText = hex(marks.mask)
-        for chain in [ChainJump.newPreRouting, .newOutput] {
-            add("-m conntrack ! --ctstate NEW -j RETURN", to: chain)
-            // Conntrack calls a flow NEW until it sees a reply: without this, every datagram
-            // of one-way UDP (and a SYN's retransmissions) would come up again. The entry of a
-            // flow the daemon handed over already carries its mark.
-            add("-m connmark ! --mark 0x0/\(maskText) -j RETURN", to: chain)
-        }
+        // Every packet of a flow the daemon handed over meets these chains: the first rule
+        // returns it (its conntrack entry carries the daemon's mark). Conntrack calls a flow
+        // NEW until it sees a reply, so without it every datagram of one-way UDP (and a SYN's
+        // retransmissions) would come up again.
+        for chain in [ChainJump.newPreRouting, .newOutput] { add("-m connmark ! --mark 0x0/\(maskText) -j RETURN", to: chain) }
+        add("-i lo -j RETURN", to: .newPreRouting)
+        for chain in [ChainJump.newPreRouting, .newOutput] { add("-m conntrack ! --ctstate NEW -j RETURN", to: chain) }
         for mark in configuration.excludedMarks {
-            for chain in [ChainJump.eventsPreRouting, .eventsOutput, .newPreRouting, .newOutput] {
-                add("-m mark --mark \(markText(mark)) -j RETURN", to: chain)
-            }
+            add("-m mark --mark \(markText(mark)) -j RETURN", to: .newPreRouting)
+            add("-m mark --mark \(markText(mark)) -j RETURN", to: .newOutput)
         }
-        for uid in configuration.excludedUserIDs {
-            add("-m owner --uid-owner \(uid) -j RETURN", to: .eventsOutput)
-            add("-m owner --uid-owner \(uid) -j RETURN", to: .newOutput)
-        }
+        for uid in configuration.excludedUserIDs { add("-m owner --uid-owner \(uid) -j RETURN", to: .newOutput) }
         for chain in [ChainJump.natPreRouting, .natOutput] {
             add("-m mark --mark 0x0/\(maskText) -j RETURN", to: chain)
             add("-j CONNMARK --save-mark --nfmask \(maskText) --ctmask \(maskText)", to: chain)
