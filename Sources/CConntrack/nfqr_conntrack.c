@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <libmnl/libmnl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 
 int nfqr_conntrack_attach_mark_filter(int fd, uint32_t value, uint32_t mask, int negate) {
     struct nfct_filter *filter = nfct_filter_create();
@@ -43,24 +44,9 @@ int nfqr_conntrack_get_request(void *buffer, size_t size, uint32_t sequence, int
         errno = ENOBUFS;
         return -1;
     }
-    struct nf_conntrack *ct = nfct_new();
-    if (ct == NULL)
-        return -1;
-    nfct_set_attr_u8(ct, ATTR_L3PROTO, ipv6 ? AF_INET6 : AF_INET);
-    if (ipv6) {
-        nfct_set_attr(ct, ATTR_IPV6_SRC, source);
-        nfct_set_attr(ct, ATTR_IPV6_DST, destination);
-    } else {
-        uint32_t from, to;
-        memcpy(&from, source, 4);
-        memcpy(&to, destination, 4);
-        nfct_set_attr_u32(ct, ATTR_IPV4_SRC, from);
-        nfct_set_attr_u32(ct, ATTR_IPV4_DST, to);
-    }
-    nfct_set_attr_u8(ct, ATTR_L4PROTO, protocol);
-    nfct_set_attr_u16(ct, ATTR_PORT_SRC, htons(source_port));
-    nfct_set_attr_u16(ct, ATTR_PORT_DST, htons(destination_port));
-
+    /* Built with libmnl: libnetfilter_conntrack's builder always emits an ORIGINAL tuple, and
+     * the kernel looks an entry up by the ORIGINAL tuple when there is one. The REPLY tuple
+     * names the client as the proxy sees it (the NAT may have given it another port). */
     struct nlmsghdr *header = mnl_nlmsg_put_header(buffer);
     header->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
     header->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
@@ -69,11 +55,23 @@ int nfqr_conntrack_get_request(void *buffer, size_t size, uint32_t sequence, int
     family->nfgen_family = ipv6 ? AF_INET6 : AF_INET;
     family->version = NFNETLINK_V0;
     family->res_id = 0;
-    int result = nfct_nlmsg_build(header, ct);
-    int saved = errno;
-    nfct_destroy(ct);
-    errno = saved;
-    return result == 0 ? (int)header->nlmsg_len : -1;
+    struct nlattr *tuple = mnl_attr_nest_start(header, CTA_TUPLE_REPLY);
+    struct nlattr *ip = mnl_attr_nest_start(header, CTA_TUPLE_IP);
+    if (ipv6) {
+        mnl_attr_put(header, CTA_IP_V6_SRC, 16, source);
+        mnl_attr_put(header, CTA_IP_V6_DST, 16, destination);
+    } else {
+        mnl_attr_put(header, CTA_IP_V4_SRC, 4, source);
+        mnl_attr_put(header, CTA_IP_V4_DST, 4, destination);
+    }
+    mnl_attr_nest_end(header, ip);
+    struct nlattr *proto = mnl_attr_nest_start(header, CTA_TUPLE_PROTO);
+    mnl_attr_put_u8(header, CTA_PROTO_NUM, protocol);
+    mnl_attr_put_u16(header, CTA_PROTO_SRC_PORT, htons(source_port));
+    mnl_attr_put_u16(header, CTA_PROTO_DST_PORT, htons(destination_port));
+    mnl_attr_nest_end(header, proto);
+    mnl_attr_nest_end(header, tuple);
+    return (int)header->nlmsg_len;
 }
 
 int nfqr_conntrack_dump_request(void *buffer, size_t size, uint32_t sequence, uint32_t value, uint32_t mask) {

@@ -104,9 +104,9 @@ public final class InMemoryConntrackEvents: ConntrackEventSource, @unchecked Sen
         }
     }
 
-    public func entry(original: FlowTuple) throws(KernelError) -> ConntrackEvent? {
+    public func entry(reply: FlowTuple) throws(KernelError) -> ConntrackEvent? {
         state.withLock { state in
-            state.table.first { $0.original == original }.map { entry in
+            state.table.first { $0.reply == reply }.map { entry in
                 var found = entry
                 found.kind = .update
                 return found

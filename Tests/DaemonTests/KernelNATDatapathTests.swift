@@ -124,20 +124,41 @@ final class KernelNATDatapathTests: XCTestCase {
         let sync = ConntrackSync(
             source: events, table: table, rules: rules, resyncSeconds: 30, clock: { UInt32(now.load) }, logger: .init(label: "test"))
         sync.apply(event(.update, .established, status: [.seenReply, .assured], timeout: 3), now: 100)
-        XCTAssertNil(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 102))
-        let original = try XCTUnwrap(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 103))
-        XCTAssertEqual(original, FlowTuple(proto: .tcp, source: client, destination: server))
+        XCTAssertFalse(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 102))
+        XCTAssertTrue(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 103))
         // The kernel refreshed it without telling: still there, with a new timeout.
         events.table = [event(.update, .established, status: [.seenReply, .assured], timeout: 3)]
         now.add(3)
-        sync.verify(original)
-        XCTAssertNil(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 103))
+        sync.verify(proto: .tcp, client: client, local: proxy)
+        XCTAssertFalse(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 103))
         XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 103), .redirected(original: server))
         // Now it is gone from the kernel: the lookup says so.
         events.table = []
         now.add(3)
-        sync.verify(original)
+        sync.verify(proto: .tcp, client: client, local: proxy)
         XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 106), .expired(.expired))
         XCTAssertEqual(sync.verified.load, 2)
+    }
+
+    func testAClientPortTheKernelsNATChangedKeysTheFlowAsTheProxySeesIt() throws {
+        let table = try FlowTable(configuration: FlowTableConfiguration(limit: 1024, shardCount: 4, seed: 1))
+        let events = try InMemoryConntrackEvents(markValue: 0, markMask: mask, negated: true)
+        let sync = ConntrackSync(source: events, table: table, rules: rules, resyncSeconds: 30, clock: { 100 }, logger: .init(label: "test"))
+        _ = table.handleOriginal(FlowTuple(proto: .tcp, source: client, destination: server), tcpFlags: [.syn], length: 60, now: 100) { _ in
+            .redirect(to: self.proxy)
+        }
+        // The proxy still had a connection from the client's port: the kernel's implicit source
+        // NAT gave this one port 61000 on the proxy's side.
+        let seen = Endpoint(client.address, 61000)
+        var new = event(.new, .synSent)
+        new.reply = FlowTuple(proto: .tcp, source: proxy, destination: seen)
+        sync.apply(new, now: 100)
+        XCTAssertEqual(table.lookup(proto: .tcp, client: seen, local: proxy, now: 100), .redirected(original: server))
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 100), .expired(.expired))
+        XCTAssertEqual(table.count, 1)
+        var gone = event(.destroy, nil)
+        gone.reply = new.reply
+        sync.apply(gone, now: 101)
+        XCTAssertEqual(table.count, 0, "its end is found under the same key")
     }
 }

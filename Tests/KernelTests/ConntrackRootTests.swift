@@ -142,16 +142,16 @@ final class ConntrackRootTests: XCTestCase {
                 let timeout = try XCTUnwrap(events.first?.timeout, "CTA_TIMEOUT in the NEW event")
                 XCTAssertTrue((1...120).contains(timeout), "\(timeout)")
 
-                let original = try XCTUnwrap(events.first?.original)
-                let entry = try XCTUnwrap(try source.entry(original: original))
+                let reply = try XCTUnwrap(events.first?.reply)
+                let entry = try XCTUnwrap(try source.entry(reply: reply))
                 XCTAssertEqual(entry.reply.source, Endpoint(.ipv4Loopback, 7112))
                 XCTAssertEqual(entry.mark & Self.mask, Self.mark)
                 XCTAssertNotNil(entry.timeout)
-                var absent = original
-                absent.source.port = absent.source.port &+ 1
-                XCTAssertNil(try source.entry(original: absent), "no such entry: nil, not an error")
+                var absent = reply
+                absent.destination.port = absent.destination.port &+ 1
+                XCTAssertNil(try source.entry(reply: absent), "no such entry: nil, not an error")
                 try namespace.host(["conntrack", "-D", "-f", "ipv4"])
-                XCTAssertNil(try source.entry(original: original), "deleted")
+                XCTAssertNil(try source.entry(reply: reply), "deleted")
             }
         }
     }

@@ -4,6 +4,8 @@ A test may return a short note (a timing) that the runner prints after PASS.
 """
 
 import random
+import re
+import time
 
 from harness.endpoints import format_endpoint, parse_endpoint
 from harness.checks import expect, expect_equal
@@ -44,6 +46,27 @@ def tcp_redirect(v6, port):
         answer = env.client("tcp-id", target)
         expect_reached_through_router(answer["reply"], target, v6)
         expect_proxy_logged(env, "tcp-proxy", answer["local"], target, "tcp")
+    return test
+
+
+def tcp_port_reused(v6):
+    """One client port to remote:80, reset, then at once to remote:443: the same proxy port, so
+    the same reply tuple as a connection whose entry is still closing. Both are redirected and
+    answered, as with the kernel's REDIRECT (whose NAT may show the proxy another client port,
+    as it does in kernel-nat mode: the proxy's log is matched by the client's address)."""
+    def test(env):
+        first, second = format_endpoint(remote(v6), 80), format_endpoint(remote(v6), 443)
+        answers = env.client("tcp-id-port-reused", first, second)["answers"]
+        expect_equal("the second connection's local endpoint", answers[0]["local"], answers[1]["local"])
+        for answer, target in zip(answers, (first, second)):
+            expect_reached_through_router(answer["reply"], target, v6)
+        client_ip = answers[0]["local"].rsplit(":", 1)[0]
+        wanted = re.compile(rf"client {re.escape(client_ip)}:\d+ wanted {re.escape(second)} \(via {env.via('tcp')}\)")
+        deadline = time.monotonic() + 3
+        while not any(wanted.fullmatch(line) for line in env.proxies["tcp-proxy"].log().splitlines()):
+            expect(time.monotonic() < deadline, f"a tcp-proxy line: client {client_ip}:<port> wanted {second}",
+                   env.proxies["tcp-proxy"].log()[-400:])
+            time.sleep(0.05)
     return test
 
 
@@ -260,6 +283,10 @@ CASES = [
     ("tcp ipv4 remote:443 redirected to the proxy, relayed to S", tcp_redirect(False, 443), 30, BOTH),
     ("tcp ipv6 remote:80 redirected to the proxy, relayed to S", tcp_redirect(True, 80), 30, BOTH),
     ("tcp ipv6 remote:443 redirected to the proxy, relayed to S", tcp_redirect(True, 443), 30, BOTH),
+    ("tcp ipv4: one client port to :80, then at once to :443 (the same reply tuple), both redirected",
+     tcp_port_reused(False), 60, BOTH),
+    ("tcp ipv6: one client port to :80, then at once to :443 (the same reply tuple), both redirected",
+     tcp_port_reused(True), 60, BOTH),
     ("udp ipv4 remote:53 relayed, answer from the original address", udp_redirect(False), 30, BOTH),
     ("udp ipv6 remote:53 relayed, answer from the original address", udp_redirect(True), 30, BOTH),
     ("local ipv4 R -> remote:9000 via 127.0.0.1:8090, marked upstream, no loop", local_redirect(False), 30, BOTH),

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -65,6 +66,27 @@ def tcp_id(endpoint):
     with connect(endpoint) as sock:
         sock.sendall(b"ID\n")
         return {"local": local_of(sock), "reply": read_line(sock)}
+
+
+def tcp_id_port_reused(first, second):
+    """ID over `first`, aborted (RST: the port is free at once), then at once ID over `second`
+    from the same local port: both redirect to the same proxy port, so the second flow's reply
+    tuple (proxy -> client) is the first one's, whose entry is still closing."""
+    answers = []
+    with connect(first) as sock:
+        sock.sendall(b"ID\n")
+        answers.append({"local": local_of(sock), "reply": read_line(sock)})
+        port = sock.getsockname()[1]
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    ip, target_port = parse_endpoint(second)
+    with socket.socket(family_of(ip), socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::" if ":" in ip else "0.0.0.0", port))
+        sock.connect((ip, target_port))
+        sock.sendall(b"ID\n")
+        answers.append({"local": local_of(sock), "reply": read_line(sock)})
+    return {"answers": answers}
 
 
 def tcp_sink(endpoint, size):
@@ -195,7 +217,7 @@ def udp_refused(endpoint):
         return {"local": local_of(sock), "result": result}
 
 
-ACTIONS = {"tcp-id": tcp_id, "tcp-sink": tcp_sink, "tcp-source": tcp_source, "tcp-many": tcp_many,
+ACTIONS = {"tcp-id": tcp_id, "tcp-id-port-reused": tcp_id_port_reused, "tcp-sink": tcp_sink, "tcp-source": tcp_source, "tcp-many": tcp_many,
            "tcp-probe": tcp_probe, "tcp-steady": tcp_steady, "udp-echo": udp_echo,
            "udp-refused": udp_refused}
 

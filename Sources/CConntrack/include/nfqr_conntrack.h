@@ -24,7 +24,7 @@ int nfqr_conntrack_attach_mark_filter(int fd, uint32_t value, uint32_t mask, int
 int nfqr_conntrack_dump_request(void *buffer, size_t size, uint32_t sequence, uint32_t value, uint32_t mask);
 
 /// Writes into `buffer` an IPCTNL_MSG_CT_GET request (with NLM_F_ACK) for the one entry whose
-/// ORIGINAL tuple is `source`:`source_port` -> `destination`:`destination_port` of `protocol`;
+/// REPLY tuple is `source`:`source_port` -> `destination`:`destination_port` of `protocol`;
 /// `ipv6` says whether the addresses are 16 bytes (else 4), network order; ports host order.
 /// Returns the request's length, or -1 with errno set (ENOBUFS: it needs 256 bytes).
 int nfqr_conntrack_get_request(void *buffer, size_t size, uint32_t sequence, int ipv6, uint8_t protocol,

@@ -115,21 +115,22 @@ final class ConntrackSync: @unchecked Sendable {
 
     /// Asks the kernel about one flow (a lookup found the kernel's last timeout for it passed):
     /// the entry refreshes the flow, its absence ends it. Called from the lookup thread.
-    func verify(_ original: FlowTuple) {
+    func verify(proto: TransportProtocol, client: Endpoint, local: Endpoint) {
         verified.add(1)
         let now = clock()
+        let reply = FlowTuple(proto: proto, source: local, destination: client)
         do {
-            if let entry = try source.entry(original: original), var report = Self.report(entry) {
+            if let entry = try source.entry(reply: reply), var report = Self.report(entry) {
                 report.current = true
                 count(table.applyKernelReport(report, grace: grace, now: now))
-            } else {
+            } else if case .redirected(let destination) = table.lookup(proto: proto, client: client, local: local, now: now) {
                 let gone = KernelFlowReport(
-                    original: original, replySource: original.destination, state: nil, seenReply: false, assured: false, timeout: 0,
-                    destroyed: true)
+                    original: FlowTuple(proto: proto, source: client, destination: destination), replySource: local, state: nil,
+                    seenReply: false, assured: false, timeout: 0, destroyed: true)
                 count(table.applyKernelReport(gone, grace: grace, now: now))
             }
         } catch {
-            problems.warning("conntrack: asking about \(original) failed: \(error)")
+            problems.warning("conntrack: asking about \(reply) failed: \(error)")
         }
     }
 
@@ -200,9 +201,12 @@ final class ConntrackSync: @unchecked Sendable {
         case .udp:
             state = KernelFlowReport.state(proto: .udp, kernelTCPState: 0, seenReply: event.hasSeenReply)
         }
+        // Keyed as the proxy sees the client: the kernel's NAT may have given it another port.
+        let seen = event.reply.destination
         return KernelFlowReport(
-            original: event.original, replySource: event.reply.source, state: state, seenReply: event.hasSeenReply,
-            assured: event.isAssured, timeout: event.timeout ?? 0, destroyed: event.kind == .destroy)
+            original: FlowTuple(proto: event.proto, source: seen, destination: event.original.destination), replySource: event.reply.source,
+            state: state, seenReply: event.hasSeenReply, assured: event.isAssured, timeout: event.timeout ?? 0,
+            destroyed: event.kind == .destroy, firstPacketClient: seen == event.original.source ? nil : event.original.source)
     }
 
     func addStatistics(to report: inout DaemonStatistics) {

@@ -23,10 +23,10 @@ final class DaemonBackend: LookupBackend, @unchecked Sendable {
 
     func lookup(proto: TransportProtocol, client: Endpoint, local: Endpoint) -> LookupAnswer {
         let started = ContinuousClock.now
-        if let conntrack, let original = table.kernelExpiryPassed(proto: proto, client: client, local: local, now: clock()) {
+        if let conntrack, table.kernelExpiryPassed(proto: proto, client: client, local: local, now: clock()) {
             // The kernel may have refreshed the entry without an event (UDP), or dropped it and
             // not reaped it yet: its own answer decides (one netlink request).
-            conntrack.verify(original)
+            conntrack.verify(proto: proto, client: client, local: local)
         }
         let answer = LookupAnswer(table.lookup(proto: proto, client: client, local: local, now: clock()))
         latency.record(ContinuousClock.now - started)

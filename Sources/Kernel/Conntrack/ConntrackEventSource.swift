@@ -18,9 +18,10 @@ public protocol ConntrackEventSource: AnyObject {
     /// Every current TCP and UDP entry whose `ctmark & markMask == markValue`, as `.update`
     /// events, selected by the kernel (the dump request's mark filter).
     func dump(markValue: UInt32, markMask: UInt32) throws(KernelError) -> [ConntrackEvent]
-    /// The one entry whose ORIGINAL tuple is `original`, as an `.update`, or nil when the kernel
-    /// has none (gone, or expired: the kernel does not return an expired entry).
-    func entry(original: FlowTuple) throws(KernelError) -> ConntrackEvent?
+    /// The one entry whose REPLY tuple is `reply` (the proxy's end -> the client as the proxy
+    /// sees it), as an `.update`, or nil when the kernel has none (gone, or expired: the kernel
+    /// does not return an expired entry).
+    func entry(reply: FlowTuple) throws(KernelError) -> ConntrackEvent?
 
     /// Totals since the source was created.
     var counters: ConntrackEventCounters { get }

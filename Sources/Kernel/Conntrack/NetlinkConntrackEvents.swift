@@ -145,8 +145,8 @@ public final class NetlinkConntrackEvents: ConntrackEventSource, @unchecked Send
         }
     }
 
-    public func entry(original: FlowTuple) throws(KernelError) -> ConntrackEvent? {
-        try dumps.withLock { (dump) throws(KernelError) -> ConntrackEvent? in try dump.get(original) }
+    public func entry(reply: FlowTuple) throws(KernelError) -> ConntrackEvent? {
+        try dumps.withLock { (dump) throws(KernelError) -> ConntrackEvent? in try dump.get(reply: reply) }
     }
 
     /// The kernel-side event filter: a classic BPF program libnetfilter_conntrack generates,
@@ -166,8 +166,8 @@ private final class DumpSocket {
 
     init(socket: NetlinkSocket) { self.socket = socket }
 
-    /// One IPCTNL_MSG_CT_GET of a single entry by its ORIGINAL tuple: the entry, or nil on ENOENT.
-    func get(_ original: FlowTuple) throws(KernelError) -> ConntrackEvent? {
+    /// One IPCTNL_MSG_CT_GET of a single entry by its REPLY tuple: the entry, or nil on ENOENT.
+    func get(reply original: FlowTuple) throws(KernelError) -> ConntrackEvent? {
         sequence &+= 1
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 8)
         defer { buffer.deallocate() }

@@ -320,7 +320,11 @@ struct FlowShard: ~Copyable {
         if let owner = findReply(tuple.proto, source: replySource, client: tuple.source, hash: replyHash) {
             if slab[owner].isExpired(at: now) {
                 destroy(owner, reason: slab[owner].expiryReason, now: now)
-            } else if slab[owner].state.isFinished {
+            } else if slab[owner].state.isFinished || slab[owner].flags.contains(.kernelConfirmed) {
+                // Kernel-nat mode: the kernel's conntrack holds the owner and is told of no
+                // closing state we would see (the entry reports new, reply, assured and destroy
+                // only), so the kernel's NAT judges the clash: it reuses a closed entry's tuple
+                // or drops the new connection's first packet itself.
                 destroy(owner, reason: .replaced, now: now)
             } else {
                 counters.refusedTupleInUse &+= 1
@@ -541,12 +545,11 @@ struct FlowShard: ~Copyable {
     /// The original tuple of the kernel-confirmed flow a proxy's lookup names, when the time the
     /// kernel last gave for dropping its entry has passed (the kernel may since have refreshed
     /// it without an event, or dropped it and not told yet): the caller asks the kernel.
-    func kernelExpiryPassed(proto: TransportProtocol, client: Endpoint, local: Endpoint, clientHash: UInt64, now: UInt32) -> FlowTuple? {
+    func kernelExpiryPassed(proto: TransportProtocol, client: Endpoint, local: Endpoint, clientHash: UInt64, now: UInt32) -> Bool {
         let hash = hasher.tupleHash(clientHash: clientHash, other: local)
-        guard let slot = findReply(proto, source: local, client: client, hash: hash) else { return nil }
+        guard let slot = findReply(proto, source: local, client: client, hash: hash) else { return false }
         let flow = slab[slot]
-        guard flow.flags.contains(.kernelConfirmed), now >= flow.clientSequenceEnd else { return nil }
-        return FlowTuple(proto: proto, source: client, destination: flow.originalDestinationEndpoint)
+        return flow.flags.contains(.kernelConfirmed) && now >= flow.clientSequenceEnd
     }
 
     /// Removes the redirected flow of `tuple` if it was created before `before` (see

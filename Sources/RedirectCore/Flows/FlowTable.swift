@@ -153,16 +153,23 @@ public final class FlowTable: Sendable {
     /// kernel's NAT really sent it, and is entered if the table had lost it.
     @discardableResult
     public func applyKernelReport(_ report: KernelFlowReport, grace: UInt32, now: UInt32) -> KernelReportOutcome {
+        if let first = report.firstPacketClient, !report.destroyed {
+            // The kernel's NAT gave the client another port: the flow the datapath entered under
+            // the client's own port gives way to the one keyed as the proxy sees the client.
+            let tuple = FlowTuple(proto: report.original.proto, source: first, destination: report.original.destination)
+            let firstHash = hasher.clientHash(proto: tuple.proto, client: first)
+            _ = shards.withLock(shardIndex(firstHash)) { $0.removeUnreported(tuple, clientHash: firstHash, createdBefore: .max, now: now) }
+        }
         let clientHash = hasher.clientHash(proto: report.original.proto, client: report.original.source)
         return shards.withLock(shardIndex(clientHash)) {
             $0.applyKernelReport(report, clientHash: clientHash, grace: grace, now: now)
         }
     }
 
-    /// Kernel-nat mode: the original tuple of the flow a lookup of (client, local) would answer
-    /// from, when the kernel's own timeout for it has passed since its last report; the caller
-    /// asks the kernel about that one entry (`ConntrackEventSource.entry`) before answering.
-    public func kernelExpiryPassed(proto: TransportProtocol, client: Endpoint, local: Endpoint, now: UInt32) -> FlowTuple? {
+    /// Kernel-nat mode: whether the kernel's own timeout for the flow a lookup of (client, local)
+    /// would answer from has passed since its last report; the caller then asks the kernel
+    /// about that one entry by its REPLY tuple, local -> client (`ConntrackEventSource.entry`).
+    public func kernelExpiryPassed(proto: TransportProtocol, client: Endpoint, local: Endpoint, now: UInt32) -> Bool {
         let clientHash = hasher.clientHash(proto: proto, client: client)
         return shards.withLock(shardIndex(clientHash)) {
             $0.kernelExpiryPassed(proto: proto, client: client, local: local, clientHash: clientHash, now: now)

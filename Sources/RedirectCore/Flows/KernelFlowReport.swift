@@ -6,8 +6,14 @@
 /// packets: the state and the time the kernel will keep the entry (CTA_TIMEOUT), whether the
 /// proxy has answered and whether the entry is assured, and in the end its destruction.
 public struct KernelFlowReport: Sendable, Equatable {
-    /// The ORIGINAL tuple, client -> original destination, as the client sent it.
+    /// The flow's key in the table: the client as the proxy sees it (the REPLY tuple's
+    /// destination) -> the original destination. It is the ORIGINAL tuple unless the kernel's
+    /// NAT had to give the client another port (the proxy already had a connection from that
+    /// client port: its implicit source NAT picks a free one).
     public var original: FlowTuple
+    /// The client as its first packet had it (the ORIGINAL tuple's source), when the kernel's
+    /// NAT gave it another port; nil when it did not.
+    public var firstPacketClient: Endpoint?
     /// The source of the REPLY tuple: where the kernel's NAT sent the flow (the proxy's end).
     public var replySource: Endpoint
     /// The TCP state (the kernel's TCP_CONNTRACK_* numbers are `FlowState`'s raw values), or
@@ -26,8 +32,9 @@ public struct KernelFlowReport: Sendable, Equatable {
 
     public init(
         original: FlowTuple, replySource: Endpoint, state: FlowState?, seenReply: Bool, assured: Bool, timeout: UInt32,
-        destroyed: Bool = false, current: Bool = false
+        destroyed: Bool = false, current: Bool = false, firstPacketClient: Endpoint? = nil
     ) {
+        self.firstPacketClient = firstPacketClient
         self.original = original
         self.replySource = replySource
         self.state = state

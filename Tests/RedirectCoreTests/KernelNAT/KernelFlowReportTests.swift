@@ -77,6 +77,22 @@ final class KernelFlowReportTests: XCTestCase {
         XCTAssertEqual(table.applyKernelReport(current, grace: 60, now: 104), .updated, "a read of the kernel's table is believed")
     }
 
+    func testANewFlowWhoseReplyTupleAConfirmedFlowHoldsIsLeftToTheKernel() {
+        let table = makeTable()
+        start(table)
+        XCTAssertEqual(table.applyKernelReport(report(.established, timeout: 300), grace: 60, now: 101), .updated)
+        // The same client port to another redirected destination: the same reply tuple
+        // (proxy -> client). The old connection's closing was never reported; the kernel judges.
+        let other = Endpoint(IPAddress("203.0.113.10")!, 443)
+        let outcome = table.handleOriginal(FlowTuple(proto: .tcp, source: client, destination: other), tcpFlags: [.syn], length: 60, now: 102) {
+            _ in .redirect(to: self.proxy)
+        }
+        XCTAssertEqual(outcome, .rewriteDestination(proxy))
+        XCTAssertEqual(table.lookup(proto: .tcp, client: client, local: proxy, now: 102), .redirected(original: other))
+        XCTAssertEqual(table.statistics.refusedTupleInUse, 0)
+        XCTAssertTrue(table.invariantViolations().isEmpty)
+    }
+
     func testStatusBitsMoveTheHandshakeWhenTheKernelSendsNoState() {
         let table = makeTable()
         start(table)
