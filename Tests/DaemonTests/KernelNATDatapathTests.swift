@@ -20,24 +20,6 @@ final class KernelNATDatapathTests: XCTestCase {
             addresses: RedirectAddressBook([InterfaceAddress(interfaceIndex: 2, address: IPAddress("192.0.2.1")!, prefixLength: 24)]),
             kernelNAT: KernelNATMarks(mask: mask, ports: [8080])))
 
-    private func syn(from source: Endpoint, to destination: Endpoint) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 40)
-        bytes[0] = 0x45
-        bytes[3] = 40
-        bytes[8] = 64
-        bytes[9] = 6
-        for (offset, value) in [(12, source.address.ipv4Value), (16, destination.address.ipv4Value)] {
-            for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (24 - 8 * UInt32(i))) }
-        }
-        bytes[20] = UInt8(source.port >> 8)
-        bytes[21] = UInt8(source.port & 0xff)
-        bytes[22] = UInt8(destination.port >> 8)
-        bytes[23] = UInt8(destination.port & 0xff)
-        bytes[32] = 0x50
-        bytes[33] = 0x02
-        return bytes
-    }
-
     private func waitFor(_ condition: () -> Bool) -> Bool {
         let deadline = monotonicMilliseconds() + 5000
         while !condition() && monotonicMilliseconds() < deadline { usleep(1000) }
@@ -66,11 +48,11 @@ final class KernelNATDatapathTests: XCTestCase {
             for thread in threads { pthread_join(thread, nil) }
         }
 
-        queue.enqueue(syn(from: client, to: server), hook: .preRouting, inputInterface: 2, mark: 0xf000_0001)
+        queue.enqueue(segment(from: client, to: server, flags: 0x02), hook: .preRouting, inputInterface: 2, mark: 0xf000_0001)
         XCTAssertTrue(waitFor { queue.verdicts.count == 1 })
         XCTAssertEqual(queue.verdicts.first?.verdict, .acceptMarked)
         XCTAssertEqual(queue.verdicts.first?.mark, 0xf010_0001, "the port's value inside the mask, the packet's other bits kept")
-        XCTAssertEqual(queue.verdicts.first?.bytes, syn(from: client, to: server), "not rewritten")
+        XCTAssertEqual(queue.verdicts.first?.bytes, segment(from: client, to: server, flags: 0x02), "not rewritten")
         XCTAssertEqual(worker.engine.counters.markedOriginal.load, 1)
 
         events.push(event(.new, .synSent), event(.update, .synReceived, status: [.seenReply]))

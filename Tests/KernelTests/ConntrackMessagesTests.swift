@@ -249,6 +249,12 @@ final class ConntrackMessagesTests: XCTestCase {
         XCTAssertEqual(ConntrackTCPState.allCases.map(\.rawValue), Array(0...9))
         XCTAssertEqual(ConntrackTCPState.synReceived.description, "SYN_RECV")
         XCTAssertEqual(ConntrackTCPState.timeWait.description, "TIME_WAIT")
+        XCTAssertEqual(ConntrackTCPState.none.description, "NONE")
+        XCTAssertEqual(ConntrackTCPState.synSent2.description, "SYN_SENT2")
+        // The flow table keeps the kernel's states under the kernel's numbers and names.
+        for state in ConntrackTCPState.allCases where state != .none && state != .synSent2 {
+            XCTAssertEqual(FlowState(rawValue: state.rawValue)?.description, state.description)
+        }
         // include/uapi/linux/netfilter/nf_conntrack_common.h: IPS_SEEN_REPLY_BIT 1, IPS_ASSURED_BIT 2, ...
         XCTAssertEqual(ConntrackStatus.seenReply.rawValue, 0x2)
         XCTAssertEqual(ConntrackStatus.assured.rawValue, 0x4)

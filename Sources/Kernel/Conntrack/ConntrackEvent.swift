@@ -85,19 +85,13 @@ public enum ConntrackTCPState: UInt8, Hashable, Sendable, CaseIterable, CustomSt
     /// A SYN answered by a SYN (simultaneous open); was TCP_CONNTRACK_LISTEN.
     case synSent2 = 9
 
-    /// conntrack(8)'s names.
+    /// conntrack(8)'s names; the states the flow table keeps have the same numbers and names
+    /// (`FlowState`).
     public var description: String {
         switch self {
         case .none: "NONE"
-        case .synSent: "SYN_SENT"
-        case .synReceived: "SYN_RECV"
-        case .established: "ESTABLISHED"
-        case .finWait: "FIN_WAIT"
-        case .closeWait: "CLOSE_WAIT"
-        case .lastAck: "LAST_ACK"
-        case .timeWait: "TIME_WAIT"
-        case .close: "CLOSE"
         case .synSent2: "SYN_SENT2"
+        default: FlowState(rawValue: rawValue)?.description ?? "\(rawValue)"
         }
     }
 }

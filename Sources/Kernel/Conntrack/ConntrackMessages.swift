@@ -81,18 +81,16 @@ enum ConntrackMessages {
             case tupleOriginal, tupleReply:
                 guard let tuple = RawTuple(value) else { return .malformed }
                 if type == tupleOriginal { original = tuple } else { reply = tuple }
-            case statusAttribute:
+            case statusAttribute, markAttribute, timeoutAttribute, idAttribute:
+                // Each a big-endian u32.
                 guard value.count == 4 else { return .malformed }
-                status = value.loadBigEndianUInt32(at: 0)
-            case markAttribute:
-                guard value.count == 4 else { return .malformed }
-                mark = value.loadBigEndianUInt32(at: 0)
-            case timeoutAttribute:
-                guard value.count == 4 else { return .malformed }
-                timeout = value.loadBigEndianUInt32(at: 0)
-            case idAttribute:
-                guard value.count == 4 else { return .malformed }
-                id = value.loadBigEndianUInt32(at: 0)
+                let number = value.loadBigEndianUInt32(at: 0)
+                switch type {
+                case statusAttribute: status = number
+                case markAttribute: mark = number
+                case timeoutAttribute: timeout = number
+                default: id = number
+                }
             case protocolInfo:
                 guard let found = tcpState(in: value) else { return .malformed }
                 state = found
