@@ -129,13 +129,16 @@ class Stage:
         return parse_json_answer(output, f"client.py {' '.join(map(str, (action, *args)))}")
 
     def proxy_line(self, proxy, client_endpoint, timeout=3.0):
-        """The line `proxy` logged about the connection or datagram from `client_endpoint`."""
+        """The line `proxy` logged about the connection or datagram from `client_endpoint`: the
+        newest, since an earlier case's connection may have had the same client port (the
+        proxies log it before they relay, so the caller's own line is there once its client
+        has its answer)."""
         prefix = f"client {client_endpoint} "
         deadline = time.monotonic() + timeout
         while True:
             lines = [line for line in self.proxies[proxy].log().splitlines() if line.startswith(prefix)]
             if lines or time.monotonic() > deadline:
-                return lines[0] if lines else f"(no line for {client_endpoint} in the {proxy} log)"
+                return lines[-1] if lines else f"(no line for {client_endpoint} in the {proxy} log)"
             time.sleep(0.05)
 
     def wanted_count(self, proxy):
