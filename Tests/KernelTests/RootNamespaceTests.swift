@@ -71,6 +71,44 @@ final class RootNamespaceTests: XCTestCase {
         }
     }
 
+    // (a') kernel-nat mode's rules: a change of mode, jumps with matches, an earlier form replaced.
+    func testRuleInstallerSwitchesModesAndReplacesEarlierJumps() throws {
+        try NetworkNamespace.withNamespace { namespace in
+            try namespace.run {
+                let installer = IptablesRuleInstaller()
+                var configuration = RuleSetConfiguration(rules: [try RedirectRule(parsing: "tcp:80:8080", scope: .network)])
+                try installer.install(configuration)
+                configuration.kernelNAT = KernelNATMarks(mask: 0x0ff0_0000, ports: [8080])
+                // An operator's rule above where the jump will go, and a jump in an earlier form.
+                _ = try namespace.host(["iptables", "-w", "-t", "raw", "-N", "NFQR-EV-PREROUTING"])
+                _ = try namespace.host(["iptables", "-w", "-t", "raw", "-I", "PREROUTING", "1", "-j", "NFQR-EV-PREROUTING"])
+                try installer.install(configuration)
+                _ = try namespace.host(["iptables", "-w", "-t", "mangle", "-I", "PREROUTING", "1", "-s", "192.0.2.9", "-j", "ACCEPT"])
+                try installer.install(configuration)
+                let saved = try namespace.host(["iptables-save"])
+                for absent in ["NFQR-PREROUTING", "NFQR-OUTPUT", "NFQR-REPLY", "-A PREROUTING -j NFQR-EV-PREROUTING"] {
+                    XCTAssertFalse(saved.contains(absent), "\(absent) in:\n\(saved)")
+                }
+                let jumps = saved.split(separator: "\n").filter { $0.hasPrefix("-A PREROUTING") || $0.hasPrefix("-A OUTPUT") }
+                // iptables-save prints mangle, raw, nat; the operator's rule stays above the jump.
+                XCTAssertEqual(
+                    jumps.map(String.init),
+                    [
+                        "-A PREROUTING -s 192.0.2.9/32 -j ACCEPT",
+                        "-A PREROUTING -m connmark --mark 0x0/0xff00000 -m conntrack --ctstate NEW -j NFQR-NEW-PREROUTING",
+                        "-A OUTPUT -m connmark --mark 0x0/0xff00000 -m conntrack --ctstate NEW -j NFQR-NEW-OUTPUT",
+                        "-A PREROUTING -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j NFQR-EV-PREROUTING",
+                        "-A OUTPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j NFQR-EV-OUTPUT",
+                        "-A PREROUTING -j NFQR-NAT-PREROUTING", "-A OUTPUT -j NFQR-NAT-OUTPUT",
+                    ], "one jump each, the earlier form gone, in:\n\(saved)")
+                XCTAssertEqual(try installer.missing(configuration, orNftTable: false), [])
+                try installer.remove()
+                let after = try namespace.host(["iptables-save"]) + (try namespace.host(["ip6tables-save"]))
+                XCTAssertFalse(after.contains("NFQR"), after)
+            }
+        }
+    }
+
     // (b) a real queue: batch receive, a rewritten accept, a drop, batch-verdict accepts.
     func testNetfilterQueueRewritesDropsAndAccepts() throws {
         try withLocalUDP(toPort: 5555, queuedTo: 7) {

@@ -185,38 +185,6 @@ final class RuleGeneratorTests: XCTestCase {
         XCTAssertNoThrow(try RuleGenerator.iptables(RuleSetConfiguration(rules: [rule], firstQueue: 65533, queueCount: 1), family: .ipv4))
     }
 
-    func testRemovalInputDeletesOurChains() {
-        XCTAssertEqual(
-            IptablesRuleSet.removalInput(),
-            """
-            *raw
-            :NFQR-PREROUTING - [0:0]
-            :NFQR-OUTPUT - [0:0]
-            :NFQR-EV-PREROUTING - [0:0]
-            :NFQR-EV-OUTPUT - [0:0]
-            -X NFQR-PREROUTING
-            -X NFQR-OUTPUT
-            -X NFQR-EV-PREROUTING
-            -X NFQR-EV-OUTPUT
-            COMMIT
-            *mangle
-            :NFQR-REPLY - [0:0]
-            :NFQR-NEW-PREROUTING - [0:0]
-            :NFQR-NEW-OUTPUT - [0:0]
-            -X NFQR-REPLY
-            -X NFQR-NEW-PREROUTING
-            -X NFQR-NEW-OUTPUT
-            COMMIT
-            *nat
-            :NFQR-NAT-PREROUTING - [0:0]
-            :NFQR-NAT-OUTPUT - [0:0]
-            -X NFQR-NAT-PREROUTING
-            -X NFQR-NAT-OUTPUT
-            COMMIT
-
-            """)
-    }
-
     func testKernelNATGolden() throws {
         var configuration = mixed
         configuration.kernelNAT = KernelNATMarks(mask: 0x0ff0_0000, ports: configuration.rules.map(\.toPort))
@@ -230,30 +198,26 @@ final class RuleGeneratorTests: XCTestCase {
             -F NFQR-EV-PREROUTING
             -F NFQR-EV-OUTPUT
             -A NFQR-EV-PREROUTING -p tcp --syn -m multiport --dports 80,443,8000:8100 -j CT --ctevents new,reply,assured,destroy
-            -I PREROUTING 1 -j NFQR-EV-PREROUTING
-            -I OUTPUT 1 -j NFQR-EV-OUTPUT
+            -I PREROUTING 1 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j NFQR-EV-PREROUTING
+            -I OUTPUT 1 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j NFQR-EV-OUTPUT
             COMMIT
             *mangle
             :NFQR-NEW-PREROUTING - [0:0]
             :NFQR-NEW-OUTPUT - [0:0]
             -F NFQR-NEW-PREROUTING
             -F NFQR-NEW-OUTPUT
-            -A NFQR-NEW-PREROUTING -m connmark ! --mark 0x0/0xff00000 -j RETURN
             -A NFQR-NEW-PREROUTING -i lo -j RETURN
-            -A NFQR-NEW-PREROUTING -m conntrack ! --ctstate NEW -j RETURN
             -A NFQR-NEW-PREROUTING -m mark --mark 0x10/0xf0 -j RETURN
             -A NFQR-NEW-PREROUTING -m mark --mark 0x7 -j RETURN
             -A NFQR-NEW-PREROUTING -p tcp -m multiport --dports 80,443,8000:8100 -j NFQUEUE --queue-balance 4:5 --queue-bypass
             -A NFQR-NEW-PREROUTING -p tcp --dport 8080 -j NFQUEUE --queue-balance 4:5 --queue-bypass
-            -A NFQR-NEW-OUTPUT -m connmark ! --mark 0x0/0xff00000 -j RETURN
-            -A NFQR-NEW-OUTPUT -m conntrack ! --ctstate NEW -j RETURN
             -A NFQR-NEW-OUTPUT -m mark --mark 0x10/0xf0 -j RETURN
             -A NFQR-NEW-OUTPUT -m mark --mark 0x7 -j RETURN
             -A NFQR-NEW-OUTPUT -m owner --uid-owner 995 -j RETURN
             -A NFQR-NEW-OUTPUT -p udp --dport 53 -j NFQUEUE --queue-balance 4:5 --queue-bypass
             -A NFQR-NEW-OUTPUT -p udp --dport 5353 -j NFQUEUE --queue-balance 4:5 --queue-bypass
-            -I PREROUTING 1 -j NFQR-NEW-PREROUTING
-            -I OUTPUT 1 -j NFQR-NEW-OUTPUT
+            -I PREROUTING 1 -m connmark --mark 0x0/0xff00000 -m conntrack --ctstate NEW -j NFQR-NEW-PREROUTING
+            -I OUTPUT 1 -m connmark --mark 0x0/0xff00000 -m conntrack --ctstate NEW -j NFQR-NEW-OUTPUT
             COMMIT
             *nat
             :NFQR-NAT-PREROUTING - [0:0]

@@ -83,17 +83,23 @@ def conntrack_stat(ns, *names):
     return sum(int(line.split()[column], 16) for line in lines[1:] if line.strip() for column in columns)
 
 
-def carried_by_the_kernel(ns):
-    """Kernel-nat mode: packets of flows the daemon already handed over that conntrack still
-    calls NEW (a repeated SYN, before any reply), which the queueing chain returns on their
-    entry's mark: the packet counter of that rule, both families."""
+def jump_packets(ns, table, target):
+    """Kernel-nat mode: packets that took the jumps from `table`'s PREROUTING to `target`, both
+    families (the jump rules' counters; the jumps stay across the daemon's restarts)."""
     total_packets = 0
     for tool in ("iptables", "ip6tables"):
-        listing = run_command([tool, "-w", "-t", "mangle", "-L", "NFQR-NEW-PREROUTING", "-v", "-x", "-n"], ns=ns, check=False)
+        listing = run_command([tool, "-w", "-t", table, "-L", "PREROUTING", "-v", "-x", "-n"], ns=ns, check=False)
         for line in listing.splitlines():
-            if "connmark" in line and "RETURN" in line:
-                total_packets += int(line.split()[0])
+            words = line.split()
+            if len(words) > 2 and words[2] == target:
+                total_packets += int(words[0])
     return total_packets
+
+
+def syns_and_queueing_jumps(ns):
+    """Kernel-nat mode: SYNs that met the raw events jump (before conntrack), and packets that
+    entered the queueing chain (after it: ctstate NEW and no daemon mark on the entry)."""
+    return (jump_packets(ns, "raw", "NFQR-EV-PREROUTING"), jump_packets(ns, "mangle", "NFQR-NEW-PREROUTING"))
 
 
 def conntrack_invalid(ns):
@@ -244,6 +250,7 @@ def syn_flood(env):
     before, queues_before = daemon_stats(env), kernel_queues(env.topology.router)
     rss_before, link_drops_before = daemon_rss_kib(env), link_drops(env)
     conntrack_drops_before = conntrack_stat(env.topology.router, "drop", "insert_failed")
+    jumps_before = syns_and_queueing_jumps(env.topology.router) if kernel_nat() else (0, 0)
     flood = env.programs.start("synflood", env.topology.client,
                                [sender, REMOTE_V4, "80", str(FLOOD_SYNS)])
     peak_flows = 0
@@ -283,16 +290,22 @@ def syn_flood(env):
     expect_equal("new flows refused for a full table", 0, refused)
     expect(rss_after - rss_before < 256 * 1024, "RSS growth < 256 MiB", f"{rss_before} -> {rss_after} KiB")
     # Kernel-nat mode: the SYN meets conntrack first, which drops it when its own table is full.
-    # A SYN repeating a flow the daemon already handed over goes straight through the kernel's NAT.
+    # A SYN repeating a flow the daemon already handed over goes straight through the kernel's NAT:
+    # it met the raw chain's SYN jump, was not dropped by conntrack, and never took the queueing
+    # chain's jump (its entry carries the daemon's mark).
     conntrack_drops = conntrack_stat(env.topology.router, "drop", "insert_failed") - conntrack_drops_before if kernel_nat() else 0
-    carried = carried_by_the_kernel(env.topology.router) if kernel_nat() else 0
+    carried = 0
+    if kernel_nat():
+        jumps_after = syns_and_queueing_jumps(env.topology.router)
+        syns, queueing = (after - before for after, before in zip(jumps_after, jumps_before))
+        carried = max(0, syns - queueing - conntrack_drops)
     expect(seen + kernel_dropped + lost_on_link + conntrack_drops + carried >= result["sent"],
            f"every SYN seen by the daemon or counted by the kernel ({result['sent']} sent)",
            f"{seen} seen + {kernel_dropped} queue drops + {lost_on_link} veth drops"
            + (f" + {conntrack_drops} conntrack drops + {carried} carried by the kernel's NAT" if kernel_nat() else ""))
     return (f"{result['sent']} SYNs at {result['rate']:.0f}/s; daemon saw {seen} packets, kernel queue drops "
             f"{kernel_dropped}, veth drops {lost_on_link}; flows created {created}, peak {peak_flows}, evicted {evicted}"
-            f"{f', ended by the kernel {ended_by_kernel}' if kernel_nat() else ''}; RSS {rss_before >> 10} -> {rss_after >> 10} MiB; "
+            f"{f', ended by the kernel {ended_by_kernel}; conntrack drops {conntrack_drops}, carried by its NAT {carried}' if kernel_nat() else ''}; RSS {rss_before >> 10} -> {rss_after >> 10} MiB; "
             f"first new connection {first_connection:.2f} s; steady {answer['seconds']} s")
 
 

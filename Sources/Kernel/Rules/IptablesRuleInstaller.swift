@@ -1,28 +1,24 @@
 import RedirectCore
 
-/// Installs rules with iptables-restore / ip6tables-restore (`--noflush -w`) and checks
-/// jumps with `iptables -C`, in the network namespace of the calling thread.
+/// Installs rules with iptables-restore / ip6tables-restore (`--noflush -w`), in the network
+/// namespace of the calling thread. Each install or removal reads the daemon's tables once
+/// with iptables-save and writes one transaction per family (`IptablesRuleSet.transaction`):
+/// a handful of program runs, whatever was there before.
 public final class IptablesRuleInstaller: RuleInstaller {
     public init() {}
 
     private struct Tools {
-        var command: String
         var restore: String
+        var save: String
     }
 
-    private static func names(_ family: AddressFamily) -> (command: String, restore: String) {
-        family == .ipv4 ? ("iptables", "iptables-restore") : ("ip6tables", "ip6tables-restore")
-    }
-
-    /// iptables-save / ip6tables-save, for reading the rules back (the once-a-second check).
-    /// Looked up only there: installing and removing never need it.
-    private static func save(_ family: AddressFamily) throws(KernelError) -> String {
-        try ProgramRunner.locate(family == .ipv4 ? "iptables-save" : "ip6tables-save")
+    private static func names(_ family: AddressFamily) -> (restore: String, save: String) {
+        family == .ipv4 ? ("iptables-restore", "iptables-save") : ("ip6tables-restore", "ip6tables-save")
     }
 
     private func tools(_ family: AddressFamily) throws(KernelError) -> Tools {
         let names = Self.names(family)
-        return Tools(command: try ProgramRunner.locate(names.command), restore: try ProgramRunner.locate(names.restore))
+        return Tools(restore: try ProgramRunner.locate(names.restore), save: try ProgramRunner.locate(names.save))
     }
 
     public func checkAvailable(for configuration: RuleSetConfiguration) throws(KernelError) {
@@ -35,36 +31,21 @@ public final class IptablesRuleInstaller: RuleInstaller {
         for family in AddressFamily.allCases {
             if let ruleSet = try RuleGenerator.iptables(configuration, family: family) {
                 let tools = try tools(family)
-                try restore(tools, ruleSet.restoreInput())
-                var missing: [ChainJump] = []
-                for jump in ruleSet.chains where try !jumpExists(jump, tools) { missing.append(jump) }
-                if !missing.isEmpty {
-                    try restore(tools, ruleSet.restoreInput(insertingJumps: missing))
-                }
-                // The other mode's chains go (a restart that changed the datapath mode).
-                try remove(tools, chains: ChainJump.all.filter { !ruleSet.chains.contains($0) })
+                try restore(tools, ruleSet.transaction(from: try saved(tools, tables: ChainJump.tables)))
             } else if let tools = try? self.tools(family) {
                 try remove(tools)
             }
         }
     }
 
-    /// One `iptables-save -t raw` and one `-t mangle` per family the rules cover: a few
+    /// One `iptables-save -t TABLE` per table of the mode, per family the rules cover: a few
     /// milliseconds, no lock taken (a concurrent iptables-restore commits atomically).
     public func missing(_ configuration: RuleSetConfiguration, orNftTable: Bool) throws(KernelError) -> [String] {
         var missing: [String] = []
         for family in AddressFamily.allCases {
             guard let ruleSet = try RuleGenerator.iptables(configuration, family: family) else { continue }
-            let save = try Self.save(family)
-            var saved = ""
-            for table in ruleSet.tables {
-                let outcome = try ProgramRunner.run(save, ["-t", table])
-                guard outcome.status == 0 else {
-                    throw .programFailed(command: "\(save) -t \(table)", status: outcome.status, output: outcome.output)
-                }
-                saved += outcome.output
-            }
-            missing += IptablesRuleCheck.missing(ruleSet, saved: saved)
+            let save = try ProgramRunner.locate(Self.names(family).save)
+            missing += IptablesRuleCheck.missing(ruleSet, saved: try savedText(save, tables: ruleSet.tables))
         }
         if !missing.isEmpty, orNftTable, let nft = try? ProgramRunner.locate("nft"),
             let listed = try? ProgramRunner.run(nft, ["list", "table", "inet", "nfq_redirect"]), listed.status == 0
@@ -75,20 +56,16 @@ public final class IptablesRuleInstaller: RuleInstaller {
     }
 
     /// Whether any chain of the daemon's is in the kernel, in either family (true when a family's
-    /// iptables is there but its iptables-save is not: it cannot tell).
+    /// iptables-restore is there but its iptables-save is not: it cannot tell).
     public func anyInstalled() throws(KernelError) -> Bool {
-        let ours = ChainJump.all.map { ":\($0.chain) " }
         for family in AddressFamily.allCases {
-            guard let save = try? Self.save(family) else {
-                if (try? tools(family)) != nil { return true }  // cannot look: assume they may be there
+            let names = Self.names(family)
+            guard let save = try? ProgramRunner.locate(names.save) else {
+                if (try? ProgramRunner.locate(names.restore)) != nil { return true }  // cannot look: assume they may be there
                 continue
             }
-            for table in ChainJump.tables {
-                let outcome = try ProgramRunner.run(save, ["-t", table])
-                if outcome.status == 0, outcome.output.split(separator: "\n").contains(where: { line in ours.contains { line.hasPrefix($0) } }) {
-                    return true
-                }
-            }
+            let saved = IptablesSavedRules(parsing: try savedText(save, tables: ChainJump.tables))
+            if !saved.chains.isEmpty { return true }
         }
         return false
     }
@@ -100,45 +77,34 @@ public final class IptablesRuleInstaller: RuleInstaller {
         }
     }
 
-    private func remove(_ tools: Tools, chains: [ChainJump] = ChainJump.all) throws(KernelError) {
-        var present: [ChainJump] = []
-        for jump in chains {
-            // -C fails with status 2 when our chain does not exist; then no jump to it can either.
-            guard try chainExists(jump, tools) else { continue }
-            present.append(jump)
-            while try jumpExists(jump, tools) {
-                try run(tools.command, ["-w", "-t", jump.table, "-D", jump.builtinChain, "-j", jump.chain])
+    private func remove(_ tools: Tools) throws(KernelError) {
+        let transaction = IptablesRuleSet.removalTransaction(from: try saved(tools, tables: ChainJump.tables))
+        if !transaction.isEmpty { try restore(tools, transaction) }
+    }
+
+    private func saved(_ tools: Tools, tables: [String]) throws(KernelError) -> IptablesSavedRules {
+        IptablesSavedRules(parsing: try savedText(tools.save, tables: tables))
+    }
+
+    /// `iptables-save -t TABLE` for each table, concatenated. A table the kernel does not have
+    /// (its module not loaded) prints nothing, which reads as no chains of ours.
+    private func savedText(_ save: String, tables: [String]) throws(KernelError) -> String {
+        var saved = ""
+        for table in tables {
+            let outcome = try ProgramRunner.run(save, ["-t", table])
+            guard outcome.status == 0 else {
+                throw .programFailed(command: "\(save) -t \(table)", status: outcome.status, output: outcome.output)
             }
+            saved += outcome.output
         }
-        if !present.isEmpty { try restore(tools, IptablesRuleSet.removalInput(present)) }
-    }
-
-    /// `iptables -S CHAIN`: status 0 when the chain exists.
-    private func chainExists(_ jump: ChainJump, _ tools: Tools) throws(KernelError) -> Bool {
-        try ProgramRunner.run(tools.command, ["-w", "-t", jump.table, "-S", jump.chain]).status == 0
-    }
-
-    /// `iptables -C`: status 0 present, 1 absent, 2 when the target chain does not exist.
-    private func jumpExists(_ jump: ChainJump, _ tools: Tools) throws(KernelError) -> Bool {
-        let arguments = ["-w", "-t", jump.table, "-C", jump.builtinChain, "-j", jump.chain]
-        let outcome = try ProgramRunner.run(tools.command, arguments)
-        switch outcome.status {
-        case 0: return true
-        case 1: return false
-        case 2 where outcome.output.contains("does not exist"): return false
-        default:
-            throw .programFailed(command: ([tools.command] + arguments).joined(separator: " "), status: outcome.status, output: outcome.output)
-        }
+        return saved
     }
 
     private func restore(_ tools: Tools, _ input: String) throws(KernelError) {
-        try run(tools.restore, ["--noflush", "-w"], input: input)
-    }
-
-    private func run(_ path: String, _ arguments: [String], input: String = "") throws(KernelError) {
-        let outcome = try ProgramRunner.run(path, arguments, input: input)
+        let arguments = ["--noflush", "-w"]
+        let outcome = try ProgramRunner.run(tools.restore, arguments, input: input)
         guard outcome.status == 0 else {
-            throw .programFailed(command: ([path] + arguments).joined(separator: " "), status: outcome.status, output: outcome.output)
+            throw .programFailed(command: ([tools.restore] + arguments).joined(separator: " "), status: outcome.status, output: outcome.output)
         }
     }
 }

@@ -65,12 +65,17 @@ public enum RuleGenerator {
     }
 
     /// Kernel-nat mode's rules: the first packet of a flow (ctstate NEW, so after conntrack, in
-    /// mangle, and no mark of the daemon's on its conntrack entry yet) is queued with the same matches as the userspace mode's; the daemon's verdict
-    /// marks it; the nat table's REDIRECT, jumped to at the nat hook that comes right after,
-    /// acts on that mark, and CONNMARK keeps the mark on the conntrack entry, where the daemon's
-    /// ctnetlink listener filters on it. Every later packet of the flow is NATed by conntrack
-    /// alone and never queued; related ICMP errors are translated by the kernel's NAT. Nothing
-    /// is queued for replies.
+    /// mangle, and no mark of the daemon's on its conntrack entry yet) is queued with the same
+    /// matches as the userspace mode's; the daemon's verdict marks it; the nat table's
+    /// REDIRECT, jumped to at the nat hook that comes right after, acts on that mark, and
+    /// CONNMARK keeps the mark on the conntrack entry, where the daemon's ctnetlink listener
+    /// filters on it. Every later packet of the flow is NATed by conntrack alone and never
+    /// queued; related ICMP errors are translated by the kernel's NAT. Nothing is queued for
+    /// replies.
+    ///
+    /// Every packet of the host meets the raw and mangle jumps, so those carry the tests that
+    /// keep a packet out (`jumpMatches`): a packet of a flow already handed over costs one
+    /// rule per hook, as few as the base chains allow.
     private static func kernelNATRules(_ configuration: RuleSetConfiguration, marks: KernelNATMarks, family: AddressFamily) -> IptablesRuleSet? {
         let original = queueTarget(configuration.originalQueues, bypass: configuration.failOpen)
         var rules: [ChainJump: [String]] = [:]
@@ -79,13 +84,14 @@ public enum RuleGenerator {
             if !(rules[chain] ?? []).contains(rule) { rules[chain, default: []].append(rule) }
         }
         let maskText = hex(marks.mask)
-        // Every packet of a flow the daemon handed over meets these chains: the first rule
-        // returns it (its conntrack entry carries the daemon's mark). Conntrack calls a flow
-        // NEW until it sees a reply, so without it every datagram of one-way UDP (and a SYN's
-        // retransmissions) would come up again.
-        for chain in [ChainJump.newPreRouting, .newOutput] { add("-m connmark ! --mark 0x0/\(maskText) -j RETURN", to: chain) }
+        // Only a flow's first packet enters the queueing chains: conntrack calls it NEW and its
+        // entry has none of the daemon's mark bits yet. Conntrack calls a flow NEW until it
+        // sees a reply, so without the mark test every datagram of one-way UDP (and a SYN's
+        // retransmissions) would come up again. Only TCP SYNs enter the events chains.
+        var jumpMatches: [ChainJump: String] = [:]
+        for chain in [ChainJump.newPreRouting, .newOutput] { jumpMatches[chain] = "-m connmark --mark 0x0/\(maskText) -m conntrack --ctstate NEW" }
+        for chain in [ChainJump.eventsPreRouting, .eventsOutput] { jumpMatches[chain] = "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN" }
         add("-i lo -j RETURN", to: .newPreRouting)
-        for chain in [ChainJump.newPreRouting, .newOutput] { add("-m conntrack ! --ctstate NEW -j RETURN", to: chain) }
         for mark in configuration.excludedMarks {
             add("-m mark --mark \(markText(mark)) -j RETURN", to: .newPreRouting)
             add("-m mark --mark \(markText(mark)) -j RETURN", to: .newOutput)
@@ -126,7 +132,7 @@ public enum RuleGenerator {
                 add("-p \(rule.proto) -m mark --mark \(hex(value))/\(maskText) -j REDIRECT --to-ports \(rule.toPort)", to: natChain)
             }
         }
-        return matched ? IptablesRuleSet(family: family, rules: rules, chains: ChainJump.kernelNAT) : nil
+        return matched ? IptablesRuleSet(family: family, rules: rules, chains: ChainJump.kernelNAT, jumpMatches: jumpMatches) : nil
     }
 
     /// The same rules as one nftables ruleset (`nft -f`), for hosts whose firewall is managed
