@@ -132,7 +132,7 @@ static int connect_daemon(int64_t deadline) {
 typedef enum exchange_status {
     EXCHANGED, /* one answer line read, nothing after it */
     EXCHANGED_UNSYNCED, /* answer read, but more bytes followed: the stream cannot be trusted */
-    PEER_GONE, /* closed or reset before any answer byte: a stale cached connection */
+    PEER_GONE, /* closed or reset before any answer byte: a stale cached connection, or a daemon gone */
     FAILED, /* errno says why */
     ANSWER_TOO_LONG
 } exchange_status;
@@ -213,14 +213,23 @@ static nfqr_transfer transfer_of(exchange_status status) {
     return NFQR_TRANSFER_UNAVAILABLE;
 }
 
-/* A connection for this call alone. */
+/* A connection for this call alone.
+ *
+ * A connection closed before any answer byte earns one retry on a new one: a cached connection
+ * the daemon has since closed (a restart, its idle limit), or a daemon that died (a crash, a
+ * watchdog abort) after accepting this one. The listener outlives it in systemd's descriptor
+ * store, so the new connection waits in its backlog and the successor answers, within the same
+ * deadline. A lookup is idempotent; a passed descriptor is passed again. */
 static nfqr_transfer transact_once(const char *request, size_t request_length, int pass_fd, int64_t deadline,
                                    char reply[NFQR_REPLY_MAX], size_t *reply_length) {
-    int fd = connect_daemon(deadline);
-    if (fd < 0)
-        return NFQR_TRANSFER_UNAVAILABLE;
-    exchange_status status = exchange(fd, request, request_length, pass_fd, deadline, reply, reply_length);
-    close_preserving_errno(fd);
+    exchange_status status = PEER_GONE;
+    for (int attempt = 0; attempt < 2 && status == PEER_GONE; attempt++) {
+        int fd = connect_daemon(deadline);
+        if (fd < 0)
+            return NFQR_TRANSFER_UNAVAILABLE;
+        status = exchange(fd, request, request_length, pass_fd, deadline, reply, reply_length);
+        close_preserving_errno(fd);
+    }
     return transfer_of(status);
 }
 
@@ -275,17 +284,18 @@ static void drop_cached(void) {
 
 static nfqr_transfer transact_cached(const char *request, size_t request_length, int pass_fd, int64_t deadline,
                                      char reply[NFQR_REPLY_MAX], size_t *reply_length) {
-    /* A reused connection the daemon has since closed (restart, idle limit) earns one retry. */
+    /* PEER_GONE earns one retry (see transact_once). */
     for (int attempt = 0; attempt < 2; attempt++) {
-        bool reused = this_thread.fd >= 0;
-        if (!reused) {
+        if (this_thread.fd < 0) {
             int fd = connect_daemon(deadline);
             if (fd < 0)
                 return NFQR_TRANSFER_UNAVAILABLE;
             if (!adopt(fd)) {
                 exchange_status status = exchange(fd, request, request_length, pass_fd, deadline, reply, reply_length);
                 close_preserving_errno(fd);
-                return transfer_of(status);
+                if (status != PEER_GONE)
+                    return transfer_of(status);
+                continue;
             }
         }
         exchange_status status =
@@ -293,10 +303,10 @@ static nfqr_transfer transact_cached(const char *request, size_t request_length,
         if (status == EXCHANGED)
             return NFQR_TRANSFER_OK;
         drop_cached();
-        if (!(status == PEER_GONE && reused))
+        if (status != PEER_GONE)
             return transfer_of(status);
     }
-    return NFQR_TRANSFER_UNAVAILABLE;
+    return transfer_of(PEER_GONE);
 }
 
 nfqr_transfer nfqr_transact(const char *request, size_t request_length, int pass_fd, char reply[NFQR_REPLY_MAX],

@@ -189,6 +189,17 @@ static void test_timeouts_and_loss(void) {
     CHECK(answer == NFQR_UNAVAILABLE && errno == ECONNRESET, "daemon hangs up: %s, %s", nfqr_answer_name(answer),
           strerror(errno));
 
+    /* A daemon that dies after accepting the connection (a crash, a watchdog abort) closes it
+     * unanswered: one retry, which its successor answers. */
+    daemon_counts before_death = daemon_count();
+    daemon_script("close-then ok 192.0.2.11 11");
+    CHECK(nfqr_original_dst(pair.server, &out, NULL) == NFQR_FOUND && is_sockaddr_in(&out, "192.0.2.11", 11),
+          "a lookup the daemon died on is asked again");
+    daemon_counts after_death = daemon_count();
+    CHECK(after_death.lookups == before_death.lookups + 2 && after_death.accepted == before_death.accepted + 4,
+          "two connections for it (+1 for SCRIPT, +1 for COUNT): %ld lookups, %ld connections",
+          after_death.lookups - before_death.lookups, after_death.accepted - before_death.accepted);
+
     /* The daemon restarts between two lookups: the cached connection is stale, one retry. */
     daemon_script("ok 192.0.2.10 10");
     CHECK(nfqr_original_dst(pair.server, &out, NULL) == NFQR_FOUND, "before the restart");

@@ -12,6 +12,8 @@ current script says. Tests change the script and inspect what arrived over the s
     SCRIPT raw <text>          -> <text> verbatim, Python escapes decoded (\\n, \\x00, ...)
     SCRIPT silent              -> no answer at all
     SCRIPT close               -> the connection is closed without an answer
+    SCRIPT close-then <script> -> closed without an answer once (a daemon that died after
+                                  accepting), then <script> for every later lookup
     SCRIPT delay <ms> <script> -> <script>'s answer after <ms> milliseconds
     LAST                       -> LAST <the last lookup, LOOKUPFD shown with the tuple it read>
     COUNT                      -> COUNT <lookups> <connections accepted> <connections open>
@@ -80,10 +82,14 @@ def lookup(connection, line, descriptors):
                 recorded = "LOOKUPFD %s %s %d %s %d" % ((proto,) + client + local)
     else:
         recorded = "BAD " + line
+    global script
     with lock:
         last_lookup = recorded
         lookups += 1
         current = list(script)
+        if current[0] == "close-then":
+            script = current[1:]
+            current = ["close"]
     if client is None:
         return b"ERR BADREQUEST malformed\n"
     return answer_for(current, client)
