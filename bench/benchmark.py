@@ -261,8 +261,11 @@ def run(bench, options):
             print(f"[{measurement.title}] skipped: needs the daemon", flush=True)
             continue
         for round_number in range(1, options.rounds + 1):
+            # The sides take turns at going first: a machine that slows down or speeds up
+            # during a run then weighs on every side alike, not on the one always measured last.
+            turn = (round_number - 1) % len(modes)
             for variant in measurement.variants:
-                for mode in modes:
+                for mode in modes[turn:] + modes[:turn]:
                     label = f"[{measurement.label(variant)}] round {round_number}/{options.rounds} {mode}"
                     started = time.monotonic()
                     record = {"figure": measurement.label(variant), "round": round_number, "mode": mode}
