@@ -128,4 +128,47 @@ final class IptablesTransactionTests: XCTestCase {
         XCTAssertEqual(saved.ruleCount(.preRouting), 0)
         XCTAssertTrue(saved.contains(.preRouting))
     }
+
+    func testAWriteThatLostARaceIsBuiltFromAFreshRead() throws {
+        let rules = try ruleSet(kernelNAT)
+        // The first read still shows an earlier form's jump; another program deletes it before
+        // the write, whose `-D` line then fails the commit.
+        let reads = [installedText(rules, jumps: ["PREROUTING -j NFQR-NEW-PREROUTING"]), ""]
+        var readCount = 0
+        var written: [String] = []
+        let failure = KernelError.programFailed(command: "iptables-restore --noflush -w", status: 1, output: "line 9 failed")
+        try IptablesRuleInstaller.apply(
+            read: { () throws(KernelError) in
+                readCount += 1
+                return IptablesSavedRules(parsing: reads[readCount - 1])
+            }, build: rules.transaction(from:),
+            write: { (input: String) throws(KernelError) in
+                written.append(input)
+                if written.count == 1 { throw failure }
+            })
+        XCTAssertEqual(readCount, 2)
+        XCTAssertEqual(written.count, 2)
+        XCTAssertTrue(written[0].contains("-D PREROUTING -j NFQR-NEW-PREROUTING"))
+        XCTAssertEqual(written[1], rules.restoreInput(insertingJumps: rules.chains), "built from what the second read saw")
+
+        // A failure that is not a race fails again and is thrown; one of another kind at once.
+        var attempts = 0
+        XCTAssertThrowsError(
+            try IptablesRuleInstaller.apply(
+                read: { IptablesSavedRules(parsing: "") }, build: rules.transaction(from:),
+                write: { (_: String) throws(KernelError) in
+                    attempts += 1
+                    throw failure
+                }))
+        XCTAssertEqual(attempts, 2)
+        attempts = 0
+        XCTAssertThrowsError(
+            try IptablesRuleInstaller.apply(
+                read: { IptablesSavedRules(parsing: "") }, build: rules.transaction(from:),
+                write: { (_: String) throws(KernelError) in
+                    attempts += 1
+                    throw KernelError.programNotFound(name: "iptables-restore", searchPath: "/usr/sbin")
+                }))
+        XCTAssertEqual(attempts, 1)
+    }
 }

@@ -31,7 +31,9 @@ public final class IptablesRuleInstaller: RuleInstaller {
         for family in AddressFamily.allCases {
             if let ruleSet = try RuleGenerator.iptables(configuration, family: family) {
                 let tools = try tools(family)
-                try restore(tools, ruleSet.transaction(from: try saved(tools, tables: ChainJump.tables)))
+                try Self.apply(
+                    read: { () throws(KernelError) in try saved(tools, tables: ChainJump.tables) }, build: ruleSet.transaction(from:),
+                    write: { (input: String) throws(KernelError) in try restore(tools, input) })
             } else if let tools = try? self.tools(family) {
                 try remove(tools)
             }
@@ -78,8 +80,25 @@ public final class IptablesRuleInstaller: RuleInstaller {
     }
 
     private func remove(_ tools: Tools) throws(KernelError) {
-        let transaction = IptablesRuleSet.removalTransaction(from: try saved(tools, tables: ChainJump.tables))
-        if !transaction.isEmpty { try restore(tools, transaction) }
+        try Self.apply(
+            read: { () throws(KernelError) in try saved(tools, tables: ChainJump.tables) }, build: IptablesRuleSet.removalTransaction(from:),
+            write: { (input: String) throws(KernelError) in if !input.isEmpty { try restore(tools, input) } })
+    }
+
+    /// Reads what the kernel holds, builds the transaction from it and writes it; on a failed
+    /// write, reads and writes once more. iptables-save takes no lock, so another program may
+    /// change the daemon's jumps between the read and the write (a `-D` line whose rule has
+    /// just gone fails its table's whole commit); the second read sees what it did. A failure
+    /// that is not a race fails twice and is thrown.
+    static func apply(
+        read: () throws(KernelError) -> IptablesSavedRules, build: (IptablesSavedRules) -> String,
+        write: (String) throws(KernelError) -> Void
+    ) throws(KernelError) {
+        do {
+            try write(build(try read()))
+        } catch .programFailed {
+            try write(build(try read()))
+        }
     }
 
     private func saved(_ tools: Tools, tables: [String]) throws(KernelError) -> IptablesSavedRules {
