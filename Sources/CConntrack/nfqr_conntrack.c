@@ -37,6 +37,19 @@ int nfqr_conntrack_attach_mark_filter(int fd, uint32_t value, uint32_t mask, int
     return result == 0 ? 0 : -1;
 }
 
+/* An IPCTNL_MSG_CT_GET request's netlink and nfnetlink headers, at the start of buffer. */
+static struct nlmsghdr *put_get_header(void *buffer, uint16_t flags, uint32_t sequence, uint8_t family) {
+    struct nlmsghdr *header = mnl_nlmsg_put_header(buffer);
+    header->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
+    header->nlmsg_flags = flags;
+    header->nlmsg_seq = sequence;
+    struct nfgenmsg *message = mnl_nlmsg_put_extra_header(header, sizeof(struct nfgenmsg));
+    message->nfgen_family = family;
+    message->version = NFNETLINK_V0;
+    message->res_id = 0;
+    return header;
+}
+
 int nfqr_conntrack_get_request(void *buffer, size_t size, uint32_t sequence, int ipv6, uint8_t protocol,
                                const uint8_t *source, const uint8_t *destination, uint16_t source_port,
                                uint16_t destination_port) {
@@ -47,14 +60,7 @@ int nfqr_conntrack_get_request(void *buffer, size_t size, uint32_t sequence, int
     /* Built with libmnl: libnetfilter_conntrack's builder always emits an ORIGINAL tuple, and
      * the kernel looks an entry up by the ORIGINAL tuple when there is one. The REPLY tuple
      * names the client as the proxy sees it (the NAT may have given it another port). */
-    struct nlmsghdr *header = mnl_nlmsg_put_header(buffer);
-    header->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
-    header->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-    header->nlmsg_seq = sequence;
-    struct nfgenmsg *family = mnl_nlmsg_put_extra_header(header, sizeof(struct nfgenmsg));
-    family->nfgen_family = ipv6 ? AF_INET6 : AF_INET;
-    family->version = NFNETLINK_V0;
-    family->res_id = 0;
+    struct nlmsghdr *header = put_get_header(buffer, NLM_F_REQUEST | NLM_F_ACK, sequence, ipv6 ? AF_INET6 : AF_INET);
     struct nlattr *tuple = mnl_attr_nest_start(header, CTA_TUPLE_REPLY);
     struct nlattr *ip = mnl_attr_nest_start(header, CTA_TUPLE_IP);
     if (ipv6) {
@@ -80,14 +86,7 @@ int nfqr_conntrack_dump_request(void *buffer, size_t size, uint32_t sequence, ui
         errno = ENOBUFS;
         return -1;
     }
-    struct nlmsghdr *header = mnl_nlmsg_put_header(buffer);
-    header->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
-    header->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header->nlmsg_seq = sequence;
-    struct nfgenmsg *family = mnl_nlmsg_put_extra_header(header, sizeof(struct nfgenmsg));
-    family->nfgen_family = AF_UNSPEC; /* IPv4 and IPv6 entries */
-    family->version = NFNETLINK_V0;
-    family->res_id = 0;
+    struct nlmsghdr *header = put_get_header(buffer, NLM_F_REQUEST | NLM_F_DUMP, sequence, AF_UNSPEC); /* v4 and v6 */
 
     struct nfct_filter_dump *filter = nfct_filter_dump_create();
     if (filter == NULL)

@@ -177,7 +177,7 @@ private final class DumpSocket {
         original.source.address.write(to: addresses, at: 0)
         original.destination.address.write(to: addresses, at: 16)
         let sequence = self.sequence
-        let length = try syscallCompleting("nfct_nlmsg_build(conntrack get request)") {
+        let length = try syscallCompleting("build(conntrack get request)") {
             nfqr_conntrack_get_request(
                 buffer.baseAddress, buffer.count, sequence, ipv6 ? 1 : 0, original.proto.rawValue,
                 addresses.baseAddress!.assumingMemoryBound(to: UInt8.self),
@@ -186,13 +186,7 @@ private final class DumpSocket {
         try socket.send(UnsafeRawBufferPointer(start: buffer.baseAddress, count: Int(length)), label: "sendto(conntrack get)")
         var found: ConntrackEvent?
         while true {
-            guard let result = try socket.receive(into: buffer, timeoutMilliseconds: 5000) else {
-                throw .unexpectedReply("no answer to a conntrack get within 5 s")
-            }
-            guard case .completed(let received) = result else {
-                throw .system(call: "recv(conntrack get)", errno: .noBufferSpace)
-            }
-            let datagram = UnsafeRawBufferPointer(rebasing: buffer[..<Swift.min(received, buffer.count)])
+            let datagram = try receive(into: buffer, call: "recv(conntrack get)", late: "no answer to a conntrack get within 5 s")
             for message in NetlinkMessages(datagram) where message.sequence == sequence {
                 if Int(message.type) == NLMSG_ERROR_TYPE {
                     // The acknowledgement ends the exchange; ENOENT: no such entry.
@@ -213,7 +207,7 @@ private final class DumpSocket {
         sequence &+= 1
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
         defer { buffer.deallocate() }
-        let length = try syscallCompleting("nfct_nlmsg_build_filter(conntrack dump request)") {
+        let length = try syscallCompleting("build(conntrack dump request)") {
             nfqr_conntrack_dump_request(buffer.baseAddress, buffer.count, sequence, markValue, markMask)
         }
         try socket.send(UnsafeRawBufferPointer(start: buffer.baseAddress, count: Int(length)), label: "sendto(conntrack dump)")
@@ -221,19 +215,21 @@ private final class DumpSocket {
         var entries: [ConntrackEvent] = []
         var interrupted = false
         while true {
-            guard let result = try socket.receive(into: buffer, timeoutMilliseconds: 5000) else {
-                throw .unexpectedReply("the conntrack dump did not finish within 5 s")
-            }
-            guard case .completed(let length) = result else {
-                throw .system(call: "recv(conntrack dump)", errno: .noBufferSpace)
-            }
-            let datagram = UnsafeRawBufferPointer(rebasing: buffer[..<Swift.min(length, buffer.count)])
+            let datagram = try receive(into: buffer, call: "recv(conntrack dump)", late: "the conntrack dump did not finish within 5 s")
             if try ConntrackMessages.readDump(
                 datagram: datagram, sequence: sequence, markValue: markValue, markMask: markMask, into: &entries, interrupted: &interrupted)
             {
                 return interrupted ? nil : entries
             }
         }
+    }
+
+    /// One datagram of an answer, within 5 s (`late`: the error then); an overrun (ENOBUFS)
+    /// is an error of `call`.
+    private func receive(into buffer: UnsafeMutableRawBufferPointer, call: String, late: String) throws(KernelError) -> UnsafeRawBufferPointer {
+        guard let result = try socket.receive(into: buffer, timeoutMilliseconds: 5000) else { throw .unexpectedReply(late) }
+        guard case .completed(let received) = result else { throw .system(call: call, errno: .noBufferSpace) }
+        return UnsafeRawBufferPointer(rebasing: buffer[..<Swift.min(received, buffer.count)])
     }
 }
 
