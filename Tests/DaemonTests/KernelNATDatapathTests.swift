@@ -35,12 +35,21 @@ final class KernelNATDatapathTests: XCTestCase {
             status: status, timeout: kind == .destroy ? nil : timeout)
     }
 
+    /// A table, the in-memory conntrack source (with the daemon's negated mark filter) and the
+    /// sync that keeps the one current from the other, on `clock`.
+    private func makeSync(shardCount: Int = 1, clock: @escaping @Sendable () -> UInt32 = { 100 }) throws -> (
+        FlowTable, InMemoryConntrackEvents, ConntrackSync
+    ) {
+        let table = try FlowTable(configuration: FlowTableConfiguration(limit: 1024, shardCount: shardCount, seed: 1))
+        let events = try InMemoryConntrackEvents(markValue: 0, markMask: mask, negated: true)
+        let sync = ConntrackSync(source: events, table: table, rules: rules, resyncSeconds: 30, clock: clock, logger: .init(label: "test"))
+        return (table, events, sync)
+    }
+
     func testAFirstPacketIsMarkedAndConntrackEventsCarryTheFlowToItsEnd() throws {
-        let table = try FlowTable(configuration: FlowTableConfiguration(limit: 1024, shardCount: 1, seed: 1))
+        let (table, events, sync) = try makeSync()
         let queue = try InMemoryPacketQueue(queueNumber: 0)
         let worker = DatapathWorker(queue: queue, direction: .original, table: table, rules: rules, clock: { 100 }, logger: .init(label: "test"))
-        let events = try InMemoryConntrackEvents(markValue: 0, markMask: mask, negated: true)
-        let sync = ConntrackSync(source: events, table: table, rules: rules, resyncSeconds: 30, clock: { 100 }, logger: .init(label: "test"))
         let threads = [startThread(name: "test-datapath") { worker.run() }, startThread(name: "test-conntrack") { sync.run() }]
         defer {
             worker.stop()
@@ -80,12 +89,9 @@ final class KernelNATDatapathTests: XCTestCase {
     }
 
     func testAResyncRemovesFlowsTheKernelNoLongerHas() throws {
-        let table = try FlowTable(configuration: FlowTableConfiguration(limit: 1024, shardCount: 1, seed: 1))
-        let events = try InMemoryConntrackEvents(markValue: 0, markMask: mask, negated: true)
         let now = AtomicCounter()
         now.add(100)
-        let sync = ConntrackSync(
-            source: events, table: table, rules: rules, resyncSeconds: 30, clock: { UInt32(now.load) }, logger: .init(label: "test"))
+        let (table, _, sync) = try makeSync(clock: { UInt32(now.load) })
         _ = table.handleOriginal(FlowTuple(proto: .tcp, source: client, destination: server), tcpFlags: [.syn], length: 60, now: 100) { _ in
             .redirect(to: self.proxy)
         }
@@ -99,12 +105,9 @@ final class KernelNATDatapathTests: XCTestCase {
     }
 
     func testALookupPastTheKernelsTimeoutAsksTheKernel() throws {
-        let table = try FlowTable(configuration: FlowTableConfiguration(limit: 1024, shardCount: 1, seed: 1))
-        let events = try InMemoryConntrackEvents(markValue: 0, markMask: mask, negated: true)
         let now = AtomicCounter()
         now.add(100)
-        let sync = ConntrackSync(
-            source: events, table: table, rules: rules, resyncSeconds: 30, clock: { UInt32(now.load) }, logger: .init(label: "test"))
+        let (table, events, sync) = try makeSync(clock: { UInt32(now.load) })
         sync.apply(event(.update, .established, status: [.seenReply, .assured], timeout: 3), now: 100)
         XCTAssertFalse(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 102))
         XCTAssertTrue(table.kernelExpiryPassed(proto: .tcp, client: client, local: proxy, now: 103))
@@ -123,9 +126,7 @@ final class KernelNATDatapathTests: XCTestCase {
     }
 
     func testAClientPortTheKernelsNATChangedKeysTheFlowAsTheProxySeesIt() throws {
-        let table = try FlowTable(configuration: FlowTableConfiguration(limit: 1024, shardCount: 4, seed: 1))
-        let events = try InMemoryConntrackEvents(markValue: 0, markMask: mask, negated: true)
-        let sync = ConntrackSync(source: events, table: table, rules: rules, resyncSeconds: 30, clock: { 100 }, logger: .init(label: "test"))
+        let (table, _, sync) = try makeSync(shardCount: 4)
         _ = table.handleOriginal(FlowTuple(proto: .tcp, source: client, destination: server), tcpFlags: [.syn], length: 60, now: 100) { _ in
             .redirect(to: self.proxy)
         }
