@@ -16,6 +16,9 @@ public final class LookupClient {
         case permissionDenied(path: String)
         case connectFailed(path: String, code: Int32)
         case timedOut
+        /// Closed or reset by the daemon. Before an answer's first byte this is a daemon that
+        /// accepted and then died (a crash, a watchdog abort): a new connection reaches its
+        /// successor, and a lookup may be asked again (docs/lookup-protocol.md).
         case connectionClosed
         case malformedAnswer(String)
         case denied
@@ -28,7 +31,7 @@ public final class LookupClient {
             case .permissionDenied(let path): "permission denied on \(path) (check the socket's group and mode, or ask as root)"
             case .connectFailed(let path, let code): "cannot connect to \(path): \(String(cString: strerror(code)))"
             case .timedOut: "the daemon did not answer in time"
-            case .connectionClosed: "the daemon closed the connection"
+            case .connectionClosed: "the daemon closed the connection (before answering: ask again on a new connection)"
             case .malformedAnswer(let line): "unexpected answer from the daemon: \(line)"
             case .denied: "access denied: this user is not on the daemon's allow list ([lookup] allow_users / allow_groups)"
             case .busy: "the daemon has its maximum of clients ([lookup] max_clients); try again"
@@ -118,6 +121,7 @@ public final class LookupClient {
             do {
                 outcome = try syscall("recv") { recv(fd, &chunk, chunk.count, 0) }
             } catch {
+                if error.errno == .connectionReset { throw .connectionClosed }  // it died with the request unread
                 throw .system(error.call, error.errno.rawValue)
             }
             guard case .completed(let count) = outcome else { throw .timedOut }  // SO_RCVTIMEO passed
@@ -140,6 +144,7 @@ public final class LookupClient {
                 bytes.withUnsafeBytes { UnixSocketAddress.send(fd, $0, descriptor: descriptor, flags: Int32(MSG_NOSIGNAL)) }
             }
         } catch {
+            if error.errno == .brokenPipe || error.errno == .connectionReset { throw .connectionClosed }
             throw .system(error.call, error.errno.rawValue)
         }
         guard case .completed(let sent) = outcome else { throw .timedOut }  // SO_SNDTIMEO passed

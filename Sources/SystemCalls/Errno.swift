@@ -16,6 +16,8 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let interrupted = Errno(rawValue: EINTR)
     public static let processDescriptorLimit = Errno(rawValue: EMFILE)
     public static let systemDescriptorLimit = Errno(rawValue: ENFILE)
+    public static let connectionReset = Errno(rawValue: ECONNRESET)
+    public static let brokenPipe = Errno(rawValue: EPIPE)
 
     /// `ENOBUFS (No buffer space available)`.
     public var description: String {
@@ -41,6 +43,8 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
         case ENOBUFS: "ENOBUFS"
         case EPROTONOSUPPORT: "EPROTONOSUPPORT"
         case EAFNOSUPPORT: "EAFNOSUPPORT"
+        case ECONNRESET: "ECONNRESET"
+        case EPIPE: "EPIPE"
         default: nil
         }
     }

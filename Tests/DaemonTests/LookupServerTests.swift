@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Logging
 import NFQRedirectClient
@@ -177,6 +178,41 @@ final class LookupServerTests: XCTestCase {
         }
         XCTAssertEqual(connected, 0)
         XCTAssertEqual(try client.lookup(socket: udp), .original(Endpoint(IPAddress("198.51.100.9")!, 53)))
+    }
+
+    /// A daemon that accepted and died without answering: with the request unread its end
+    /// resets, with it read it closes. Both are `.connectionClosed`, the failure a client asks
+    /// again after (docs/lookup-protocol.md).
+    func testSwiftClientNamesADaemonThatDiedAfterAcceptingAsClosed() throws {
+        for readsRequest in [false, true] {
+            let dying = path + ".dying"
+            let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            defer {
+                close(listener)
+                unlink(dying)
+            }
+            XCTAssertEqual(UnixSocketAddress.withAddress(path: dying) { bind(listener, $0, $1) }, 0)
+            XCTAssertEqual(listen(listener, 1), 0)
+            let client = try LookupClient(socketPath: dying)
+            let died = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {  // the daemon: accepts, waits for the request, dies
+                defer { died.signal() }
+                let accepted = accept(listener, nil, nil)
+                guard accepted >= 0 else { return }
+                var ready = pollfd(fd: accepted, events: Int16(POLLIN), revents: 0)
+                if poll(&ready, 1, 5000) == 1, readsRequest {
+                    var request = [UInt8](repeating: 0, count: 256)
+                    _ = recv(accepted, &request, request.count, 0)
+                }
+                close(accepted)
+            }
+            XCTAssertThrowsError(try client.lookup(.tcp, client: FixedBackend.client, local: FixedBackend.local)) { error in
+                XCTAssertEqual(
+                    error as? LookupClient.Failure, .connectionClosed,
+                    readsRequest ? "closed with the request read" : "reset with the request unread")
+            }
+            XCTAssertEqual(died.wait(timeout: .now() + 5), .success)
+        }
     }
 
     func testSwiftClientNamesAMissingDaemon() {

@@ -18,6 +18,15 @@ class OriginUnknown(Exception):
     """The original destination could not be learned; the message says why."""
 
 
+class LookupPeerGone(OriginUnknown):
+    """The daemon closed or reset the connection before any byte of the answer.
+
+    A daemon that dies after accepting (a watchdog abort, a SIGKILL) does this; the preload
+    library then asks once more on a new connection, which the successor answers from the
+    kept listener's backlog (docs/lookup-protocol.md). Clients here do the same.
+    """
+
+
 class LookupClient:
     """One connection to the daemon's lookup socket; requests are answered in order."""
 
@@ -46,14 +55,24 @@ class LookupClient:
 
     def request(self, line):
         """Sends one raw line (a newline is added) and returns the answer line without it."""
-        self.sock.sendall(line.encode() + b"\n")
+        try:
+            self.sock.sendall(line.encode() + b"\n")
+        except (ConnectionResetError, BrokenPipeError) as error:
+            raise LookupPeerGone(f"lookup socket lost before answering: {error.strerror}") from None
         return self.read_line()
 
     def read_line(self):
         while b"\n" not in self.buffer:
-            data = self.sock.recv(4096)
+            try:
+                data = self.sock.recv(4096)
+            except ConnectionResetError as error:
+                if self.buffer:
+                    raise OriginUnknown(f"lookup socket lost mid-answer: {error.strerror}") from None
+                raise LookupPeerGone(f"lookup socket lost before answering: {error.strerror}") from None
             if not data:
-                raise OriginUnknown("lookup socket closed before answering")
+                if self.buffer:
+                    raise OriginUnknown("lookup socket closed mid-answer")
+                raise LookupPeerGone("lookup socket closed before answering")
             if len(self.buffer) > 4096:
                 raise OriginUnknown("lookup answer too long")
             self.buffer += data

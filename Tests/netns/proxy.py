@@ -25,7 +25,7 @@ import time
 
 from harness import peers
 from harness.endpoints import family_of, format_endpoint, parse_endpoint, socket_endpoint
-from harness.origdst import LookupClient, OriginUnknown, conntrack_original_dst, kernel_tcp_original_dst
+from harness.origdst import LookupClient, LookupPeerGone, OriginUnknown, conntrack_original_dst, kernel_tcp_original_dst
 
 CHUNK = 256 * 1024
 IDLE_TIMEOUT = 60.0
@@ -72,8 +72,8 @@ class Origins:
             except (ConnectionRefusedError, FileNotFoundError, ConnectionResetError, BrokenPipeError) as error:
                 if time.monotonic() >= deadline:
                     raise OriginUnknown(f"lookup socket: {error}") from None
-            except OriginUnknown as error:
-                if "closed before answering" not in str(error) or time.monotonic() >= deadline:
+            except LookupPeerGone:
+                if time.monotonic() >= deadline:
                     raise
             except OSError as error:
                 raise OriginUnknown(f"lookup socket: {error}") from None

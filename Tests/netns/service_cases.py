@@ -29,7 +29,7 @@ import urllib.request
 
 from harness.endpoints import connect_from_own_port, format_endpoint, socket_endpoint
 from harness.checks import TestFailure, expect, expect_equal
-from harness.origdst import LookupClient, OriginUnknown
+from harness.origdst import LookupClient, LookupPeerGone
 from harness.processes import in_namespace, in_private_mounts, run_command
 from harness.redirectors import TCP_PROXY_PORT, UDP_PORT, UDP_RELAY_PORT, kernel_nat, ruleset
 from harness.suite import kernel_nat_only, userspace_only
@@ -1122,18 +1122,21 @@ def outage_with_flows(env, manager, daemon, interrupt, label):
         time.sleep(0.15)
         attempts = [Attempt(lambda v6=v6: new_echo_flow(env, v6, b"during the outage\n")) for v6 in (False, True)]
         old = flows[0]
+        lookup_connections = []
 
         def patient_lookup():
             # Waits in the kept listener's backlog, then for the answer. The dying daemon may
             # still accept it (a watchdog SIGABRT runs the Swift runtime's crash handler while
-            # other threads go on for a moment) and die unanswered: asked once more then, as the
-            # preload library does, on a new connection the successor answers.
+            # other threads go on for a moment) and die unanswered, the connection closed or reset
+            # (unread request) at its death: asked once more then, as the preload library does, on
+            # a new connection the successor answers.
             for attempt in (1, 2):
+                lookup_connections.append(attempt)
                 try:
                     with LookupClient(env.redirect.socket_path, timeout=30.0) as client:
                         return client.request(f"LOOKUP tcp {old.client[0]} {old.client[1]} {proxy_side(old.v6)} {TCP_PROXY_PORT}")
-                except OriginUnknown as error:
-                    if attempt == 2 or "closed before answering" not in str(error):
+                except LookupPeerGone:
+                    if attempt == 2:
                         raise
         attempts.append(Attempt(patient_lookup))
         time.sleep(0.4)
@@ -1184,7 +1187,8 @@ def outage_with_flows(env, manager, daemon, interrupt, label):
         connect_times = [attempt.finished - attempt.started for attempt in attempts[:2]]
         figures = (f"away {ready_at - gone_at:.2f} s to the successor's READY, first echo {progress_at - gone_at:.2f} s "
                    f"after, {waiting if waiting is not None else '?'} packets held in the queue, new connections "
-                   f"took {max(connect_times):.2f} s, {adopted.group(0)}, {TRANSFERS} transfers intact "
+                   f"took {max(connect_times):.2f} s, the waiting lookup answered on connection "
+                   f"{len(lookup_connections)}, {adopted.group(0)}, {TRANSFERS} transfers intact "
                    f"({sum(t.bytes for t in transfers) >> 10} KiB)")
         return figures, successor
     finally:
