@@ -8,7 +8,10 @@ import SystemCalls
 public final class LookupClient {
     public static let defaultSocketPath = "/run/nfq-redirect/lookup.sock"
 
-    private let fd: Int32
+    private let socketPath: String
+    private let timeoutSeconds: Int
+    /// -1 only after a failed reconnection (`ask`).
+    private var fd: Int32
     private var buffered: [UInt8] = []
 
     public enum Failure: Error, Equatable, CustomStringConvertible {
@@ -18,7 +21,8 @@ public final class LookupClient {
         case timedOut
         /// Closed or reset by the daemon. Before an answer's first byte this is a daemon that
         /// accepted and then died (a crash, a watchdog abort): a new connection reaches its
-        /// successor, and a lookup may be asked again (docs/lookup-protocol.md).
+        /// successor. The lookups ask once more themselves; other requests may be asked again
+        /// (docs/lookup-protocol.md).
         case connectionClosed
         case malformedAnswer(String)
         case denied
@@ -42,13 +46,19 @@ public final class LookupClient {
 
     /// Connects to the daemon. `timeout` bounds every later read and write.
     public init(socketPath: String = LookupClient.defaultSocketPath, timeoutSeconds: Int = 5) throws(Failure) {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        self.socketPath = socketPath
+        self.timeoutSeconds = timeoutSeconds
+        fd = try Self.connect(socketPath, timeoutSeconds: timeoutSeconds)
+    }
+
+    private static func connect(_ socketPath: String, timeoutSeconds: Int) throws(Failure) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system("socket", errno) }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         // connect is not retried on EINTR: the connection goes on in the background.
-        let connected = UnixSocketAddress.withAddress(path: socketPath) { [fd] address, length in connect(fd, address, length) }
+        let connected = UnixSocketAddress.withAddress(path: socketPath) { address, length in Glibc.connect(fd, address, length) }
         guard let connected else {
             close(fd)
             throw .connectFailed(path: socketPath, code: ENAMETOOLONG)
@@ -62,21 +72,38 @@ public final class LookupClient {
             default: throw .connectFailed(path: socketPath, code: code)
             }
         }
+        return fd
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 
     /// Where the connection `client -> local` was really going.
     public func lookup(_ proto: TransportProtocol, client: Endpoint, local: Endpoint) throws(Failure) -> LookupAnswer {
-        try send(LookupRequest.lookup(proto: proto, client: client, local: local).line, descriptor: nil)
-        return try readAnswer()
+        try ask(LookupRequest.lookup(proto: proto, client: client, local: local).line, descriptor: nil)
     }
 
     /// Where the connection of the accepted socket `socket` was really going. The socket is
     /// passed to the daemon (SCM_RIGHTS), which reads the tuple itself.
     public func lookup(socket: Int32) throws(Failure) -> LookupAnswer {
-        try send(LookupRequest.lookupDescriptor.line, descriptor: socket)
-        return try readAnswer()
+        try ask(LookupRequest.lookupDescriptor.line, descriptor: socket)
+    }
+
+    /// One lookup, asked once more on a new connection when this one is closed or reset before
+    /// any byte of the answer: a daemon that died after accepting it (a crash, a watchdog
+    /// abort). The listener outlives it in systemd's descriptor store, so the successor answers
+    /// (docs/lookup-protocol.md). A lookup is idempotent; a passed socket is passed again. The
+    /// preload library does the same.
+    private func ask(_ line: String, descriptor: Int32?) throws(Failure) -> LookupAnswer {
+        do {
+            try send(line, descriptor: descriptor)
+            return try readAnswer()
+        } catch .connectionClosed where buffered.isEmpty {
+            close(fd)
+            fd = -1
+            fd = try Self.connect(socketPath, timeoutSeconds: timeoutSeconds)
+            try send(line, descriptor: descriptor)
+            return try readAnswer()
+        }
     }
 
     /// Sends a request whose answer is lines up to `END ...` (LIST, STATS); returns them.

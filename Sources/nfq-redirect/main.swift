@@ -44,17 +44,7 @@ extension RedirectControl {
             guard let proto = TransportProtocol(name: proto) else { throw ValidationError("protocol must be tcp or udp") }
             guard let client = IPAddress(clientAddress) else { throw ValidationError("\(clientAddress) is not an IP address") }
             guard let local = IPAddress(localAddress) else { throw ValidationError("\(localAddress) is not an IP address") }
-            let ask = { () throws(LookupClient.Failure) in
-                try socket.connect().lookup(proto, client: Endpoint(client, clientPort), local: Endpoint(local, localPort))
-            }
-            let answer: LookupAnswer
-            do {
-                answer = try ask()
-            } catch .connectionClosed {
-                // A daemon that died after accepting: asked once more, its successor answers from
-                // the kept listener (docs/lookup-protocol.md), as the preload library does.
-                answer = try ask()
-            }
+            let answer = try socket.connect().lookup(proto, client: Endpoint(client, clientPort), local: Endpoint(local, localPort))
             switch answer {
             case .original(let endpoint):
                 print(endpoint)
