@@ -20,6 +20,9 @@ connects to the original destination (with SO_MARK when --mark is given, so the 
 both ways until each side has closed. A connection the daemon does not know (someone dialled
 the proxy's port directly, or a proxy connecting to itself in a loop) is closed, not relayed.
 
+A lookup connection closed or reset before any byte of the answer (a daemon that died after
+accepting it) is replaced and the lookup asked once more: the next daemon answers it.
+
 Only the Python standard library is used; one lookup connection is kept per thread.
 """
 
@@ -36,6 +39,12 @@ class NoOriginalDestination(Exception):
     """The daemon gave no original destination; the message is its answer (ERR ...)."""
 
 
+class DaemonGone(OSError):
+    """The lookup connection was closed or reset before any byte of the answer: a daemon that
+    died after accepting it (a crash, a watchdog abort), or a kept connection a restart closed.
+    A new connection reaches the daemon running now (docs/lookup-protocol.md)."""
+
+
 class Lookup:
     """One connection to the daemon's lookup socket; answers come back in request order."""
 
@@ -46,12 +55,17 @@ class Lookup:
         self.buffer = b""
 
     def original_destination(self, conn, by_descriptor):
-        if by_descriptor:
-            socket.send_fds(self.sock, [b"LOOKUPFD\n"], [conn.fileno()])
-        else:
-            client, local = conn.getpeername(), conn.getsockname()
-            self.sock.sendall(f"LOOKUP tcp {client[0]} {client[1]} {local[0]} {local[1]}\n".encode())
-        answer = self.read_line()
+        try:
+            if by_descriptor:
+                socket.send_fds(self.sock, [b"LOOKUPFD\n"], [conn.fileno()])
+            else:
+                client, local = conn.getpeername(), conn.getsockname()
+                self.sock.sendall(f"LOOKUP tcp {client[0]} {client[1]} {local[0]} {local[1]}\n".encode())
+            answer = self.read_line()
+        except (BrokenPipeError, ConnectionResetError) as error:
+            if self.buffer:
+                raise
+            raise DaemonGone(f"the daemon's lookup connection is gone: {error.strerror}") from None
         words = answer.split()
         if len(words) == 3 and words[0] == "OK":
             return words[1], int(words[2])
@@ -61,7 +75,7 @@ class Lookup:
         while b"\n" not in self.buffer:
             data = self.sock.recv(4096)
             if not data:
-                raise OSError("the daemon closed the lookup connection")
+                raise (OSError if self.buffer else DaemonGone)("the daemon closed the lookup connection")
             self.buffer += data
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line.decode()
@@ -94,11 +108,20 @@ class Proxy:
             self.local.lookup = Lookup(self.socket_path)
         return self.local.lookup
 
+    def original_destination(self, conn):
+        """Asked on this thread's lookup connection; asked once more on a new one when that one
+        is gone before answering, as the preload library does (a lookup is idempotent)."""
+        try:
+            return self.lookup().original_destination(conn, self.by_descriptor)
+        except DaemonGone:
+            self.local.lookup = None
+            return self.lookup().original_destination(conn, self.by_descriptor)
+
     def handle(self, conn):
         client = endpoint_text(conn.getpeername())
         with conn:
             try:
-                original = self.lookup().original_destination(conn, self.by_descriptor)
+                original = self.original_destination(conn)
             except NoOriginalDestination as refusal:
                 self.log(f"client {client} not relayed: {refusal}")
                 return

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the preload and client-library tests under the harness's reporter, whose last line is
+# Runs the preload and client-library tests (and the example proxy's, as a client of the same
+# fake daemon) under the harness's reporter, whose last line is
 # "preload: N passed, M failed, K skipped (T s)".
 #
 #   NFQR_PRELOAD_LIB=.../libnfq-redirect-preload.so NFQR_TEST_BIN=.../nfqr-preload-tests run.sh [--netns-only]
@@ -193,6 +194,7 @@ if ! $netns_only; then
         "$bin/preload_tests" --busy-poll
     run env LD_PRELOAD="$lib" NFQ_REDIRECT_SOCKET="$work/absent.sock" "$bin/preload_tests" --absent
     run env NFQ_REDIRECT_SOCKET="$socket_path" "$bin/preload_tests" --no-preload
+    "$python" "$here/example_proxy.py" "$socket_path" "$here/../../examples/transparent_proxy.py"
     run_fallback_notice
 fi
 
